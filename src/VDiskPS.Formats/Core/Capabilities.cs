@@ -1,0 +1,109 @@
+using System;
+using System.Collections.Generic;
+using VDiskPS;
+
+namespace VDiskPS.Formats
+{
+    // Optional abilities of a layer, as in QEMU's BlockDriver table. An operation asks for one with
+    // Capability.Require<T>(layer, "what"), which throws "FORMAT does not support WHAT" when absent.
+
+    /// <summary>Change the virtual size.</summary>
+    public interface IResizableLayer
+    {
+        /// <summary>Grows or (with <paramref name="allowShrink"/>) shrinks; shrinking drops data past the new end.</summary>
+        void Resize(long newSize, bool allowShrink, Preallocation preallocation);
+    }
+
+    public enum RepairMode
+    {
+        None,
+        Leaks,
+        All,
+    }
+
+    /// <summary>Consistency check and repair (qemu-img check).</summary>
+    public interface ICheckableLayer
+    {
+        VDiskCheckResult Check(RepairMode repair);
+    }
+
+    /// <summary>Make runs unallocated again, so they read from the parent (or as zeros).</summary>
+    public interface IDiscardableLayer
+    {
+        void Discard(long offset, long length);
+    }
+
+    /// <summary>Rewrite the recorded parent pointer only (rebase -u); data is the caller's concern.</summary>
+    public interface IParentChangeableLayer
+    {
+        /// <summary>Records <paramref name="backing"/> as the parent (null: no parent). <paramref name="parent"/> is the opened new parent, for formats that record its identity.</summary>
+        void SetBacking(BackingReference backing, ImageLayer parent);
+    }
+
+    /// <summary>Compressed cluster writes; compression is pure and may run on many threads.</summary>
+    public interface ICompressedWriteLayer
+    {
+        /// <summary>The unit that is compressed: a whole cluster/grain, aligned.</summary>
+        int CompressionUnit { get; }
+
+        /// <summary>Compresses one unit; returns null when compression does not pay (write it plainly).</summary>
+        byte[] Compress(ReadOnlySpan<byte> unit);
+
+        /// <summary>Stores the output of <see cref="Compress"/> for the unit at <paramref name="offset"/>.</summary>
+        void WriteCompressed(long offset, byte[] compressed);
+    }
+
+    /// <summary>qemu-img amend: change creation options of an existing image.</summary>
+    public interface IAmendableLayer
+    {
+        void Amend(OptionSet options);
+    }
+
+    /// <summary>Internal snapshots (qemu-img snapshot).</summary>
+    public interface ISnapshotLayer
+    {
+        IReadOnlyList<VDiskSnapshotInfo> GetSnapshots();
+
+        VDiskSnapshotInfo CreateSnapshot(string name);
+
+        void ApplySnapshot(string idOrName);
+
+        void DeleteSnapshot(string idOrName);
+
+        /// <summary>A read-only view of the disk as it was in the snapshot.</summary>
+        ImageLayer OpenSnapshot(string idOrName);
+    }
+
+    /// <summary>Persistent dirty bitmaps.</summary>
+    public interface IBitmapLayer
+    {
+        IReadOnlyList<VDiskBitmapInfo> GetBitmaps();
+
+        void AddBitmap(string name, long granularity, bool disabled);
+
+        void RemoveBitmap(string name);
+
+        void ClearBitmap(string name);
+
+        void SetBitmapEnabled(string name, bool enabled);
+
+        void MergeBitmap(string target, ImageLayer source, string sourceName);
+    }
+
+    /// <summary>Reclaim zero-filled allocation units in place and shrink the file (Optimize-VDisk).</summary>
+    public interface IOptimizableLayer
+    {
+        /// <summary>Returns the bytes the file shrank by.</summary>
+        long Optimize(IProgress<OperationProgress> progress, System.Threading.CancellationToken cancel);
+    }
+
+    public static class Capability
+    {
+        /// <summary>The layer as <typeparamref name="T"/>, or a precise "FORMAT does not support WHAT" error.</summary>
+        public static T Require<T>(ImageLayer layer, string what)
+            where T : class
+        {
+            return layer as T ?? throw ImageNotSupportedException.Capability(layer.Format, what, layer.Path);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+using System;
+using System.Collections.Generic;
+using VDiskPS;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>How to open one image file.</summary>
+    public sealed class OpenOptions
+    {
+        public bool Writable { get; set; }
+
+        /// <summary>Read even while another process writes the image (qemu-img -U).</summary>
+        public bool ShareWithWriters { get; set; }
+
+        /// <summary>Allow extent/data-file/parent paths outside the image's directory tree (absolute, or with "..").</summary>
+        public bool AllowExternalPaths { get; set; } = true;
+
+        /// <summary>Open a child whose recorded parent identity (VMDK parentCID, VHD/VHDX parent id) does not match.</summary>
+        public bool IgnoreParentMismatch { get; set; }
+
+        internal HostAccess Access => Writable ? HostAccess.ReadWrite : ShareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read;
+
+        public OpenOptions Clone() => (OpenOptions)MemberwiseClone();
+    }
+
+    /// <summary>Everything a create needs. Dedicated fields come from cmdlet parameters; <see cref="Options"/> holds the rest.</summary>
+    public sealed class CreateRequest
+    {
+        public long Size { get; set; }
+
+        /// <summary>Fixed or Dynamic; Differencing is implied by <see cref="Backing"/>.</summary>
+        public DiskType? Type { get; set; }
+
+        /// <summary>VMDK create type (monolithicSparse, streamOptimized, ...), where the format has subformats.</summary>
+        public string Subformat { get; set; }
+
+        /// <summary>The parent to record, or null.</summary>
+        public BackingReference Backing { get; set; }
+
+        /// <summary>The opened parent, when <see cref="Backing"/> is set and not -Unsafe (formats read its identity).</summary>
+        public ImageLayer BackingLayer { get; set; }
+
+        public Preallocation? Preallocation { get; set; }
+
+        /// <summary>qcow2 cluster, VMDK grain, VHD/VHDX/VDI block size.</summary>
+        public long? ClusterSize { get; set; }
+
+        public int? LogicalSectorSize { get; set; }
+
+        public int? PhysicalSectorSize { get; set; }
+
+        public CompressionType? CompressionType { get; set; }
+
+        public OptionSet Options { get; set; } = new OptionSet();
+
+        /// <summary>Replace an existing file.</summary>
+        public bool Overwrite { get; set; }
+    }
+
+    /// <summary>What a driver sees when asked whether a file is its format.</summary>
+    public sealed class ProbeContext
+    {
+        public ProbeContext(string path, byte[] head, byte[] tail, long length)
+        {
+            Path = path;
+            Head = head;
+            Tail = tail;
+            Length = length;
+        }
+
+        public string Path { get; }
+
+        /// <summary>The first bytes of the file (up to 64 KiB).</summary>
+        public byte[] Head { get; }
+
+        /// <summary>The last 512 bytes (where a fixed VHD keeps its footer), or empty for short files.</summary>
+        public byte[] Tail { get; }
+
+        public long Length { get; }
+    }
+
+    /// <summary>One format: probing, opening, creating, and what it can measure.</summary>
+    public abstract class FormatDriver
+    {
+        public abstract DiskFormat Format { get; }
+
+        /// <summary>File extensions, with the dot, the first one preferred for new files.</summary>
+        public abstract IReadOnlyList<string> Extensions { get; }
+
+        /// <summary>Names of the create options (<see cref="CreateRequest.Options"/>) the format knows.</summary>
+        public abstract IReadOnlyList<string> CreateOptionNames { get; }
+
+        /// <summary>0: not this format; 1: could be (raw); 100: certain.</summary>
+        public abstract int Probe(ProbeContext context);
+
+        public abstract ImageLayer Open(string path, OpenOptions options);
+
+        /// <summary>Creates the image and returns it open for writing.</summary>
+        public abstract ImageLayer Create(string path, CreateRequest request);
+
+        /// <summary>qemu-img measure: space needed for an image of request.Size bytes holding <paramref name="allocatedBytes"/> of data.</summary>
+        public virtual VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+            => throw ImageNotSupportedException.Capability(Format, "measure");
+
+        /// <summary>Whether a layer opened by this driver can take compressed writes when created with <paramref name="request"/>.</summary>
+        public virtual bool SupportsCompression(CreateRequest request) => false;
+
+        public override string ToString() => Format.ToName();
+    }
+}

@@ -1,0 +1,100 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>The known format drivers: lookup by name and extension, and probing of files.</summary>
+    public sealed class FormatRegistry
+    {
+        private readonly List<FormatDriver> _drivers;
+
+        public FormatRegistry(IEnumerable<FormatDriver> drivers)
+        {
+            _drivers = drivers.ToList();
+        }
+
+        /// <summary>Every format this build implements.</summary>
+        public static FormatRegistry Default { get; } = new FormatRegistry(new FormatDriver[]
+        {
+            new Raw.RawDriver(),
+        });
+
+        public IReadOnlyList<FormatDriver> Drivers => _drivers;
+
+        public FormatDriver Get(DiskFormat format)
+        {
+            return _drivers.FirstOrDefault(d => d.Format == format)
+                ?? throw new ImageNotSupportedException(null, "format", null, $"the {format.ToName()} format is not available in this build");
+        }
+
+        /// <summary>The format a new file gets from its extension, or null when the extension says nothing.</summary>
+        public DiskFormat? FromExtension(string path)
+        {
+            string ext = Path.GetExtension(path ?? string.Empty);
+            if (string.IsNullOrEmpty(ext))
+            {
+                return null;
+            }
+
+            foreach (var driver in _drivers)
+            {
+                if (driver.Extensions.Any(e => string.Equals(e, ext, StringComparison.OrdinalIgnoreCase)))
+                {
+                    return driver.Format;
+                }
+            }
+
+            return null;
+        }
+
+        /// <summary>The preferred extension for new files of a format (".qcow2", ".vhdx", ...).</summary>
+        public string DefaultExtension(DiskFormat format) => Get(format).Extensions[0];
+
+        /// <summary>Recognises a file's format from its content. A file no driver claims is raw.</summary>
+        public DiskFormat Probe(string path, bool shareWithWriters = false)
+        {
+            using (var file = HostFile.Open(path, shareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read))
+            {
+                long length = file.Length;
+                byte[] head = new byte[(int)Math.Min(length, 64 * 1024)];
+                file.ReadExactly(0, head, "file header");
+                byte[] tail = Array.Empty<byte>();
+                if (length >= 512)
+                {
+                    tail = new byte[512];
+                    file.ReadExactly(length - 512, tail, "file footer");
+                }
+
+                var context = new ProbeContext(file.Path, head, tail, length);
+                FormatDriver best = null;
+                int bestScore = 0;
+                foreach (var driver in _drivers)
+                {
+                    int score = driver.Probe(context);
+                    if (score > bestScore)
+                    {
+                        best = driver;
+                        bestScore = score;
+                    }
+                }
+
+                return best?.Format ?? DiskFormat.Raw;
+            }
+        }
+
+        /// <summary>Opens one layer (no backing chain): the explicit format as given, else the probed one.</summary>
+        public ImageLayer Open(string path, DiskFormat? format, OpenOptions options)
+        {
+            string full = Path.GetFullPath(path);
+            if (!File.Exists(full))
+            {
+                throw new ImageIOException(full, Directory.Exists(full) ? "is a directory, not an image file" : "file not found");
+            }
+
+            DiskFormat actual = format ?? Probe(full, options.ShareWithWriters);
+            return Get(actual).Open(full, options);
+        }
+    }
+}

@@ -1,0 +1,437 @@
+using System;
+using System.Buffers;
+using System.IO;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>How an image file is opened on the host.</summary>
+    public enum HostAccess
+    {
+        /// <summary>Read-only, shared with other readers; refused while a writer holds the file.</summary>
+        Read,
+
+        /// <summary>Read-only, even while a writer holds the file (qemu-img -U / -Force).</summary>
+        ReadIgnoringWriters,
+
+        /// <summary>Read and write, exclusive.</summary>
+        ReadWrite,
+    }
+
+    /// <summary>
+    /// One host file with positional, thread-safe reads and writes. Uses RandomAccess (pread/pwrite)
+    /// where the runtime has it and a locked seek+read otherwise. Implements the locking rule:
+    /// a writer holds the file exclusively, readers share, a forced reader ignores writers.
+    /// </summary>
+    public sealed class HostFile : IDisposable
+    {
+        private delegate int ReadAtFn(SafeFileHandle handle, Span<byte> buffer, long offset);
+
+        private delegate void WriteAtFn(SafeFileHandle handle, ReadOnlySpan<byte> buffer, long offset);
+
+        private static readonly ReadAtFn s_readAt = BindRandomAccess<ReadAtFn>("Read", typeof(Span<byte>));
+        private static readonly WriteAtFn s_writeAt = BindRandomAccess<WriteAtFn>("Write", typeof(ReadOnlySpan<byte>));
+        private static readonly bool s_isWindows = RuntimeInformation.IsOSPlatform(OSPlatform.Windows);
+        private static readonly bool s_isLinux = RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
+
+        private readonly FileStream _stream;
+        private readonly object _gate = new object();
+        private bool _sparseQueryBroken;
+
+        private HostFile(string path, FileStream stream, bool writable)
+        {
+            Path = path;
+            _stream = stream;
+            CanWrite = writable;
+        }
+
+        public string Path { get; }
+
+        public bool CanWrite { get; }
+
+        public long Length
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _stream.Length;
+                }
+            }
+        }
+
+        public static HostFile Open(string path, HostAccess access)
+        {
+            path = System.IO.Path.GetFullPath(path);
+            try
+            {
+                switch (access)
+                {
+                    case HostAccess.ReadWrite:
+                        // Windows: others may only read with FileShare.ReadWrite (forced readers).
+                        // Unix: FileShare.None takes an exclusive flock that plain readers respect.
+                        return new HostFile(path, new FileStream(path, FileMode.Open, FileAccess.ReadWrite, s_isWindows ? FileShare.Read : FileShare.None, 1, FileOptions.None), true);
+                    case HostAccess.ReadIgnoringWriters:
+                        if (!s_isWindows)
+                        {
+                            return new HostFile(path, OpenUnlockedUnix(path), false);
+                        }
+
+                        return new HostFile(path, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None), false);
+                    default:
+                        return new HostFile(path, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None), false);
+                }
+            }
+            catch (FileNotFoundException e)
+            {
+                throw new ImageIOException(path, "file not found", e);
+            }
+            catch (DirectoryNotFoundException e)
+            {
+                throw new ImageIOException(path, "directory not found", e);
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new ImageIOException(path, access == HostAccess.ReadWrite ? "access denied (is the file read-only?)" : "access denied", e);
+            }
+            catch (IOException e) when (IsSharingViolation(e))
+            {
+                throw new ImageLockedException(path, access == HostAccess.ReadWrite
+                    ? "the image is in use by another process; close it there first"
+                    : "the image is being written by another process; use -Force to read it anyway (the content may be inconsistent)", e);
+            }
+            catch (IOException e)
+            {
+                throw new ImageIOException(path, e.Message, e);
+            }
+        }
+
+        /// <summary>Creates a new file (or truncates an existing one when <paramref name="overwrite"/>), exclusive.</summary>
+        public static HostFile Create(string path, bool overwrite)
+        {
+            path = System.IO.Path.GetFullPath(path);
+            try
+            {
+                var stream = new FileStream(path, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.ReadWrite, s_isWindows ? FileShare.Read : FileShare.None, 1, FileOptions.None);
+                return new HostFile(path, stream, true);
+            }
+            catch (IOException e) when (!overwrite && File.Exists(path))
+            {
+                throw new ImageIOException(path, "the file already exists (use -Force to overwrite it)", e);
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new ImageIOException(path, "access denied", e);
+            }
+            catch (DirectoryNotFoundException e)
+            {
+                throw new ImageIOException(path, "directory not found", e);
+            }
+            catch (IOException e) when (IsSharingViolation(e))
+            {
+                throw new ImageLockedException(path, "the file is in use by another process", e);
+            }
+            catch (IOException e)
+            {
+                throw new ImageIOException(path, e.Message, e);
+            }
+        }
+
+        /// <summary>Reads up to buffer.Length bytes at <paramref name="offset"/>; returns fewer only at end of file.</summary>
+        public int ReadAt(long offset, Span<byte> buffer)
+        {
+            int total = 0;
+            try
+            {
+                while (total < buffer.Length)
+                {
+                    int n = ReadOnce(offset + total, buffer.Slice(total));
+                    if (n <= 0)
+                    {
+                        break;
+                    }
+
+                    total += n;
+                }
+            }
+            catch (IOException e)
+            {
+                throw new ImageIOException(Path, $"read of {buffer.Length} bytes at offset {offset} failed: {e.Message}", e);
+            }
+
+            return total;
+        }
+
+        /// <summary>Reads exactly buffer.Length bytes; a short read is a truncated image, named by <paramref name="field"/>.</summary>
+        public void ReadExactly(long offset, Span<byte> buffer, string field)
+        {
+            if (offset < 0)
+            {
+                throw new ImageCorruptException(Path, field, offset, "negative offset");
+            }
+
+            int n = ReadAt(offset, buffer);
+            if (n != buffer.Length)
+            {
+                throw new ImageCorruptException(Path, field, offset, $"the file ends at {Length} bytes, inside this structure ({buffer.Length} bytes needed)");
+            }
+        }
+
+        /// <summary>Reads like <see cref="ReadAt"/> and zero-fills whatever lies past end of file.</summary>
+        public void ReadZeroPadded(long offset, Span<byte> buffer)
+        {
+            int n = ReadAt(offset, buffer);
+            if (n < buffer.Length)
+            {
+                buffer.Slice(n).Clear();
+            }
+        }
+
+        public void WriteAt(long offset, ReadOnlySpan<byte> data)
+        {
+            if (!CanWrite)
+            {
+                throw new ImageIOException(Path, "the file is open read-only");
+            }
+
+            try
+            {
+                if (s_writeAt != null)
+                {
+                    s_writeAt(_stream.SafeFileHandle, data, offset);
+                    return;
+                }
+
+                byte[] rented = ArrayPool<byte>.Shared.Rent(Math.Min(data.Length, 1 << 20));
+                try
+                {
+                    lock (_gate)
+                    {
+                        int done = 0;
+                        while (done < data.Length)
+                        {
+                            int n = Math.Min(rented.Length, data.Length - done);
+                            data.Slice(done, n).CopyTo(rented);
+                            _stream.Seek(offset + done, SeekOrigin.Begin);
+                            _stream.Write(rented, 0, n);
+                            done += n;
+                        }
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(rented);
+                }
+            }
+            catch (IOException e)
+            {
+                throw new ImageIOException(Path, $"write of {data.Length} bytes at offset {offset} failed: {e.Message}", e);
+            }
+        }
+
+        public void SetLength(long length)
+        {
+            try
+            {
+                lock (_gate)
+                {
+                    _stream.SetLength(length);
+                }
+            }
+            catch (IOException e)
+            {
+                throw new ImageIOException(Path, $"could not set the file length to {length}: {e.Message}", e);
+            }
+        }
+
+        /// <summary>Flushes to the device when <paramref name="durable"/>, so later writes are ordered after it.</summary>
+        public void Flush(bool durable = true)
+        {
+            if (!CanWrite)
+            {
+                return;
+            }
+
+            try
+            {
+                lock (_gate)
+                {
+                    _stream.Flush(durable);
+                }
+            }
+            catch (IOException e)
+            {
+                throw new ImageIOException(Path, "flush failed: " + e.Message, e);
+            }
+        }
+
+        /// <summary>
+        /// Allocates real blocks for [offset, offset+length) without changing content, where the OS
+        /// can (posix_fallocate on Linux); otherwise extends the file. Returns false if only extended.
+        /// </summary>
+        public bool Allocate(long offset, long length)
+        {
+            if (s_isLinux)
+            {
+                try
+                {
+                    int fd = (int)_stream.SafeFileHandle.DangerousGetHandle();
+                    if (NativeUnix.posix_fallocate(fd, offset, length) == 0)
+                    {
+                        return true;
+                    }
+                }
+                catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
+                {
+                }
+            }
+
+            if (Length < offset + length)
+            {
+                SetLength(offset + length);
+            }
+
+            return false;
+        }
+
+        /// <summary>
+        /// Where the host file's data and holes are: returns the kind at <paramref name="offset"/> and the
+        /// length of the run of that kind (bounded by <paramref name="maxLength"/>), or null where the
+        /// platform cannot tell (then callers treat everything as data and detect zeros).
+        /// </summary>
+        public (bool IsData, long Length)? QueryAllocation(long offset, long maxLength)
+        {
+            if (!s_isLinux || _sparseQueryBroken)
+            {
+                return null;
+            }
+
+            try
+            {
+                int fd = (int)_stream.SafeFileHandle.DangerousGetHandle();
+                long fileLength = Length;
+                if (offset >= fileLength)
+                {
+                    return (false, maxLength);
+                }
+
+                long data = NativeUnix.lseek(fd, offset, NativeUnix.SEEK_DATA);
+                if (data < 0)
+                {
+                    // ENXIO: no data after offset: a hole to EOF.
+                    if (Marshal.GetLastWin32Error() == NativeUnix.ENXIO)
+                    {
+                        return (false, maxLength);
+                    }
+
+                    _sparseQueryBroken = true;
+                    return null;
+                }
+
+                if (data > offset)
+                {
+                    return (false, Math.Min(data - offset, maxLength));
+                }
+
+                long hole = NativeUnix.lseek(fd, offset, NativeUnix.SEEK_HOLE);
+                if (hole < 0)
+                {
+                    _sparseQueryBroken = true;
+                    return null;
+                }
+
+                return (true, Math.Min(hole - offset, maxLength));
+            }
+            catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
+            {
+                _sparseQueryBroken = true;
+                return null;
+            }
+        }
+
+        public void Dispose() => _stream.Dispose();
+
+        private int ReadOnce(long offset, Span<byte> buffer)
+        {
+            if (s_readAt != null)
+            {
+                return s_readAt(_stream.SafeFileHandle, buffer, offset);
+            }
+
+            byte[] rented = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length, 1 << 20));
+            try
+            {
+                int want = Math.Min(rented.Length, buffer.Length);
+                int n;
+                lock (_gate)
+                {
+                    _stream.Seek(offset, SeekOrigin.Begin);
+                    n = _stream.Read(rented, 0, want);
+                }
+
+                rented.AsSpan(0, n).CopyTo(buffer);
+                return n;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+
+        private static bool IsSharingViolation(IOException e)
+        {
+            const int ERROR_SHARING_VIOLATION = unchecked((int)0x80070020);
+            const int ERROR_LOCK_VIOLATION = unchecked((int)0x80070021);
+            return e.HResult == ERROR_SHARING_VIOLATION || e.HResult == ERROR_LOCK_VIOLATION
+                || e.HResult == 11 /* EWOULDBLOCK/EAGAIN on Unix */
+                || e.Message.IndexOf("being used by another process", StringComparison.OrdinalIgnoreCase) >= 0;
+        }
+
+        private static FileStream OpenUnlockedUnix(string path)
+        {
+            // A plain open(2) takes no flock, so a writer's exclusive lock does not stop this reader.
+            int fd = NativeUnix.open(path, NativeUnix.O_RDONLY | (s_isLinux ? NativeUnix.O_CLOEXEC : 0));
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == 2)
+                {
+                    throw new FileNotFoundException("file not found", path);
+                }
+
+                throw new IOException($"open failed (errno {errno})");
+            }
+
+            return new FileStream(new SafeFileHandle((IntPtr)fd, true), FileAccess.Read, 1);
+        }
+
+        private static T BindRandomAccess<T>(string name, Type bufferType)
+            where T : Delegate
+        {
+            Type randomAccess = Type.GetType("System.IO.RandomAccess, System.Runtime", false)
+                ?? typeof(File).Assembly.GetType("System.IO.RandomAccess", false);
+            MethodInfo method = randomAccess?.GetMethod(name, BindingFlags.Public | BindingFlags.Static, null, new[] { typeof(SafeFileHandle), bufferType, typeof(long) }, null);
+            return method == null ? null : (T)Delegate.CreateDelegate(typeof(T), method, false);
+        }
+
+        private static class NativeUnix
+        {
+            public const int SEEK_DATA = 3;
+            public const int SEEK_HOLE = 4;
+            public const int ENXIO = 6;
+            public const int O_RDONLY = 0;
+            public const int O_CLOEXEC = 0x80000;
+
+            [DllImport("libc", SetLastError = true)]
+            public static extern long lseek(int fd, long offset, int whence);
+
+            [DllImport("libc", SetLastError = true)]
+            public static extern int posix_fallocate(int fd, long offset, long len);
+
+            [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi)]
+            public static extern int open(string path, int flags);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>How to open an image and its backing files.</summary>
+    public sealed class ChainOptions
+    {
+        /// <summary>The top image's format; null to probe. An explicit format is never second-guessed.</summary>
+        public DiskFormat? Format { get; set; }
+
+        /// <summary>Open the top layer for writing (its backing files stay read-only).</summary>
+        public bool Writable { get; set; }
+
+        /// <summary>Which layers (by depth) besides the top are opened writable, for commit.</summary>
+        public int WritableDepth { get; set; }
+
+        public bool ShareWithWriters { get; set; }
+
+        /// <summary>Open only the top layer, ignoring its parent (qemu's backing=null).</summary>
+        public bool NoBacking { get; set; }
+
+        /// <summary>Let a backing file whose format was probed (not recorded) name a further backing file.</summary>
+        public bool AllowProbedBackingChain { get; set; }
+
+        public bool AllowExternalPaths { get; set; } = true;
+
+        public bool IgnoreParentMismatch { get; set; }
+
+        /// <summary>Chains deeper than this are refused (loops are caught before, by path).</summary>
+        public int MaxDepth { get; set; } = 256;
+
+        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
+    }
+
+    /// <summary>
+    /// An image and its backing files, opened and linked so that reads of the top fall through.
+    /// Disposing the chain closes every layer.
+    /// </summary>
+    public sealed class ImageChain : IDisposable
+    {
+        private readonly List<ImageLayer> _layers;
+
+        private ImageChain(List<ImageLayer> layers)
+        {
+            _layers = layers;
+        }
+
+        /// <summary>Top first, then its parent, down to the base.</summary>
+        public IReadOnlyList<ImageLayer> Layers => _layers;
+
+        public ImageLayer Top => _layers[0];
+
+        public long Size => Top.Size;
+
+        public static ImageChain Open(string path, ChainOptions options = null)
+        {
+            options = options ?? new ChainOptions();
+            var layers = new List<ImageLayer>();
+            var seen = new HashSet<string>(PathComparer);
+            try
+            {
+                string current = Path.GetFullPath(path);
+                DiskFormat? format = options.Format;
+                bool formatWasProbed = format == null;
+                string namedBy = null;
+                while (true)
+                {
+                    if (!seen.Add(current))
+                    {
+                        throw new ImageChainException(namedBy, "backing file", $"the backing chain loops: '{current}' appears twice");
+                    }
+
+                    if (layers.Count > options.MaxDepth)
+                    {
+                        throw new ImageChainException(namedBy, "backing file", $"the backing chain is deeper than {options.MaxDepth} layers");
+                    }
+
+                    if (namedBy != null && !File.Exists(current))
+                    {
+                        throw new ImageChainException(namedBy, "backing file", $"the backing file '{current}' does not exist");
+                    }
+
+                    int depth = layers.Count;
+                    var open = new OpenOptions
+                    {
+                        Writable = depth == 0 ? options.Writable : depth <= options.WritableDepth,
+                        ShareWithWriters = options.ShareWithWriters,
+                        AllowExternalPaths = options.AllowExternalPaths,
+                        IgnoreParentMismatch = options.IgnoreParentMismatch,
+                    };
+                    ImageLayer layer = options.Registry.Open(current, format, open);
+                    if (layers.Count > 0)
+                    {
+                        layers[layers.Count - 1].Parent = layer;
+                    }
+
+                    layers.Add(layer);
+                    BackingReference backing = layer.Backing;
+                    if (backing == null || options.NoBacking)
+                    {
+                        break;
+                    }
+
+                    if (formatWasProbed && depth > 0 && !options.AllowProbedBackingChain)
+                    {
+                        throw new ImageChainException(layer.Path, "backing format",
+                            $"this backing file's format was probed, not recorded, and it names a further backing file ('{backing.RecordedPath}'); record the format (Set-VDisk -ParentFormat) or allow it explicitly");
+                    }
+
+                    namedBy = layer.Path;
+                    format = backing.Format;
+                    formatWasProbed = format == null;
+                    current = backing.ResolveExisting(layer.Path);
+                }
+
+                return new ImageChain(layers);
+            }
+            catch
+            {
+                foreach (var layer in layers)
+                {
+                    layer.Dispose();
+                }
+
+                throw;
+            }
+        }
+
+        /// <summary>Wraps layers already linked (Parent set), top first. Used after create.</summary>
+        public static ImageChain FromLayers(IReadOnlyList<ImageLayer> layers)
+        {
+            var list = new List<ImageLayer>(layers);
+            for (int i = 0; i + 1 < list.Count; i++)
+            {
+                list[i].Parent = list[i + 1];
+            }
+
+            return new ImageChain(list);
+        }
+
+        /// <summary>
+        /// The status of the run at <paramref name="offset"/> as the chain answers it: the first layer
+        /// (from the top) that has the run allocated, at its depth. A run unallocated in every layer is
+        /// Unallocated at the depth of the last layer asked.
+        /// </summary>
+        public BlockStatus GetBlockStatus(long offset, long maxLength, int fromDepth = 0)
+        {
+            maxLength = Math.Min(maxLength, Size - offset);
+            for (int depth = fromDepth; ; depth++)
+            {
+                ImageLayer layer = _layers[depth];
+                BlockStatus status = layer.GetBlockStatus(offset, maxLength);
+                if (status.Kind != ExtentKind.Unallocated || depth + 1 >= _layers.Count)
+                {
+                    return status.WithDepth(depth);
+                }
+
+                ImageLayer parent = _layers[depth + 1];
+                if (offset >= parent.Size)
+                {
+                    // Past the parent's end the run reads as zeros.
+                    return status.WithDepth(depth);
+                }
+
+                maxLength = Math.Min(status.Length, parent.Size - offset);
+            }
+        }
+
+        public void Read(long offset, Span<byte> buffer) => Top.Read(offset, buffer);
+
+        public void Dispose()
+        {
+            foreach (var layer in _layers)
+            {
+                layer.Dispose();
+            }
+        }
+
+        internal static readonly StringComparer PathComparer =
+            System.Runtime.InteropServices.RuntimeInformation.IsOSPlatform(System.Runtime.InteropServices.OSPlatform.Windows)
+                ? StringComparer.OrdinalIgnoreCase
+                : StringComparer.Ordinal;
+    }
+}

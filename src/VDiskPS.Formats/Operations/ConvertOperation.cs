@@ -1,0 +1,501 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.IO;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>Options of a conversion (qemu-img convert).</summary>
+    public sealed class ConvertOptions
+    {
+        public DiskFormat? SourceFormat { get; set; }
+
+        public bool ShareWithWriters { get; set; }
+
+        /// <summary>Convert the disk as it was in this internal snapshot (id or name).</summary>
+        public string Snapshot { get; set; }
+
+        public DiskFormat TargetFormat { get; set; } = DiskFormat.Raw;
+
+        /// <summary>Create options of the target (size is taken from the source).</summary>
+        public CreateRequest Target { get; set; } = new CreateRequest();
+
+        /// <summary>Write compressed clusters (formats that support it).</summary>
+        public bool Compress { get; set; }
+
+        /// <summary>Runs of zeros at least this long (and aligned to it) stay unallocated; 0 writes every byte.</summary>
+        public long SparseSize { get; set; } = 4096;
+
+        /// <summary>Write into an existing destination of the same size instead of creating it.</summary>
+        public bool NoCreate { get; set; }
+
+        /// <summary>The existing destination reads as zeros already, so zero runs need not be written.</summary>
+        public bool TargetIsZero { get; set; }
+
+        /// <summary>Parallel readers/compressors.</summary>
+        public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
+
+        /// <summary>Bytes read per work item.</summary>
+        public int ChunkSize { get; set; } = 2 << 20;
+    }
+
+    /// <summary>
+    /// Copies an image chain into a new (or existing) image: walks block status in large runs, skips
+    /// zero and unallocated runs, reads and compresses data in parallel, writes in order through the
+    /// target format. With a parent on the target, writes only what differs from that parent.
+    /// A failed or cancelled conversion deletes what it created.
+    /// </summary>
+    public static class ConvertOperation
+    {
+        public static void Run(string sourcePath, string destinationPath, ConvertOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
+        {
+            options = options ?? new ConvertOptions();
+            string source = Path.GetFullPath(sourcePath);
+            string destination = Path.GetFullPath(destinationPath);
+            if (string.Equals(source, destination, StringComparison.OrdinalIgnoreCase) && ImageChain.PathComparer.Equals(source, destination))
+            {
+                throw new ImageOptionException(destination, "destination", "the destination is the source image itself");
+            }
+
+            using (var chain = ImageChain.Open(source, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters }))
+            {
+                ImageLayer sourceTop = chain.Top;
+                ImageChain snapshotView = null;
+                if (!string.IsNullOrEmpty(options.Snapshot))
+                {
+                    var snapshots = Capability.Require<ISnapshotLayer>(sourceTop, "internal snapshots");
+                    ImageLayer view = snapshots.OpenSnapshot(options.Snapshot);
+                    var layers = new List<ImageLayer> { view };
+                    for (int i = 1; i < chain.Layers.Count; i++)
+                    {
+                        layers.Add(chain.Layers[i]);
+                    }
+
+                    snapshotView = ImageChain.FromLayers(layers);
+                }
+
+                try
+                {
+                    Copy(snapshotView ?? chain, destination, options, progress, cancel);
+                }
+                finally
+                {
+                    // The snapshot view's lower layers belong to the source chain; close only the view.
+                    snapshotView?.Top.Dispose();
+                }
+            }
+        }
+
+        private static void Copy(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
+        {
+            CreateRequest request = options.Target ?? new CreateRequest();
+            ImageChain targetParent = null;
+            ImageLayer target = null;
+            bool created = false;
+            IReadOnlyList<string> createdFiles = Array.Empty<string>();
+            try
+            {
+                if (request.Backing != null)
+                {
+                    targetParent = ImageChain.Open(request.Backing.Resolve(destination), new ChainOptions { Format = request.Backing.Format, ShareWithWriters = options.ShareWithWriters });
+                    request.BackingLayer = targetParent.Top;
+                }
+
+                if (options.NoCreate)
+                {
+                    target = FormatRegistry.Default.Open(destination, options.TargetFormat, new OpenOptions { Writable = true });
+                    if (target.Size < source.Size)
+                    {
+                        throw new ImageOptionException(destination, "size", $"the existing destination ({target.Size} bytes) is smaller than the source ({source.Size} bytes)");
+                    }
+                }
+                else
+                {
+                    request.Size = source.Size;
+                    target = FormatRegistry.Default.Get(options.TargetFormat).Create(destination, request);
+                    created = true;
+                    createdFiles = target.HostFiles;
+                }
+
+                if (targetParent != null)
+                {
+                    target.Parent = targetParent.Top;
+                }
+
+                ICompressedWriteLayer compressor = null;
+                if (options.Compress)
+                {
+                    compressor = Capability.Require<ICompressedWriteLayer>(target, "compressed writes");
+                }
+
+                var copier = new ChunkCopier(source, target, targetParent, options, compressor, progress, cancel);
+                copier.Run();
+                target.Flush();
+                target.Dispose();
+                target = null;
+            }
+            catch
+            {
+                target?.Dispose();
+                if (created)
+                {
+                    foreach (string file in createdFiles)
+                    {
+                        TryDelete(file);
+                    }
+                }
+
+                throw;
+            }
+            finally
+            {
+                targetParent?.Dispose();
+            }
+        }
+
+        internal static void TryDelete(string file)
+        {
+            try
+            {
+                File.Delete(file);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        /// <summary>One conversion's pipeline: producer of work items, parallel readers, in-order writer.</summary>
+        private sealed class ChunkCopier
+        {
+            private readonly ImageChain _source;
+            private readonly ImageLayer _target;
+            private readonly ImageChain _targetParent;
+            private readonly ConvertOptions _options;
+            private readonly ICompressedWriteLayer _compressor;
+            private readonly IProgress<OperationProgress> _progress;
+            private readonly CancellationToken _cancel;
+            private readonly long _size;
+            private readonly int _chunk;
+            private readonly int _granule;
+            private readonly bool _mustWriteZeros;
+
+            public ChunkCopier(ImageChain source, ImageLayer target, ImageChain targetParent, ConvertOptions options, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
+            {
+                _source = source;
+                _target = target;
+                _targetParent = targetParent;
+                _options = options;
+                _compressor = compressor;
+                _progress = progress;
+                _cancel = cancel;
+                _size = source.Size;
+                int unit = compressor?.CompressionUnit ?? 0;
+                _granule = unit > 0 ? unit : (int)(options.SparseSize > 0 ? Math.Min(options.SparseSize, 1 << 20) : 4096);
+                if (targetParent != null)
+                {
+                    _granule = Math.Max(_granule, target.ClusterSize);
+                }
+
+                int chunk = Math.Max(options.ChunkSize, _granule);
+                _chunk = chunk / _granule * _granule;
+                _mustWriteZeros = options.NoCreate && !options.TargetIsZero;
+            }
+
+            public void Run()
+            {
+                var pending = new Queue<Task<Chunk>>();
+                int capacity = Math.Max(2, _options.ThrottleLimit * 2);
+                long done = 0;
+                try
+                {
+                    foreach (var item in WorkItems())
+                    {
+                        _cancel.ThrowIfCancellationRequested();
+                        while (pending.Count >= capacity)
+                        {
+                            done = Commit(pending.Dequeue(), done);
+                        }
+
+                        var work = item;
+                        pending.Enqueue(Task.Run(() => Process(work)));
+                    }
+
+                    while (pending.Count > 0)
+                    {
+                        _cancel.ThrowIfCancellationRequested();
+                        done = Commit(pending.Dequeue(), done);
+                    }
+
+                    _progress?.Report(new OperationProgress("Copying", _size, _size));
+                }
+                finally
+                {
+                    // Let in-flight readers finish before the caller closes the images under them.
+                    foreach (var task in pending)
+                    {
+                        try
+                        {
+                            task.Wait();
+                            task.Result.Release();
+                        }
+                        catch (AggregateException)
+                        {
+                        }
+                    }
+                }
+            }
+
+            private IEnumerable<WorkItem> WorkItems()
+            {
+                // Items start on granule boundaries so that every granule (compression unit, target
+                // cluster, sparse unit) is judged whole.
+                bool skippable = _targetParent == null && !_mustWriteZeros && _options.SparseSize > 0;
+                long offset = 0;
+                while (offset < _size)
+                {
+                    long chunkEnd = Math.Min(_size, offset + _chunk);
+                    BlockStatus status = _source.GetBlockStatus(offset, (skippable ? _size : chunkEnd) - offset);
+                    long runEnd = offset + status.Length;
+                    if (status.Kind != ExtentKind.Data)
+                    {
+                        long alignedEnd = runEnd >= _size ? _size : runEnd / _granule * _granule;
+                        if (alignedEnd > offset)
+                        {
+                            if (skippable)
+                            {
+                                // Nothing to write: a fresh target already reads as zeros here.
+                                offset = alignedEnd;
+                                continue;
+                            }
+
+                            long zeroEnd = Math.Min(alignedEnd, chunkEnd);
+                            yield return new WorkItem(offset, (int)(zeroEnd - offset), true);
+                            offset = zeroEnd;
+                            continue;
+                        }
+                    }
+
+                    long end = Math.Min(chunkEnd, (runEnd + _granule - 1) / _granule * _granule);
+                    end = Math.Max(end, Math.Min(_size, offset + _granule));
+                    yield return new WorkItem(offset, (int)(end - offset), false);
+                    offset = end;
+                }
+            }
+
+            private Chunk Process(WorkItem item)
+            {
+                _cancel.ThrowIfCancellationRequested();
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(item.Length);
+                var chunk = new Chunk(item, buffer);
+                if (item.KnownZero)
+                {
+                    Array.Clear(buffer, 0, item.Length);
+                }
+                else
+                {
+                    _source.Read(item.Offset, buffer.AsSpan(0, item.Length));
+                }
+
+                if (_targetParent != null)
+                {
+                    chunk.ParentBuffer = ArrayPool<byte>.Shared.Rent(item.Length);
+                    _targetParent.Top.Read(item.Offset, chunk.ParentBuffer.AsSpan(0, item.Length));
+                }
+
+                if (_compressor != null)
+                {
+                    chunk.Compressed = new byte[(item.Length + _granule - 1) / _granule][];
+                    for (int g = 0; g * _granule < item.Length; g++)
+                    {
+                        int start = g * _granule;
+                        var unit = buffer.AsSpan(start, Math.Min(_granule, item.Length - start));
+                        if (_options.SparseSize > 0 && ZeroDetector.IsZero(unit) && _targetParent == null)
+                        {
+                            continue;
+                        }
+
+                        if (chunk.ParentBuffer != null && unit.SequenceEqual(chunk.ParentBuffer.AsSpan(start, unit.Length)))
+                        {
+                            continue;
+                        }
+
+                        chunk.Compressed[g] = _compressor.Compress(unit);
+                    }
+                }
+
+                return chunk;
+            }
+
+            private long Commit(Task<Chunk> task, long done)
+            {
+                Chunk chunk;
+                try
+                {
+                    chunk = task.GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException)
+                {
+                    throw;
+                }
+
+                try
+                {
+                    Write(chunk);
+                }
+                finally
+                {
+                    chunk.Release();
+                }
+
+                done = chunk.Item.Offset + chunk.Item.Length;
+                _progress?.Report(new OperationProgress("Copying", done, _size));
+                return done;
+            }
+
+            private void Write(Chunk chunk)
+            {
+                int length = chunk.Item.Length;
+                if (_options.SparseSize == 0 && _targetParent == null && _compressor == null)
+                {
+                    _target.Write(chunk.Item.Offset, chunk.Buffer.AsSpan(0, length));
+                    return;
+                }
+
+                // Walk granules, coalescing neighbours that need the same action.
+                int runStart = 0;
+                GranuleAction runAction = GranuleAction.Skip;
+                for (int start = 0; start < length; start += _granule)
+                {
+                    int n = Math.Min(_granule, length - start);
+                    GranuleAction action = Classify(chunk, start, n);
+                    if (action == GranuleAction.Compressed)
+                    {
+                        Flush(chunk, runStart, start, runAction);
+                        _compressor.WriteCompressed(chunk.Item.Offset + start, chunk.Compressed[start / _granule]);
+                        runStart = start + n;
+                        runAction = GranuleAction.Skip;
+                        continue;
+                    }
+
+                    if (action != runAction)
+                    {
+                        Flush(chunk, runStart, start, runAction);
+                        runStart = start;
+                        runAction = action;
+                    }
+                }
+
+                Flush(chunk, runStart, length, runAction);
+            }
+
+            private GranuleAction Classify(Chunk chunk, int start, int n)
+            {
+                var data = chunk.Buffer.AsSpan(start, n);
+                if (chunk.ParentBuffer != null)
+                {
+                    if (data.SequenceEqual(chunk.ParentBuffer.AsSpan(start, n)))
+                    {
+                        return GranuleAction.Skip;
+                    }
+
+                    if (ZeroDetector.IsZero(data))
+                    {
+                        return GranuleAction.Zero;
+                    }
+                }
+                else if (_options.SparseSize > 0 && (chunk.Item.KnownZero || ZeroDetector.IsZero(data)))
+                {
+                    return _mustWriteZeros ? GranuleAction.Zero : GranuleAction.Skip;
+                }
+
+                if (chunk.Compressed != null && chunk.Compressed[start / _granule] != null)
+                {
+                    return GranuleAction.Compressed;
+                }
+
+                return GranuleAction.Data;
+            }
+
+            private void Flush(Chunk chunk, int from, int to, GranuleAction action)
+            {
+                to = Math.Min(to, chunk.Item.Length);
+                if (to <= from)
+                {
+                    return;
+                }
+
+                long offset = chunk.Item.Offset + from;
+                switch (action)
+                {
+                    case GranuleAction.Data:
+                        _target.Write(offset, chunk.Buffer.AsSpan(from, to - from));
+                        break;
+                    case GranuleAction.Zero:
+                        _target.WriteZeroes(offset, to - from);
+                        break;
+                }
+            }
+        }
+
+        private enum GranuleAction
+        {
+            Skip,
+            Data,
+            Zero,
+            Compressed,
+        }
+
+        private readonly struct WorkItem
+        {
+            public WorkItem(long offset, int length, bool knownZero)
+            {
+                Offset = offset;
+                Length = length;
+                KnownZero = knownZero;
+            }
+
+            public long Offset { get; }
+
+            public int Length { get; }
+
+            public bool KnownZero { get; }
+        }
+
+        private sealed class Chunk
+        {
+            public Chunk(WorkItem item, byte[] buffer)
+            {
+                Item = item;
+                Buffer = buffer;
+            }
+
+            public WorkItem Item { get; }
+
+            public byte[] Buffer { get; private set; }
+
+            public byte[] ParentBuffer { get; set; }
+
+            public byte[][] Compressed { get; set; }
+
+            public void Release()
+            {
+                if (Buffer != null)
+                {
+                    ArrayPool<byte>.Shared.Return(Buffer);
+                    Buffer = null;
+                }
+
+                if (ParentBuffer != null)
+                {
+                    ArrayPool<byte>.Shared.Return(ParentBuffer);
+                    ParentBuffer = null;
+                }
+            }
+        }
+    }
+}

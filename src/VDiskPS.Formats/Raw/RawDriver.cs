@@ -1,0 +1,76 @@
+using System;
+using System.Collections.Generic;
+
+namespace VDiskPS.Formats.Raw
+{
+    /// <summary>Plain disk images: byte N of the file is byte N of the disk.</summary>
+    public sealed class RawDriver : FormatDriver
+    {
+        private static readonly string[] s_optionNames = { "preallocation", "size" };
+
+        public override DiskFormat Format => DiskFormat.Raw;
+
+        public override IReadOnlyList<string> Extensions { get; } = new[] { ".raw", ".img", ".bin", ".iso" };
+
+        public override IReadOnlyList<string> CreateOptionNames => s_optionNames;
+
+        /// <summary>Anything can be raw; every real format outbids it.</summary>
+        public override int Probe(ProbeContext context) => 1;
+
+        public override ImageLayer Open(string path, OpenOptions options)
+            => new RawLayer(HostFile.Open(path, options.Access));
+
+        public override ImageLayer Create(string path, CreateRequest request)
+        {
+            if (request.Backing != null)
+            {
+                throw ImageNotSupportedException.Capability(DiskFormat.Raw, "backing files", path);
+            }
+
+            if (request.Type == DiskType.Differencing)
+            {
+                throw ImageNotSupportedException.Capability(DiskFormat.Raw, "differencing images", path);
+            }
+
+            OptionSet options = request.Options.Clone();
+            Preallocation preallocation = options.GetPreallocation("preallocation", Preallocation.Off, Preallocation.Falloc, Preallocation.Full)
+                ?? request.Preallocation
+                ?? (request.Type == DiskType.Fixed ? Preallocation.Falloc : Preallocation.Off);
+            if (preallocation == Preallocation.Metadata)
+            {
+                throw new ImageOptionException(path, "preallocation", "raw has no metadata to preallocate; use off, falloc or full");
+            }
+
+            long size = options.GetSize("size") ?? request.Size;
+            options.RejectUnknown("raw", s_optionNames);
+            if (request.ClusterSize.HasValue)
+            {
+                throw ImageNotSupportedException.Capability(DiskFormat.Raw, "a cluster size", path);
+            }
+
+            var file = HostFile.Create(path, request.Overwrite);
+            try
+            {
+                var layer = new RawLayer(file);
+                layer.Extend(size, preallocation);
+                return layer;
+            }
+            catch
+            {
+                file.Dispose();
+                System.IO.File.Delete(path);
+                throw;
+            }
+        }
+
+        public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+        {
+            return new VDiskMeasurement
+            {
+                Format = "raw",
+                Required = request.Preallocation == Preallocation.Full || request.Preallocation == Preallocation.Falloc ? request.Size : allocatedBytes,
+                FullyAllocated = request.Size,
+            };
+        }
+    }
+}
