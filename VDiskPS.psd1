@@ -1,0 +1,30 @@
+@{
+    RootModule             = 'VDiskPS.dll'
+    ModuleVersion          = '0.1.0'
+    GUID                   = '71e19329-b0d6-4ed3-ba38-a21f2a9560ad'
+    Author                 = 'VDiskPS contributors'
+    CompanyName            = 'VDiskPS'
+    Copyright              = '(c) VDiskPS contributors. All rights reserved.'
+    Description            = 'Create, inspect, convert and maintain virtual disk images (raw, qcow2, VMDK, VHD, VHDX, VDI) from PowerShell: what qemu-img does, with the feel of the Hyper-V VHD cmdlets.'
+    PowerShellVersion      = '5.1'
+    CompatiblePSEditions   = @('Desktop', 'Core')
+    DotNetFrameworkVersion = '4.7.2'
+    FormatsToProcess       = @('VDiskPS.Format.ps1xml')
+    CmdletsToExport        = @(
+        'Convert-VDisk'
+        'Get-VDisk'
+        'Get-VDiskChain'
+        'New-VDisk'
+    )
+    FunctionsToExport      = @()
+    AliasesToExport        = @()
+    VariablesToExport      = @()
+    PrivateData            = @{
+        PSData = @{
+            Tags         = @('VirtualDisk', 'qcow2', 'VMDK', 'VHD', 'VHDX', 'VDI', 'qemu-img', 'HyperV', 'VMware', 'Migration', 'Windows', 'Linux', 'PSEdition_Desktop', 'PSEdition_Core')
+            ProjectUri   = 'https://github.com/vdiskps/VDiskPS'
+            LicenseUri   = 'https://github.com/vdiskps/VDiskPS/blob/main/LICENSE'
+            ReleaseNotes = 'See CHANGELOG.md.'
+        }
+    }
+}

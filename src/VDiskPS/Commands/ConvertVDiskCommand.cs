@@ -1,0 +1,171 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Convert-VDisk: copy an image (chain) into another format (qemu-img convert, Convert-VHD).</summary>
+    [Cmdlet(VerbsData.Convert, "VDisk", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(VDiskInfo))]
+    public sealed class ConvertVDiskCommand : VDiskCmdlet
+    {
+        /// <summary>Path of the source image(s). Wildcards are expanded. Accepts pipeline input (strings, Get-ChildItem output, VDiskInfo objects). The whole backing chain is read.</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = ParameterSets.Path, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName")]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; }
+
+        /// <summary>Path of the source image(s), used exactly as written (no wildcard expansion).</summary>
+        [Parameter(Mandatory = true, ParameterSetName = ParameterSets.LiteralPath, ValueFromPipelineByPropertyName = true)]
+        [Alias("PSPath", "LP")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; }
+
+        /// <summary>Output file or folder; default: beside the source, same name, new extension.</summary>
+        [Parameter(Position = 1)]
+        [Alias("DestinationPath")]
+        [ValidateNotNullOrEmpty]
+        public string Destination { get; set; }
+
+        /// <summary>Target format: raw, qcow2, vmdk, vhd, vhdx or vdi. Default: from the extension of -Destination.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        /// <summary>The source image's format; probed from the content when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string SourceFormat { get; set; }
+
+        /// <summary>Fixed or Dynamic target (VHD, VHDX, VDI); Dynamic by default.</summary>
+        [Parameter]
+        [ValidateSet("Fixed", "Dynamic", IgnoreCase = true)]
+        public string Type { get; set; }
+
+        /// <summary>Target subformat: VMDK create type (monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized, vmfs, vmfsThin).</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string Subformat { get; set; }
+
+        /// <summary>Write compressed clusters (qcow2, streamOptimized VMDK).</summary>
+        [Parameter]
+        public SwitchParameter Compress { get; set; }
+
+        /// <summary>Compression algorithm with -Compress for qcow2: Zlib (default) or Zstd.</summary>
+        [Parameter]
+        public CompressionType CompressionType { get; set; }
+
+        /// <summary>Zero runs at least this long stay unallocated; 0 allocates everything (qemu-img -S).</summary>
+        [Parameter]
+        [SizeTransformation]
+        public ulong SparseSize { get; set; }
+
+        /// <summary>Convert the disk as it was in this internal snapshot (id or name).</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string Snapshot { get; set; }
+
+        /// <summary>Make the output an overlay of this image holding only what differs from it.</summary>
+        [Parameter]
+        [Alias("BackingFile")]
+        [ValidateNotNullOrEmpty]
+        public string ParentPath { get; set; }
+
+        /// <summary>Format of -ParentPath; probed when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string ParentFormat { get; set; }
+
+        /// <summary>Target allocation unit: qcow2 cluster, VMDK grain, VHD/VHDX/VDI block size. Accepts 64KB or "64k".</summary>
+        [Parameter]
+        [Alias("BlockSizeBytes")]
+        [SizeTransformation]
+        public ulong ClusterSize { get; set; }
+
+        /// <summary>Write into an existing destination (qemu-img convert -n).</summary>
+        [Parameter]
+        public SwitchParameter NoCreate { get; set; }
+
+        /// <summary>With -NoCreate: the destination already reads as zeros.</summary>
+        [Parameter]
+        public SwitchParameter TargetIsZero { get; set; }
+
+        /// <summary>Preallocation of the target: Off, Metadata, Falloc or Full.</summary>
+        [Parameter]
+        public Preallocation Preallocation { get; set; }
+
+        /// <summary>How many reads/compressions run in parallel. Default: the number of processor cores.</summary>
+        [Parameter]
+        [ValidateRange(1, 64)]
+        public int ThrottleLimit { get; set; }
+
+        /// <summary>Target format options as a hashtable (@{cluster_size='64k'}) or a qemu-style string ("cluster_size=64k,lazy_refcounts=on"). Unknown options are refused by name.</summary>
+        [Parameter]
+        public object Option { get; set; }
+
+        /// <summary>Overwrite an existing destination; read a source another process writes.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        /// <summary>Output a VDiskInfo object for each image written.</summary>
+        [Parameter]
+        public SwitchParameter PassThru { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            bool literal = ParameterSetName == ParameterSets.LiteralPath;
+            foreach (string source in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
+            {
+                string destination = null;
+                try
+                {
+                    var plan = new ConvertPlan
+                    {
+                        SourcePath = source,
+                        Destination = string.IsNullOrEmpty(Destination) ? null : GetUnresolvedProviderPathFromPSPath(Destination),
+                        Format = ParseFormat(Format),
+                        SourceFormat = ParseFormat(SourceFormat),
+                        Type = string.IsNullOrEmpty(Type) ? (DiskType?)null : (DiskType)System.Enum.Parse(typeof(DiskType), Type, true),
+                        Subformat = Subformat,
+                        Compress = Compress.IsPresent,
+                        CompressionType = Bound(nameof(CompressionType)) ? (CompressionType?)CompressionType : null,
+                        SparseSize = Bound(nameof(SparseSize)) ? (long?)checked((long)SparseSize) : null,
+                        Snapshot = Snapshot,
+                        ParentPath = ParentPath,
+                        ParentFormat = ParseFormat(ParentFormat),
+                        ClusterSize = Bound(nameof(ClusterSize)) ? (long?)checked((long)ClusterSize) : null,
+                        NoCreate = NoCreate.IsPresent,
+                        TargetIsZero = TargetIsZero.IsPresent,
+                        Preallocation = Bound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
+                        ThrottleLimit = Bound(nameof(ThrottleLimit)) ? (int?)ThrottleLimit : null,
+                        Option = Option is PSObject ps ? ps.BaseObject : Option,
+                        Force = Force.IsPresent,
+                        ShareWithWriters = Force.IsPresent,
+                    };
+                    destination = plan.ResolveDestination(out DiskFormat targetFormat);
+                    ConvertOptions options = plan.BuildOptions(destination, targetFormat);
+                    if (!ShouldProcess(destination, $"Convert '{source}' to {targetFormat.ToName()}"))
+                    {
+                        continue;
+                    }
+
+                    string target = destination;
+                    RunEngine($"Convert-VDisk {source} -> {target}", (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    if (PassThru)
+                    {
+                        WriteObject(ImageInspector.Get(destination, targetFormat));
+                    }
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, destination ?? source);
+                }
+                catch (System.OverflowException e)
+                {
+                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, source));
+                }
+            }
+        }
+
+        private bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
+    }
+}

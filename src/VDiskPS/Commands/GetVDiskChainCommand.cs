@@ -1,0 +1,51 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Get-VDiskChain: an image and its backing files, top first (qemu-img info --backing-chain).</summary>
+    [Cmdlet(VerbsCommon.Get, "VDiskChain", DefaultParameterSetName = ParameterSets.Path)]
+    [OutputType(typeof(VDiskInfo))]
+    public sealed class GetVDiskChainCommand : VDiskCmdlet
+    {
+        /// <summary>Path of the top image(s) of the chain. Wildcards are expanded; relative paths resolve against the current PowerShell location.</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = ParameterSets.Path, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName")]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; }
+
+        /// <summary>Path of the top image(s), used exactly as written (no wildcard expansion).</summary>
+        [Parameter(Mandatory = true, ParameterSetName = ParameterSets.LiteralPath, ValueFromPipelineByPropertyName = true)]
+        [Alias("PSPath", "LP")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; }
+
+        /// <summary>The top image's format; probed from the content when omitted. Backing files use the format their child records.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        /// <summary>Read the images even while another process writes them (qemu-img -U). The content may be inconsistent.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            bool literal = ParameterSetName == ParameterSets.LiteralPath;
+            foreach (string file in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
+            {
+                try
+                {
+                    foreach (var layer in ImageInspector.GetChain(file, ParseFormat(Format), Force.IsPresent))
+                    {
+                        WriteObject(layer);
+                    }
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, file);
+                }
+            }
+        }
+    }
+}

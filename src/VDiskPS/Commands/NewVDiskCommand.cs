@@ -1,0 +1,148 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>New-VDisk: create an image (qemu-img create, New-VHD).</summary>
+    [Cmdlet(VerbsCommon.New, "VDisk", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(VDiskInfo))]
+    public sealed class NewVDiskCommand : VDiskCmdlet
+    {
+        /// <summary>Path of the image file(s) to create, relative to the current PowerShell location. The extension chooses the format when -Format is omitted (.qcow2, .vmdk, .vhd, .vhdx, .vdi, .raw/.img).</summary>
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName")]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; }
+
+        /// <summary>Virtual size: 20GB, or "20G", "512M".</summary>
+        [Parameter(Position = 1)]
+        [Alias("Size")]
+        [SizeTransformation]
+        public ulong SizeBytes { get; set; }
+
+        /// <summary>The image format: raw, qcow2, vmdk, vhd, vhdx or vdi. Default: from the file extension.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        /// <summary>Fixed (all space allocated up front), Dynamic (grows as written) or Differencing (an overlay of -ParentPath). Default: Dynamic, or Differencing with -ParentPath.</summary>
+        [Parameter]
+        public DiskType Type { get; set; }
+
+        /// <summary>VMDK create type (monolithicSparse, streamOptimized, vmfsThin, ...).</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string Subformat { get; set; }
+
+        /// <summary>Create a differencing image (overlay) of this parent. Relative paths are recorded relative and resolve against the new image's folder.</summary>
+        [Parameter]
+        [Alias("BackingFile")]
+        [ValidateNotNullOrEmpty]
+        public string ParentPath { get; set; }
+
+        /// <summary>The parent's format, recorded in the new image. Default: probed from the parent and recorded.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string ParentFormat { get; set; }
+
+        /// <summary>Record the parent without opening it (qemu-img create -u).</summary>
+        [Parameter]
+        public SwitchParameter Unsafe { get; set; }
+
+        /// <summary>Allocation unit: qcow2 cluster, VMDK grain, VHD/VHDX/VDI block size. Accepts 64KB or "64k".</summary>
+        [Parameter]
+        [Alias("BlockSizeBytes")]
+        [SizeTransformation]
+        public ulong ClusterSize { get; set; }
+
+        /// <summary>Logical sector size reported to the guest (VHDX): 512 or 4096.</summary>
+        [Parameter]
+        [ValidateSet("512", "4096")]
+        public uint LogicalSectorSizeBytes { get; set; }
+
+        /// <summary>Physical sector size reported to the guest (VHDX): 512 or 4096.</summary>
+        [Parameter]
+        [ValidateSet("512", "4096")]
+        public uint PhysicalSectorSizeBytes { get; set; }
+
+        /// <summary>Off (sparse), Metadata (qcow2: allocate tables), Falloc (reserve space) or Full (write zeros everywhere).</summary>
+        [Parameter]
+        public Preallocation Preallocation { get; set; }
+
+        /// <summary>qcow2 compression type for compressed clusters: Zlib (default) or Zstd.</summary>
+        [Parameter]
+        public CompressionType CompressionType { get; set; }
+
+        /// <summary>Fill the new image from this image (New-VHD -SourceDisk).</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string SourcePath { get; set; }
+
+        /// <summary>Format options: a hashtable or "cluster_size=64k,lazy_refcounts=on".</summary>
+        [Parameter]
+        public object Option { get; set; }
+
+        /// <summary>Overwrite an existing file.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            foreach (string rawPath in Path)
+            {
+                string path;
+                try
+                {
+                    path = ResolveNewPath(rawPath);
+                }
+                catch (System.Exception e) when (e is ItemNotFoundException || e is System.Management.Automation.DriveNotFoundException || e is ProviderNotFoundException || e is System.ArgumentException)
+                {
+                    WriteError(new ErrorRecord(e, "VDisk.InvalidPath", ErrorCategory.InvalidArgument, rawPath));
+                    continue;
+                }
+
+                try
+                {
+                    var plan = new NewDiskPlan
+                    {
+                        Path = path,
+                        Size = MyInvocation.BoundParameters.ContainsKey(nameof(SizeBytes)) ? (long?)checked((long)SizeBytes) : null,
+                        Format = ParseFormat(Format),
+                        Type = MyInvocation.BoundParameters.ContainsKey(nameof(Type)) ? (DiskType?)Type : null,
+                        Subformat = Subformat,
+                        ParentPath = ParentPath,
+                        ParentFormat = ParseFormat(ParentFormat),
+                        Unsafe = Unsafe.IsPresent,
+                        ClusterSize = MyInvocation.BoundParameters.ContainsKey(nameof(ClusterSize)) ? (long?)checked((long)ClusterSize) : null,
+                        LogicalSectorSize = MyInvocation.BoundParameters.ContainsKey(nameof(LogicalSectorSizeBytes)) ? (int?)LogicalSectorSizeBytes : null,
+                        PhysicalSectorSize = MyInvocation.BoundParameters.ContainsKey(nameof(PhysicalSectorSizeBytes)) ? (int?)PhysicalSectorSizeBytes : null,
+                        Preallocation = MyInvocation.BoundParameters.ContainsKey(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
+                        CompressionType = MyInvocation.BoundParameters.ContainsKey(nameof(CompressionType)) ? (CompressionType?)CompressionType : null,
+                        Option = Option is PSObject ps ? ps.BaseObject : Option,
+                        Force = Force.IsPresent,
+                        SourcePath = string.IsNullOrEmpty(SourcePath) ? null : GetUnresolvedProviderPathFromPSPath(SourcePath),
+                    };
+                    DiskFormat format = plan.ResolveFormat();
+                    plan.BuildRequest();
+                    string what = plan.SourcePath != null
+                        ? $"Create {format.ToName()} image from '{plan.SourcePath}'"
+                        : plan.Size.HasValue ? $"Create {format.ToName()} image of {DiskSize.Format(plan.Size.Value)}" : $"Create {format.ToName()} image";
+                    if (!ShouldProcess(path, what))
+                    {
+                        continue;
+                    }
+
+                    WriteObject(RunEngine("New-VDisk " + path, (progress, cancel) => plan.Execute(progress, cancel)));
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, path);
+                }
+                catch (System.OverflowException e)
+                {
+                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, path));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.IO;
+using System.Management.Automation;
+using System.Threading;
+using System.Threading.Tasks;
+using VDiskPS.Formats;
+
+namespace VDiskPS
+{
+    /// <summary>
+    /// What every VDiskPS cmdlet shares: provider path resolution, engine errors as error records
+    /// with VDisk.* ids, engine progress as Write-Progress, and Ctrl+C as cancellation.
+    /// </summary>
+    public abstract class VDiskCmdlet : PSCmdlet
+    {
+        private readonly CancellationTokenSource _cancel = new CancellationTokenSource();
+        private static int s_activityId = 0x5644;
+
+        /// <summary>Cancelled when the user presses Ctrl+C.</summary>
+        protected CancellationToken Cancellation => _cancel.Token;
+
+        protected override void StopProcessing()
+        {
+            _cancel.Cancel();
+        }
+
+        /// <summary>
+        /// Resolves existing files: -Path expands wildcards, -LiteralPath does not. Paths are provider
+        /// paths relative to the PowerShell location. Unresolvable paths become error records.
+        /// </summary>
+        protected IEnumerable<string> ResolveExistingFiles(string[] paths, bool literal)
+        {
+            foreach (string path in paths ?? Array.Empty<string>())
+            {
+                List<string> resolved = new List<string>();
+                try
+                {
+                    if (literal)
+                    {
+                        string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+                        if (!File.Exists(full))
+                        {
+                            throw new ItemNotFoundException($"Cannot find path '{full}' because it does not exist.");
+                        }
+
+                        resolved.Add(full);
+                    }
+                    else
+                    {
+                        ProviderInfo provider;
+                        var found = SessionState.Path.GetResolvedProviderPathFromPSPath(path, out provider);
+                        if (provider.Name != "FileSystem")
+                        {
+                            WriteError(new ErrorRecord(new ArgumentException($"'{path}' is not a file system path."), "VDisk.NotAFile", ErrorCategory.InvalidArgument, path));
+                            continue;
+                        }
+
+                        foreach (string f in found)
+                        {
+                            if (Directory.Exists(f))
+                            {
+                                WriteError(new ErrorRecord(new ArgumentException($"'{f}' is a folder, not an image file."), "VDisk.NotAFile", ErrorCategory.InvalidArgument, f));
+                                continue;
+                            }
+
+                            resolved.Add(f);
+                        }
+                    }
+                }
+                catch (ItemNotFoundException e)
+                {
+                    WriteError(new ErrorRecord(e, "VDisk.PathNotFound", ErrorCategory.ObjectNotFound, path));
+                    continue;
+                }
+                catch (Exception e) when (e is ArgumentException || e is NotSupportedException || e is ProviderNotFoundException || e is System.Management.Automation.DriveNotFoundException)
+                {
+                    WriteError(new ErrorRecord(e, "VDisk.InvalidPath", ErrorCategory.InvalidArgument, path));
+                    continue;
+                }
+
+                foreach (string r in resolved)
+                {
+                    yield return r;
+                }
+            }
+        }
+
+        /// <summary>A path for a file to be created, relative to the PowerShell location, no wildcards.</summary>
+        protected string ResolveNewPath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+
+        /// <summary>Writes a non-terminating error for an engine failure on one item.</summary>
+        protected void WriteImageError(Exception exception, object target)
+        {
+            var (id, category) = ErrorClassifier.Classify(exception);
+            if (!Enum.TryParse(category, out ErrorCategory errorCategory))
+            {
+                errorCategory = ErrorCategory.NotSpecified;
+            }
+
+            WriteError(new ErrorRecord(exception, id, errorCategory, target));
+        }
+
+        /// <summary>
+        /// Runs engine work on a worker thread while this thread relays its progress to Write-Progress;
+        /// Ctrl+C cancels the work. Exceptions of the work are rethrown here.
+        /// </summary>
+        protected T RunEngine<T>(string activity, Func<IProgress<OperationProgress>, CancellationToken, T> work)
+        {
+            int activityId = Interlocked.Increment(ref s_activityId);
+            var updates = new BlockingCollection<OperationProgress>(new ConcurrentQueue<OperationProgress>());
+            var progress = new QueueProgress(updates);
+            Task<T> task = Task.Run(() =>
+            {
+                try
+                {
+                    return work(progress, _cancel.Token);
+                }
+                finally
+                {
+                    updates.CompleteAdding();
+                }
+            });
+
+            var record = new ProgressRecord(activityId, activity, "Starting");
+            DateTime lastShown = DateTime.MinValue;
+            foreach (OperationProgress update in updates.GetConsumingEnumerable())
+            {
+                if ((DateTime.UtcNow - lastShown).TotalMilliseconds < 200 && update.BytesDone < update.BytesTotal)
+                {
+                    continue;
+                }
+
+                lastShown = DateTime.UtcNow;
+                record.StatusDescription = update.Phase ?? "Working";
+                record.PercentComplete = update.Percent;
+                record.CurrentOperation = $"{DiskSize.Format(update.BytesDone)} of {DiskSize.Format(update.BytesTotal)}";
+                WriteProgress(record);
+            }
+
+            record.RecordType = ProgressRecordType.Completed;
+            WriteProgress(record);
+            try
+            {
+                return task.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (_cancel.IsCancellationRequested)
+            {
+                throw new PipelineStoppedException();
+            }
+        }
+
+        protected void RunEngine(string activity, Action<IProgress<OperationProgress>, CancellationToken> work)
+            => RunEngine<object>(activity, (p, c) =>
+            {
+                work(p, c);
+                return null;
+            });
+
+        /// <summary>Parses a -Format/-SourceFormat value (validated by ValidateSet); null stays null.</summary>
+        protected static DiskFormat? ParseFormat(string format) => string.IsNullOrEmpty(format) ? (DiskFormat?)null : DiskFormatNames.Parse(format);
+
+        private sealed class QueueProgress : IProgress<OperationProgress>
+        {
+            private readonly BlockingCollection<OperationProgress> _queue;
+
+            public QueueProgress(BlockingCollection<OperationProgress> queue) => _queue = queue;
+
+            public void Report(OperationProgress value)
+            {
+                if (!_queue.IsAddingCompleted)
+                {
+                    _queue.TryAdd(value);
+                }
+            }
+        }
+    }
+}

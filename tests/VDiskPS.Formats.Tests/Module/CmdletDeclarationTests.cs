@@ -1,0 +1,166 @@
+using System.Collections.Generic;
+using System.Linq;
+using VDiskPS.Stage;
+using Xunit;
+
+namespace VDiskPS.Formats.Tests.Module
+{
+    /// <summary>The cmdlet contract (CMDLETS.md), checked on the compiled declarations without a PowerShell host.</summary>
+    public class CmdletDeclarationTests
+    {
+        // Get-Verb's approved verbs (PowerShell 5.1 and 7).
+        private static readonly HashSet<string> ApprovedVerbs = new HashSet<string>
+        {
+            "Add", "Clear", "Close", "Copy", "Enter", "Exit", "Find", "Format", "Get", "Hide", "Join", "Lock", "Move", "New", "Open", "Optimize",
+            "Pop", "Push", "Redo", "Remove", "Rename", "Reset", "Resize", "Search", "Select", "Set", "Show", "Skip", "Split", "Step", "Switch",
+            "Undo", "Unlock", "Watch", "Backup", "Checkpoint", "Compare", "Compress", "Convert", "ConvertFrom", "ConvertTo", "Dismount", "Edit",
+            "Expand", "Export", "Group", "Import", "Initialize", "Limit", "Merge", "Mount", "Out", "Publish", "Restore", "Save", "Sync",
+            "Unpublish", "Update", "Approve", "Assert", "Build", "Complete", "Confirm", "Deny", "Deploy", "Disable", "Enable", "Install",
+            "Invoke", "Register", "Request", "Restart", "Resume", "Start", "Stop", "Submit", "Suspend", "Uninstall", "Unregister", "Wait",
+            "Debug", "Measure", "Ping", "Repair", "Resolve", "Test", "Trace", "Connect", "Disconnect", "Read", "Receive", "Send", "Write",
+            "Block", "Grant", "Protect", "Revoke", "Unblock", "Unprotect", "Use",
+        };
+
+        // Cmdlets that change an existing image, and the ConfirmImpact the contract asks of them.
+        private static readonly Dictionary<string, string> ChangesImages = new Dictionary<string, string>
+        {
+            ["New-VDisk"] = "Medium",
+            ["Convert-VDisk"] = "Medium",
+            ["Repair-VDisk"] = "High",
+            ["Invoke-VDiskCommit"] = "High",
+            ["Set-VDisk"] = "Medium",
+            ["Resize-VDisk"] = "Medium",
+            ["Optimize-VDisk"] = "Medium",
+            ["Copy-VDiskData"] = "Medium",
+            ["Sync-VDisk"] = "Medium",
+            ["New-VDiskSnapshot"] = "Medium",
+            ["Restore-VDiskSnapshot"] = "High",
+            ["Remove-VDiskSnapshot"] = "High",
+            ["Add-VDiskBitmap"] = "Medium",
+            ["Remove-VDiskBitmap"] = "High",
+            ["Clear-VDiskBitmap"] = "Medium",
+            ["Enable-VDiskBitmap"] = "Medium",
+            ["Disable-VDiskBitmap"] = "Medium",
+            ["Merge-VDiskBitmap"] = "Medium",
+        };
+
+        [Fact]
+        public void TheModuleHasTheFoundationCmdlets()
+        {
+            var names = ModuleFixture.Cmdlets.Select(c => c.Name).ToList();
+            Assert.Contains("New-VDisk", names);
+            Assert.Contains("Get-VDisk", names);
+            Assert.Contains("Get-VDiskChain", names);
+            Assert.Contains("Convert-VDisk", names);
+        }
+
+        [Theory]
+        [MemberData(nameof(ModuleFixture.CmdletNames), MemberType = typeof(ModuleFixture))]
+        public void VerbIsApproved(string name)
+        {
+            Assert.Contains(ModuleFixture.Get(name).Verb, ApprovedVerbs);
+        }
+
+        [Theory]
+        [MemberData(nameof(ModuleFixture.CmdletNames), MemberType = typeof(ModuleFixture))]
+        public void NounStartsWithTheModulePrefix(string name)
+        {
+            Assert.StartsWith("VDisk", ModuleFixture.Get(name).Noun);
+        }
+
+        [Theory]
+        [MemberData(nameof(ModuleFixture.CmdletNames), MemberType = typeof(ModuleFixture))]
+        public void DeclaresItsOutputType(string name)
+        {
+            var cmdlet = ModuleFixture.Get(name);
+            Assert.NotEmpty(cmdlet.OutputTypes);
+            Assert.All(cmdlet.OutputTypes, t => Assert.True(t.StartsWith("VDiskPS.") || t.StartsWith("System."), t));
+        }
+
+        [Theory]
+        [MemberData(nameof(ModuleFixture.CmdletNames), MemberType = typeof(ModuleFixture))]
+        public void ShouldProcessWhereTheContractAsks(string name)
+        {
+            var cmdlet = ModuleFixture.Get(name);
+            if (ChangesImages.TryGetValue(name, out string impact))
+            {
+                Assert.True(cmdlet.SupportsShouldProcess, $"{name} changes images and must support -WhatIf/-Confirm");
+                Assert.Equal(impact, cmdlet.ConfirmImpact);
+            }
+            else
+            {
+                Assert.True(cmdlet.Verb == "Get" || cmdlet.Verb == "Test" || cmdlet.Verb == "Compare" || cmdlet.Verb == "Measure",
+                    $"{name} is not known to be read-only; add it to the ShouldProcess table");
+            }
+        }
+
+        [Theory]
+        [MemberData(nameof(ModuleFixture.CmdletNames), MemberType = typeof(ModuleFixture))]
+        public void PathFollowsTheConventions(string name)
+        {
+            var cmdlet = ModuleFixture.Get(name);
+            var path = cmdlet.Parameters.FirstOrDefault(p => p.Name == "Path");
+            if (path == null)
+            {
+                return;
+            }
+
+            Assert.Equal("String[]", path.TypeName);
+            Assert.Contains("FullName", path.Aliases);
+            Assert.All(path.Sets, s => Assert.Equal(0, s.Position));
+            Assert.All(path.Sets, s => Assert.True(s.ValueFromPipeline && s.ValueFromPipelineByPropertyName, "Path binds from the pipeline by value and by property name"));
+            var literal = cmdlet.Parameters.FirstOrDefault(p => p.Name == "LiteralPath");
+            if (literal != null)
+            {
+                Assert.Contains("PSPath", literal.Aliases);
+                Assert.Contains("LP", literal.Aliases);
+                Assert.All(literal.Sets, s => Assert.True(s.ValueFromPipelineByPropertyName));
+                Assert.Equal("Path", cmdlet.DefaultParameterSetName);
+                Assert.Empty(path.Sets.Select(s => s.Name).Intersect(literal.Sets.Select(s => s.Name)));
+            }
+        }
+
+        [Theory]
+        [MemberData(nameof(ModuleFixture.CmdletNames), MemberType = typeof(ModuleFixture))]
+        public void ParameterSetsAreUnambiguous(string name)
+        {
+            var cmdlet = ModuleFixture.Get(name);
+            var sets = cmdlet.ParameterSetNames;
+            if (sets.Count > 1)
+            {
+                Assert.Contains(cmdlet.DefaultParameterSetName, sets);
+            }
+
+            foreach (string set in sets)
+            {
+                var members = cmdlet.Parameters.Select(p => (p, e: cmdlet.EntryFor(p, set))).Where(x => x.e != null).ToList();
+                var positions = members.Where(x => x.e.Position != int.MinValue).GroupBy(x => x.e.Position).Where(g => g.Count() > 1).ToList();
+                Assert.True(positions.Count == 0, $"{name} set {set}: two parameters at position {positions.FirstOrDefault()?.Key}");
+                Assert.True(members.Count(x => x.e.ValueFromPipeline) <= 1, $"{name} set {set}: more than one parameter takes pipeline input by value");
+                if (sets.Count > 1 && set != cmdlet.DefaultParameterSetName)
+                {
+                    bool distinguished = members.Any(x => x.e.Mandatory && x.e.Name == set && x.p.Sets.All(s => s.Name == set));
+                    Assert.True(distinguished, $"{name} set {set} has no mandatory parameter of its own, so PowerShell cannot tell it from the others");
+                }
+            }
+        }
+
+        [Theory]
+        [MemberData(nameof(ModuleFixture.CmdletNames), MemberType = typeof(ModuleFixture))]
+        public void FormatParametersCompleteTheKnownFormats(string name)
+        {
+            foreach (var p in ModuleFixture.Get(name).Parameters.Where(p => p.Name.EndsWith("Format") && p.TypeName == "String"))
+            {
+                Assert.Equal(new[] { "raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi" }, p.ValidValues);
+            }
+        }
+
+        [Fact]
+        public void SizeParametersTakeQemuStrings()
+        {
+            var size = ModuleFixture.Get("New-VDisk").Parameters.Single(p => p.Name == "SizeBytes");
+            Assert.Equal("UInt64", size.TypeName);
+            Assert.Contains("Size", size.Aliases);
+        }
+    }
+}

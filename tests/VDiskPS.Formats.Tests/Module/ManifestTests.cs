@@ -1,0 +1,65 @@
+using System.IO;
+using System.Linq;
+using System.Text.RegularExpressions;
+using Xunit;
+
+namespace VDiskPS.Formats.Tests.Module
+{
+    public class ManifestTests
+    {
+        [Fact]
+        public void ExportsExactlyTheCmdletsThatExist()
+        {
+            var exported = ModuleFixture.ExportedCmdlets.OrderBy(n => n).ToList();
+            var actual = ModuleFixture.Cmdlets.Select(c => c.Name).OrderBy(n => n).ToList();
+            Assert.Equal(actual, exported);
+        }
+
+        [Fact]
+        public void NeverExportsWithAWildcard()
+        {
+            Assert.DoesNotMatch(@"(Cmdlets|Functions|Aliases|Variables)ToExport\s*=\s*'\*'", ModuleFixture.ManifestText);
+            Assert.DoesNotContain("'*'", ModuleFixture.ManifestText);
+        }
+
+        [Fact]
+        public void RunsInWindowsPowerShellAndPowerShell7()
+        {
+            string text = ModuleFixture.ManifestText;
+            Assert.Matches(@"PowerShellVersion\s*=\s*'5\.1'", text);
+            Assert.Matches(@"CompatiblePSEditions\s*=\s*@\('Desktop',\s*'Core'\)", text);
+            Assert.Matches(@"RootModule\s*=\s*'VDiskPS\.dll'", text);
+        }
+
+        [Fact]
+        public void HasIdentityAndProjectMetadata()
+        {
+            string text = ModuleFixture.ManifestText;
+            Assert.Matches(@"ModuleVersion\s*=\s*'\d+\.\d+\.\d+'", text);
+            Assert.Matches(@"GUID\s*=\s*'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'", text);
+            Assert.Matches(@"Description\s*=\s*'.{20,}'", text);
+            Assert.Matches(@"Tags\s*=\s*@\(", text);
+            Assert.Matches(@"ProjectUri\s*=", text);
+        }
+
+        [Fact]
+        public void FormatFileIsListedAndItsViewsNameRealTypes()
+        {
+            string text = ModuleFixture.ManifestText;
+            Assert.Matches(@"FormatsToProcess\s*=\s*@\('VDiskPS\.Format\.ps1xml'\)", text);
+            string format = File.ReadAllText(Path.Combine(ModuleFixture.RepoRoot, "src", "VDiskPS", "VDiskPS.Format.ps1xml"));
+            var engine = typeof(VDiskPS.VDiskInfo).Assembly;
+            foreach (Match m in Regex.Matches(format, "<TypeName>([^<]+)</TypeName>"))
+            {
+                Assert.NotNull(engine.GetType(m.Groups[1].Value));
+            }
+        }
+
+        [Fact]
+        public void ModuleVersionMatchesTheAssemblies()
+        {
+            string version = Regex.Match(ModuleFixture.ManifestText, @"ModuleVersion\s*=\s*'([^']+)'").Groups[1].Value;
+            Assert.StartsWith(version, typeof(VDiskPS.VDiskInfo).Assembly.GetName().Version.ToString());
+        }
+    }
+}

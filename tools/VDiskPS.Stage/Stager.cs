@@ -1,0 +1,96 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+
+namespace VDiskPS.Stage
+{
+    /// <summary>Lays out the importable module: out/VDiskPS/{VDiskPS.psd1, assemblies, format file, en-US help, native zstd for Windows}.</summary>
+    public static class Stager
+    {
+        public static string FindRepoRoot(string start = null)
+        {
+            string dir = Path.GetFullPath(start ?? Directory.GetCurrentDirectory());
+            while (dir != null && !File.Exists(Path.Combine(dir, "VDiskPS.sln")))
+            {
+                dir = Path.GetDirectoryName(dir);
+            }
+
+            return dir ?? throw new InvalidOperationException("VDiskPS.sln not found above " + start);
+        }
+
+        public static string BuildOutput(string repo, string configuration)
+            => Path.Combine(repo, "src", "VDiskPS", "bin", configuration, "netstandard2.0");
+
+        public static void Stage(string repo, string configuration, string output)
+        {
+            string bin = BuildOutput(repo, configuration);
+            if (!File.Exists(Path.Combine(bin, "VDiskPS.dll")))
+            {
+                throw new InvalidOperationException($"{bin}/VDiskPS.dll is missing: build with 'dotnet build -c {configuration}' first");
+            }
+
+            if (Directory.Exists(output))
+            {
+                Directory.Delete(output, true);
+            }
+
+            Directory.CreateDirectory(output);
+            File.Copy(Path.Combine(repo, "VDiskPS.psd1"), Path.Combine(output, "VDiskPS.psd1"));
+            File.Copy(Path.Combine(repo, "src", "VDiskPS", "VDiskPS.Format.ps1xml"), Path.Combine(output, "VDiskPS.Format.ps1xml"));
+            foreach (string file in Directory.GetFiles(bin, "*.dll"))
+            {
+                // The PowerShell reference assembly is for compiling only; the host brings the real one.
+                if (!Path.GetFileName(file).Equals("System.Management.Automation.dll", StringComparison.OrdinalIgnoreCase))
+                {
+                    File.Copy(file, Path.Combine(output, Path.GetFileName(file)));
+                }
+            }
+
+            // Windows has no system libzstd; ship the one of the Zstandard.Net package for x64/x86.
+            string zstd = CmdletMetadata.ZstandardNetDir();
+            foreach (string arch in new[] { "x64", "x86" })
+            {
+                string native = Path.Combine(zstd, "build", arch, "libzstd.dll");
+                if (File.Exists(native))
+                {
+                    Directory.CreateDirectory(Path.Combine(output, arch));
+                    File.Copy(native, Path.Combine(output, arch, "libzstd.dll"));
+                }
+            }
+
+            string helpDir = Path.Combine(output, "en-US");
+            Directory.CreateDirectory(helpDir);
+            var docs = LoadHelp(repo);
+            MamlWriter.Write(docs).Save(Path.Combine(helpDir, "VDiskPS.dll-Help.xml"));
+            string about = Path.Combine(repo, "docs", "help", "about_VDiskPS.help.txt");
+            if (File.Exists(about))
+            {
+                File.Copy(about, Path.Combine(helpDir, "about_VDiskPS.help.txt"));
+            }
+        }
+
+        public static List<HelpDocument> LoadHelp(string repo)
+            => Directory.GetFiles(Path.Combine(repo, "docs", "help"), "*-*.md").OrderBy(f => f, StringComparer.Ordinal)
+                .Select(f => HelpDocument.Parse(File.ReadAllText(f))).ToList();
+
+        /// <summary>Regenerates the metadata-driven sections of docs/help/*.md, keeping the written ones.</summary>
+        public static IReadOnlyList<string> UpdateHelp(string repo, string configuration)
+        {
+            var written = new List<string>();
+            foreach (var cmdlet in CmdletMetadata.Load(Path.Combine(BuildOutput(repo, configuration), "VDiskPS.dll")))
+            {
+                string file = Path.Combine(repo, "docs", "help", cmdlet.Name + ".md");
+                HelpDocument existing = File.Exists(file) ? HelpDocument.Parse(File.ReadAllText(file)) : null;
+                string text = HelpDocument.Update(existing, cmdlet).Render();
+                if (!File.Exists(file) || File.ReadAllText(file) != text)
+                {
+                    File.WriteAllText(file, text);
+                    written.Add(file);
+                }
+            }
+
+            return written;
+        }
+    }
+}
