@@ -49,6 +49,9 @@ namespace VDiskPS.Formats
     /// </summary>
     public static class ConvertOperation
     {
+        // Work buffers are larger than ArrayPool.Shared keeps; a pool of our own bounds what is held.
+        private static readonly ArrayPool<byte> s_buffers = ArrayPool<byte>.Create(16 << 20, 64);
+
         public static void Run(string sourcePath, string destinationPath, ConvertOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             options = options ?? new ConvertOptions();
@@ -290,7 +293,7 @@ namespace VDiskPS.Formats
             private Chunk Process(WorkItem item)
             {
                 _cancel.ThrowIfCancellationRequested();
-                byte[] buffer = ArrayPool<byte>.Shared.Rent(item.Length);
+                byte[] buffer = s_buffers.Rent(item.Length);
                 var chunk = new Chunk(item, buffer);
                 if (item.KnownZero)
                 {
@@ -303,7 +306,7 @@ namespace VDiskPS.Formats
 
                 if (_targetParent != null)
                 {
-                    chunk.ParentBuffer = ArrayPool<byte>.Shared.Rent(item.Length);
+                    chunk.ParentBuffer = s_buffers.Rent(item.Length);
                     _targetParent.Top.Read(item.Offset, chunk.ParentBuffer.AsSpan(0, item.Length));
                 }
 
@@ -486,13 +489,13 @@ namespace VDiskPS.Formats
             {
                 if (Buffer != null)
                 {
-                    ArrayPool<byte>.Shared.Return(Buffer);
+                    s_buffers.Return(Buffer);
                     Buffer = null;
                 }
 
                 if (ParentBuffer != null)
                 {
-                    ArrayPool<byte>.Shared.Return(ParentBuffer);
+                    s_buffers.Return(ParentBuffer);
                     ParentBuffer = null;
                 }
             }

@@ -1,0 +1,173 @@
+using System.IO;
+using Xunit;
+
+namespace VDiskPS.Formats.Tests.Operations
+{
+    /// <summary>The decisions New-VDisk and Convert-VDisk make, reachable without a PowerShell host.</summary>
+    public class CommandPlanTests
+    {
+        [Theory]
+        [InlineData("disk.qcow2", DiskFormat.Raw)]
+        [InlineData("disk.img", DiskFormat.Raw)]
+        [InlineData("disk.raw", DiskFormat.Raw)]
+        [InlineData("DISK.IMG", DiskFormat.Raw)]
+        public void ExplicitFormatWinsOverTheExtension(string name, DiskFormat format)
+        {
+            Assert.Equal(format, PathPlanner.FormatForNewFile(name, DiskFormat.Raw));
+        }
+
+        [Fact]
+        public void ExtensionGivesTheFormat()
+        {
+            Assert.Equal(DiskFormat.Raw, PathPlanner.FormatForNewFile("/x/disk.img", null));
+        }
+
+        [Fact]
+        public void UnknownExtensionAsksForFormat()
+        {
+            var e = Assert.Throws<ImageOptionException>(() => PathPlanner.FormatForNewFile("/x/disk.bak", null));
+            Assert.Contains("-Format", e.Message);
+            Assert.Equal("format", e.Field);
+        }
+
+        [Fact]
+        public void ConvertDestinationDefaultsBesideTheSourceWithTheNewExtension()
+        {
+            using var dir = new TempDir();
+            string source = dir.File("vm.disk");
+            File.WriteAllBytes(source, new byte[512]);
+            string target = PathPlanner.ConvertDestination(source, null, DiskFormat.Raw, out var format);
+            Assert.Equal(dir.File("vm.raw"), target);
+            Assert.Equal(DiskFormat.Raw, format);
+        }
+
+        [Fact]
+        public void ConvertIntoAFolderKeepsTheSourceName()
+        {
+            using var dir = new TempDir();
+            string source = dir.File("vm.disk");
+            Directory.CreateDirectory(dir.File("out"));
+            Assert.Equal(Path.Combine(dir.File("out"), "vm.raw"), PathPlanner.ConvertDestination(source, dir.File("out"), DiskFormat.Raw, out _));
+        }
+
+        [Fact]
+        public void ConvertIntoAFolderNeedsAFormat()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(dir.File("vm.disk"), dir.Path, null, out _));
+            Assert.Contains("-Format", e.Message);
+        }
+
+        [Fact]
+        public void DefaultDestinationThatIsTheSourceIsRefused()
+        {
+            using var dir = new TempDir();
+            Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(dir.File("vm.raw"), null, DiskFormat.Raw, out _));
+        }
+
+        [Fact]
+        public void NewDiskNeedsASizeWithoutParentOrSource()
+        {
+            using var dir = new TempDir();
+            var plan = new NewDiskPlan { Path = dir.File("a.raw") };
+            var e = Assert.Throws<ImageOptionException>(() => plan.BuildRequest());
+            Assert.Equal("SizeBytes", e.Field);
+        }
+
+        [Fact]
+        public void NewDiskRefusesAnExistingFileWithoutForce()
+        {
+            using var dir = new TempDir();
+            File.WriteAllText(dir.File("a.raw"), "x");
+            Assert.Throws<ImageIOException>(() => new NewDiskPlan { Path = dir.File("a.raw"), Size = 1 << 20 }.BuildRequest());
+            Assert.True(new NewDiskPlan { Path = dir.File("a.raw"), Size = 1 << 20, Force = true }.BuildRequest().Overwrite);
+        }
+
+        [Fact]
+        public void DifferencingNeedsAParent()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => new NewDiskPlan { Path = dir.File("a.raw"), Size = 1, Type = DiskType.Differencing }.BuildRequest());
+            Assert.Equal("ParentPath", e.Field);
+        }
+
+        [Fact]
+        public void ParentPathIsRecordedAsWritten()
+        {
+            using var dir = new TempDir();
+            var request = new NewDiskPlan { Path = dir.File("a.qcow2"), ParentPath = "../base.qcow2", ParentFormat = DiskFormat.Qcow2 }.BuildRequest();
+            Assert.Equal("../base.qcow2", request.Backing.RecordedPath);
+            Assert.Equal(DiskFormat.Qcow2, request.Backing.Format);
+        }
+
+        [Fact]
+        public void OptionStringsAndHashtablesBecomeOptionSets()
+        {
+            using var dir = new TempDir();
+            var request = new NewDiskPlan { Path = dir.File("a.raw"), Size = 1, Option = "preallocation=full" }.BuildRequest();
+            Assert.Equal("full", request.Options.GetString("preallocation"));
+            request = new NewDiskPlan { Path = dir.File("b.raw"), Size = 1, Option = new System.Collections.Hashtable { ["preallocation"] = "falloc" } }.BuildRequest();
+            Assert.Equal("falloc", request.Options.GetString("preallocation"));
+        }
+
+        [Fact]
+        public void NewDiskFromASourceCopiesIt()
+        {
+            using var dir = new TempDir();
+            string source = dir.File("s.raw");
+            CreateOperation.Create(source, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            using (var layer = FormatRegistry.Default.Open(source, null, new OpenOptions { Writable = true }))
+            {
+                layer.Write(4096, TestData.Pattern(4096, 5));
+            }
+
+            var info = new NewDiskPlan { Path = dir.File("n.img"), SourcePath = source }.Execute();
+            Assert.Equal(1 << 20, info.Size);
+            Assert.Equal(File.ReadAllBytes(source), File.ReadAllBytes(dir.File("n.img")));
+        }
+
+        [Fact]
+        public void ConvertRefusesTargetIsZeroWithoutNoCreate()
+        {
+            using var dir = new TempDir();
+            var plan = new ConvertPlan { SourcePath = dir.File("s.raw"), TargetIsZero = true };
+            Assert.Throws<ImageOptionException>(() => plan.BuildOptions(dir.File("t.raw"), DiskFormat.Raw));
+        }
+
+        [Fact]
+        public void ConvertNoCreateNeedsAnExistingDestination()
+        {
+            using var dir = new TempDir();
+            var plan = new ConvertPlan { SourcePath = dir.File("s.raw"), NoCreate = true };
+            Assert.Throws<ImageIOException>(() => plan.BuildOptions(dir.File("t.raw"), DiskFormat.Raw));
+        }
+
+        [Fact]
+        public void ConvertDefaultsAreQemuDefaults()
+        {
+            using var dir = new TempDir();
+            var options = new ConvertPlan { SourcePath = dir.File("s.raw") }.BuildOptions(dir.File("t.raw"), DiskFormat.Raw);
+            Assert.Equal(4096, options.SparseSize);
+            Assert.Equal(System.Environment.ProcessorCount, options.ThrottleLimit);
+            Assert.False(options.Compress);
+        }
+
+        [Theory]
+        [InlineData(typeof(ImageCorruptException), "VDisk.CorruptImage", "InvalidData")]
+        [InlineData(typeof(ImageNotSupportedException), "VDisk.NotSupported", "NotImplemented")]
+        [InlineData(typeof(ImageLockedException), "VDisk.ImageInUse", "ResourceBusy")]
+        public void EngineErrorsMapToStableIds(System.Type type, string id, string category)
+        {
+            System.Exception e = type == typeof(ImageCorruptException) ? new ImageCorruptException("f", "x", 1, "bad")
+                : type == typeof(ImageNotSupportedException) ? new ImageNotSupportedException("f", null, null, "no")
+                : (System.Exception)new ImageLockedException("f", "busy");
+            Assert.Equal((id, category), ErrorClassifier.Classify(e));
+        }
+
+        [Fact]
+        public void ExistingFileErrorHasItsOwnId()
+        {
+            Assert.Equal(("VDisk.FileExists", "ResourceExists"), ErrorClassifier.Classify(new ImageIOException("f", "the file already exists (use -Force to overwrite it)")));
+        }
+    }
+}
