@@ -11,10 +11,23 @@
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess       = @('VDiskPS.Format.ps1xml')
     CmdletsToExport        = @(
+        'Add-VDiskBitmap'
+        'Clear-VDiskBitmap'
         'Convert-VDisk'
+        'Disable-VDiskBitmap'
+        'Enable-VDiskBitmap'
         'Get-VDisk'
+        'Get-VDiskBitmap'
         'Get-VDiskChain'
+        'Get-VDiskSnapshot'
+        'Merge-VDiskBitmap'
         'New-VDisk'
+        'New-VDiskSnapshot'
+        'Remove-VDiskBitmap'
+        'Remove-VDiskSnapshot'
+        'Repair-VDisk'
+        'Restore-VDiskSnapshot'
+        'Test-VDisk'
     )
     FunctionsToExport      = @()
     AliasesToExport        = @()

@@ -143,7 +143,7 @@ namespace VDiskPS.Stage
                         Name = property.Name,
                         TypeName = FriendlyTypeName(property.PropertyType),
                         TypeFullName = property.PropertyType.FullName,
-                        Summary = docs.Summary("P:" + type.FullName + "." + property.Name),
+                        Summary = docs.Summary("P:" + property.DeclaringType.FullName + "." + property.Name),
                     };
                     foreach (var attr in parameterAttrs)
                     {

@@ -6,20 +6,8 @@ namespace VDiskPS.Commands
     /// <summary>Convert-VDisk: copy an image (chain) into another format (qemu-img convert, Convert-VHD).</summary>
     [Cmdlet(VerbsData.Convert, "VDisk", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskInfo))]
-    public sealed class ConvertVDiskCommand : VDiskCmdlet
+    public sealed class ConvertVDiskCommand : VDiskPathCmdlet
     {
-        /// <summary>Path of the source image(s). Wildcards are expanded. Accepts pipeline input (strings, Get-ChildItem output, VDiskInfo objects). The whole backing chain is read.</summary>
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = ParameterSets.Path, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-        [Alias("FullName")]
-        [ValidateNotNullOrEmpty]
-        public string[] Path { get; set; }
-
-        /// <summary>Path of the source image(s), used exactly as written (no wildcard expansion).</summary>
-        [Parameter(Mandatory = true, ParameterSetName = ParameterSets.LiteralPath, ValueFromPipelineByPropertyName = true)]
-        [Alias("PSPath", "LP")]
-        [ValidateNotNullOrEmpty]
-        public string[] LiteralPath { get; set; }
-
         /// <summary>Output file or folder; default: beside the source, same name, new extension.</summary>
         [Parameter(Position = 1)]
         [Alias("DestinationPath")]
@@ -112,8 +100,7 @@ namespace VDiskPS.Commands
 
         protected override void ProcessRecord()
         {
-            bool literal = ParameterSetName == ParameterSets.LiteralPath;
-            foreach (string source in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
+            foreach (string source in ResolvedImagePaths())
             {
                 string destination = null;
                 try

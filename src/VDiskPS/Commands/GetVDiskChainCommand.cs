@@ -6,20 +6,8 @@ namespace VDiskPS.Commands
     /// <summary>Get-VDiskChain: an image and its backing files, top first (qemu-img info --backing-chain).</summary>
     [Cmdlet(VerbsCommon.Get, "VDiskChain", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(VDiskInfo))]
-    public sealed class GetVDiskChainCommand : VDiskCmdlet
+    public sealed class GetVDiskChainCommand : VDiskPathCmdlet
     {
-        /// <summary>Path of the top image(s) of the chain. Wildcards are expanded; relative paths resolve against the current PowerShell location.</summary>
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = ParameterSets.Path, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-        [Alias("FullName")]
-        [ValidateNotNullOrEmpty]
-        public string[] Path { get; set; }
-
-        /// <summary>Path of the top image(s), used exactly as written (no wildcard expansion).</summary>
-        [Parameter(Mandatory = true, ParameterSetName = ParameterSets.LiteralPath, ValueFromPipelineByPropertyName = true)]
-        [Alias("PSPath", "LP")]
-        [ValidateNotNullOrEmpty]
-        public string[] LiteralPath { get; set; }
-
         /// <summary>The top image's format; probed from the content when omitted. Backing files use the format their child records.</summary>
         [Parameter]
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
@@ -31,8 +19,7 @@ namespace VDiskPS.Commands
 
         protected override void ProcessRecord()
         {
-            bool literal = ParameterSetName == ParameterSets.LiteralPath;
-            foreach (string file in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
+            foreach (string file in ResolvedImagePaths())
             {
                 try
                 {

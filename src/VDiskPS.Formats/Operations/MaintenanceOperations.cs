@@ -1,0 +1,147 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using VDiskPS;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>qemu-img check (and check -r): Test-VDisk, Repair-VDisk.</summary>
+    public static class CheckOperation
+    {
+        /// <summary>
+        /// Checks one image (not its backing files). A format without consistency metadata (raw)
+        /// is valid when it opens; repairing such a format is "not supported".
+        /// </summary>
+        public static VDiskCheckResult Run(string path, DiskFormat? format, RepairMode repair, bool shareWithWriters = false)
+        {
+            var options = new OpenOptions { Writable = repair != RepairMode.None, ShareWithWriters = shareWithWriters && repair == RepairMode.None };
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, options))
+            {
+                VDiskCheckResult result;
+                if (layer is ICheckableLayer checkable)
+                {
+                    result = checkable.Check(repair);
+                }
+                else if (repair != RepairMode.None)
+                {
+                    throw ImageNotSupportedException.Capability(layer.Format, "repair", layer.Path);
+                }
+                else
+                {
+                    result = new VDiskCheckResult();
+                    result.Messages.Add($"{layer.Format.ToName()} has no metadata to check; the image opens and reads");
+                }
+
+                result.Path = layer.Path;
+                result.Format = layer.Format.ToName();
+                return result;
+            }
+        }
+    }
+
+    /// <summary>qemu-img snapshot -l/-c/-a/-d over <see cref="ISnapshotLayer"/>.</summary>
+    public static class SnapshotOperations
+    {
+        public static IReadOnlyList<VDiskSnapshotInfo> List(string path, DiskFormat? format = null, bool shareWithWriters = false)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { ShareWithWriters = shareWithWriters }))
+            {
+                return Stamp(Capability.Require<ISnapshotLayer>(layer, "internal snapshots").GetSnapshots(), layer.Path);
+            }
+        }
+
+        public static VDiskSnapshotInfo Create(string path, string name, DiskFormat? format = null)
+        {
+            if (string.IsNullOrWhiteSpace(name))
+            {
+                throw new ImageOptionException(path, "Name", "a snapshot needs a name");
+            }
+
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                var snapshots = Capability.Require<ISnapshotLayer>(layer, "internal snapshots");
+                if (snapshots.GetSnapshots().Any(s => s.Name == name))
+                {
+                    throw new ImageOptionException(path, "Name", $"a snapshot named '{name}' exists already");
+                }
+
+                var info = snapshots.CreateSnapshot(name);
+                info.Path = layer.Path;
+                return info;
+            }
+        }
+
+        /// <summary>Reverts the disk to the snapshot (id or name).</summary>
+        public static void Apply(string path, string idOrName, DiskFormat? format = null)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                Capability.Require<ISnapshotLayer>(layer, "internal snapshots").ApplySnapshot(idOrName);
+            }
+        }
+
+        public static void Delete(string path, string idOrName, DiskFormat? format = null)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                Capability.Require<ISnapshotLayer>(layer, "internal snapshots").DeleteSnapshot(idOrName);
+            }
+        }
+
+        private static IReadOnlyList<VDiskSnapshotInfo> Stamp(IReadOnlyList<VDiskSnapshotInfo> list, string path)
+        {
+            foreach (var s in list)
+            {
+                s.Path = path;
+            }
+
+            return list;
+        }
+    }
+
+    /// <summary>qemu-img bitmap over <see cref="IBitmapLayer"/>.</summary>
+    public static class BitmapOperations
+    {
+        public static IReadOnlyList<VDiskBitmapInfo> List(string path, DiskFormat? format = null, bool shareWithWriters = false)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { ShareWithWriters = shareWithWriters }))
+            {
+                var list = Capability.Require<IBitmapLayer>(layer, "persistent bitmaps").GetBitmaps();
+                foreach (var b in list)
+                {
+                    b.Path = layer.Path;
+                }
+
+                return list;
+            }
+        }
+
+        /// <summary>Applies one change to a bitmap of the image, opened for writing.</summary>
+        public static void Change(string path, DiskFormat? format, Action<IBitmapLayer> change)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                change(Capability.Require<IBitmapLayer>(layer, "persistent bitmaps"));
+            }
+        }
+
+        /// <summary>Merges <paramref name="sourceName"/> of <paramref name="sourcePath"/> (or of the image itself) into <paramref name="target"/>.</summary>
+        public static void Merge(string path, DiskFormat? format, string target, string sourcePath, DiskFormat? sourceFormat, string sourceName)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                var bitmaps = Capability.Require<IBitmapLayer>(layer, "persistent bitmaps");
+                if (string.IsNullOrEmpty(sourcePath))
+                {
+                    bitmaps.MergeBitmap(target, layer, sourceName);
+                    return;
+                }
+
+                using (ImageLayer source = FormatRegistry.Default.Open(sourcePath, sourceFormat, new OpenOptions()))
+                {
+                    bitmaps.MergeBitmap(target, source, sourceName);
+                }
+            }
+        }
+    }
+}

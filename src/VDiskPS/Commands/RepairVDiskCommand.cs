@@ -1,0 +1,45 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Repair-VDisk: repairs leaks or all errors an image check finds (qemu-img check -r).</summary>
+    [Cmdlet(VerbsDiagnostic.Repair, "VDisk", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+    [OutputType(typeof(VDiskCheckResult))]
+    public sealed class RepairVDiskCommand : VDiskPathCmdlet
+    {
+        /// <summary>Leaks (only reclaim leaked clusters, always safe) or All (also fix corruptions; may lose data the corruption already damaged). Default: All.</summary>
+        [Parameter]
+        public RepairMode Mode { get; set; } = RepairMode.All;
+
+        /// <summary>The image's format; probed from the content when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            if (Mode == RepairMode.None)
+            {
+                ThrowTerminatingError(new ErrorRecord(new PSArgumentException("-Mode must be Leaks or All; use Test-VDisk to check without repairing."), "VDisk.InvalidOption", ErrorCategory.InvalidArgument, Mode));
+            }
+
+            foreach (string file in ResolvedImagePaths())
+            {
+                if (!ShouldProcess(file, $"Repair ({Mode})"))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    WriteObject(CheckOperation.Run(file, ParseFormat(Format), Mode));
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, file);
+                }
+            }
+        }
+    }
+}
