@@ -35,7 +35,8 @@ namespace VDiskPS.Formats.Raw
                 return new BlockStatus(offset, Math.Max(1, length), ExtentKind.Data, offset);
             }
 
-            return new BlockStatus(offset, Math.Max(1, allocation.Value.Length), ExtentKind.Zero);
+            // A hole still maps to the same host offset (qemu-img map reports it).
+            return new BlockStatus(offset, Math.Max(1, allocation.Value.Length), ExtentKind.Zero, offset);
         }
 
         public void Resize(long newSize, bool allowShrink, Preallocation preallocation)
