@@ -113,7 +113,14 @@ namespace VDiskPS.Formats
             {
                 foreach (string file in sourceFiles)
                 {
-                    File.Delete(file);
+                    try
+                    {
+                        File.Delete(file);
+                    }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                    {
+                        throw new ImageIOException(file, "the conversion is complete and verified, but the source file could not be deleted: " + e.Message, e);
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@ using System.Text;
 namespace VDiskPS.Formats.Tests.Operations.TestFormat
 {
     /// <summary>TEST DOUBLE: one image of <see cref="OverlayTestDriver"/>: clusters Unallocated, Zero or Data, in memory.</summary>
-    internal sealed class OverlayTestLayer : ImageLayer, IResizableLayer, IDiscardableLayer, IParentChangeableLayer
+    internal sealed class OverlayTestLayer : ImageLayer, IResizableLayer, IDiscardableLayer, IParentChangeableLayer, IOptimizableLayer
     {
         private const byte StateUnallocated = 0;
         private const byte StateZero = 1;
@@ -145,6 +145,23 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             EnsureWritable();
             _backing = backing;
             Parent = parent;
+        }
+
+        /// <summary>Drops zero markers that are not needed (no parent to hide); returns their bytes.</summary>
+        public long Optimize(IProgress<OperationProgress> progress, System.Threading.CancellationToken cancel)
+        {
+            EnsureWritable();
+            if (Parent != null)
+            {
+                return 0;
+            }
+
+            lock (_gate)
+            {
+                long released = (long)_zero.Count * _clusterSize;
+                _zero.Clear();
+                return released;
+            }
         }
 
         public override void Flush()
