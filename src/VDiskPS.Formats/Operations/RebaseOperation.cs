@@ -24,6 +24,9 @@ namespace VDiskPS.Formats
         /// <summary>Only rewrite the parent pointer (qemu-img rebase -u); the old parent need not exist.</summary>
         public bool Unsafe { get; set; }
 
+        /// <summary>Write the copied clusters compressed (qemu-img rebase -c), where the format supports it.</summary>
+        public bool Compress { get; set; }
+
         /// <summary>Also drop overlay clusters whose content equals the new parent's (qemu-img rebase keeps them).</summary>
         public bool Deduplicate { get; set; }
 
@@ -63,6 +66,7 @@ namespace VDiskPS.Formats
                 ImageLayer overlay = chain.Top;
                 var changer = Capability.Require<IParentChangeableLayer>(overlay, "changing the backing file");
                 IDiscardableLayer discarder = options.Deduplicate ? Capability.Require<IDiscardableLayer>(overlay, "discard") : null;
+                ICompressedWriteLayer compressor = options.Compress && !options.Unsafe ? Capability.Require<ICompressedWriteLayer>(overlay, "compressed writes") : null;
                 ImageChain newChain = null;
                 try
                 {
@@ -86,7 +90,7 @@ namespace VDiskPS.Formats
                     var result = new RebaseResult();
                     if (!options.Unsafe)
                     {
-                        result.BytesCopied = CopyDifferences(chain, newChain, progress, cancel);
+                        result.BytesCopied = CopyDifferences(chain, newChain, compressor, progress, cancel);
                     }
 
                     changer.SetBacking(reference, newChain?.Top);
@@ -108,7 +112,7 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>Writes into the overlay the old content of every cluster it does not allocate whose old and new content differ.</summary>
-        private static long CopyDifferences(ImageChain oldChain, ImageChain newChain, IProgress<OperationProgress> progress, CancellationToken cancel)
+        private static long CopyDifferences(ImageChain oldChain, ImageChain newChain, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             ImageLayer overlay = oldChain.Top;
             long size = overlay.Size;
@@ -144,7 +148,7 @@ namespace VDiskPS.Formats
                                     {
                                         overlay.WriteZeroes(offset, n);
                                     }
-                                    else
+                                    else if (!TryWriteCompressed(compressor, offset, before, size))
                                     {
                                         overlay.Write(offset, before);
                                     }
@@ -169,6 +173,30 @@ namespace VDiskPS.Formats
                 ArrayPool<byte>.Shared.Return(oldContent);
                 ArrayPool<byte>.Shared.Return(newContent);
             }
+        }
+
+        /// <summary>Writes a whole compression unit compressed; false when it is not whole or does not compress.</summary>
+        private static bool TryWriteCompressed(ICompressedWriteLayer compressor, long offset, ReadOnlySpan<byte> data, long size)
+        {
+            if (compressor == null)
+            {
+                return false;
+            }
+
+            int unit = compressor.CompressionUnit;
+            if (unit <= 0 || offset % unit != 0 || (data.Length != unit && offset + data.Length != size))
+            {
+                return false;
+            }
+
+            byte[] compressed = compressor.Compress(data);
+            if (compressed == null)
+            {
+                return false;
+            }
+
+            compressor.WriteCompressed(offset, compressed);
+            return true;
         }
 
         /// <summary>Discards whole overlay clusters that read the same as the new parent; returns the bytes dropped.</summary>

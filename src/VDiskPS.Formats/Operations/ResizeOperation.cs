@@ -1,3 +1,4 @@
+using System;
 using System.Threading;
 using VDiskPS;
 
@@ -26,7 +27,7 @@ namespace VDiskPS.Formats
     public static class ResizeOperation
     {
         /// <summary>Resizes the image and returns its info afterwards.</summary>
-        public static VDiskInfo Run(string path, ResizeOptions options, CancellationToken cancel = default)
+        public static VDiskInfo Run(string path, ResizeOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             if (options == null)
             {
@@ -47,9 +48,13 @@ namespace VDiskPS.Formats
                 cancel.ThrowIfCancellationRequested();
                 if (target != current)
                 {
+                    // The format resizes in one step; progress marks its start and end.
+                    OperationSupport.Report(progress, "Resizing", 0, 1);
                     resizable.Resize(target, options.AllowShrink, options.Preallocation ?? VDiskPS.Formats.Preallocation.Off);
                     layer.Flush();
                 }
+
+                OperationSupport.Report(progress, "Resizing", 1, 1);
 
                 return ImageInspector.Describe(layer);
             }
