@@ -95,10 +95,20 @@ namespace VDiskPS.Formats
 
                 try
                 {
-                    Copy(snapshotView ?? chain, destination, options, progress, cancel);
+                    IReadOnlyList<string> createdFiles = Copy(snapshotView ?? chain, destination, options, progress, cancel);
                     if (options.DeleteSource)
                     {
-                        VerifyOutput(chain, destination, options, progress, cancel);
+                        try
+                        {
+                            VerifyOutput(chain, destination, options, progress, cancel);
+                        }
+                        catch
+                        {
+                            // An output that cannot be shown to equal the source is not kept either.
+                            OperationSupport.DeleteFiles(createdFiles);
+                            throw;
+                        }
+
                         sourceFiles = sourceTop.HostFiles;
                     }
                 }
@@ -139,7 +149,8 @@ namespace VDiskPS.Formats
             }
         }
 
-        private static void Copy(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
+        /// <summary>Copies the chain into the destination; returns the files it created (none with NoCreate).</summary>
+        private static IReadOnlyList<string> Copy(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             CreateRequest request = options.Target ?? new CreateRequest();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
@@ -187,6 +198,7 @@ namespace VDiskPS.Formats
                 target.Flush();
                 target.Dispose();
                 target = null;
+                return createdFiles;
             }
             catch
             {

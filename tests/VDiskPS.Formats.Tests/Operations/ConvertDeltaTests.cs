@@ -58,6 +58,18 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Fact]
+        public void DeleteSourceKeepsTheSourceWhenTheOutputDiffers()
+        {
+            using var dir = new TempDir();
+            string source = RawImages.Make(dir, "src.raw", 1 << 20, (0, TestData.Pattern(4096, 1)));
+            // An existing, larger destination whose tail holds data cannot read the same as the source.
+            string target = RawImages.Make(dir, "dst.raw", 2 << 20, ((1 << 20) + 10, new byte[] { 5 }));
+            Assert.Throws<ImageIOException>(() => ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw, NoCreate = true, DeleteSource = true }));
+            Assert.True(File.Exists(source));
+            Assert.True(File.Exists(target));
+        }
+
+        [Fact]
         public void DeleteSourceWithASnapshotIsRefused()
         {
             using var dir = new TempDir();
