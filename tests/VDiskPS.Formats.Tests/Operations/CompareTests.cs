@@ -17,6 +17,7 @@ namespace VDiskPS.Formats.Tests.Operations
             yield return new object[] { "byte inside data", 4 * MiB, new[] { (0L, TestData.Pattern(256 * 1024, 1)) }, 4 * MiB, new[] { (0L, TestData.Pattern(256 * 1024, 1)), (70000L, new byte[] { 1 }) } };
             yield return new object[] { "data against explicit zeros", 4 * MiB, new[] { (2 * MiB, new byte[64 * 1024]) }, 4 * MiB, new[] { (2 * MiB + 4096, RawImages.Fill(100, 9)) } };
             yield return new object[] { "non-zero tail of the larger", 4 * MiB, new[] { (0L, TestData.Pattern(4096, 2)) }, 6 * MiB, new[] { (0L, TestData.Pattern(4096, 2)), (5 * MiB + 777, new byte[] { 3 }) } };
+            yield return new object[] { "odd sizes", 1000000L, new[] { (999000L, TestData.Pattern(1000, 5)) }, 1000001L, new[] { (999000L, TestData.Pattern(1000, 5)), (999999L, new byte[] { 1, 2 }) } };
             yield return new object[] { "late difference beyond a chunk", 6 * MiB, new[] { (0L, TestData.Pattern((int)(5 * MiB), 4)) }, 6 * MiB, new[] { (0L, TestData.Pattern((int)(5 * MiB), 4)), (4 * MiB + 3 * 512 + 5, new byte[] { 0 }) } };
         }
 

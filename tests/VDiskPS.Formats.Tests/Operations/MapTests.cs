@@ -47,6 +47,15 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Fact]
+        public void ImageNotAMultipleOfTheHostBlockMapsLikeQemuImg()
+        {
+            using var dir = new TempDir();
+            // 1954 sectors: qemu rounds raw sizes up to whole sectors, so stay on one.
+            string path = RawImages.Make(dir, "odd.raw", 1954 * 512, (70000, TestData.Pattern(3000, 1)), (999000, TestData.Pattern(1000, 2)));
+            Assert.Equal(QemuMap(path), EngineMap(MapOperation.Run(path)));
+        }
+
+        [Fact]
         public void FullyHoleyImageIsOneZeroExtent()
         {
             using var dir = new TempDir();
