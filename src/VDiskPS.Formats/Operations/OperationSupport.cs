@@ -43,6 +43,30 @@ namespace VDiskPS.Formats
             buffer.Slice(inside).Clear();
         }
 
+        /// <summary>
+        /// Where the run from <paramref name="offset"/> (up to <paramref name="limit"/>) that both chains
+        /// certainly read as zeros ends; <paramref name="offset"/> itself when either has data there.
+        /// A null chain, or the part past a chain's end, reads as zeros.
+        /// </summary>
+        public static long BothZeroUntil(ImageChain first, ImageChain second, long offset, long limit)
+            => Math.Min(ZeroUntil(first, offset, limit), ZeroUntil(second, offset, limit));
+
+        private static long ZeroUntil(ImageChain chain, long offset, long limit)
+        {
+            if (chain == null || offset >= chain.Size)
+            {
+                return limit;
+            }
+
+            BlockStatus status = chain.GetBlockStatus(offset, Math.Min(limit, chain.Size) - offset);
+            if (!status.ReadsAsZero)
+            {
+                return offset;
+            }
+
+            return status.End >= chain.Size ? limit : Math.Min(limit, status.End);
+        }
+
         /// <summary>Whether the chain certainly reads as zeros over [offset, offset+length) (past its end counts as zero).</summary>
         public static bool KnownZero(ImageChain chain, long offset, long length)
         {

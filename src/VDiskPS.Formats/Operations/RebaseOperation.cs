@@ -134,27 +134,33 @@ namespace VDiskPS.Formats
                         while (offset < runEnd)
                         {
                             cancel.ThrowIfCancellationRequested();
+
+                            // Where both parents read as zeros there is nothing to copy.
+                            long zeroEnd = OperationSupport.BothZeroUntil(oldChain, newChain, offset, runEnd);
+                            if (zeroEnd > offset)
+                            {
+                                offset = zeroEnd;
+                                continue;
+                            }
+
                             long pieceEnd = Math.Min(runEnd, OperationSupport.AlignDown(offset, cluster) + cluster);
                             int n = (int)(pieceEnd - offset);
-                            if (!(OperationSupport.KnownZero(oldChain, offset, n) && OperationSupport.KnownZero(newChain, offset, n)))
+                            Span<byte> before = oldContent.AsSpan(0, n);
+                            Span<byte> after = newContent.AsSpan(0, n);
+                            oldChain.Read(offset, before);
+                            OperationSupport.ReadPadded(newChain, offset, after);
+                            if (!before.SequenceEqual(after))
                             {
-                                Span<byte> before = oldContent.AsSpan(0, n);
-                                Span<byte> after = newContent.AsSpan(0, n);
-                                oldChain.Read(offset, before);
-                                OperationSupport.ReadPadded(newChain, offset, after);
-                                if (!before.SequenceEqual(after))
+                                if (ZeroDetector.IsZero(before))
                                 {
-                                    if (ZeroDetector.IsZero(before))
-                                    {
-                                        overlay.WriteZeroes(offset, n);
-                                    }
-                                    else if (!TryWriteCompressed(compressor, offset, before, size))
-                                    {
-                                        overlay.Write(offset, before);
-                                    }
-
-                                    copied += n;
+                                    overlay.WriteZeroes(offset, n);
                                 }
+                                else if (!TryWriteCompressed(compressor, offset, before, size))
+                                {
+                                    overlay.Write(offset, before);
+                                }
+
+                                copied += n;
                             }
 
                             offset = pieceEnd;

@@ -80,9 +80,23 @@ namespace VDiskPS.Formats
             byte[] present = ArrayPool<byte>.Shared.Rent(blockSize);
             try
             {
-                for (long offset = 0; offset < size; offset += blockSize)
+                long offset = 0;
+                while (offset < size)
                 {
                     cancel.ThrowIfCancellationRequested();
+
+                    // Whole blocks that both sides know to be zero are skipped in one step.
+                    long zeroEnd = OperationSupport.BothZeroUntil(source, destination, offset, size);
+                    long skipEnd = zeroEnd >= size ? size : OperationSupport.AlignDown(zeroEnd, blockSize);
+                    if (skipEnd > offset)
+                    {
+                        result.Compared += skipEnd - offset;
+                        result.Skipped += skipEnd - offset;
+                        OperationSupport.Report(progress, "Synchronizing", skipEnd, size);
+                        offset = skipEnd;
+                        continue;
+                    }
+
                     int n = OperationSupport.ChunkLength(offset, size, blockSize);
                     bool sourceZero = OperationSupport.KnownZero(source, offset, n);
                     if (sourceZero && OperationSupport.KnownZero(destination, offset, n))
@@ -123,7 +137,8 @@ namespace VDiskPS.Formats
                     }
 
                     result.Compared += n;
-                    OperationSupport.Report(progress, "Synchronizing", offset + n, size);
+                    offset += n;
+                    OperationSupport.Report(progress, "Synchronizing", offset, size);
                 }
 
                 OperationSupport.Report(progress, "Synchronizing", size, size);
