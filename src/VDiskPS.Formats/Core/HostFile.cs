@@ -297,6 +297,29 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>
+        /// Deallocates [offset, offset+length) without changing the file length, so the range reads as
+        /// zeros and frees its blocks (Linux fallocate PUNCH_HOLE|KEEP_SIZE). Returns false where the
+        /// host or file system cannot.
+        /// </summary>
+        public bool PunchHole(long offset, long length)
+        {
+            if (!s_isLinux || !CanWrite)
+            {
+                return false;
+            }
+
+            try
+            {
+                int fd = (int)_stream.SafeFileHandle.DangerousGetHandle();
+                return NativeUnix.fallocate(fd, NativeUnix.FALLOC_FL_KEEP_SIZE | NativeUnix.FALLOC_FL_PUNCH_HOLE, offset, length) == 0;
+            }
+            catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
+            {
+                return false;
+            }
+        }
+
+        /// <summary>
         /// Where the host file's data and holes are: returns the kind at <paramref name="offset"/> and the
         /// length of the run of that kind (bounded by <paramref name="maxLength"/>), or null where the
         /// platform cannot tell (then callers treat everything as data and detect zeros).
@@ -427,8 +450,14 @@ namespace VDiskPS.Formats
             [DllImport("libc", SetLastError = true)]
             public static extern long lseek(int fd, long offset, int whence);
 
+            public const int FALLOC_FL_KEEP_SIZE = 1;
+            public const int FALLOC_FL_PUNCH_HOLE = 2;
+
             [DllImport("libc", SetLastError = true)]
             public static extern int posix_fallocate(int fd, long offset, long len);
+
+            [DllImport("libc", SetLastError = true)]
+            public static extern int fallocate(int fd, int mode, long offset, long len);
 
             [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi)]
             public static extern int open(string path, int flags);

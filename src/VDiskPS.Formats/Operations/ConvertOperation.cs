@@ -39,6 +39,16 @@ namespace VDiskPS.Formats
 
         /// <summary>Bytes read per work item.</summary>
         public int ChunkSize { get; set; } = 2 << 20;
+
+        /// <summary>
+        /// After a complete conversion, compare the output with the source and, only when they read the
+        /// same, delete the source image's files (its backing files stay). A mismatch keeps the source
+        /// and fails the conversion.
+        /// </summary>
+        public bool DeleteSource { get; set; }
+
+        /// <summary>The formats to open the source and create the target with.</summary>
+        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>
@@ -62,7 +72,14 @@ namespace VDiskPS.Formats
                 throw new ImageOptionException(destination, "destination", "the destination is the source image itself");
             }
 
-            using (var chain = ImageChain.Open(source, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters }))
+            if (options.DeleteSource && (!string.IsNullOrEmpty(options.Snapshot) || options.ShareWithWriters))
+            {
+                throw new ImageOptionException(source, "delete source", "the source cannot be deleted after converting a snapshot of it or while another process writes it");
+            }
+
+            FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
+            IReadOnlyList<string> sourceFiles = null;
+            using (var chain = ImageChain.Open(source, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, Registry = registry }))
             {
                 ImageLayer sourceTop = chain.Top;
                 ImageChain snapshotView = null;
@@ -81,7 +98,22 @@ namespace VDiskPS.Formats
 
                 try
                 {
-                    Copy(snapshotView ?? chain, destination, options, progress, cancel);
+                    IReadOnlyList<string> createdFiles = Copy(snapshotView ?? chain, destination, options, progress, cancel);
+                    if (options.DeleteSource)
+                    {
+                        try
+                        {
+                            VerifyOutput(chain, destination, options, progress, cancel);
+                        }
+                        catch
+                        {
+                            // An output that cannot be shown to equal the source is not kept either.
+                            OperationSupport.DeleteFiles(createdFiles);
+                            throw;
+                        }
+
+                        sourceFiles = sourceTop.HostFiles;
+                    }
                 }
                 finally
                 {
@@ -89,11 +121,42 @@ namespace VDiskPS.Formats
                     snapshotView?.Top.Dispose();
                 }
             }
+
+            if (sourceFiles != null)
+            {
+                foreach (string file in sourceFiles)
+                {
+                    try
+                    {
+                        File.Delete(file);
+                    }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                    {
+                        throw new ImageIOException(file, "the conversion is complete and verified, but the source file could not be deleted: " + e.Message, e);
+                    }
+                }
+            }
         }
 
-        private static void Copy(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
+        /// <summary>Compares the finished output (with its own backing chain) against the source; throws when they differ.</summary>
+        private static void VerifyOutput(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
+        {
+            var open = new ChainOptions { Format = options.TargetFormat, Registry = options.Registry ?? FormatRegistry.Default };
+            using (var output = ImageChain.Open(destination, open))
+            {
+                VDiskComparison comparison = CompareOperation.Compare(source, output, false, progress, cancel);
+                if (!comparison.Identical)
+                {
+                    throw new ImageIOException(destination, $"the output does not read the same as the source ({comparison.Reason}); the source was kept");
+                }
+            }
+        }
+
+        /// <summary>Copies the chain into the destination; returns the files it created (none with NoCreate).</summary>
+        private static IReadOnlyList<string> Copy(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             CreateRequest request = options.Target ?? new CreateRequest();
+            FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             ImageChain targetParent = null;
             ImageLayer target = null;
             bool created = false;
@@ -102,13 +165,13 @@ namespace VDiskPS.Formats
             {
                 if (request.Backing != null)
                 {
-                    targetParent = ImageChain.Open(request.Backing.Resolve(destination), new ChainOptions { Format = request.Backing.Format, ShareWithWriters = options.ShareWithWriters });
+                    targetParent = ImageChain.Open(request.Backing.Resolve(destination), new ChainOptions { Format = request.Backing.Format, ShareWithWriters = options.ShareWithWriters, Registry = registry });
                     request.BackingLayer = targetParent.Top;
                 }
 
                 if (options.NoCreate)
                 {
-                    target = FormatRegistry.Default.Open(destination, options.TargetFormat, new OpenOptions { Writable = true });
+                    target = registry.Open(destination, options.TargetFormat, new OpenOptions { Writable = true });
                     if (target.Size < source.Size)
                     {
                         throw new ImageOptionException(destination, "size", $"the existing destination ({target.Size} bytes) is smaller than the source ({source.Size} bytes)");
@@ -117,7 +180,7 @@ namespace VDiskPS.Formats
                 else
                 {
                     request.Size = source.Size;
-                    target = FormatRegistry.Default.Get(options.TargetFormat).Create(destination, request);
+                    target = registry.Get(options.TargetFormat).Create(destination, request);
                     created = true;
                     createdFiles = target.HostFiles;
                 }
@@ -138,6 +201,7 @@ namespace VDiskPS.Formats
                 target.Flush();
                 target.Dispose();
                 target = null;
+                return createdFiles;
             }
             catch
             {

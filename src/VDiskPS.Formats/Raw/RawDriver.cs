@@ -65,11 +65,13 @@ namespace VDiskPS.Formats.Raw
 
         public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
         {
+            // qemu's raw_measure: a raw image needs its whole size, rounded up to a sector, whatever it holds.
+            long size = (request.Size + 511) / 512 * 512;
             return new VDiskMeasurement
             {
                 Format = "raw",
-                Required = request.Preallocation == Preallocation.Full || request.Preallocation == Preallocation.Falloc ? request.Size : allocatedBytes,
-                FullyAllocated = request.Size,
+                Required = size,
+                FullyAllocated = size,
             };
         }
     }

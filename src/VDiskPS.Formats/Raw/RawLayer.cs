@@ -1,12 +1,15 @@
 using System;
 using System.Buffers;
+using System.Threading;
 
 namespace VDiskPS.Formats.Raw
 {
     /// <summary>A raw image. Holes in the host file are its zero runs.</summary>
-    public sealed class RawLayer : ImageLayer, IResizableLayer
+    public sealed class RawLayer : ImageLayer, IResizableLayer, IOptimizableLayer
     {
         private const int ReportedCluster = 64 * 1024;
+        private const int HoleBlock = 4096;
+        private const int OptimizeChunk = 1 << 20;
         private readonly HostFile _file;
         private long _size;
 
@@ -35,7 +38,8 @@ namespace VDiskPS.Formats.Raw
                 return new BlockStatus(offset, Math.Max(1, length), ExtentKind.Data, offset);
             }
 
-            return new BlockStatus(offset, Math.Max(1, allocation.Value.Length), ExtentKind.Zero);
+            // A hole still maps to the same host offset (qemu-img map reports it).
+            return new BlockStatus(offset, Math.Max(1, allocation.Value.Length), ExtentKind.Zero, offset);
         }
 
         public void Resize(long newSize, bool allowShrink, Preallocation preallocation)
@@ -54,6 +58,47 @@ namespace VDiskPS.Formats.Raw
             }
 
             Extend(newSize, preallocation);
+        }
+
+        /// <summary>Punches holes where stored blocks hold only zeros; returns the bytes released.</summary>
+        public long Optimize(IProgress<OperationProgress> progress, CancellationToken cancel)
+        {
+            EnsureWritable();
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(OptimizeChunk);
+            long released = 0;
+            try
+            {
+                long offset = 0;
+                while (offset < _size)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    BlockStatus status = GetBlockStatus(offset, _size - offset);
+                    if (status.Kind != ExtentKind.Data)
+                    {
+                        offset = status.End;
+                        continue;
+                    }
+
+                    // Whole host blocks only, so a hole never cuts into a block that also holds data.
+                    long start = (offset + HoleBlock - 1) / HoleBlock * HoleBlock;
+                    long end = Math.Min(status.End, start + OptimizeChunk) / HoleBlock * HoleBlock;
+                    if (end <= start)
+                    {
+                        offset = Math.Max(status.End, offset + 1);
+                        continue;
+                    }
+
+                    released += PunchZeroBlocks(start, buffer.AsSpan(0, (int)(end - start)));
+                    offset = end;
+                    progress?.Report(new OperationProgress("Optimizing", offset, _size));
+                }
+
+                return released;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
 
         internal void Extend(long newSize, Preallocation preallocation)
@@ -91,6 +136,33 @@ namespace VDiskPS.Formats.Raw
             }
 
             _file.Dispose();
+        }
+
+        private long PunchZeroBlocks(long offset, Span<byte> buffer)
+        {
+            _file.ReadZeroPadded(offset, buffer);
+            long released = 0;
+            int runStart = -1;
+            for (int block = 0; block <= buffer.Length; block += HoleBlock)
+            {
+                bool zero = block < buffer.Length && ZeroDetector.IsZero(buffer.Slice(block, HoleBlock));
+                if (zero && runStart < 0)
+                {
+                    runStart = block;
+                }
+                else if (!zero && runStart >= 0)
+                {
+                    if (!_file.PunchHole(offset + runStart, block - runStart))
+                    {
+                        throw ImageNotSupportedException.Capability(DiskFormat.Raw, "punching holes on this host file system", Path);
+                    }
+
+                    released += block - runStart;
+                    runStart = -1;
+                }
+            }
+
+            return released;
         }
 
         private void WriteZeroBlocks(long offset, long length)

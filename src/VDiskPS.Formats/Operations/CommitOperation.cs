@@ -1,0 +1,195 @@
+using System;
+using System.Buffers;
+using System.Threading;
+using VDiskPS;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>Options of Invoke-VDiskCommit (qemu-img commit).</summary>
+    public sealed class CommitOptions
+    {
+        /// <summary>The top image's format; null to probe.</summary>
+        public DiskFormat? Format { get; set; }
+
+        /// <summary>The ancestor to commit into, by path (qemu-img commit -b); null with no <see cref="BaseDepth"/>: the direct parent.</summary>
+        public string BasePath { get; set; }
+
+        /// <summary>The ancestor to commit into, by depth (1 = the direct parent); used when <see cref="BasePath"/> is null.</summary>
+        public int? BaseDepth { get; set; }
+
+        /// <summary>Leave the top image's data in place (qemu-img commit -d); otherwise the top is emptied.</summary>
+        public bool KeepTop { get; set; }
+
+        /// <summary>The formats to open the chain with.</summary>
+        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
+    }
+
+    /// <summary>What a commit did.</summary>
+    public sealed class CommitResult
+    {
+        /// <summary>The base image after the commit.</summary>
+        public VDiskInfo Base { get; set; }
+
+        /// <summary>Guest bytes copied into the base.</summary>
+        public long BytesCommitted { get; set; }
+
+        /// <summary>Whether the top image was emptied (false with KeepTop, or when its format cannot discard).</summary>
+        public bool TopEmptied { get; set; }
+
+        /// <summary>Why the top was kept although emptying was asked for, or null.</summary>
+        public string Warning { get; set; }
+    }
+
+    /// <summary>
+    /// qemu-img commit: copies every run the layers above the base allocate into the base (growing the
+    /// base when the top is larger), then empties the top unless asked to keep it. When the base is
+    /// not the direct parent, the top is re-pointed at the base, dropping the layers between
+    /// (qemu-img commit -b). A cancelled commit leaves the base holding part of the data, which the
+    /// unchanged top still hides, so the chain reads the same.
+    /// </summary>
+    public static class CommitOperation
+    {
+        private const int BufferSize = 1 << 20;
+
+        public static CommitResult Run(string topPath, CommitOptions options = null, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
+        {
+            options = options ?? new CommitOptions();
+            FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
+            int baseDepth = FindBaseDepth(topPath, options, registry);
+            bool repoint = baseDepth > 1;
+            var open = new ChainOptions
+            {
+                Format = options.Format,
+                Writable = !options.KeepTop || repoint,
+                WritableDepth = baseDepth,
+                Registry = registry,
+            };
+            using (var chain = ImageChain.Open(topPath, open))
+            {
+                ImageLayer top = chain.Top;
+                ImageLayer baseLayer = chain.Layers[baseDepth];
+                IParentChangeableLayer parentChanger = null;
+                if (repoint)
+                {
+                    parentChanger = options.KeepTop ? top as IParentChangeableLayer : Capability.Require<IParentChangeableLayer>(top, "changing the backing file");
+                }
+
+                var result = new CommitResult();
+                if (baseLayer.Size < top.Size)
+                {
+                    Capability.Require<IResizableLayer>(baseLayer, "resize").Resize(top.Size, false, Preallocation.Off);
+                }
+
+                result.BytesCommitted = CopyAbove(chain, baseDepth, baseLayer, progress, cancel);
+                baseLayer.Flush();
+                if (parentChanger != null)
+                {
+                    parentChanger.SetBacking(new BackingReference(RecordedPathFor(top, baseLayer), baseLayer.Format), baseLayer);
+                }
+
+                if (!options.KeepTop)
+                {
+                    if (top is IDiscardableLayer discardable)
+                    {
+                        discardable.Discard(0, top.Size);
+                        result.TopEmptied = true;
+                    }
+                    else
+                    {
+                        result.Warning = $"{top.Format.ToName()} cannot discard clusters; the top image keeps its data (as with KeepTop)";
+                    }
+                }
+
+                top.Flush();
+                result.Base = ImageInspector.Describe(baseLayer, baseDepth);
+                return result;
+            }
+        }
+
+        private static int FindBaseDepth(string topPath, CommitOptions options, FormatRegistry registry)
+        {
+            using (var chain = ImageChain.Open(topPath, new ChainOptions { Format = options.Format, Registry = registry }))
+            {
+                if (chain.Layers.Count < 2)
+                {
+                    throw new ImageChainException(chain.Top.Path, "backing file", "the image has no backing file to commit into");
+                }
+
+                if (!string.IsNullOrEmpty(options.BasePath))
+                {
+                    string wanted = System.IO.Path.GetFullPath(options.BasePath);
+                    for (int depth = 1; depth < chain.Layers.Count; depth++)
+                    {
+                        if (ImageChain.PathComparer.Equals(chain.Layers[depth].Path, wanted))
+                        {
+                            return depth;
+                        }
+                    }
+
+                    throw new ImageChainException(chain.Top.Path, "base", $"'{wanted}' is not a backing file of this image");
+                }
+
+                int baseDepth = options.BaseDepth ?? 1;
+                if (baseDepth < 1 || baseDepth >= chain.Layers.Count)
+                {
+                    throw new ImageOptionException(chain.Top.Path, "base", $"the base depth must be between 1 and {chain.Layers.Count - 1}");
+                }
+
+                return baseDepth;
+            }
+        }
+
+        /// <summary>Copies what the layers above <paramref name="baseDepth"/> allocate into the base; returns the bytes copied.</summary>
+        private static long CopyAbove(ImageChain chain, int baseDepth, ImageLayer baseLayer, IProgress<OperationProgress> progress, CancellationToken cancel)
+        {
+            long size = chain.Size;
+            long committed = 0;
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+            try
+            {
+                long offset = 0;
+                while (offset < size)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    BlockStatus status = chain.GetBlockStatus(offset, size - offset);
+                    long length = status.Length;
+                    if (status.Depth < baseDepth)
+                    {
+                        if (status.Kind == ExtentKind.Data)
+                        {
+                            length = Math.Min(length, BufferSize);
+                            chain.Read(offset, buffer.AsSpan(0, (int)length));
+                            baseLayer.Write(offset, buffer.AsSpan(0, (int)length));
+                        }
+                        else
+                        {
+                            // A zero run above the base (a zero marker, or past a shorter parent's end).
+                            baseLayer.WriteZeroes(offset, length);
+                        }
+
+                        committed += length;
+                    }
+
+                    offset += length;
+                    OperationSupport.Report(progress, "Committing", offset, size);
+                }
+
+                OperationSupport.Report(progress, "Committing", size, size);
+                return committed;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        /// <summary>The base's path as the top records it: relative to the top's folder when it lies there or below.</summary>
+        internal static string RecordedPathFor(ImageLayer child, ImageLayer parent)
+        {
+            string folder = System.IO.Path.GetDirectoryName(child.Path) ?? string.Empty;
+            string parentPath = parent.Path;
+            string prefix = folder.EndsWith(System.IO.Path.DirectorySeparatorChar.ToString(), StringComparison.Ordinal) ? folder : folder + System.IO.Path.DirectorySeparatorChar;
+            return parentPath.StartsWith(prefix, StringComparison.Ordinal) ? parentPath.Substring(prefix.Length) : parentPath;
+        }
+    }
+}

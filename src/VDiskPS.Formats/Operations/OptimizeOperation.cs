@@ -1,0 +1,145 @@
+using System;
+using System.Buffers;
+using System.Threading;
+using VDiskPS;
+
+namespace VDiskPS.Formats
+{
+    /// <summary>How thoroughly Optimize-VDisk works.</summary>
+    public enum OptimizeMode
+    {
+        /// <summary>Let the format reclaim what it already knows is free or zero.</summary>
+        Quick,
+
+        /// <summary>First find allocated clusters that hold only zeros and release them, then reclaim.</summary>
+        Full,
+    }
+
+    /// <summary>Options of Optimize-VDisk.</summary>
+    public sealed class OptimizeOptions
+    {
+        public OptimizeMode Mode { get; set; } = OptimizeMode.Quick;
+
+        /// <summary>The image's format; null to probe.</summary>
+        public DiskFormat? Format { get; set; }
+
+        /// <summary>The formats to open the image with.</summary>
+        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
+    }
+
+    /// <summary>What an optimization did.</summary>
+    public sealed class OptimizeResult
+    {
+        /// <summary>The image afterwards.</summary>
+        public VDiskInfo Image { get; set; }
+
+        /// <summary>Guest bytes of all-zero clusters the full pass released.</summary>
+        public long ZeroBytesReleased { get; set; }
+
+        /// <summary>Bytes the format reclaimed from the file.</summary>
+        public long BytesReclaimed { get; set; }
+    }
+
+    /// <summary>
+    /// Optimize-VDisk: reclaims zero-filled allocation units in place through the format's optimize
+    /// capability. The full mode first turns every allocated cluster that holds only zeros into an
+    /// unallocated one (where the parent reads zeros too) or a zero write, so the format can then
+    /// give its space back; formats that cannot discard skip that pass.
+    /// </summary>
+    public static class OptimizeOperation
+    {
+        public static OptimizeResult Run(string path, OptimizeOptions options = null, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
+        {
+            options = options ?? new OptimizeOptions();
+            using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, Registry = options.Registry ?? FormatRegistry.Default }))
+            {
+                ImageLayer layer = chain.Top;
+                var optimizable = Capability.Require<IOptimizableLayer>(layer, "optimize");
+                var result = new OptimizeResult();
+                // Without discard a format has no way to release a cluster; its own optimize judges zeros.
+                if (options.Mode == OptimizeMode.Full && layer is IDiscardableLayer)
+                {
+                    result.ZeroBytesReleased = ReleaseZeroClusters(chain, progress, cancel);
+                    layer.Flush();
+                }
+
+                result.BytesReclaimed = optimizable.Optimize(progress, cancel);
+                layer.Flush();
+                result.Image = ImageInspector.Describe(layer);
+                return result;
+            }
+        }
+
+        private static long ReleaseZeroClusters(ImageChain chain, IProgress<OperationProgress> progress, CancellationToken cancel)
+        {
+            ImageLayer layer = chain.Top;
+            var discardable = (IDiscardableLayer)layer;
+            long size = layer.Size;
+            int cluster = Math.Max(512, layer.ClusterSize);
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(cluster);
+            long released = 0;
+            try
+            {
+                long offset = 0;
+                while (offset < size)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    BlockStatus status = layer.GetBlockStatus(offset, size - offset);
+                    if (status.Kind != ExtentKind.Data)
+                    {
+                        offset = status.End;
+                        continue;
+                    }
+
+                    // Whole clusters inside the data run.
+                    long start = OperationSupport.AlignUp(offset, cluster);
+                    long runEnd = status.End;
+                    for (long at = start; at < runEnd && (at + cluster <= runEnd || runEnd == size); at += cluster)
+                    {
+                        cancel.ThrowIfCancellationRequested();
+                        int n = OperationSupport.ChunkLength(at, size, cluster);
+                        Span<byte> data = buffer.AsSpan(0, n);
+                        layer.Read(at, data);
+                        if (ZeroDetector.IsZero(data))
+                        {
+                            if (ParentReadsZero(layer, at, data))
+                            {
+                                discardable.Discard(at, n);
+                            }
+                            else
+                            {
+                                layer.WriteZeroes(at, n);
+                            }
+
+                            released += n;
+                        }
+
+                        OperationSupport.Report(progress, "Releasing zero clusters", at + n, size);
+                    }
+
+                    offset = Math.Max(runEnd, offset + 1);
+                }
+
+                return released;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        /// <summary>Whether the run would read as zeros once unallocated (no parent, or the parent is zero there).</summary>
+        private static bool ParentReadsZero(ImageLayer layer, long offset, Span<byte> scratch)
+        {
+            ImageLayer parent = layer.Parent;
+            if (parent == null || offset >= parent.Size)
+            {
+                return true;
+            }
+
+            int inside = (int)Math.Min(scratch.Length, parent.Size - offset);
+            parent.Read(offset, scratch.Slice(0, inside));
+            return ZeroDetector.IsZero(scratch.Slice(0, inside));
+        }
+    }
+}
