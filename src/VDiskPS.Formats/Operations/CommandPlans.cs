@@ -166,6 +166,9 @@ namespace VDiskPS.Formats
 
         public bool ShareWithWriters { get; set; }
 
+        /// <summary>Delete the source image's files once the output is verified identical to it.</summary>
+        public bool DeleteSource { get; set; }
+
         /// <summary>Where the output goes and in what format.</summary>
         public string ResolveDestination(out DiskFormat targetFormat)
             => PathPlanner.ConvertDestination(SourcePath, Destination, Format, out targetFormat);
@@ -215,6 +218,7 @@ namespace VDiskPS.Formats
                 NoCreate = NoCreate,
                 TargetIsZero = TargetIsZero,
                 ThrottleLimit = ThrottleLimit ?? Environment.ProcessorCount,
+                DeleteSource = DeleteSource,
             };
         }
     }

@@ -145,3 +145,25 @@ namespace VDiskPS.Formats
         }
     }
 }
+
+namespace VDiskPS.Formats
+{
+    /// <summary>qemu-img amend: Set-VDisk -Option.</summary>
+    public static class AmendOperation
+    {
+        public static VDiskInfo Run(string path, DiskFormat? format, OptionSet options)
+        {
+            if (options == null || options.Count == 0)
+            {
+                throw new ImageOptionException(path, "Option", "no options to change were given");
+            }
+
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                Capability.Require<IAmendableLayer>(layer, "changing options (amend)").Amend(options);
+                layer.Flush();
+                return ImageInspector.Describe(layer);
+            }
+        }
+    }
+}

@@ -95,6 +95,10 @@ namespace VDiskPS.Commands
         public SwitchParameter Force { get; set; }
 
         /// <summary>Output a VDiskInfo object for each image written.</summary>
+        /// <summary>Delete the source image once the output has been compared with it and found identical (not with -Snapshot or -Force).</summary>
+        [Parameter]
+        public SwitchParameter DeleteSource { get; set; }
+
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
@@ -127,10 +131,11 @@ namespace VDiskPS.Commands
                         Option = Option is PSObject ps ? ps.BaseObject : Option,
                         Force = Force.IsPresent,
                         ShareWithWriters = Force.IsPresent,
+                        DeleteSource = DeleteSource.IsPresent,
                     };
                     destination = plan.ResolveDestination(out DiskFormat targetFormat);
                     ConvertOptions options = plan.BuildOptions(destination, targetFormat);
-                    if (!ShouldProcess(destination, $"Convert '{source}' to {targetFormat.ToName()}"))
+                    if (!ShouldProcess(destination, $"Convert '{source}' to {targetFormat.ToName()}{(DeleteSource ? ", then delete the source" : string.Empty)}"))
                     {
                         continue;
                     }

@@ -115,7 +115,7 @@ namespace VDiskPS.Formats.Tests.Module
                 Assert.Contains("PSPath", literal.Aliases);
                 Assert.Contains("LP", literal.Aliases);
                 Assert.All(literal.Sets, s => Assert.True(s.ValueFromPipelineByPropertyName));
-                Assert.Equal("Path", cmdlet.DefaultParameterSetName);
+                Assert.Contains(cmdlet.DefaultParameterSetName, path.Sets.Select(s => s.Name));
                 Assert.Empty(path.Sets.Select(s => s.Name).Intersect(literal.Sets.Select(s => s.Name)));
             }
         }
@@ -137,10 +137,17 @@ namespace VDiskPS.Formats.Tests.Module
                 var positions = members.Where(x => x.e.Position != int.MinValue).GroupBy(x => x.e.Position).Where(g => g.Count() > 1).ToList();
                 Assert.True(positions.Count == 0, $"{name} set {set}: two parameters at position {positions.FirstOrDefault()?.Key}");
                 Assert.True(members.Count(x => x.e.ValueFromPipeline) <= 1, $"{name} set {set}: more than one parameter takes pipeline input by value");
-                if (sets.Count > 1 && set != cmdlet.DefaultParameterSetName)
+            }
+
+            // Two sets are told apart when one has a mandatory parameter the other lacks.
+            foreach (string a in sets)
+            {
+                foreach (string b in sets.Where(b => string.CompareOrdinal(a, b) < 0))
                 {
-                    bool distinguished = members.Any(x => x.e.Mandatory && x.e.Name == set && x.p.Sets.All(s => s.Name == set));
-                    Assert.True(distinguished, $"{name} set {set} has no mandatory parameter of its own, so PowerShell cannot tell it from the others");
+                    bool distinct = cmdlet.Parameters.Any(p =>
+                        (cmdlet.EntryFor(p, a)?.Mandatory == true && cmdlet.EntryFor(p, b) == null) ||
+                        (cmdlet.EntryFor(p, b)?.Mandatory == true && cmdlet.EntryFor(p, a) == null));
+                    Assert.True(distinct, $"{name}: sets {a} and {b} have no mandatory parameter that tells them apart");
                 }
             }
         }

@@ -1,0 +1,79 @@
+using System.Linq;
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Compare-VDisk: compares the content two images present to a guest (qemu-img compare).</summary>
+    [Cmdlet(VerbsData.Compare, "VDisk")]
+    [OutputType(typeof(VDiskComparison), typeof(bool))]
+    public sealed class CompareVDiskCommand : VDiskCmdlet
+    {
+        /// <summary>The first image (chain). Binds from pipeline objects' Path or FullName.</summary>
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Alias("Path", "FullName")]
+        [ValidateNotNullOrEmpty]
+        public string ReferencePath { get; set; }
+
+        /// <summary>The second image (chain).</summary>
+        [Parameter(Mandatory = true, Position = 1)]
+        [ValidateNotNullOrEmpty]
+        public string DifferencePath { get; set; }
+
+        /// <summary>Format of -ReferencePath; probed when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string ReferenceFormat { get; set; }
+
+        /// <summary>Format of -DifferencePath; probed when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string DifferenceFormat { get; set; }
+
+        /// <summary>Also fail on a size difference or a difference in allocation (qemu-img compare -s).</summary>
+        [Parameter]
+        public SwitchParameter Strict { get; set; }
+
+        /// <summary>Return only True (identical) or False.</summary>
+        [Parameter]
+        public SwitchParameter Quiet { get; set; }
+
+        /// <summary>Read images another process is writing (qemu-img -U).</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            string reference = ResolveExistingFiles(new[] { ReferencePath }, literal: true).FirstOrDefault();
+            string difference = ResolveExistingFiles(new[] { DifferencePath }, literal: true).FirstOrDefault();
+            if (reference == null || difference == null)
+            {
+                return;
+            }
+
+            try
+            {
+                var options = new CompareOptions
+                {
+                    ReferenceFormat = ParseFormat(ReferenceFormat),
+                    DifferenceFormat = ParseFormat(DifferenceFormat),
+                    Strict = Strict.IsPresent,
+                    ShareWithWriters = Force.IsPresent,
+                };
+                VDiskComparison result = RunEngine($"Compare-VDisk {reference} {difference}", (p, c) => CompareOperation.Run(reference, difference, options, p, c));
+                if (Quiet)
+                {
+                    WriteObject(result.Identical);
+                }
+                else
+                {
+                    WriteObject(result);
+                }
+            }
+            catch (ImageException e)
+            {
+                WriteImageError(e, reference);
+            }
+        }
+    }
+}

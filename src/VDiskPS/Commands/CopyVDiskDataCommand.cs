@@ -1,0 +1,105 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Copy-VDiskData: copies a byte range of an image into a new or existing image (qemu-img dd).</summary>
+    [Cmdlet(VerbsCommon.Copy, "VDiskData", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(VDiskInfo))]
+    public sealed class CopyVDiskDataCommand : VDiskPathCmdlet
+    {
+        /// <summary>The output image (dd of=). Created with the copied length unless -NoCreate.</summary>
+        [Parameter(Mandatory = true, Position = 1)]
+        [ValidateNotNullOrEmpty]
+        public string Destination { get; set; }
+
+        /// <summary>Bytes per block (dd bs=); default 512 as in qemu-img dd.</summary>
+        [Parameter]
+        [SizeTransformation]
+        public ulong BlockSize { get; set; } = 512;
+
+        /// <summary>Blocks to copy (dd count=); default: to the end of the input.</summary>
+        [Parameter]
+        public ulong Count { get; set; }
+
+        /// <summary>Input blocks to skip first (dd skip=).</summary>
+        [Parameter]
+        public ulong Skip { get; set; }
+
+        /// <summary>The input image's format; probed when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        /// <summary>The output image's format; default: from its extension.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string DestinationFormat { get; set; }
+
+        /// <summary>Write into an existing output from its start.</summary>
+        [Parameter]
+        public SwitchParameter NoCreate { get; set; }
+
+        /// <summary>Output create options, as a hashtable or "k=v,k=v".</summary>
+        [Parameter]
+        public object Option { get; set; }
+
+        /// <summary>Overwrite an existing output; read an input another process is writing.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        /// <summary>Output the destination's VDiskInfo.</summary>
+        [Parameter]
+        public SwitchParameter PassThru { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            foreach (string file in ResolvedImagePaths())
+            {
+                string destination = GetUnresolvedProviderPathFromPSPath(Destination);
+                if (!ShouldProcess(destination, $"Copy data from '{file}'"))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    DiskFormat? destinationFormat = ParseFormat(DestinationFormat);
+                    if (!NoCreate)
+                    {
+                        destinationFormat = PathPlanner.FormatForNewFile(destination, destinationFormat);
+                        if (System.IO.File.Exists(destination) && !Force)
+                        {
+                            throw new ImageIOException(destination, "the file already exists (use -Force to overwrite it)");
+                        }
+                    }
+
+                    var options = new DdOptions
+                    {
+                        SourceFormat = ParseFormat(Format),
+                        DestinationFormat = destinationFormat,
+                        BlockSize = checked((long)BlockSize),
+                        Count = MyInvocation.BoundParameters.ContainsKey(nameof(Count)) ? (long?)checked((long)Count) : null,
+                        Skip = checked((long)Skip),
+                        NoCreate = NoCreate.IsPresent,
+                        ShareWithWriters = Force.IsPresent,
+                        Target = new CreateRequest { Overwrite = Force.IsPresent, Options = OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option) },
+                    };
+                    VDiskInfo info = RunEngine($"Copy-VDiskData {file} -> {destination}", (p, c) => DdOperation.Run(file, destination, options, p, c));
+                    if (PassThru)
+                    {
+                        WriteObject(info);
+                    }
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, destination);
+                }
+                catch (System.OverflowException e)
+                {
+                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, file));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Get-VDiskMap: the allocation map of an image chain (qemu-img map).</summary>
+    [Cmdlet(VerbsCommon.Get, "VDiskMap", DefaultParameterSetName = ParameterSets.Path)]
+    [OutputType(typeof(VDiskExtent))]
+    public sealed class GetVDiskMapCommand : VDiskPathCmdlet
+    {
+        /// <summary>Guest offset to start mapping at.</summary>
+        [Parameter]
+        [SizeTransformation]
+        public ulong StartOffset { get; set; }
+
+        /// <summary>Bytes to map from -StartOffset; default: to the end of the disk.</summary>
+        [Parameter]
+        [SizeTransformation]
+        public ulong Length { get; set; }
+
+        /// <summary>The top image's format; probed when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        /// <summary>Map an image another process is writing (qemu-img -U).</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            foreach (string file in ResolvedImagePaths())
+            {
+                try
+                {
+                    var options = new MapOptions
+                    {
+                        Format = ParseFormat(Format),
+                        StartOffset = checked((long)StartOffset),
+                        Length = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? (long?)checked((long)Length) : null,
+                        ShareWithWriters = Force.IsPresent,
+                    };
+                    foreach (var extent in MapOperation.Run(file, options, Cancellation))
+                    {
+                        WriteObject(extent);
+                    }
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, file);
+                }
+            }
+        }
+    }
+}

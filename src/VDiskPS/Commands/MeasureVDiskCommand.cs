@@ -1,0 +1,81 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Measure-VDisk: the space an image of a target format needs (qemu-img measure).</summary>
+    [Cmdlet(VerbsDiagnostic.Measure, "VDisk", DefaultParameterSetName = ParameterSets.Path)]
+    [OutputType(typeof(VDiskMeasurement))]
+    public sealed class MeasureVDiskCommand : VDiskPathCmdlet
+    {
+        /// <summary>Measure an empty image of this virtual size instead of an existing image's content.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = ParameterSets.Size)]
+        [Alias("Size")]
+        [SizeTransformation]
+        public ulong SizeBytes { get; set; }
+
+        /// <summary>The target format to measure for.</summary>
+        [Parameter(Mandatory = true)]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        /// <summary>The source image's format; probed when omitted.</summary>
+        [Parameter(ParameterSetName = ParameterSets.Path)]
+        [Parameter(ParameterSetName = ParameterSets.LiteralPath)]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string SourceFormat { get; set; }
+
+        /// <summary>Measure the source as it was in this internal snapshot.</summary>
+        [Parameter(ParameterSetName = ParameterSets.Path)]
+        [Parameter(ParameterSetName = ParameterSets.LiteralPath)]
+        [ValidateNotNullOrEmpty]
+        public string Snapshot { get; set; }
+
+        /// <summary>Target create options (cluster_size, subformat, preallocation, ...) as a hashtable or "k=v,k=v".</summary>
+        [Parameter]
+        public object Option { get; set; }
+
+        /// <summary>Measure a source another process is writing (qemu-img -U).</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            var options = new MeasureOptions
+            {
+                TargetFormat = DiskFormatNames.Parse(Format),
+                SourceFormat = ParseFormat(SourceFormat),
+                Snapshot = Snapshot,
+                ShareWithWriters = Force.IsPresent,
+            };
+            try
+            {
+                options.Target = new CreateRequest { Options = OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option) };
+                if (ParameterSetName == ParameterSets.Size)
+                {
+                    options.Target.Size = checked((long)SizeBytes);
+                    WriteObject(MeasureOperation.Run(null, options, Cancellation));
+                    return;
+                }
+            }
+            catch (ImageException e)
+            {
+                WriteImageError(e, Format);
+                return;
+            }
+
+            foreach (string file in ResolvedImagePaths())
+            {
+                try
+                {
+                    options.Target.Options = OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option);
+                    WriteObject(MeasureOperation.Run(file, options, Cancellation));
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, file);
+                }
+            }
+        }
+    }
+}

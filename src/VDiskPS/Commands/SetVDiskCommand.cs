@@ -1,0 +1,129 @@
+using System.Management.Automation;
+using VDiskPS.Formats;
+
+namespace VDiskPS.Commands
+{
+    /// <summary>Set-VDisk: changes an image's parent (qemu-img rebase) or its format options (qemu-img amend, Set-VHD).</summary>
+    [Cmdlet(VerbsCommon.Set, "VDisk", DefaultParameterSetName = PathParent, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(VDiskInfo))]
+    public sealed class SetVDiskCommand : VDiskCmdlet
+    {
+        private const string PathParent = "PathParent";
+        private const string LiteralPathParent = "LiteralPathParent";
+        private const string PathOption = "PathOption";
+        private const string LiteralPathOption = "LiteralPathOption";
+
+        /// <summary>Path of the image(s) to change. Wildcards are expanded; accepts pipeline input (strings, Get-ChildItem output, VDiskInfo objects).</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathParent, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathOption, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName")]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; }
+
+        /// <summary>Path of the image(s) to change, used exactly as written (no wildcard expansion).</summary>
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathParent, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption, ValueFromPipelineByPropertyName = true)]
+        [Alias("PSPath", "LP")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; }
+
+        /// <summary>The new parent. Recorded as written (relative paths resolve against the image's folder). An empty string flattens: the parent's data is copied in and the link removed.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = PathParent)]
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathParent)]
+        [Alias("BackingFile")]
+        [AllowEmptyString]
+        public string ParentPath { get; set; }
+
+        /// <summary>Format of the new parent; probed when omitted, and recorded.</summary>
+        [Parameter(ParameterSetName = PathParent)]
+        [Parameter(ParameterSetName = LiteralPathParent)]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string ParentFormat { get; set; }
+
+        /// <summary>Only rewrite the parent pointer, copying nothing (qemu-img rebase -u): for a parent that was moved or renamed with its content unchanged.</summary>
+        [Parameter(ParameterSetName = PathParent)]
+        [Parameter(ParameterSetName = LiteralPathParent)]
+        public SwitchParameter Unsafe { get; set; }
+
+        /// <summary>Write the clusters copied into the image compressed (formats with compressed clusters).</summary>
+        [Parameter(ParameterSetName = PathParent)]
+        [Parameter(ParameterSetName = LiteralPathParent)]
+        public SwitchParameter Compress { get; set; }
+
+        /// <summary>Also drop clusters of the image whose content equals the new parent's, so the overlay holds only real differences.</summary>
+        [Parameter(ParameterSetName = PathParent)]
+        [Parameter(ParameterSetName = LiteralPathParent)]
+        public SwitchParameter Deduplicate { get; set; }
+
+        /// <summary>Format options to change, as a hashtable or "k=v,k=v" (qemu-img amend), e.g. @{ compat = '1.1'; lazy_refcounts = 'on' }.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = PathOption)]
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption)]
+        public object Option { get; set; }
+
+        /// <summary>The image's format; probed when omitted.</summary>
+        [Parameter]
+        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        public string Format { get; set; }
+
+        /// <summary>Flatten without the extra confirmation that an empty -ParentPath otherwise asks for.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        /// <summary>Output the changed image's VDiskInfo.</summary>
+        [Parameter]
+        public SwitchParameter PassThru { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            bool literal = ParameterSetName == LiteralPathParent || ParameterSetName == LiteralPathOption;
+            bool parent = ParameterSetName == PathParent || ParameterSetName == LiteralPathParent;
+            foreach (string file in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
+            {
+                string what = !parent ? $"Change options {OptionSet.From(Option is PSObject o ? o.BaseObject : Option)}"
+                    : string.IsNullOrEmpty(ParentPath) ? "Flatten (copy the parent's data in and remove the parent link)"
+                    : $"Change parent to '{ParentPath}'{(Unsafe ? " (pointer only)" : string.Empty)}";
+                if (!ShouldProcess(file, what))
+                {
+                    continue;
+                }
+
+                if (parent && string.IsNullOrEmpty(ParentPath) && !Unsafe && !Force && !ShouldContinue($"Flattening '{file}' copies all of its parent's data into it and removes the link. Continue?", "Flatten virtual disk"))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    VDiskInfo info;
+                    if (parent)
+                    {
+                        var options = new RebaseOptions
+                        {
+                            Format = ParseFormat(Format),
+                            NewParentPath = ParentPath,
+                            NewParentFormat = ParseFormat(ParentFormat),
+                            Unsafe = Unsafe.IsPresent,
+                            Compress = Compress.IsPresent,
+                            Deduplicate = Deduplicate.IsPresent,
+                        };
+                        RebaseResult result = RunEngine($"Set-VDisk {file}", (p, c) => RebaseOperation.Run(file, options, p, c));
+                        info = result.Image;
+                    }
+                    else
+                    {
+                        info = AmendOperation.Run(file, ParseFormat(Format), OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option));
+                    }
+
+                    if (PassThru)
+                    {
+                        WriteObject(info);
+                    }
+                }
+                catch (ImageException e)
+                {
+                    WriteImageError(e, file);
+                }
+            }
+        }
+    }
+}
