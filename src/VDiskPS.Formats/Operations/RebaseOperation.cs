@@ -27,7 +27,7 @@ namespace VDiskPS.Formats
         /// <summary>Write the copied clusters compressed (qemu-img rebase -c), where the format supports it.</summary>
         public bool Compress { get; set; }
 
-        /// <summary>Also drop overlay clusters whose content equals the new parent's (qemu-img rebase keeps them).</summary>
+        /// <summary>Also drop overlay clusters whose content equals the new parent's (qemu-img rebase keeps them); not with <see cref="Unsafe"/>.</summary>
         public bool Deduplicate { get; set; }
 
         /// <summary>The formats to open the images with.</summary>
@@ -61,6 +61,11 @@ namespace VDiskPS.Formats
             options = options ?? new RebaseOptions();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             bool flatten = string.IsNullOrEmpty(options.NewParentPath);
+            if (options.Unsafe && options.Deduplicate)
+            {
+                throw new ImageOptionException(path, "deduplicate", "deduplication reads the new parent's content, which an unsafe (pointer-only) rebase does not");
+            }
+
             using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, NoBacking = options.Unsafe, Registry = registry }))
             {
                 ImageLayer overlay = chain.Top;

@@ -101,6 +101,16 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Fact]
+        public void DeduplicateWithUnsafeIsRefused()
+        {
+            using var dir = new TempDir();
+            var (_, _, top) = Chains.ThreeLayers(dir);
+            byte[] before = File.ReadAllBytes(top);
+            Assert.Throws<ImageOptionException>(() => RebaseOperation.Run(top, Options("base.tdbl", o => { o.Unsafe = true; o.Deduplicate = true; })));
+            Assert.Equal(before, File.ReadAllBytes(top));
+        }
+
+        [Fact]
         public void RawCannotChangeItsParent()
         {
             using var dir = new TempDir();
