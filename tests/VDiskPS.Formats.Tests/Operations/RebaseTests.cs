@@ -111,6 +111,15 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Fact]
+        public void RebasingOntoAChildOfTheOverlayIsRefused()
+        {
+            using var dir = new TempDir();
+            var (basePath, _, _) = Chains.ThreeLayers(dir);
+            Assert.Throws<ImageChainException>(() => RebaseOperation.Run(basePath, Options("top.tdbl")));
+            Assert.Null(Chains.RecordedParent(basePath));
+        }
+
+        [Fact]
         public void RawCannotChangeItsParent()
         {
             using var dir = new TempDir();
