@@ -20,6 +20,9 @@ namespace VDiskPS.Formats
         /// <summary>Leave the top image's data in place (qemu-img commit -d); otherwise the top is emptied.</summary>
         public bool KeepTop { get; set; }
 
+        /// <summary>Bytes per second to copy at most (qemu-img commit -r); 0 for no limit.</summary>
+        public long RateLimit { get; set; }
+
         /// <summary>The formats to open the chain with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
@@ -80,7 +83,7 @@ namespace VDiskPS.Formats
                     Capability.Require<IResizableLayer>(baseLayer, "resize").Resize(top.Size, false, Preallocation.Off);
                 }
 
-                result.BytesCommitted = CopyAbove(chain, baseDepth, baseLayer, progress, cancel);
+                result.BytesCommitted = CopyAbove(chain, baseDepth, baseLayer, options.RateLimit, progress, cancel);
                 baseLayer.Flush();
                 if (parentChanger != null)
                 {
@@ -140,10 +143,11 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>Copies what the layers above <paramref name="baseDepth"/> allocate into the base; returns the bytes copied.</summary>
-        private static long CopyAbove(ImageChain chain, int baseDepth, ImageLayer baseLayer, IProgress<OperationProgress> progress, CancellationToken cancel)
+        private static long CopyAbove(ImageChain chain, int baseDepth, ImageLayer baseLayer, long rateLimit, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             long size = chain.Size;
             long committed = 0;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
             try
             {
@@ -168,6 +172,7 @@ namespace VDiskPS.Formats
                         }
 
                         committed += length;
+                        Throttle(committed, rateLimit, clock, cancel);
                     }
 
                     offset += length;
@@ -180,6 +185,23 @@ namespace VDiskPS.Formats
             finally
             {
                 ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        /// <summary>Waits until <paramref name="bytes"/> at <paramref name="rateLimit"/> bytes per second would have taken as long as the clock shows.</summary>
+        private static void Throttle(long bytes, long rateLimit, System.Diagnostics.Stopwatch clock, CancellationToken cancel)
+        {
+            if (rateLimit <= 0)
+            {
+                return;
+            }
+
+            double due = (double)bytes / rateLimit * 1000;
+            double wait = due - clock.Elapsed.TotalMilliseconds;
+            if (wait > 0)
+            {
+                cancel.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(Math.Min(wait, int.MaxValue)));
+                cancel.ThrowIfCancellationRequested();
             }
         }
 

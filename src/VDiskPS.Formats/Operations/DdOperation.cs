@@ -51,9 +51,9 @@ namespace VDiskPS.Formats
         {
             options = options ?? new DdOptions();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
-            if (options.BlockSize <= 0 || options.BlockSize > int.MaxValue / 2)
+            if (options.BlockSize <= 0 || options.BlockSize > int.MaxValue)
             {
-                throw new ImageOptionException(null, "bs", $"the block size must be between 1 and {int.MaxValue / 2} bytes");
+                throw new ImageOptionException(null, "bs", $"the block size must be between 1 and {int.MaxValue} bytes");
             }
 
             if (options.Skip < 0 || options.Count < 0)
@@ -146,8 +146,10 @@ namespace VDiskPS.Formats
 
         private static void Copy(ImageChain source, long start, long length, ImageLayer target, bool mustWriteZeros, int blockSize, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
-            // Whole blocks per buffer, so each block is judged zero or not as a unit.
-            int bufferSize = (int)Math.Max(blockSize, OperationSupport.AlignDown(OperationSupport.IoBufferSize, blockSize));
+            // Whole granules per buffer, so each is judged zero or not as a unit; a block larger than
+            // the buffer is judged in buffer-sized pieces, which leaves the same content.
+            int granule = Math.Min(blockSize, OperationSupport.IoBufferSize);
+            int bufferSize = (int)OperationSupport.AlignDown(OperationSupport.IoBufferSize, granule);
             byte[] buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
             try
             {
@@ -166,7 +168,7 @@ namespace VDiskPS.Formats
                     else
                     {
                         source.Read(inputOffset, buffer.AsSpan(0, n));
-                        WriteBlocks(target, done, buffer.AsSpan(0, n), blockSize, mustWriteZeros);
+                        WriteBlocks(target, done, buffer.AsSpan(0, n), granule, mustWriteZeros);
                     }
 
                     done += n;

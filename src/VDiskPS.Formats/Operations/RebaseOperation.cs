@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using VDiskPS;
 
@@ -27,7 +28,7 @@ namespace VDiskPS.Formats
         /// <summary>Write the copied clusters compressed (qemu-img rebase -c), where the format supports it.</summary>
         public bool Compress { get; set; }
 
-        /// <summary>Also drop overlay clusters whose content equals the new parent's (qemu-img rebase keeps them).</summary>
+        /// <summary>Also drop overlay clusters whose content equals the new parent's (qemu-img rebase keeps them); not with <see cref="Unsafe"/>.</summary>
         public bool Deduplicate { get; set; }
 
         /// <summary>The formats to open the images with.</summary>
@@ -61,32 +62,41 @@ namespace VDiskPS.Formats
             options = options ?? new RebaseOptions();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             bool flatten = string.IsNullOrEmpty(options.NewParentPath);
-            using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, NoBacking = options.Unsafe, Registry = registry }))
+            if (options.Unsafe && options.Deduplicate)
             {
-                ImageLayer overlay = chain.Top;
-                var changer = Capability.Require<IParentChangeableLayer>(overlay, "changing the backing file");
-                IDiscardableLayer discarder = options.Deduplicate ? Capability.Require<IDiscardableLayer>(overlay, "discard") : null;
-                ICompressedWriteLayer compressor = options.Compress && !options.Unsafe ? Capability.Require<ICompressedWriteLayer>(overlay, "compressed writes") : null;
-                ImageChain newChain = null;
-                try
+                throw new ImageOptionException(path, "deduplicate", "deduplication reads the new parent's content, which an unsafe (pointer-only) rebase does not");
+            }
+
+            string overlayPath = Path.GetFullPath(path);
+            ImageChain newChain = null;
+            try
+            {
+                BackingReference reference = null;
+                if (!flatten)
                 {
-                    BackingReference reference = null;
-                    if (!flatten)
+                    string newPath = BackingReference.ResolveAgainst(Path.GetDirectoryName(overlayPath) ?? string.Empty, options.NewParentPath);
+                    if (!options.Unsafe || File.Exists(newPath))
                     {
-                        string newPath = BackingReference.ResolveAgainst(Path.GetDirectoryName(overlay.Path) ?? string.Empty, options.NewParentPath);
-                        if (ImageChain.PathComparer.Equals(newPath, overlay.Path))
-                        {
-                            throw new ImageChainException(overlay.Path, "backing file", "an image cannot be its own parent");
-                        }
-
-                        if (!options.Unsafe || File.Exists(newPath))
-                        {
-                            newChain = ImageChain.Open(newPath, new ChainOptions { Format = options.NewParentFormat, NoBacking = options.Unsafe, Registry = registry });
-                        }
-
-                        reference = new BackingReference(options.NewParentPath, options.NewParentFormat ?? newChain?.Top.Format);
+                        newChain = ImageChain.Open(newPath, new ChainOptions { Format = options.NewParentFormat, NoBacking = options.Unsafe, Registry = registry });
                     }
 
+                    // The new parent must not be, or stand on, the overlay itself.
+                    bool loops = ImageChain.PathComparer.Equals(newPath, overlayPath)
+                        || (newChain != null && newChain.Layers.Any(layer => ImageChain.PathComparer.Equals(layer.Path, overlayPath)));
+                    if (loops)
+                    {
+                        throw new ImageChainException(overlayPath, "backing file", $"'{newPath}' is the image itself or has it as a backing file; the chain would loop");
+                    }
+
+                    reference = new BackingReference(options.NewParentPath, options.NewParentFormat ?? newChain?.Top.Format);
+                }
+
+                using (var chain = ImageChain.Open(overlayPath, new ChainOptions { Format = options.Format, Writable = true, NoBacking = options.Unsafe, Registry = registry }))
+                {
+                    ImageLayer overlay = chain.Top;
+                    var changer = Capability.Require<IParentChangeableLayer>(overlay, "changing the backing file");
+                    IDiscardableLayer discarder = options.Deduplicate ? Capability.Require<IDiscardableLayer>(overlay, "discard") : null;
+                    ICompressedWriteLayer compressor = options.Compress && !options.Unsafe ? Capability.Require<ICompressedWriteLayer>(overlay, "compressed writes") : null;
                     var result = new RebaseResult();
                     if (!options.Unsafe)
                     {
@@ -104,10 +114,10 @@ namespace VDiskPS.Formats
                     result.Image = ImageInspector.Describe(overlay);
                     return result;
                 }
-                finally
-                {
-                    newChain?.Dispose();
-                }
+            }
+            finally
+            {
+                newChain?.Dispose();
             }
         }
 

@@ -15,8 +15,8 @@ namespace VDiskPS.Formats
         public DiskFormat? DestinationFormat { get; set; }
 
         /// <summary>
-        /// Bytes compared (and, where they differ, written) as one block; 0 picks the destination's
-        /// cluster size, kept between 64 KiB and 2 MiB.
+        /// Bytes compared (and, where they differ, written) as one block, at most 64 MiB; 0 picks the
+        /// destination's cluster size, kept between 64 KiB and 2 MiB.
         /// </summary>
         public int BlockSize { get; set; }
 
@@ -34,12 +34,13 @@ namespace VDiskPS.Formats
     /// Makes an existing image read like the source while writing as little as possible: both are read
     /// block by block and only blocks that differ are written (all-zero ones as zero writes), so a
     /// sparse overlay gains only the clusters that really changed. Runs both sides know to be zero
-    /// are not read at all.
+    /// are not read at all. A destination larger than the source keeps its bytes past the source's end.
     /// </summary>
     public static class SyncOperation
     {
         private const int MinimumDefaultBlock = 64 * 1024;
         private const int MaximumDefaultBlock = 2 << 20;
+        private const int MaximumBlock = 64 << 20;
 
         public static VDiskSyncResult Run(string sourcePath, string destinationPath, SyncOptions options = null, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
@@ -62,6 +63,11 @@ namespace VDiskPS.Formats
                     }
 
                     Capability.Require<IResizableLayer>(target, "resize").Resize(source.Size, false, Preallocation.Off);
+                }
+
+                if (options.BlockSize < 0 || options.BlockSize > MaximumBlock)
+                {
+                    throw new ImageOptionException(null, "block size", $"the block size must be between 1 and {MaximumBlock} bytes");
                 }
 
                 int blockSize = options.BlockSize > 0 ? options.BlockSize : Math.Min(MaximumDefaultBlock, Math.Max(MinimumDefaultBlock, target.ClusterSize));

@@ -92,6 +92,17 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Fact]
+        public void RateLimitSlowsTheCopy()
+        {
+            using var dir = new TempDir();
+            var (_, _, top) = Chains.ThreeLayers(dir);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            // 16 KiB at 64 KiB/s: about a quarter of a second.
+            CommitOperation.Run(top, Options(o => o.RateLimit = 64 * 1024));
+            Assert.True(watch.ElapsedMilliseconds >= 200, $"took {watch.ElapsedMilliseconds} ms");
+        }
+
+        [Fact]
         public void ImageWithoutParentIsRefused()
         {
             using var dir = new TempDir();

@@ -17,6 +17,7 @@ namespace VDiskPS.Formats.Tests.Operations
         [InlineData("4096", "100", null)]
         [InlineData("4096", null, "300")]
         [InlineData("1M", null, "1")]
+        [InlineData("3M", null, null)]
         public void OutputEqualsQemuImgDd(string bs, string count, string skip)
         {
             using var dir = new TempDir();

@@ -101,6 +101,25 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Fact]
+        public void DeduplicateWithUnsafeIsRefused()
+        {
+            using var dir = new TempDir();
+            var (_, _, top) = Chains.ThreeLayers(dir);
+            byte[] before = File.ReadAllBytes(top);
+            Assert.Throws<ImageOptionException>(() => RebaseOperation.Run(top, Options("base.tdbl", o => { o.Unsafe = true; o.Deduplicate = true; })));
+            Assert.Equal(before, File.ReadAllBytes(top));
+        }
+
+        [Fact]
+        public void RebasingOntoAChildOfTheOverlayIsRefused()
+        {
+            using var dir = new TempDir();
+            var (basePath, _, _) = Chains.ThreeLayers(dir);
+            Assert.Throws<ImageChainException>(() => RebaseOperation.Run(basePath, Options("top.tdbl")));
+            Assert.Null(Chains.RecordedParent(basePath));
+        }
+
+        [Fact]
         public void RawCannotChangeItsParent()
         {
             using var dir = new TempDir();
