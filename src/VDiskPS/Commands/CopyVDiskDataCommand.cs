@@ -18,7 +18,7 @@ namespace VDiskPS.Commands
         [SizeTransformation]
         public ulong BlockSize { get; set; } = 512;
 
-        /// <summary>Blocks to copy (dd count=); default: to the end of the input.</summary>
+        /// <summary>Blocks to copy after the skipped ones (dd count=, as dd(1) counts them); default: to the end of the input.</summary>
         [Parameter]
         public ulong Count { get; set; }
 

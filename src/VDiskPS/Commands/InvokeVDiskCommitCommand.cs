@@ -18,6 +18,11 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter KeepTop { get; set; }
 
+        /// <summary>Bytes per second to copy at most, so a commit on a busy host leaves I/O for running VMs (qemu-img commit -r). Accepts 50MB or "50M"; default: no limit.</summary>
+        [Parameter]
+        [SizeTransformation]
+        public ulong RateLimit { get; set; }
+
         /// <summary>The top image's format; probed when omitted.</summary>
         [Parameter]
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
@@ -39,7 +44,7 @@ namespace VDiskPS.Commands
 
                 try
                 {
-                    var options = new CommitOptions { Format = ParseFormat(Format), BasePath = basePath, KeepTop = KeepTop.IsPresent };
+                    var options = new CommitOptions { Format = ParseFormat(Format), BasePath = basePath, KeepTop = KeepTop.IsPresent, RateLimit = checked((long)RateLimit) };
                     CommitResult result = RunEngine($"Invoke-VDiskCommit {file}", (p, c) => CommitOperation.Run(file, options, p, c));
                     if (!string.IsNullOrEmpty(result.Warning))
                     {
