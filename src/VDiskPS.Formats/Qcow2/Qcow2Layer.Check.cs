@@ -21,6 +21,20 @@ namespace VDiskPS.Formats.Qcow2
             public long FileLength;
             public long NextContiguous;
 
+            /// <summary>Clusters of the current refcount structure, which a rebuild replaces.</summary>
+            public readonly List<long> RefcountClusters = new List<long>();
+
+            public ClusterCounts CountsWithoutRefcountStructure()
+            {
+                foreach (long c in RefcountClusters)
+                {
+                    Counts.Add(c, -1);
+                }
+
+                RefcountClusters.Clear();
+                return Counts;
+            }
+
             public CheckPass(VDiskCheckResult result)
             {
                 Result = result;
@@ -59,8 +73,8 @@ namespace VDiskPS.Formats.Qcow2
                 }
                 else if (repair == RepairMode.All)
                 {
-                    FixCopiedFlags(pass.Counts);
-                    RebuildRefcounts(pass.Counts);
+                    FixCopiedFlags(pass.Counts.Get);
+                    RebuildRefcounts(pass.CountsWithoutRefcountStructure());
                     _header.IncompatibleFeatures &= ~(Qcow2Header.IncompatibleCorrupt | Qcow2Header.IncompatibleDirty);
                     WriteHeader();
                     _file.Flush();
@@ -88,8 +102,8 @@ namespace VDiskPS.Formats.Qcow2
             lock (_gate)
             {
                 RunCheck(out CheckPass pass);
-                FixCopiedFlags(pass.Counts);
-                RebuildRefcounts(pass.Counts);
+                FixCopiedFlags(pass.Counts.Get);
+                RebuildRefcounts(pass.CountsWithoutRefcountStructure());
                 _header.IncompatibleFeatures &= ~Qcow2Header.IncompatibleDirty;
                 WriteHeader();
                 _file.Flush();
@@ -128,6 +142,14 @@ namespace VDiskPS.Formats.Qcow2
             CountBitmaps(pass);
             Qcow2Refcounts refcounts = Refcounts;
             CountRange(pass, refcounts.TableOffset, (long)refcounts.TableClusters * cs, "refcount table");
+            if (refcounts.TableOffset + (long)refcounts.TableClusters * cs - pass.FileLength < cs)
+            {
+                for (long c = 0; c < refcounts.TableClusters; c++)
+                {
+                    pass.RefcountClusters.Add((refcounts.TableOffset >> ClusterBits) + c);
+                }
+            }
+
             for (int i = 0; i < refcounts.Table.Count; i++)
             {
                 long block = refcounts.Table[i];
@@ -151,6 +173,7 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 pass.Counts.Add(block >> ClusterBits, 1);
+                pass.RefcountClusters.Add(block >> ClusterBits);
             }
 
             CompareRefcounts(pass);
@@ -449,8 +472,8 @@ namespace VDiskPS.Formats.Qcow2
             _file.Flush();
         }
 
-        /// <summary>Sets COPIED exactly where the recounted reference is 1, in the active L1 and L2 tables.</summary>
-        private void FixCopiedFlags(ClusterCounts counts)
+        /// <summary>Sets COPIED exactly where the reference count is 1, in the active L1 and L2 tables.</summary>
+        private void FixCopiedFlags(Func<long, long> referencesOf)
         {
             for (int i = 0; i < _l1.Length; i++)
             {
@@ -460,7 +483,7 @@ namespace VDiskPS.Formats.Qcow2
                     continue;
                 }
 
-                long wanted = counts.Get(l2Offset >> ClusterBits) == 1 ? l2Offset | unchecked((long)CopiedFlag) : l2Offset;
+                long wanted = referencesOf(l2Offset >> ClusterBits) == 1 ? l2Offset | unchecked((long)CopiedFlag) : l2Offset;
                 if (wanted != _l1[i])
                 {
                     WriteL1Entry(i, wanted);
@@ -483,7 +506,7 @@ namespace VDiskPS.Formats.Qcow2
                         continue;
                     }
 
-                    ulong fixedEntry = counts.Get(offset >> ClusterBits) == 1 ? entry | CopiedFlag : entry & ~CopiedFlag;
+                    ulong fixedEntry = referencesOf(offset >> ClusterBits) == 1 ? entry | CopiedFlag : entry & ~CopiedFlag;
                     if (fixedEntry != entry)
                     {
                         table[j] = fixedEntry;
@@ -494,6 +517,10 @@ namespace VDiskPS.Formats.Qcow2
                 if (changed)
                 {
                     _file.WriteAt(l2Offset, SerializeWords(table, 0, table.Length));
+                }
+
+                if (changed || _l2Cache.TryGet(l2Offset, out _))
+                {
                     _l2Cache.Remove(l2Offset);
                 }
             }

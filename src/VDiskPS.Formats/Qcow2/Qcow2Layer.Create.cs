@@ -130,51 +130,70 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
-        /// <summary>Maps every cluster (metadata preallocation), then reserves (falloc) or writes (full) its data.</summary>
-        private void Preallocate(Preallocation mode)
+        /// <summary>Maps every cluster from <paramref name="fromCluster"/> on (metadata preallocation), then reserves (falloc) or writes (full) its data.</summary>
+        private void Preallocate(Preallocation mode, long fromCluster = 0)
         {
             lock (_gate)
             {
                 long clusters = (_size + ClusterMask) >> ClusterBits;
                 int step = ExtendedL2 ? 2 : 1;
                 var runs = new List<KeyValuePair<long, long>>();
-                for (int l1Index = 0; l1Index < _l1.Length; l1Index++)
+                for (int l1Index = (int)(fromCluster / _header.L2Entries); l1Index < _l1.Length; l1Index++)
                 {
-                    long firstCluster = (long)l1Index * _header.L2Entries;
-                    int n = (int)Math.Min(_header.L2Entries, clusters - firstCluster);
-                    if (n <= 0)
+                    long tableFirst = (long)l1Index * _header.L2Entries;
+                    long first = Math.Max(fromCluster, tableFirst);
+                    int firstIndex = (int)(first - tableFirst);
+                    int end = (int)Math.Min(_header.L2Entries, clusters - tableFirst);
+                    if (end <= firstIndex)
                     {
                         break;
                     }
 
                     L2Update update = BeginL2Update(l1Index, allocate: true);
-                    long host = _dataFile != null ? firstCluster << ClusterBits : Refcounts.Allocate(n);
-                    for (int i = 0; i < n; i++)
+                    int missing = 0;
+                    for (int i = firstIndex; i < end; i++)
                     {
-                        ulong entry = update.Table[i * step];
-                        if (IsAllocated(entry))
+                        if (!IsAllocated(update.Table[i * step]))
+                        {
+                            missing++;
+                        }
+                    }
+
+                    if (missing == 0)
+                    {
+                        CommitL2Update(update);
+                        continue;
+                    }
+
+                    long host = _dataFile != null ? first << ClusterBits : Refcounts.Allocate(missing);
+                    long next = host;
+                    for (int i = firstIndex; i < end; i++)
+                    {
+                        if (IsAllocated(update.Table[i * step]))
                         {
                             continue;
                         }
 
-                        update.Table[i * step] = (ulong)(host + ((long)i << ClusterBits)) | CopiedFlag;
+                        long clusterHost = _dataFile != null ? (tableFirst + i) << ClusterBits : next;
+                        next += _header.ClusterSize;
+                        update.Table[i * step] = (ulong)clusterHost | CopiedFlag;
+                        update.Touch(i * step);
                         if (ExtendedL2)
                         {
                             // Over a backing file the subclusters stay unallocated and keep reading from it (QEMU's rule for this combination).
                             update.Table[i * 2 + 1] = _backing != null ? 0 : AllSubclustersAllocated;
+                            update.Touch(i * 2 + 1);
                         }
                     }
 
-                    update.Touch(0);
-                    update.Touch(n * step - 1 + (ExtendedL2 ? 1 : 0));
-                    runs.Add(new KeyValuePair<long, long>(host, (long)n << ClusterBits));
+                    long runLength = _dataFile != null ? (long)(end - firstIndex) << ClusterBits : (long)missing << ClusterBits;
+                    runs.Add(new KeyValuePair<long, long>(host, runLength));
 
-                    // Data of the new clusters must exist in the file before the L2 table points there.
+                    // The clusters must lie inside the file before the L2 table points there.
                     HostFile target = _dataFile ?? _file;
-                    long runEnd = host + ((long)n << ClusterBits);
-                    if (target.Length < runEnd)
+                    if (target.Length < host + runLength)
                     {
-                        target.SetLength(runEnd);
+                        target.SetLength(host + runLength);
                     }
 
                     CommitL2Update(update);
