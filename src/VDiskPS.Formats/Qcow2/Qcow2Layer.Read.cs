@@ -158,6 +158,12 @@ namespace VDiskPS.Formats.Qcow2
                     $"the L2 table offset 0x{l2Offset:x} is not cluster aligned or lies past the end of the file");
             }
 
+            if (l2Offset == 0 || Overlaps(l2Offset, _header.L1TableOffset, (long)_header.L1Size * 8) || Overlaps(l2Offset, _header.RefcountTableOffset, (long)_header.RefcountTableClusters << ClusterBits))
+            {
+                throw new ImageCorruptException(Path, field, _header.L1TableOffset + (long)l1Index * 8,
+                    $"the L2 table offset 0x{l2Offset:x} overlaps the header, the L1 table or the refcount table");
+            }
+
             byte[] raw = ArrayPool<byte>.Shared.Rent(_header.ClusterSize);
             try
             {
@@ -176,6 +182,11 @@ namespace VDiskPS.Formats.Qcow2
             ValidateL2(table, l2Offset, fileLength);
             _l2Cache.Put(l2Offset, table);
             return table;
+        }
+
+        private bool Overlaps(long cluster, long start, long length)
+        {
+            return length > 0 && cluster < start + length && start < cluster + _header.ClusterSize;
         }
 
         private void ValidateL2(ulong[] table, long l2Offset, long fileLength)
