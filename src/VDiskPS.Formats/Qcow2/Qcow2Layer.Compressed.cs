@@ -47,6 +47,7 @@ namespace VDiskPS.Formats.Qcow2
             lock (_gate)
             {
                 EnsureWritableImage();
+                MarkBitmaps(offset, _header.ClusterSize);
                 if (_dataFile != null)
                 {
                     throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "compressed writes with an external data file", Path);

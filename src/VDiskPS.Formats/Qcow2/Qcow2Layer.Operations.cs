@@ -16,6 +16,7 @@ namespace VDiskPS.Formats.Qcow2
                 EnsureWritableImage();
                 if (length > 0)
                 {
+                    MarkBitmaps(offset, length);
                     ZeroOrDiscard(offset, length, zero: false);
                 }
             }

@@ -46,6 +46,7 @@ namespace VDiskPS.Formats.Qcow2
             lock (_gate)
             {
                 EnsureWritableImage();
+                MarkBitmaps(offset, data.Length);
                 long l2Span = (long)_header.L2Entries << ClusterBits;
                 while (data.Length > 0)
                 {
@@ -63,6 +64,7 @@ namespace VDiskPS.Formats.Qcow2
             lock (_gate)
             {
                 EnsureWritableImage();
+                MarkBitmaps(offset, length);
                 bool hasParent = Parent != null || _backing != null;
                 if (_header.Version < 3 && hasParent)
                 {

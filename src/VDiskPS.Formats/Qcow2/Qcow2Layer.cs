@@ -187,6 +187,7 @@ namespace VDiskPS.Formats.Qcow2
 
             lock (_gate)
             {
+                StoreTrackedBitmaps();
                 _refcounts?.Flush();
                 _file.Flush();
                 _dataFile?.Flush();
@@ -206,6 +207,7 @@ namespace VDiskPS.Formats.Qcow2
                 {
                     lock (_gate)
                     {
+                        StoreTrackedBitmaps();
                         _refcounts?.Flush();
                         _file.Flush();
                         _dataFile?.Flush();
