@@ -421,11 +421,13 @@ namespace VDiskPS.Formats.Tests.Qcow2
         [Fact]
         public void LuksEncryptionIsRefusedClearly()
         {
+            // qemu-img's LUKS key derivation benchmark is unreliable on a loaded host, so the method is set in the header.
             using var dir = new TempDir();
-            string path = dir.File("luks.qcow2");
-            Qemu.Img("create", "-q", "--object", "secret,id=sec0,data=secret", "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", path, "1M");
+            string path = MakeSubject(dir);
+            PatchU32(path, 32, 2);
             var e = AssertRefused(path, "encrypted");
             Assert.IsType<ImageNotSupportedException>(e);
+            Assert.Contains("LUKS", e.Message);
         }
 
         [Fact]
