@@ -359,8 +359,9 @@ namespace VDiskPS.Formats.Qcow2
                 base.WriteZeroesCore(lastFull, end - lastFull);
             }
 
+            // Version 3 marks zero clusters (they stay zero even if a backing file is added later); version 2 without a parent deallocates.
             bool hasParent = Parent != null || _backing != null;
-            bool useZeroFlag = zero && hasParent;
+            bool useZeroFlag = zero && (hasParent || _header.Version >= 3);
             int step = ExtendedL2 ? 2 : 1;
             long l2Span = (long)_header.L2Entries << ClusterBits;
             for (long pos = firstFull; pos < lastFull;)

@@ -123,6 +123,13 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 var layer = new Qcow2Layer(file, dataFile, header, l1, snapshots);
+                if (file.CanWrite && (header.AutoclearFeatures & ~Qcow2Header.AutoclearKnown) != 0)
+                {
+                    // A writer must clear the autoclear bits it does not know (qcow2.rst "autoclear_features").
+                    header.AutoclearFeatures &= Qcow2Header.AutoclearKnown;
+                    layer.WriteHeader();
+                }
+
                 if (file.CanWrite && header.Dirty)
                 {
                     // QEMU rebuilds the refcounts of a dirty image before its first write (lazy refcounts).

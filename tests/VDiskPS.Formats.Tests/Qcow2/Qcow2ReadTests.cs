@@ -124,6 +124,36 @@ namespace VDiskPS.Formats.Tests.Qcow2
         }
 
         [Fact]
+        public void UnknownHeaderExtensionIsSkippedAndKeptOnRewrite()
+        {
+            using var dir = new TempDir();
+            string path = Qcow2TestImages.MakeWithQemuIo(dir, "x.qcow2", "compat=1.1");
+            byte[] file = File.ReadAllBytes(path);
+            int at = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan(100));
+            while (System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan(at)) != 0)
+            {
+                at += 8 + (((int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(file.AsSpan(at + 4)) + 7) & ~7);
+            }
+
+            byte[] extension = { 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 5, (byte)'h', (byte)'e', (byte)'l', (byte)'l', (byte)'o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+            using (var fs = new FileStream(path, FileMode.Open, FileAccess.Write))
+            {
+                fs.Position = at;
+                fs.Write(extension);
+            }
+
+            Qcow2TestImages.AssertReadsLikeQemu(dir, path);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                ((IAmendableLayer)layer).Amend(OptionSet.Parse("lazy_refcounts=on"));
+            }
+
+            byte[] after = File.ReadAllBytes(path);
+            Assert.True(after.AsSpan(0, 65536).IndexOf(extension.AsSpan(0, 13)) > 0);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+        }
+
+        [Fact]
         public void ProbeRecognisesQcow2()
         {
             using var dir = new TempDir();

@@ -116,6 +116,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
                 Qcow2TestImages.WriteScattered(layer, model, 5);
                 layer.WriteZeroes(100000, 400000);
                 Array.Clear(model, 100000, 400000);
+                Assert.Equal(ExtentKind.Zero, layer.GetBlockStatus(131072, 65536).Kind);
                 ((IDiscardableLayer)layer).Discard(2 << 20, 1 << 20);
                 Array.Clear(model, 2 << 20, 1 << 20);
                 Assert.Equal(ExtentKind.Unallocated, layer.GetBlockStatus(2 << 20, 65536).Kind);
@@ -175,6 +176,24 @@ namespace VDiskPS.Formats.Tests.Qcow2
 
             Qcow2TestImages.AssertQemuCheckClean(path);
             Assert.False(ImageInspector.Get(path, DiskFormat.Qcow2).Dirty);
+        }
+
+        [Fact]
+        public void BackingFileAndFormatAreAcceptedAsOptions()
+        {
+            using var dir = new TempDir();
+            string baseImage = dir.File("base.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", baseImage, "4M");
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x31 0 1M", baseImage);
+            string path = dir.File("child.qcow2");
+            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = 4L << 20, Options = OptionSet.Parse("backing_file=base.qcow2,backing_fmt=qcow2") });
+            using (var info = Qemu.Info(path, "qcow2"))
+            {
+                Assert.Equal("base.qcow2", info.RootElement.GetProperty("backing-filename").GetString());
+                Assert.Equal("qcow2", info.RootElement.GetProperty("backing-filename-format").GetString());
+            }
+
+            Qcow2TestImages.AssertReadsLikeQemu(dir, path);
         }
 
         [Theory]
