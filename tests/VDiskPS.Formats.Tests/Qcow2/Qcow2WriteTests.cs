@@ -26,6 +26,8 @@ namespace VDiskPS.Formats.Tests.Qcow2
         [InlineData("refcount_bits=8")]
         [InlineData("refcount_bits=32")]
         [InlineData("refcount_bits=64")]
+        [InlineData("cluster_size=512,refcount_bits=64")]
+        [InlineData("cluster_size=512,refcount_bits=1")]
         [InlineData("extended_l2=on")]
         [InlineData("compression_type=zstd")]
         [InlineData("preallocation=metadata")]
@@ -194,6 +196,88 @@ namespace VDiskPS.Formats.Tests.Qcow2
             }
 
             Qcow2TestImages.AssertReadsLikeQemu(dir, path);
+        }
+
+        [Theory]
+        [InlineData("compat=1.1")]
+        [InlineData("compat=1.1,compression_type=zstd")]
+        [InlineData("compat=1.1,extended_l2=on")]
+        public void OverwritingQemuImagesKeepsThemConsistent(string options)
+        {
+            using var dir = new TempDir();
+            string source = Qcow2TestImages.MakeWithQemuIo(dir, "src.qcow2", options);
+            string path = dir.File("c.qcow2");
+            Qemu.Img("convert", "-c", "-f", "qcow2", "-O", "qcow2", "-o", options, source, path);
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x5a 2000000 3000", "-c", "write -z 3000000 100000", path);
+            byte[] model = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                Qcow2TestImages.WriteScattered(layer, model, 11);
+                ((ISnapshotLayer)layer).CreateSnapshot("s");
+                Qcow2TestImages.WriteScattered(layer, model, 12);
+                layer.WriteZeroes(65536, 65536 * 3);
+                Array.Clear(model, 65536, 65536 * 3);
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                ((ISnapshotLayer)layer).DeleteSnapshot("s");
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
+        }
+
+        [Fact]
+        public void SubclusterWritesOverBackingFileMatchQemu()
+        {
+            using var dir = new TempDir();
+            string baseImage = dir.File("base.raw");
+            File.WriteAllBytes(baseImage, TestData.Pattern((int)Qcow2TestImages.Size, 13));
+            string path = dir.File("ext.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=64k", "-b", "base.raw", "-F", "raw", path);
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x21 4096 2048", "-c", "write -z 131072 8192", path);
+            byte[] model = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            using (var chain = ImageChain.Open(path, new ChainOptions { Writable = true }))
+            {
+                Assert.Equal(ExtentKind.Unallocated, chain.Top.GetBlockStatus(0, 4096).Kind);
+                Assert.Equal(ExtentKind.Data, chain.Top.GetBlockStatus(4096, 2048).Kind);
+                Qcow2TestImages.WriteScattered(chain.Top, model, 14);
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
+        }
+
+        [Fact]
+        public void TerabyteImageWalksAndWritesQuickly()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("big.qcow2");
+            long size = 1L << 40;
+            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = size });
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                layer.Write(size - 4096, TestData.Pattern(4096, 1));
+                layer.Write(size / 2, TestData.Pattern(4096, 2));
+                int runs = 0;
+                for (long offset = 0; offset < size; runs++)
+                {
+                    offset = layer.GetBlockStatus(offset, size - offset).End;
+                }
+
+                Assert.True(runs <= 5, $"{runs} runs");
+            }
+
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), "took " + watch.Elapsed);
+            Qcow2TestImages.AssertQemuCheckClean(path);
         }
 
         [Theory]
