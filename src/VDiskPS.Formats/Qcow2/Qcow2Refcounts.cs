@@ -1,0 +1,371 @@
+using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+
+namespace VDiskPS.Formats.Qcow2
+{
+    /// <summary>
+    /// The two-level refcount structure (qcow2.rst "Cluster refcounts"): a table of refcount block
+    /// offsets and blocks of 2^refcount_order-bit counts. Blocks are cached (bounded) and changes are
+    /// written back by <see cref="Flush"/>: blocks first, then the table, then the header, so that a
+    /// crash leaves at worst leaked clusters. New clusters are taken at the end of the file.
+    /// </summary>
+    internal sealed class Qcow2Refcounts
+    {
+        private const int MaxCachedBlocks = 256;
+
+        private readonly HostFile _file;
+        private readonly int _clusterBits;
+        private readonly int _order;
+        private readonly int _entriesPerBlockBits;
+        private readonly Dictionary<long, byte[]> _blocks = new Dictionary<long, byte[]>();
+        private readonly HashSet<long> _dirtyBlocks = new HashSet<long>();
+        private readonly Action<long, int> _tableMoved;
+        private long[] _table;
+        private long _tableOffset;
+        private bool _tableDirty;
+        private readonly List<KeyValuePair<long, int>> _retiredTables = new List<KeyValuePair<long, int>>();
+        private long _end;
+
+        public Qcow2Refcounts(HostFile file, int clusterBits, int order, long tableOffset, long[] table, Action<long, int> tableMoved)
+        {
+            _file = file;
+            _clusterBits = clusterBits;
+            _order = order;
+            _entriesPerBlockBits = clusterBits + 3 - order;
+            _tableOffset = tableOffset;
+            _table = table;
+            _tableMoved = tableMoved;
+            _end = (file.Length + ClusterSize - 1) >> clusterBits;
+        }
+
+        public int ClusterSize => 1 << _clusterBits;
+
+        public int Order => _order;
+
+        public long TableOffset => _tableOffset;
+
+        public int TableClusters => (int)(((long)_table.Length * 8 + ClusterSize - 1) >> _clusterBits);
+
+        public IReadOnlyList<long> Table => _table;
+
+        public long MaxRefcount => _order == 6 ? long.MaxValue : (1L << (1 << _order)) - 1;
+
+        /// <summary>The first cluster index past everything allocated so far (where new clusters go).</summary>
+        public long EndCluster => _end;
+
+        public static Qcow2Refcounts Load(HostFile file, Qcow2Header header, Action<long, int> tableMoved)
+        {
+            long bytes = (long)header.RefcountTableClusters << header.ClusterBits;
+            var raw = new byte[bytes];
+            file.ReadExactly(header.RefcountTableOffset, raw, "refcount table");
+            var table = new long[bytes / 8];
+            for (int i = 0; i < table.Length; i++)
+            {
+                table[i] = (long)(BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8)) & 0x7FFFFFFFFFFFFFFFUL);
+            }
+
+            return new Qcow2Refcounts(file, header.ClusterBits, header.RefcountOrder, header.RefcountTableOffset, table, tableMoved);
+        }
+
+        public long Get(long cluster)
+        {
+            long blockIndex = cluster >> _entriesPerBlockBits;
+            if (cluster < 0 || blockIndex >= _table.Length || _table[blockIndex] == 0)
+            {
+                return 0;
+            }
+
+            byte[] block = LoadBlock(blockIndex);
+            return ReadEntry(block, (int)(cluster & ((1L << _entriesPerBlockBits) - 1)), _order);
+        }
+
+        /// <summary>Adds <paramref name="delta"/> to a cluster's refcount; refuses to go below 0 or above the width.</summary>
+        public long Adjust(long cluster, long delta)
+        {
+            long current = Get(cluster);
+            long value = current + delta;
+            if (value < 0 || value > MaxRefcount || (delta > 0 && value < current))
+            {
+                throw new ImageCorruptException(_file.Path, "refcount", cluster << _clusterBits,
+                    $"the refcount of cluster {cluster} would become {(value < 0 ? "negative" : "larger than " + MaxRefcount)}");
+            }
+
+            Set(cluster, value);
+            return value;
+        }
+
+        public void Set(long cluster, long value)
+        {
+            long blockIndex = cluster >> _entriesPerBlockBits;
+            EnsureBlock(blockIndex);
+            byte[] block = LoadBlock(blockIndex);
+            WriteEntry(block, (int)(cluster & ((1L << _entriesPerBlockBits) - 1)), _order, value);
+            _dirtyBlocks.Add(blockIndex);
+            if (value > 0 && cluster >= _end)
+            {
+                _end = cluster + 1;
+            }
+        }
+
+        /// <summary>Takes <paramref name="count"/> contiguous free clusters at the end of the file with refcount 1; returns the first's host offset.</summary>
+        public long Allocate(long count)
+        {
+            while (true)
+            {
+                long start = _end;
+                long bad = -1;
+                for (long c = start; c < start + count; c++)
+                {
+                    if (Get(c) != 0)
+                    {
+                        bad = c;
+                    }
+                }
+
+                if (bad >= 0)
+                {
+                    _end = bad + 1;
+                    continue;
+                }
+
+                // Blocks or a grown table that Set needs go after the run, at the new end.
+                _end = start + count;
+                for (long c = start; c < start + count; c++)
+                {
+                    Set(c, 1);
+                }
+
+                return start << _clusterBits;
+            }
+        }
+
+        /// <summary>Writes changed blocks, then a moved or changed table and the header, then frees a retired table.</summary>
+        public void Flush()
+        {
+            WriteDirtyBlocks();
+            if (_tableDirty)
+            {
+                _file.WriteAt(_tableOffset, SerializeTable());
+                _tableDirty = false;
+            }
+
+            if (_retiredTables.Count > 0)
+            {
+                _tableMoved(_tableOffset, TableClusters);
+                var retired = new List<KeyValuePair<long, int>>(_retiredTables);
+                _retiredTables.Clear();
+                foreach (var old in retired)
+                {
+                    for (int i = 0; i < old.Value; i++)
+                    {
+                        Adjust((old.Key >> _clusterBits) + i, -1);
+                    }
+                }
+
+                WriteDirtyBlocks();
+            }
+
+            TrimCache();
+        }
+
+        /// <summary>Drops cached blocks (after the structure was rewritten elsewhere).</summary>
+        public void Reset(long tableOffset, long[] table)
+        {
+            _blocks.Clear();
+            _dirtyBlocks.Clear();
+            _tableOffset = tableOffset;
+            _table = table;
+            _tableDirty = false;
+            _end = Math.Max(_end, (_file.Length + ClusterSize - 1) >> _clusterBits);
+        }
+
+        public static long ReadEntry(byte[] block, int index, int order)
+        {
+            switch (order)
+            {
+                case 0:
+                case 1:
+                case 2:
+                    int bits = 1 << order;
+                    int bitIndex = index * bits;
+                    return (block[bitIndex >> 3] >> (bitIndex & 7)) & ((1 << bits) - 1);
+                case 3:
+                    return block[index];
+                case 4:
+                    return BinaryPrimitives.ReadUInt16BigEndian(block.AsSpan(index * 2));
+                case 5:
+                    return BinaryPrimitives.ReadUInt32BigEndian(block.AsSpan(index * 4));
+                default:
+                    return (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(block.AsSpan(index * 8)), long.MaxValue);
+            }
+        }
+
+        public static void WriteEntry(byte[] block, int index, int order, long value)
+        {
+            switch (order)
+            {
+                case 0:
+                case 1:
+                case 2:
+                    int bits = 1 << order;
+                    int bitIndex = index * bits;
+                    int mask = ((1 << bits) - 1) << (bitIndex & 7);
+                    block[bitIndex >> 3] = (byte)((block[bitIndex >> 3] & ~mask) | (((int)value << (bitIndex & 7)) & mask));
+                    break;
+                case 3:
+                    block[index] = (byte)value;
+                    break;
+                case 4:
+                    BinaryPrimitives.WriteUInt16BigEndian(block.AsSpan(index * 2), (ushort)value);
+                    break;
+                case 5:
+                    BinaryPrimitives.WriteUInt32BigEndian(block.AsSpan(index * 4), (uint)value);
+                    break;
+                default:
+                    BinaryPrimitives.WriteUInt64BigEndian(block.AsSpan(index * 8), (ulong)value);
+                    break;
+            }
+        }
+
+        private byte[] LoadBlock(long blockIndex)
+        {
+            if (_blocks.TryGetValue(blockIndex, out byte[] block))
+            {
+                return block;
+            }
+
+            long offset = _table[blockIndex];
+            if ((offset & (ClusterSize - 1)) != 0 || offset > _file.Length - ClusterSize)
+            {
+                throw new ImageCorruptException(_file.Path, "refcount block", _tableOffset + blockIndex * 8,
+                    $"refcount table entry {blockIndex} points to 0x{offset:x}, which is unaligned or past the end of the file");
+            }
+
+            block = new byte[ClusterSize];
+            _file.ReadExactly(offset, block, "refcount block");
+            TrimCache();
+            _blocks[blockIndex] = block;
+            return block;
+        }
+
+        private void TrimCache()
+        {
+            if (_blocks.Count < MaxCachedBlocks)
+            {
+                return;
+            }
+
+            var clean = new List<long>();
+            foreach (long key in _blocks.Keys)
+            {
+                if (!_dirtyBlocks.Contains(key))
+                {
+                    clean.Add(key);
+                }
+            }
+
+            foreach (long key in clean)
+            {
+                _blocks.Remove(key);
+            }
+        }
+
+        private void EnsureBlock(long blockIndex)
+        {
+            if (blockIndex < _table.Length && _table[blockIndex] != 0)
+            {
+                return;
+            }
+
+            if (blockIndex >= _table.Length)
+            {
+                GrowTable(blockIndex + 1);
+            }
+
+            // The new block goes at the end; it may have to count itself (qcow2.rst allows that).
+            long cluster = _end;
+            while (Get(cluster) != 0)
+            {
+                cluster++;
+            }
+
+            _end = cluster + 1;
+            _table[blockIndex] = cluster << _clusterBits;
+            _tableDirty = true;
+            _blocks[blockIndex] = new byte[ClusterSize];
+            _dirtyBlocks.Add(blockIndex);
+            Set(cluster, 1);
+        }
+
+        private void GrowTable(long minEntries)
+        {
+            long perCluster = ClusterSize / 8;
+            long entries = Math.Max(minEntries, (long)_table.Length * 3 / 2);
+
+            // Leave room for the blocks that count the new table itself.
+            long clusters = (entries + 2 + perCluster - 1) / perCluster;
+            while (true)
+            {
+                long tableEnd = _end + clusters;
+                long needed = Math.Max(minEntries, ((tableEnd + 2) >> _entriesPerBlockBits) + 2);
+                long fits = clusters * perCluster;
+                if (fits >= needed)
+                {
+                    break;
+                }
+
+                clusters = (needed + perCluster - 1) / perCluster;
+            }
+
+            if ((clusters << _clusterBits) > Qcow2Header.MaxRefcountTableBytes)
+            {
+                throw new ImageNotSupportedException(_file.Path, "refcount table", _tableOffset, "the refcount table would exceed QEMU's 8 MiB limit; the image cannot grow further");
+            }
+
+            long oldOffset = _tableOffset;
+            int oldClusters = TableClusters;
+            var table = new long[clusters * perCluster];
+            Array.Copy(_table, table, _table.Length);
+            long start = _end;
+            _end = start + clusters;
+            _table = table;
+            _tableOffset = start << _clusterBits;
+            _tableDirty = true;
+            for (long c = start; c < start + clusters; c++)
+            {
+                Set(c, 1);
+            }
+
+            _retiredTables.Add(new KeyValuePair<long, int>(oldOffset, oldClusters));
+        }
+
+        private void WriteDirtyBlocks()
+        {
+            if (_dirtyBlocks.Count == 0)
+            {
+                return;
+            }
+
+            var order = new List<long>(_dirtyBlocks);
+            order.Sort();
+            foreach (long blockIndex in order)
+            {
+                _file.WriteAt(_table[blockIndex], _blocks[blockIndex]);
+            }
+
+            _dirtyBlocks.Clear();
+        }
+
+        private byte[] SerializeTable()
+        {
+            var raw = new byte[(long)TableClusters << _clusterBits];
+            for (int i = 0; i < _table.Length; i++)
+            {
+                BinaryPrimitives.WriteUInt64BigEndian(raw.AsSpan(i * 8), (ulong)_table[i]);
+            }
+
+            return raw;
+        }
+    }
+}
