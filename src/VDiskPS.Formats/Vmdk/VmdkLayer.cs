@@ -267,6 +267,8 @@ namespace VDiskPS.Formats.Vmdk
             _descriptorFile.SetLength(text.Length);
         }
 
+        internal void ResetParentVerification() => _verifiedParent = null;
+
         /// <summary>Marks a session whose content already has a fresh CID (a newly created image).</summary>
         internal void SetCidFresh() => _cidUpdated = true;
 
