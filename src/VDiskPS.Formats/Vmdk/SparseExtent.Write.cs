@@ -110,6 +110,30 @@ namespace VDiskPS.Formats.Vmdk
             return handled;
         }
 
+        /// <summary>Unallocates the whole grains inside the run.</summary>
+        public void Discard(long offset, long length)
+        {
+            if (_header.Compressed || _streamWriting)
+            {
+                throw new ImageNotSupportedException(File.Path, null, null, "grains of a streamOptimized extent cannot be discarded");
+            }
+
+            long grainBytes = GrainSizeBytes;
+            long first = (offset + grainBytes - 1) / grainBytes;
+            long end = Math.Min(offset + length, CapacityBytes);
+            long last = end == CapacityBytes ? (end + grainBytes - 1) / grainBytes : end / grainBytes;
+            lock (_gate)
+            {
+                for (long grain = first; grain < last; grain++)
+                {
+                    if (DirectoryEntry(grain / GrainsPerTable) != 0 && GetEntry(grain) != 0)
+                    {
+                        SetEntry(grain, 0);
+                    }
+                }
+            }
+        }
+
         public override void Flush()
         {
             lock (_gate)

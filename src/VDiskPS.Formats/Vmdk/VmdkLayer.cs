@@ -16,7 +16,7 @@ namespace VDiskPS.Formats.Vmdk
     internal partial class VmdkLayer : ImageLayer
     {
         private readonly List<VmdkExtent> _extents;
-        private readonly long[] _extentStarts;
+        private long[] _extentStarts;
         private readonly List<HostFile> _files;
         private readonly HostFile _descriptorFile;
         private readonly long _descriptorOffset;
