@@ -11,9 +11,9 @@ namespace VDiskPS.Formats.Vmdk
         {
             lock (_gate)
             {
-                if (_header.Compressed || _streamWriting)
+                if (_header.Compressed || _streamWriting || _header.IsCowd)
                 {
-                    throw new ImageNotSupportedException(File.Path, null, null, "a streamOptimized extent cannot be resized; convert it to monolithicSparse first");
+                    throw new ImageNotSupportedException(File.Path, null, null, "a streamOptimized or vmfsSparse extent cannot be resized; convert it to monolithicSparse first");
                 }
 
                 Flush();

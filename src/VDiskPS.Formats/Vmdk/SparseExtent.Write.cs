@@ -21,6 +21,11 @@ namespace VDiskPS.Formats.Vmdk
                 throw new ImageNotSupportedException(File.Path, null, null, "an existing streamOptimized (compressed) extent cannot be modified; convert it to monolithicSparse first");
             }
 
+            if (_header.IsCowd)
+            {
+                throw new ImageNotSupportedException(File.Path, null, null, "vmfsSparse (COWD) extents are read-only here; convert the disk to write it");
+            }
+
             if (offset + data.Length > CapacityBytes)
             {
                 throw new ImageCorruptException(File.Path, "sparse header capacity", 12, $"the write at {offset} reaches past the extent's capacity of {CapacityBytes} bytes");
@@ -72,7 +77,7 @@ namespace VDiskPS.Formats.Vmdk
             }
 
             long grainBytes = GrainSizeBytes;
-            if (_header.Compressed || offset % grainBytes != 0)
+            if (_header.Compressed || _header.IsCowd || offset % grainBytes != 0)
             {
                 return 0;
             }
@@ -113,9 +118,9 @@ namespace VDiskPS.Formats.Vmdk
         /// <summary>Unallocates the whole grains inside the run.</summary>
         public void Discard(long offset, long length)
         {
-            if (_header.Compressed || _streamWriting)
+            if (_header.Compressed || _streamWriting || _header.IsCowd)
             {
-                throw new ImageNotSupportedException(File.Path, null, null, "grains of a streamOptimized extent cannot be discarded");
+                throw new ImageNotSupportedException(File.Path, null, null, "grains of a streamOptimized or vmfsSparse extent cannot be discarded");
             }
 
             long grainBytes = GrainSizeBytes;

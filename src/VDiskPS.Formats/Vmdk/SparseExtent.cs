@@ -58,6 +58,13 @@ namespace VDiskPS.Formats.Vmdk
         {
             byte[] sector = new byte[SparseHeader.Size];
             file.ReadExactly(0, sector, "sparse header");
+            if (SparseHeader.HasCowdMagic(sector))
+            {
+                SparseHeader cowd = SparseHeader.ParseCowd(sector);
+                Validate(file, cowd);
+                return cowd;
+            }
+
             if (!SparseHeader.HasMagic(sector))
             {
                 throw new ImageFormatMismatchException(file.Path, "sparse header magic", 0, "not a VMDK sparse extent (no KDMV magic)");
@@ -237,8 +244,7 @@ namespace VDiskPS.Formats.Vmdk
                 throw new ImageCorruptException(file.Path, "sparse header numGTEsPerGT", 44, $"{header.GrainTableEntries} grain table entries is outside 1..{MaxGrainTableEntries}");
             }
 
-            long grains = (long)((header.Capacity + header.GrainSize - 1) / header.GrainSize);
-            long tables = (grains + header.GrainTableEntries - 1) / header.GrainTableEntries;
+            long tables = DirectoryLength(header);
             if (tables > MaxDirectoryEntries)
             {
                 throw new ImageNotSupportedException(file.Path, "sparse header capacity", 12, $"the extent needs {tables} grain tables; at most {MaxDirectoryEntries} are supported");
@@ -252,8 +258,7 @@ namespace VDiskPS.Formats.Vmdk
 
         private static uint[] ReadDirectory(HostFile file, SparseHeader header, ulong sector, string field)
         {
-            long grains = (long)((header.Capacity + header.GrainSize - 1) / header.GrainSize);
-            long count = (grains + header.GrainTableEntries - 1) / header.GrainTableEntries;
+            long count = DirectoryLength(header);
             long bytes = count * 4;
             if (sector == 0 || sector > (ulong)(file.Length / SparseHeader.SectorSize) || (long)sector * SparseHeader.SectorSize + bytes > file.Length)
             {
@@ -269,6 +274,15 @@ namespace VDiskPS.Formats.Vmdk
             }
 
             return entries;
+        }
+
+        private static long DirectoryLength(SparseHeader header)
+        {
+            long grains = (long)((header.Capacity + header.GrainSize - 1) / header.GrainSize);
+            long needed = (grains + header.GrainTableEntries - 1) / header.GrainTableEntries;
+
+            // A COWD directory shorter than the capacity needs leaves the rest unallocated.
+            return header.DirectoryEntryCount.HasValue ? Math.Min(needed, header.DirectoryEntryCount.Value) : needed;
         }
 
         private uint DirectoryEntry(long table) => table < _directory.Length ? _directory[table] : 0;

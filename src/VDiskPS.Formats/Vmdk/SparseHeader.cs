@@ -24,6 +24,15 @@ namespace VDiskPS.Formats.Vmdk
 
         public const ushort CompressionDeflate = 1;
 
+        /// <summary>"COWD": the ESX vmfsSparse extent header (VMware Virtual Disk Format 5.0, "ESXi Host Sparse Extents").</summary>
+        public const uint CowdMagic = 0x44574F43;
+
+        private const int CowdDiskSectorsOffset = 12;
+        private const int CowdGranularityOffset = 16;
+        private const int CowdDirectoryOffsetOffset = 20;
+        private const int CowdDirectorySizeOffset = 24;
+        private const uint CowdGrainTableEntries = 4096;
+
         private const int MagicOffset = 0;
         private const int VersionOffset = 4;
         private const int FlagsOffset = 8;
@@ -66,6 +75,12 @@ namespace VDiskPS.Formats.Vmdk
 
         public ushort CompressAlgorithm { get; set; }
 
+        /// <summary>True for a vmfsSparse (COWD) extent: 4096-entry grain tables, no redundant directory, read-only here.</summary>
+        public bool IsCowd { get; private set; }
+
+        /// <summary>Grain directory entries as the header records them (COWD); null to derive them from the capacity.</summary>
+        public long? DirectoryEntryCount { get; private set; }
+
         public bool HasRedundantDirectory => (Flags & FlagRedundantGrainTable) != 0 && RedundantDirectoryOffset != 0;
 
         public bool ZeroedGrainEntries => (Flags & FlagZeroedGrainEntries) != 0;
@@ -75,6 +90,24 @@ namespace VDiskPS.Formats.Vmdk
         public bool HasMarkers => (Flags & FlagMarkers) != 0;
 
         public static bool HasMagic(ReadOnlySpan<byte> data) => data.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(data) == Magic;
+
+        public static bool HasCowdMagic(ReadOnlySpan<byte> data) => data.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(data) == CowdMagic;
+
+        /// <summary>The fields of a COWD header, mapped onto the hosted sparse model.</summary>
+        public static SparseHeader ParseCowd(ReadOnlySpan<byte> data)
+        {
+            return new SparseHeader
+            {
+                Version = 1,
+                Flags = 0,
+                Capacity = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice(CowdDiskSectorsOffset)),
+                GrainSize = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice(CowdGranularityOffset)),
+                GrainTableEntries = CowdGrainTableEntries,
+                DirectoryOffset = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice(CowdDirectoryOffsetOffset)),
+                DirectoryEntryCount = BinaryPrimitives.ReadUInt32LittleEndian(data.Slice(CowdDirectorySizeOffset)),
+                IsCowd = true,
+            };
+        }
 
         public static SparseHeader Parse(ReadOnlySpan<byte> data)
         {

@@ -16,12 +16,7 @@ namespace VDiskPS.Formats.Vmdk
         public override int Probe(ProbeContext context)
         {
             byte[] head = context.Head;
-            if (SparseHeader.HasMagic(head))
-            {
-                return 100;
-            }
-
-            if (head.Length >= 4 && head[0] == (byte)'C' && head[1] == (byte)'O' && head[2] == (byte)'W' && head[3] == (byte)'D')
+            if (SparseHeader.HasMagic(head) || SparseHeader.HasCowdMagic(head))
             {
                 return 100;
             }

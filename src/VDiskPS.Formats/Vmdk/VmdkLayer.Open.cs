@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Vmdk
     // the descriptor's directory.
     internal partial class VmdkLayer
     {
-        private static readonly string[] s_unsupportedExtentTypes = { "VMFSSPARSE", "SESPARSE", "VMFSRDM", "VMFSRAW" };
+        private static readonly string[] s_unsupportedExtentTypes = { "SESPARSE", "VMFSRDM", "VMFSRAW" };
 
         internal static VmdkLayer Open(string path, OpenOptions options)
         {
@@ -22,14 +22,9 @@ namespace VDiskPS.Formats.Vmdk
             {
                 byte[] head = new byte[4];
                 int n = main.ReadAt(0, head);
-                if (n == 4 && SparseHeader.HasMagic(head))
+                if (n == 4 && (SparseHeader.HasMagic(head) || SparseHeader.HasCowdMagic(head)))
                 {
                     return OpenMonolithic(path, main, files, options);
-                }
-
-                if (n == 4 && head[0] == (byte)'C' && head[1] == (byte)'O' && head[2] == (byte)'W' && head[3] == (byte)'D')
-                {
-                    throw new ImageNotSupportedException(path, "extent magic", 0, "vmfsSparse (COWD) extents are not supported; convert the disk on ESXi (vmkfstools -i) first");
                 }
 
                 return OpenDescriptorFile(path, main, files, options);
@@ -73,13 +68,13 @@ namespace VDiskPS.Formats.Vmdk
             if (descriptor == null)
             {
                 // A bare sparse extent (one piece of a twoGbMaxExtentSparse disk) opened on its own.
-                descriptor = new VmdkDescriptor { CreateType = header.Compressed ? "streamOptimized" : "monolithicSparse" };
+                descriptor = new VmdkDescriptor { CreateType = DefaultCreateType(header) };
             }
 
             var line = new ExtentLine { Sectors = (long)header.Capacity, Type = "SPARSE", FileName = System.IO.Path.GetFileName(path) };
             SparseExtent extent = SparseExtent.Open(line, main, header);
             extent.DescribedType = string.Empty;
-            descriptor.CreateType = descriptor.CreateType ?? (header.Compressed ? "streamOptimized" : "monolithicSparse");
+            descriptor.CreateType = descriptor.CreateType ?? DefaultCreateType(header);
             return new VmdkLayer(path, options.Writable, descriptor, new List<VmdkExtent> { extent }, files, descriptorCapacity > 0 ? main : null, descriptorOffset, descriptorCapacity, options.IgnoreParentMismatch);
         }
 
@@ -151,7 +146,7 @@ namespace VDiskPS.Formats.Vmdk
                 byPath[full] = file;
             }
 
-            if (line.Type == "SPARSE")
+            if (line.Type == "SPARSE" || line.Type == "VMFSSPARSE")
             {
                 SparseHeader header = SparseExtent.ReadHeader(file);
                 return SparseExtent.Open(line, file, header).WithDescribedType(line.Type);
@@ -159,6 +154,9 @@ namespace VDiskPS.Formats.Vmdk
 
             return new FlatExtent(line, file) { DescribedType = line.Type };
         }
+
+        private static string DefaultCreateType(SparseHeader header)
+            => header.IsCowd ? "vmfsSparse" : header.Compressed ? VmdkCreateOptions.StreamOptimized : VmdkCreateOptions.MonolithicSparse;
 
         /// <summary>Resolves an extent file name; names that leave the descriptor's directory are refused unless allowed.</summary>
         internal static string ResolveExtentPath(string descriptorPath, string directory, string fileName, bool allowExternal)

@@ -1,3 +1,4 @@
+using System;
 using System.IO;
 using System.Linq;
 using Xunit;
@@ -6,6 +7,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
 {
     public class VmdkReadTests
     {
+        private static void Put(byte[] target, int offset, int value) => System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(target.AsSpan(offset), value);
+
         [Theory]
         [InlineData("monolithicSparse")]
         [InlineData("monolithicFlat")]
@@ -104,6 +107,40 @@ namespace VDiskPS.Formats.Tests.Vmdk
                 Assert.Equal(qemuExtents[i].GetProperty("virtual-size").GetInt64(), (long)extents[i]["virtual-size"]);
                 Assert.Equal(Path.GetFileName(qemuExtents[i].GetProperty("filename").GetString()), Path.GetFileName((string)extents[i]["filename"]));
             }
+        }
+
+        [Fact]
+        public void VmfsSparseDeltaReadsBitExact()
+        {
+            using var dir = new TempDir();
+            string extent = dir.File("esx-delta.vmdk");
+            const int grainSectors = 8;
+            const int capacitySectors = 2048;
+            byte[] file = new byte[(37 + 3 * grainSectors) * 512];
+            System.Text.Encoding.ASCII.GetBytes("COWD").CopyTo(file, 0);
+            Put(file, 4, 1);
+            Put(file, 8, 3);
+            Put(file, 12, capacitySectors);
+            Put(file, 16, grainSectors);
+            Put(file, 20, 4);
+            Put(file, 24, 1);
+            Put(file, 4 * 512, 5);
+            int[] grains = { 0, 10, 255 };
+            for (int i = 0; i < grains.Length; i++)
+            {
+                int sector = 37 + i * grainSectors;
+                Put(file, 5 * 512 + grains[i] * 4, sector);
+                TestData.Pattern(grainSectors * 512, 20 + i).CopyTo(file, sector * 512);
+            }
+
+            File.WriteAllBytes(extent, file);
+            string descriptor = dir.File("esx.vmdk");
+            File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"vmfsSparse\"\n\nRW 2048 VMFSSPARSE \"esx-delta.vmdk\"\n");
+            byte[] engine = VmdkFixtures.EngineBytes(descriptor);
+            Assert.Equal(capacitySectors * 512, engine.Length);
+
+            // qemu 7.2 lists a VMFSSPARSE extent twice (its info shows two extents); the first copy is the disk.
+            Assert.Equal(Qemu.ToRawBytes(descriptor, "vmdk", dir.Path).AsSpan(0, engine.Length).ToArray(), engine);
         }
 
         [Fact]
