@@ -164,6 +164,9 @@ namespace VDiskPS.Formats.Vmdk
             long heads = ide ? 16 : 255;
             long sectorsPerTrack = 63;
             long cylinders = Size / (heads * sectorsPerTrack * SparseHeader.SectorSize);
+
+            // VMware caps SCSI geometry at 65535 cylinders; IDE stays as qemu-img writes it.
+            cylinders = ide ? cylinders : Math.Min(cylinders, 65535);
             yield return Entry("ddb.virtualHWVersion", HardwareVersion);
             yield return Entry("ddb.geometry.cylinders", cylinders.ToString(System.Globalization.CultureInfo.InvariantCulture));
             yield return Entry("ddb.geometry.heads", heads.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -175,13 +178,20 @@ namespace VDiskPS.Formats.Vmdk
                 // Tools state "4" with version 2147483647: guest tools managed outside VMware (open-vm-tools).
                 yield return Entry("ddb.toolsInstallType", "4");
                 yield return Entry("ddb.longContentID", Guid.NewGuid().ToString("N"));
-                yield return Entry("ddb.uuid", string.Join(" ", Guid.NewGuid().ToByteArray().Select(b => b.ToString("x2"))));
+                yield return Entry("ddb.uuid", FormatUuid(Guid.NewGuid().ToByteArray()));
             }
 
             if (Subformat == VmfsThin)
             {
                 yield return Entry("ddb.thinProvisioned", "1");
             }
+        }
+
+        /// <summary>VMware's ddb.uuid form: 16 hex bytes, space separated, a dash between the two halves.</summary>
+        private static string FormatUuid(byte[] bytes)
+        {
+            string half(int start) => string.Join(" ", bytes.Skip(start).Take(8).Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+            return half(0) + "-" + half(8);
         }
 
         private static KeyValuePair<string, string> Entry(string key, string value) => new KeyValuePair<string, string>(key, value);

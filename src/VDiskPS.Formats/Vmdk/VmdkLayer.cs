@@ -308,7 +308,8 @@ namespace VDiskPS.Formats.Vmdk
 
         private void MarkContentChanged()
         {
-            if (_cidUpdated)
+            // A bare sparse extent opened on its own has no descriptor to carry a CID.
+            if (_cidUpdated || _descriptorFile == null)
             {
                 return;
             }
@@ -359,8 +360,7 @@ namespace VDiskPS.Formats.Vmdk
                 }
             }
 
-            // ddb.uuid lists the bytes in RFC 4122 order.
-            return new Guid(new[] { bytes[3], bytes[2], bytes[1], bytes[0], bytes[5], bytes[4], bytes[7], bytes[6], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15] });
+            return new Guid(bytes);
         }
     }
 }

@@ -92,6 +92,22 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
+        public void VmfsThinDescriptorIsWhatEsxiWrites()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("thin.vmdk");
+            var info = CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 1L << 30, Subformat = "vmfsThin" });
+            string text = File.ReadAllText(path);
+            Assert.Contains("createType=\"vmfs\"", text);
+            Assert.Contains("RW 2097152 VMFS \"thin-flat.vmdk\"", text);
+            Assert.Contains("ddb.thinProvisioned = \"1\"", text);
+            Assert.Matches("ddb.uuid = \"([0-9a-f]{2} ){7}[0-9a-f]{2}-([0-9a-f]{2} ){7}[0-9a-f]{2}\"", text);
+            Assert.Equal("Dynamic", info.Type);
+            Assert.NotNull(info.DiskIdentifier);
+            Assert.Equal(0, new FileInfo(dir.File("thin-flat.vmdk")).Length - (1L << 30));
+        }
+
+        [Fact]
         public void UnknownCreateOptionIsRefusedByName()
         {
             using var dir = new TempDir();
