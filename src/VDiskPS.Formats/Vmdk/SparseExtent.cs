@@ -22,6 +22,7 @@ namespace VDiskPS.Formats.Vmdk
 
         private readonly object _gate = new object();
         private readonly Dictionary<long, GrainTable> _tables = new Dictionary<long, GrainTable>();
+        private readonly Queue<long> _tableOrder = new Queue<long>();
         private readonly int _maxCachedTables;
         private SparseHeader _header;
         private uint[] _directory;
@@ -357,28 +358,27 @@ namespace VDiskPS.Formats.Vmdk
 
             var loaded = new GrainTable(entries);
             _tables[table] = loaded;
+            _tableOrder.Enqueue(table);
             return loaded;
         }
 
         private void EvictOne()
         {
-            // Prefer a clean table; a dirty one is written out before it leaves the cache.
-            long victim = -1;
-            foreach (var pair in _tables)
+            // Oldest first; a dirty table is written out before it leaves the cache.
+            while (_tableOrder.Count > 0)
             {
-                victim = pair.Key;
-                if (!pair.Value.Dirty)
+                long victim = _tableOrder.Dequeue();
+                if (_tables.TryGetValue(victim, out GrainTable gt))
                 {
-                    break;
+                    if (gt.Dirty)
+                    {
+                        WriteTable(victim, gt);
+                    }
+
+                    _tables.Remove(victim);
+                    return;
                 }
             }
-
-            if (_tables[victim].Dirty)
-            {
-                WriteTable(victim, _tables[victim]);
-            }
-
-            _tables.Remove(victim);
         }
 
         private readonly struct GrainState

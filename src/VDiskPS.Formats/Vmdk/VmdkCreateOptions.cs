@@ -123,6 +123,11 @@ namespace VDiskPS.Formats.Vmdk
                 throw new ImageOptionException(path, "backing_fmt", $"the parent is {result.Backing.Format.Value.ToName()}; a VMDK delta disk's parent must be a VMDK");
             }
 
+            if (request.Type == DiskType.Differencing && result.Backing == null)
+            {
+                throw new ImageOptionException(path, "backing_file", "a differencing disk needs a parent");
+            }
+
             if (result.Backing != null && result.Subformat != MonolithicSparse && result.Subformat != TwoGbMaxExtentSparse)
             {
                 throw new ImageOptionException(path, "subformat", $"a delta disk (with a parent) must be {MonolithicSparse} or {TwoGbMaxExtentSparse}, not {result.Subformat}");

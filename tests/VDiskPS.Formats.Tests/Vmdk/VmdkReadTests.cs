@@ -30,6 +30,17 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
+        public void ParallelConvertOfACompressedSourceIsIdentical()
+        {
+            using var dir = new TempDir();
+            string raw = VmdkFixtures.MixedRaw(dir);
+            string stream = VmdkFixtures.QemuConverted(dir, raw, "streamOptimized");
+            string copy = dir.File("copy.raw");
+            ConvertOperation.Run(stream, copy, new ConvertOptions { TargetFormat = DiskFormat.Raw, ThrottleLimit = 4, ChunkSize = 256 * 1024 });
+            Assert.Equal(File.ReadAllBytes(raw), File.ReadAllBytes(copy));
+        }
+
+        [Fact]
         public void ZeroedGrainEntriesReadAsZeroRuns()
         {
             using var dir = new TempDir();
