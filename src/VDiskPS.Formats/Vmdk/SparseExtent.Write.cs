@@ -42,6 +42,12 @@ namespace VDiskPS.Formats.Vmdk
                     int n;
                     if (state.Kind == ExtentKind.Data)
                     {
+                        if (state.HostSector < (long)_header.Overhead)
+                        {
+                            // Writing there would overwrite the header, descriptor or tables.
+                            throw new ImageCorruptException(File.Path, $"grain table entry of grain {grain}", null, $"the grain points to sector {state.HostSector}, inside the metadata; run a check with repair first");
+                        }
+
                         n = (int)Math.Min(data.Length, grainBytes - inGrain);
                         long nextHost = state.HostSector + (long)_header.GrainSize;
                         while (n < data.Length)

@@ -230,9 +230,9 @@ namespace VDiskPS.Formats.Vmdk
 
         private static void Validate(HostFile file, SparseHeader header)
         {
-            if (header.Capacity == 0 || header.Capacity > (ulong)MaxCapacitySectors)
+            if (header.Capacity > (ulong)MaxCapacitySectors)
             {
-                throw new ImageCorruptException(file.Path, "sparse header capacity", 12, $"capacity of {header.Capacity} sectors is outside 1..2^40");
+                throw new ImageCorruptException(file.Path, "sparse header capacity", 12, $"capacity of {header.Capacity} sectors is past 2^40");
             }
 
             if (header.GrainSize == 0 || header.GrainSize > MaxGrainSectors || (header.GrainSize & (header.GrainSize - 1)) != 0)

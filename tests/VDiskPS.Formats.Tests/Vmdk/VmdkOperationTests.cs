@@ -139,6 +139,32 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
+        public void GrowingASplitSparseDiskFillsTheLastExtentAndAddsOne()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("ss.vmdk");
+            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 1L << 20, Subformat = "twoGbMaxExtentSparse" });
+            long newSize = (2L << 30) + (1L << 20);
+            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            {
+                layer.Write(0, TestData.Pattern(4096, 8));
+                ((IResizableLayer)layer).Resize(newSize, false, Preallocation.Off);
+                layer.Write((2L << 30) - 4096, TestData.Pattern(8192, 9));
+            }
+
+            Assert.True(File.Exists(dir.File("ss-s002.vmdk")));
+            Assert.Equal(0, Qemu.Check(path, "vmdk").ExitCode);
+            string raw = dir.File("ss.raw");
+            ConvertOperation.Run(path, raw, new ConvertOptions { TargetFormat = DiskFormat.Raw });
+            var (identical, output) = Qemu.Compare(path, "vmdk", raw, "raw");
+            Assert.True(identical, output);
+            using var check = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            var buffer = new byte[8192];
+            check.Read((2L << 30) - 4096, buffer);
+            Assert.Equal(TestData.Pattern(8192, 9), buffer);
+        }
+
+        [Fact]
         public void ShrinkNeedsPermissionAndKeepsTheHead()
         {
             using var dir = new TempDir();
