@@ -15,6 +15,9 @@ namespace VDiskPS.Formats
         /// <summary>Allow extent/data-file/parent paths outside the image's directory tree (absolute, or with "..").</summary>
         public bool AllowExternalPaths { get; set; } = true;
 
+        /// <summary>Allow VMDK extent files outside the descriptor's directory (absolute, or with ".."); refused by default.</summary>
+        public bool AllowExternalExtents { get; set; }
+
         /// <summary>Open a child whose recorded parent identity (VMDK parentCID, VHD/VHDX parent id) does not match.</summary>
         public bool IgnoreParentMismatch { get; set; }
 

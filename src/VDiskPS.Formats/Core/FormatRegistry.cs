@@ -20,6 +20,7 @@ namespace VDiskPS.Formats
         {
             new Raw.RawDriver(),
             new Qcow2.Qcow2Driver(),
+            new Vmdk.VmdkDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;

@@ -1,0 +1,27 @@
+using VDiskPS;
+
+namespace VDiskPS.Formats.Vmdk
+{
+    // qemu-img check for VMDK: grain tables and grains of every sparse extent (flat extents have no metadata).
+    internal partial class VmdkLayer : ICheckableLayer
+    {
+        public VDiskCheckResult Check(RepairMode repair)
+        {
+            if (repair != RepairMode.None)
+            {
+                EnsureWritable();
+            }
+
+            var result = new VDiskCheckResult { Path = Path, Format = Format.ToName() };
+            foreach (var extent in _extents)
+            {
+                if (extent is SparseExtent sparse)
+                {
+                    sparse.Check(result, repair);
+                }
+            }
+
+            return result;
+        }
+    }
+}
