@@ -20,6 +20,7 @@ namespace VDiskPS.Formats
         {
             new Raw.RawDriver(),
             new Vhd.VhdDriver(),
+            new Vdi.VdiDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;
