@@ -90,6 +90,18 @@ namespace VDiskPS.Formats.Vdi
             OptionSet options = request.Options.Clone();
             long size = options.GetSize("size") ?? request.Size;
             bool? isStatic = options.GetBool(StaticOption);
+            if (request.Subformat != null)
+            {
+                string dedicated = request.Subformat.Trim().ToLowerInvariant();
+                bool? wanted = dedicated == "static" || dedicated == "fixed" ? true : dedicated == "dynamic" ? false : (bool?)null;
+                if (wanted == null || (isStatic != null && isStatic != wanted))
+                {
+                    throw new ImageOptionException(path, StaticOption, $"'{request.Subformat}' is not a VDI subformat (dynamic or static), or disagrees with the static option");
+                }
+
+                isStatic = wanted;
+            }
+
             options.RejectUnknown("vdi", s_optionNames);
             if ((isStatic == true && request.Type == DiskType.Dynamic) || (isStatic == false && request.Type == DiskType.Fixed))
             {

@@ -145,6 +145,17 @@ namespace VDiskPS.Formats.Vhd
             OptionSet options = request.Options.Clone();
             long size = options.GetSize("size") ?? request.Size;
             string subformat = options.GetChoice(SubformatOption, "dynamic", "fixed");
+            if (request.Subformat != null)
+            {
+                string dedicated = request.Subformat.Trim().ToLowerInvariant();
+                if ((dedicated != "dynamic" && dedicated != "fixed") || (subformat != null && subformat != dedicated))
+                {
+                    throw new ImageOptionException(path, SubformatOption, $"'{request.Subformat}' is not a VHD subformat (dynamic or fixed), or disagrees with the subformat option");
+                }
+
+                subformat = dedicated;
+            }
+
             bool? forceSize = options.GetBool(ForceSizeOption);
             bool azure = options.GetBool(AzureOption) ?? false;
             string azureRound = options.GetChoice(AzureRoundOption, "up", "refuse");

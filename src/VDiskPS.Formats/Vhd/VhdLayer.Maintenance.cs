@@ -78,10 +78,24 @@ namespace VDiskPS.Formats.Vhd
             }
 
             var tail = new byte[VhdFooter.Length];
+            string footerProblem = null;
             if (_file.ReadAt(_file.Length - VhdFooter.Length, tail) != tail.Length || !VhdFooter.HasCookie(tail))
             {
+                footerProblem = "the footer at the end of the file is missing";
+            }
+            else if (System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(tail.AsSpan(VhdFooter.ChecksumOffset)) != VhdFooter.ComputeChecksum(tail, VhdFooter.ChecksumOffset))
+            {
+                footerProblem = $"footer checksum at offset {_file.Length - VhdFooter.Length + VhdFooter.ChecksumOffset}: the footer at the end of the file is damaged";
+            }
+            else if (!tail.AsSpan().SequenceEqual(_footer.ToBytes()))
+            {
+                footerProblem = "the footer at the end of the file differs from its copy at offset 0";
+            }
+
+            if (footerProblem != null)
+            {
                 result.Corruptions++;
-                result.Messages.Add("the footer at the end of the file is missing");
+                result.Messages.Add(footerProblem);
                 if (repair == RepairMode.All && _badBlocks.Count == 0 && IsWritable)
                 {
                     WriteMetadata();

@@ -178,8 +178,9 @@ namespace VDiskPS.Formats.Vhd
         /// <summary>The parent found on disk must be the one this disk was made from (its footer unique id).</summary>
         private void VerifyParentIdentity(OpenOptions options)
         {
+            // An all-zero parent id was recorded without the parent at hand (unsafe create): nothing to compare.
             string parentPath = _backing.ResolveExisting(Path);
-            if (!File.Exists(parentPath) || ImageChain.PathComparer.Equals(parentPath, Path))
+            if (_header.ParentUniqueId.All(b => b == 0) || !File.Exists(parentPath) || ImageChain.PathComparer.Equals(parentPath, Path))
             {
                 return;
             }

@@ -160,6 +160,15 @@ namespace VDiskPS.Formats.Tests.Vhd
         }
 
         [Fact]
+        public void UnsafeChildWithoutParentIdentityOpens()
+        {
+            using var dir = new TempDir();
+            byte[] expected = MakeBase(dir.File("base.vhd"));
+            CreateOperation.Create(dir.File("child.vhd"), DiskFormat.Vhd, new CreateRequest { Size = DiskSize, Backing = new BackingReference("base.vhd", DiskFormat.Vhd) }, unsafeBacking: true);
+            Assert.Equal(expected, TestData.ReadAll(dir.File("child.vhd")));
+        }
+
+        [Fact]
         public void QemuInfoReadsADifferencingChild()
         {
             using var dir = new TempDir();

@@ -199,6 +199,24 @@ namespace VDiskPS.Formats.Tests.Vhd
         }
 
         [Fact]
+        public void DamagedTrailingFooterIsFoundByCheckAndRepaired()
+        {
+            using var dir = new TempDir();
+            string path = MakeDynamic(dir);
+            Patch(path, new FileInfo(path).Length - 512 + 40, new byte[] { 0x55 });
+            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vhd, new OpenOptions { Writable = true }))
+            {
+                var result = ((ICheckableLayer)layer).Check(RepairMode.None);
+                Assert.Equal(1, result.Corruptions);
+                Assert.Contains("footer checksum", result.Messages[0]);
+                Assert.Equal(1, ((ICheckableLayer)layer).Check(RepairMode.All).CorruptionsFixed);
+            }
+
+            using var reopened = Open(path);
+            Assert.True(((ICheckableLayer)reopened).Check(RepairMode.None).IsValid);
+        }
+
+        [Fact]
         public void TinyFileIsNotAVhd()
         {
             using var dir = new TempDir();

@@ -155,6 +155,16 @@ namespace VDiskPS.Formats.Tests.Vhd
         }
 
         [Fact]
+        public void SubformatFieldAndOptionMustAgree()
+        {
+            using var dir = new TempDir();
+            var info = CreateOperation.Create(dir.File("a.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Subformat = "fixed" });
+            Assert.Equal("Fixed", info.Type);
+            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("b.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Subformat = "fixed", Options = OptionSet.Parse("subformat=dynamic") }));
+            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("c.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("cluster_size=64k") }));
+        }
+
+        [Fact]
         public void DescribeShowsHyperVFields()
         {
             using var dir = new TempDir();
