@@ -23,13 +23,15 @@ namespace VDiskPS.Formats.Tests.Vdi
         }
 
         [Theory]
-        [InlineData("static=off")]
-        [InlineData("static=on")]
-        public void QemuMadeVdiReadsBitExact(string options)
+        [InlineData("static=off", "4M")]
+        [InlineData("static=on", "4M")]
+        [InlineData("static=off", "4608K")]
+        [InlineData("static=on", "4194816")]
+        public void QemuMadeVdiReadsBitExact(string options, string size)
         {
             using var dir = new TempDir();
             string path = dir.File("q.vdi");
-            Qemu.Img("create", "-f", "vdi", "-o", options, path, "4M");
+            Qemu.Img("create", "-f", "vdi", "-o", options, path, size);
             FillWithQemu(path);
             Assert.Equal(Qemu.ToRawBytes(path, "vdi", dir.Path), TestData.ReadAll(path));
         }

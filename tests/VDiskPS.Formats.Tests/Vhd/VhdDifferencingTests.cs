@@ -169,6 +169,40 @@ namespace VDiskPS.Formats.Tests.Vhd
         }
 
         [Fact]
+        public void ConvertAgainstAParentWritesOnlyTheDifference()
+        {
+            using var dir = new TempDir();
+            byte[] baseContent = MakeBase(dir.File("base.vhd"));
+            byte[] changed = (byte[])baseContent.Clone();
+            TestData.Pattern(3000, 9).CopyTo(changed, 5L << 20);
+            string source = dir.File("changed.raw");
+            File.WriteAllBytes(source, changed);
+            string delta = dir.File("delta.vhd");
+            ConvertOperation.Run(source, delta, new ConvertOptions
+            {
+                TargetFormat = DiskFormat.Vhd,
+                Target = new CreateRequest { Backing = new BackingReference("base.vhd", DiskFormat.Vhd) },
+            });
+            Assert.Equal(changed, TestData.ReadAll(delta));
+            using var layer = FormatRegistry.Default.Open(delta, null, new OpenOptions());
+            Assert.Equal(DiskType.Differencing, layer.DiskType);
+            Assert.True(new FileInfo(delta).Length < (3L << 20), $"the delta is {new FileInfo(delta).Length} bytes");
+        }
+
+        [Fact]
+        public void DifferencingChainConvertsToAVdiQemuChecksClean()
+        {
+            using var dir = new TempDir();
+            byte[] expected = MakeBase(dir.File("base.vhd"));
+            MakeChild(dir.File("child.vhd"), "base.vhd");
+            WriteThrough(dir.File("child.vhd"), expected, 99999, TestData.Pattern(12345, 10));
+            string vdi = dir.File("out.vdi");
+            ConvertOperation.Run(dir.File("child.vhd"), vdi, new ConvertOptions { TargetFormat = DiskFormat.Vdi });
+            Assert.Equal(0, Qemu.Check(vdi, "vdi").ExitCode);
+            Assert.Equal(expected, Qemu.ToRawBytes(vdi, "vdi", dir.Path));
+        }
+
+        [Fact]
         public void QemuInfoReadsADifferencingChild()
         {
             using var dir = new TempDir();
