@@ -36,6 +36,7 @@ namespace VDiskPS.Formats.Vhd
                 return;
             }
 
+            ThrowIfAnyBad();
             long blockSize = BlockSize;
             long entries = Math.Max(1, (newSize + blockSize - 1) / blockSize);
             if (newSize < oldSize)
@@ -324,7 +325,7 @@ namespace VDiskPS.Formats.Vhd
             };
             foreach (var locator in _header.Locators.Where(l => l.IsUsed && l.DataLength > 0))
             {
-                regions.Add(((long)locator.DataOffset, RoundUp((long)locator.DataOffset + Math.Max(locator.DataLength, locator.DataSpace), SectorSize)));
+                regions.Add(((long)locator.DataOffset, RoundUp((long)locator.DataOffset + locator.DataLength, SectorSize)));
             }
 
             regions.Sort((a, b) => a.Start.CompareTo(b.Start));

@@ -193,7 +193,8 @@ namespace VDiskPS.Formats.Vhd
                 if (locator.IsUsed && locator.DataLength > 0 && locator.DataOffset < (ulong)length)
                 {
                     long start = (long)locator.DataOffset;
-                    long end = start + Math.Max(locator.DataLength, Math.Min(locator.DataSpace, (uint)MaxBlockSize));
+                    // Writers disagree on the unit of the data space (sectors or bytes): only the data itself counts.
+                    long end = RoundUp(start + locator.DataLength, SectorSize);
                     metadata.Add((start, end));
                     metadataEnd = Math.Max(metadataEnd, RoundUp(end, SectorSize));
                 }
