@@ -131,7 +131,8 @@ namespace VDiskPS.Formats.Vdi
                 throw new ImageOptionException(path, "size", $"{size} bytes is beyond the VDI limit of {VdiLayer.MaxBlocksInImage} blocks of 1 MiB");
             }
 
-            Preallocation preallocation = request.Preallocation ?? Preallocation.Off;
+            // Asking for a Fixed disk (as New-VHD -Fixed does) reserves its space; the qemu option alone stays sparse, as in qemu.
+            Preallocation preallocation = request.Preallocation ?? (request.Type == DiskType.Fixed && type == VdiImageType.Static ? Preallocation.Falloc : Preallocation.Off);
             if (type != VdiImageType.Static && preallocation != Preallocation.Off)
             {
                 throw new ImageOptionException(path, "preallocation", "dynamic VDIs grow as written; use static=on (Type Fixed) to preallocate");

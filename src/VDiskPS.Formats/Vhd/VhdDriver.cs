@@ -226,7 +226,8 @@ namespace VDiskPS.Formats.Vhd
                 throw new ImageOptionException(path, "block size", "a fixed VHD has no blocks");
             }
 
-            Preallocation preallocation = request.Preallocation ?? Preallocation.Off;
+            // Asking for a Fixed disk (as New-VHD -Fixed does) reserves its space; the qemu option alone stays sparse, as in qemu.
+            Preallocation preallocation = request.Preallocation ?? (request.Type == DiskType.Fixed && fixedType ? Preallocation.Falloc : Preallocation.Off);
             if (!fixedType && preallocation != Preallocation.Off)
             {
                 throw new ImageOptionException(path, "preallocation", "dynamic and differencing VHDs grow as written; preallocation applies to fixed disks");
