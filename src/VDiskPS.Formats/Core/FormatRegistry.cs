@@ -21,6 +21,8 @@ namespace VDiskPS.Formats
             new Raw.RawDriver(),
             new Qcow2.Qcow2Driver(),
             new Vmdk.VmdkDriver(),
+            new Vhd.VhdDriver(),
+            new Vdi.VdiDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;
