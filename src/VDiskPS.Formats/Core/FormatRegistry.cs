@@ -19,6 +19,7 @@ namespace VDiskPS.Formats
         public static FormatRegistry Default { get; } = new FormatRegistry(new FormatDriver[]
         {
             new Raw.RawDriver(),
+            new Vhdx.VhdxDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;
