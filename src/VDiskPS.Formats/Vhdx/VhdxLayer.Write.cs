@@ -363,7 +363,8 @@ namespace VDiskPS.Formats.Vhdx
             {
                 long chunk = key / BitmapPagesPerBlock;
                 long byteOffset = (key % BitmapPagesPerBlock) * VhdxConstants.LogSectorLength;
-                ulong entry = _bat[BatIndexOfBitmap(chunk)];
+                long index = BatIndexOfBitmap(chunk);
+                ulong entry = index < _bat.Length ? _bat[index] : 0;
                 if (BatState.StateOf(entry) == BatState.SectorBitmapPresent && _bitmaps.TryGetValue(chunk, out byte[] bitmap))
                 {
                     pages[BatState.OffsetOf(entry) + byteOffset] = bitmap.AsSpan((int)byteOffset, VhdxConstants.LogSectorLength).ToArray();
