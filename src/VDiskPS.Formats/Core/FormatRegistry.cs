@@ -23,6 +23,7 @@ namespace VDiskPS.Formats
             new Vmdk.VmdkDriver(),
             new Vhd.VhdDriver(),
             new Vdi.VdiDriver(),
+            new Vhdx.VhdxDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;

@@ -1,0 +1,210 @@
+using System;
+using System.Collections.Generic;
+
+namespace VDiskPS.Formats.Vhdx
+{
+    // Reading: BAT states to block status ([MS-VHDX] 2.5.1), sector bitmaps for partially present blocks.
+    public sealed partial class VhdxLayer
+    {
+        private const int MaxReportedProblems = 100;
+
+        private readonly Dictionary<long, byte[]> _bitmaps = new Dictionary<long, byte[]>();
+        private readonly List<string> _batProblems = new List<string>();
+        private readonly HashSet<long> _badBatEntries = new HashSet<long>();
+        private long _fileEnd;
+
+        public override BlockStatus GetBlockStatus(long offset, long maxLength)
+        {
+            maxLength = Math.Min(maxLength, Size - offset);
+            lock (_gate)
+            {
+                BlockStatus first = BlockStatusAt(offset, maxLength);
+                long end = first.End;
+                long limit = offset + maxLength;
+                bool contiguous = first.HostOffset >= 0;
+                while (end < limit && end % _blockSize == 0)
+                {
+                    BlockStatus next = BlockStatusAt(end, limit - end);
+                    if (next.Kind != first.Kind)
+                    {
+                        break;
+                    }
+
+                    contiguous = contiguous && next.HostOffset == first.HostOffset + (end - offset);
+                    end = next.End;
+                }
+
+                return new BlockStatus(offset, end - offset, first.Kind, first.Kind == ExtentKind.Data && contiguous ? first.HostOffset : -1);
+            }
+        }
+
+        protected override void ReadData(long offset, Span<byte> buffer, BlockStatus status)
+        {
+            while (buffer.Length > 0)
+            {
+                BlockStatus part;
+                lock (_gate)
+                {
+                    part = BlockStatusAt(offset, buffer.Length);
+                }
+
+                int n = (int)Math.Min(part.Length, buffer.Length);
+                switch (part.Kind)
+                {
+                    case ExtentKind.Data:
+                        ReadPayload(part.HostOffset, buffer.Slice(0, n));
+                        break;
+                    case ExtentKind.Zero:
+                        buffer.Slice(0, n).Clear();
+                        break;
+                    default:
+                        ReadFromParent(offset, buffer.Slice(0, n));
+                        break;
+                }
+
+                offset += n;
+                buffer = buffer.Slice(n);
+            }
+        }
+
+        /// <summary>The status of the run at <paramref name="offset"/> inside one block (caller holds the lock).</summary>
+        private BlockStatus BlockStatusAt(long offset, long maxLength)
+        {
+            long block = offset / _blockSize;
+            long inBlock = offset % _blockSize;
+            long length = Math.Min(maxLength, _blockSize - inBlock);
+            long index = BatIndexOfBlock(block);
+            ulong entry = _bat[index];
+            switch (BatState.StateOf(entry))
+            {
+                case BatState.FullyPresent:
+                    ThrowIfBad(index);
+                    return new BlockStatus(offset, length, ExtentKind.Data, BatState.OffsetOf(entry) + inBlock);
+                case BatState.PartiallyPresent:
+                    ThrowIfBad(index);
+                    return PartialBlockStatus(offset, length, block, BatState.OffsetOf(entry) + inBlock);
+                case BatState.Zero:
+                case BatState.Unmapped:
+                case BatState.UnmappedDraft:
+                    return new BlockStatus(offset, length, ExtentKind.Zero);
+                case BatState.NotPresent:
+                case BatState.Undefined:
+                    return new BlockStatus(offset, length, ExtentKind.Unallocated);
+                default:
+                    throw new ImageCorruptException(Path, $"BAT entry {index}", BatEntryFileOffset(index), $"block state {BatState.StateOf(entry)} is not defined");
+            }
+        }
+
+        /// <summary>A run of sectors of one kind in a partially present block, as its sector bitmap says ([MS-VHDX] 2.5.1.2).</summary>
+        private BlockStatus PartialBlockStatus(long offset, long length, long block, long hostOffset)
+        {
+            byte[] bitmap = LoadBitmap(block / _chunkRatio);
+            long sectorSize = _metadata.LogicalSectorSize;
+            long sector = offset / sectorSize;
+            long bit = sector % VhdxConstants.SectorsPerBitmapBlock;
+            bool present = IsBitSet(bitmap, bit);
+            long end = offset + length;
+            long runEnd = Math.Min(end, (sector + 1) * sectorSize);
+            while (runEnd < end && IsBitSet(bitmap, ++bit) == present)
+            {
+                runEnd = Math.Min(end, runEnd + sectorSize);
+            }
+
+            return present
+                ? new BlockStatus(offset, runEnd - offset, ExtentKind.Data, hostOffset)
+                : new BlockStatus(offset, runEnd - offset, ExtentKind.Unallocated);
+        }
+
+        private static bool IsBitSet(byte[] bitmap, long bit) => (bitmap[bit >> 3] & (1 << (int)(bit & 7))) != 0;
+
+        /// <summary>The sector bitmap block of one chunk, cached (caller holds the lock).</summary>
+        private byte[] LoadBitmap(long chunk)
+        {
+            if (_bitmaps.TryGetValue(chunk, out byte[] bitmap))
+            {
+                return bitmap;
+            }
+
+            long index = BatIndexOfBitmap(chunk);
+            ulong entry = index < _bat.Length ? _bat[index] : 0;
+            bitmap = new byte[VhdxConstants.SectorBitmapBlockLength];
+            if (BatState.StateOf(entry) == BatState.SectorBitmapPresent)
+            {
+                ThrowIfBad(index);
+                ReadView(BatState.OffsetOf(entry), bitmap, $"sector bitmap block {chunk}");
+            }
+            else if (BatState.StateOf(entry) != BatState.NotPresent)
+            {
+                throw new ImageCorruptException(Path, $"BAT entry {index}", BatEntryFileOffset(index), $"sector bitmap state {BatState.StateOf(entry)} is not defined");
+            }
+
+            _bitmaps[chunk] = bitmap;
+            return bitmap;
+        }
+
+        private void ThrowIfBad(long index)
+        {
+            if (_badBatEntries.Count > 0 && _badBatEntries.Contains(index))
+            {
+                throw new ImageCorruptException(Path, $"BAT entry {index}", BatEntryFileOffset(index), $"the entry 0x{_bat[index]:x16} points outside the file or into metadata");
+            }
+        }
+
+        /// <summary>
+        /// Notes every BAT entry that points past the end of the file or into the header section, log or a
+        /// region; reads of such blocks fail and Check reports them.
+        /// </summary>
+        private void ValidateBatEntries()
+        {
+            long fileLength = ViewLength;
+            long logEnd = _header.LogOffset + _header.LogLength;
+            for (long index = 0; index < _bat.Length; index++)
+            {
+                ulong entry = _bat[index];
+                int state = BatState.StateOf(entry);
+                bool isBitmap = (index % (_chunkRatio + 1)) == _chunkRatio;
+                bool allocated = isBitmap ? state == BatState.SectorBitmapPresent : state == BatState.FullyPresent || state == BatState.PartiallyPresent;
+                if (!allocated)
+                {
+                    continue;
+                }
+
+                long start = BatState.OffsetOf(entry);
+                long length = isBitmap ? VhdxConstants.SectorBitmapBlockLength : _blockSize;
+                string problem = null;
+                if (!isBitmap && state == BatState.PartiallyPresent && !_metadata.HasParent)
+                {
+                    problem = "a partially present block in an image without a parent";
+                }
+                else if (start + length > fileLength)
+                {
+                    problem = $"the block ({start}+{length}) extends past the end of the {fileLength}-byte file";
+                }
+                else if (start < VhdxConstants.HeaderSectionLength || (start < logEnd && _header.LogOffset < start + length))
+                {
+                    problem = $"the block ({start}+{length}) overlaps the header section or the log";
+                }
+                else
+                {
+                    foreach (VhdxRegion region in _regions)
+                    {
+                        if (start < region.End && region.FileOffset < start + length)
+                        {
+                            problem = $"the block ({start}+{length}) overlaps the {(region.Id == VhdxConstants.BatRegion ? "BAT" : region.Id == VhdxConstants.MetadataRegion ? "metadata" : region.Id.ToString())} region";
+                            break;
+                        }
+                    }
+                }
+
+                if (problem != null)
+                {
+                    _badBatEntries.Add(index);
+                    if (_batProblems.Count < MaxReportedProblems)
+                    {
+                        _batProblems.Add($"BAT entry {index} at offset {BatEntryFileOffset(index)}: {problem}");
+                    }
+                }
+            }
+        }
+    }
+}
