@@ -1,0 +1,116 @@
+using System.Collections.Generic;
+using System.IO;
+using Xunit;
+
+namespace VDiskPS.Formats.Tests.Operations
+{
+    /// <summary>Every format pair, with qemu-img making the sources and judging the results.</summary>
+    public class ConvertMatrixTests
+    {
+        private const long Size = 9L << 20;
+
+        public static IEnumerable<object[]> Pairs()
+        {
+            foreach (DiskFormat source in new[] { DiskFormat.Raw, DiskFormat.Qcow2, DiskFormat.Vmdk, DiskFormat.Vhd, DiskFormat.Vhdx, DiskFormat.Vdi })
+            {
+                foreach (DiskFormat target in new[] { DiskFormat.Raw, DiskFormat.Qcow2, DiskFormat.Vmdk, DiskFormat.Vhd, DiskFormat.Vhdx, DiskFormat.Vdi })
+                {
+                    yield return new object[] { source, target };
+                }
+            }
+        }
+
+        /// <summary>A raw image with data at unaligned places, explicit zeros and holes.</summary>
+        private static string MakeRaw(TempDir dir)
+        {
+            string raw = dir.File("pattern.raw");
+            using (var file = new FileStream(raw, FileMode.Create))
+            {
+                file.SetLength(Size);
+                file.Position = 0;
+                file.Write(TestData.Pattern(300_000, 1));
+                file.Position = (3L << 20) + 4096;
+                file.Write(new byte[1 << 20]);
+                file.Position = (5L << 20) + 777;
+                file.Write(TestData.Pattern(1_500_000, 2));
+                file.Position = Size - 512;
+                file.Write(TestData.Pattern(512, 3));
+            }
+
+            return raw;
+        }
+
+        [Theory]
+        [MemberData(nameof(Pairs))]
+        public void ConvertsAndQemuJudgesIdentical(DiskFormat sourceFormat, DiskFormat targetFormat)
+        {
+            using var dir = new TempDir();
+            string raw = MakeRaw(dir);
+            string source = dir.File("source." + sourceFormat.ToName());
+            Qemu.Img("convert", "-f", "raw", "-O", sourceFormat.ToQemuName(), raw, source);
+            string target = dir.File("target." + targetFormat.ToName());
+            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = targetFormat });
+
+            Assert.Equal(targetFormat, FormatRegistry.Default.Probe(target));
+            var (identical, output) = Qemu.Compare(raw, "raw", target, targetFormat.ToQemuName());
+            Assert.True(identical, output);
+            if (targetFormat != DiskFormat.Raw && targetFormat != DiskFormat.Vhd)
+            {
+                var (code, check) = Qemu.Check(target, targetFormat.ToQemuName());
+                Assert.True(code == 0, check);
+            }
+        }
+
+        [Fact]
+        public void MixedFormatChainFlattensIntoOneImage()
+        {
+            using var dir = new TempDir();
+            string raw = MakeRaw(dir);
+            string baseImage = dir.File("base.vhdx");
+            Qemu.Img("convert", "-f", "raw", "-O", "vhdx", raw, baseImage);
+            string overlay = dir.File("overlay.qcow2");
+            Qemu.Img("create", "-f", "qcow2", "-b", "base.vhdx", "-F", "vhdx", overlay);
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x5a 1M 64k", "-c", "write -z 6M 128k", overlay);
+
+            string flat = dir.File("flat.vmdk");
+            ConvertOperation.Run(overlay, flat, new ConvertOptions { TargetFormat = DiskFormat.Vmdk });
+            var (identical, output) = Qemu.Compare(overlay, "qcow2", flat, "vmdk");
+            Assert.True(identical, output);
+            Assert.Null(ImageInspector.Get(flat).ParentPath);
+        }
+
+        [Fact]
+        public void DeltaAgainstAParentHoldsOnlyTheDifferences()
+        {
+            using var dir = new TempDir();
+            string raw = MakeRaw(dir);
+            string gold = dir.File("gold.qcow2");
+            Qemu.Img("convert", "-f", "raw", "-O", "qcow2", raw, gold);
+            string changed = dir.File("changed.qcow2");
+            Qemu.Img("convert", "-f", "raw", "-O", "qcow2", raw, changed);
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x11 2M 64k", "-c", "write -z 0 64k", changed);
+
+            string delta = dir.File("delta.qcow2");
+            ConvertOperation.Run(changed, delta, new ConvertOptions
+            {
+                TargetFormat = DiskFormat.Qcow2,
+                Target = new CreateRequest { Backing = new BackingReference("gold.qcow2", DiskFormat.Qcow2) },
+            });
+
+            var (identical, output) = Qemu.Compare(changed, "qcow2", delta, "qcow2");
+            Assert.True(identical, output);
+            Assert.Equal(0, Qemu.Check(delta, "qcow2").ExitCode);
+            // Only the two changed 64 KiB clusters are the overlay's own.
+            long own = 0;
+            foreach (var extent in MapOperation.Run(delta))
+            {
+                if (extent.Depth == 0 && extent.Present)
+                {
+                    own += extent.Length;
+                }
+            }
+
+            Assert.Equal(128L << 10, own);
+        }
+    }
+}
