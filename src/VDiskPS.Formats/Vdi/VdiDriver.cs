@@ -115,6 +115,11 @@ namespace VDiskPS.Formats.Vdi
                 throw new ImageOptionException(path, StaticOption, request.Backing == null ? "a differencing VDI needs a parent" : "a differencing VDI cannot be static");
             }
 
+            if (request.Backing?.Format != null && request.Backing.Format != DiskFormat.Vdi)
+            {
+                throw new ImageOptionException(path, "backing format", $"the parent of a differencing VDI must be a VDI, not {request.Backing.Format.Value.ToName()}");
+            }
+
             if (request.ClusterSize.HasValue && request.ClusterSize != VdiLayer.DefaultBlockSize)
             {
                 throw new ImageOptionException(path, "block size", "VDI blocks are 1 MiB (the only size qemu and VirtualBox read)");

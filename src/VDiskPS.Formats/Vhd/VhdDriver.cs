@@ -167,6 +167,11 @@ namespace VDiskPS.Formats.Vhd
                 throw new ImageOptionException(path, "backing file", "a differencing VHD needs a parent");
             }
 
+            if (request.Backing?.Format != null && request.Backing.Format != DiskFormat.Vhd)
+            {
+                throw new ImageOptionException(path, "backing format", $"the parent of a differencing VHD must be a VHD, not {request.Backing.Format.Value.ToName()}");
+            }
+
             bool fixedType = request.Type == DiskType.Fixed || subformat == "fixed" || azure;
             if ((request.Type == DiskType.Dynamic && subformat == "fixed") || (request.Type == DiskType.Fixed && subformat == "dynamic") || (azure && subformat == "dynamic"))
             {

@@ -115,6 +115,12 @@ namespace VDiskPS.Formats.Vhd
 
             if (footer.DiskType == VhdDiskType.Fixed)
             {
+                if (file.CanWrite && length - VhdFooter.Length < size)
+                {
+                    throw new ImageCorruptException(file.Path, "current size", length - VhdFooter.Length + 48,
+                        $"the fixed disk claims {size} bytes but the file holds only {length - VhdFooter.Length}; writing would overwrite its footer");
+                }
+
                 return new VhdLayer(file, footer, null, null) { _nextFree = length - VhdFooter.Length };
             }
 
@@ -249,7 +255,11 @@ namespace VDiskPS.Formats.Vhd
             maxLength = Math.Min(maxLength, _size - offset);
             if (IsFixed)
             {
-                return new BlockStatus(offset, maxLength, ExtentKind.Data, offset);
+                // A fixed disk whose file is shorter than its size reads zeros past the data, never the footer.
+                long dataEnd = _nextFree;
+                return offset < dataEnd
+                    ? new BlockStatus(offset, Math.Min(maxLength, dataEnd - offset), ExtentKind.Data, offset)
+                    : new BlockStatus(offset, maxLength, ExtentKind.Zero);
             }
 
             long end = offset + maxLength;

@@ -111,6 +111,25 @@ namespace VDiskPS.Formats.Tests.Vdi
         }
 
         [Fact]
+        public void TebibyteDynamicVdiStaysSmallAndChecksClean()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("big.vdi");
+            long size = 1L << 40;
+            CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = size });
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                layer.Write(size / 2, TestData.Pattern(4096, 1));
+            }
+
+            Assert.True(new FileInfo(path).Length < (8L << 20));
+            var check = Qemu.Check(path, "vdi");
+            Assert.True(check.ExitCode == 0, check.Output);
+            var (identical, output) = Qemu.Compare(path, "vdi", path, "vdi");
+            Assert.True(identical, output);
+        }
+
+        [Fact]
         public void DescribeShowsTheImageUuid()
         {
             using var dir = new TempDir();

@@ -1,6 +1,7 @@
 using System;
 using System.Buffers.Binary;
 using System.IO;
+using System.Linq;
 using System.Security.Cryptography;
 using Xunit;
 
@@ -214,6 +215,28 @@ namespace VDiskPS.Formats.Tests.Vhd
 
             using var reopened = Open(path);
             Assert.True(((ICheckableLayer)reopened).Check(RepairMode.None).IsValid);
+        }
+
+        [Fact]
+        public void FixedDiskLargerThanItsFileReadsZerosAndRefusesWrites()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("short.vhd");
+            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed });
+            byte[] file = File.ReadAllBytes(path);
+            byte[] footer = file.AsSpan(file.Length - 512).ToArray();
+            BinaryPrimitives.WriteInt64BigEndian(footer.AsSpan(48), 4L << 20);
+            FixChecksum(footer, 0, 512, 64);
+            File.WriteAllBytes(path, file.AsSpan(0, file.Length - 512).ToArray().Concat(footer).ToArray());
+            using (var layer = Open(path))
+            {
+                Assert.Equal(4L << 20, layer.Size);
+                var tail = new byte[3L << 20];
+                layer.Read(1L << 20, tail);
+                Assert.True(Array.TrueForAll(tail, b => b == 0));
+            }
+
+            Assert.Throws<ImageCorruptException>(() => FormatRegistry.Default.Open(path, DiskFormat.Vhd, new OpenOptions { Writable = true }));
         }
 
         [Fact]

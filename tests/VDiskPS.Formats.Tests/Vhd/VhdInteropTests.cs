@@ -165,6 +165,26 @@ namespace VDiskPS.Formats.Tests.Vhd
         }
 
         [Fact]
+        public void LargestDynamicVhdIsCreatedSparseAndReadByQemu()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("max.vhd");
+            long size = 2040L << 30;
+            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = size });
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                layer.Write(size - 4096, TestData.Pattern(4096, 1));
+                var status = layer.GetBlockStatus(0, size);
+                Assert.Equal(ExtentKind.Unallocated, status.Kind);
+                Assert.Equal(size - (2L << 20), status.Length);
+            }
+
+            Assert.True(new FileInfo(path).Length < (8L << 20));
+            using var info = Qemu.Info(path, "vpc");
+            Assert.Equal(size, info.RootElement.GetProperty("virtual-size").GetInt64());
+        }
+
+        [Fact]
         public void DescribeShowsHyperVFields()
         {
             using var dir = new TempDir();
