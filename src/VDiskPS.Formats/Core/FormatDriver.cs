@@ -58,6 +58,9 @@ namespace VDiskPS.Formats
 
         /// <summary>Replace an existing file.</summary>
         public bool Overwrite { get; set; }
+
+        /// <summary>What the driver changed from what was asked (a size rounded up, ...), for the caller to show.</summary>
+        public IList<string> Warnings { get; } = new List<string>();
     }
 
     /// <summary>What a driver sees when asked whether a file is its format.</summary>

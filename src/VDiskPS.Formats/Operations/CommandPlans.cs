@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 
 namespace VDiskPS.Formats
@@ -87,6 +88,9 @@ namespace VDiskPS.Formats
 
         public DiskFormat ResolveFormat() => PathPlanner.FormatForNewFile(Path, Format);
 
+        /// <summary>What the format changed from what was asked, after <see cref="Execute"/>.</summary>
+        public IList<string> Warnings { get; } = new List<string>();
+
         /// <summary>Refuses what cannot work before anything is created.</summary>
         public CreateRequest BuildRequest()
         {
@@ -122,11 +126,14 @@ namespace VDiskPS.Formats
             CreateRequest request = BuildRequest();
             if (string.IsNullOrEmpty(SourcePath))
             {
-                return CreateOperation.Create(Path, format, request, Unsafe);
+                VDiskInfo created = CreateOperation.Create(Path, format, request, Unsafe);
+                AddWarnings(request);
+                return created;
             }
 
             request.Size = 0;
             ConvertOperation.Run(SourcePath, Path, new ConvertOptions { TargetFormat = format, Target = request }, progress, cancel);
+            AddWarnings(request);
             if (Size.HasValue)
             {
                 using (var chain = ImageChain.Open(Path, new ChainOptions { Format = format, Writable = true }))
@@ -139,6 +146,14 @@ namespace VDiskPS.Formats
             }
 
             return ImageInspector.Get(Path, format);
+        }
+
+        private void AddWarnings(CreateRequest request)
+        {
+            foreach (string warning in request.Warnings)
+            {
+                Warnings.Add(warning);
+            }
         }
     }
 

@@ -197,7 +197,11 @@ namespace VDiskPS.Formats.Vhd
             size = VhdLayer.RoundUp(size, 512);
             if (azure)
             {
-                size = AzureSize(size, azureRound != "refuse", out _);
+                size = AzureSize(size, azureRound != "refuse", out string warning);
+                if (warning != null)
+                {
+                    request.Warnings.Add(warning);
+                }
             }
             else if (forceSize == false)
             {

@@ -142,6 +142,11 @@ namespace VDiskPS.Commands
 
                     string target = destination;
                     RunEngine($"Convert-VDisk {source} -> {target}", (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    foreach (string warning in options.Target.Warnings)
+                    {
+                        WriteWarning($"{destination}: {warning}");
+                    }
+
                     if (PassThru)
                     {
                         WriteObject(ImageInspector.Get(destination, targetFormat));

@@ -132,7 +132,13 @@ namespace VDiskPS.Commands
                         continue;
                     }
 
-                    WriteObject(RunEngine("New-VDisk " + path, (progress, cancel) => plan.Execute(progress, cancel)));
+                    VDiskInfo info = RunEngine("New-VDisk " + path, (progress, cancel) => plan.Execute(progress, cancel));
+                    foreach (string warning in plan.Warnings)
+                    {
+                        WriteWarning($"{path}: {warning}");
+                    }
+
+                    WriteObject(info);
                 }
                 catch (ImageException e)
                 {

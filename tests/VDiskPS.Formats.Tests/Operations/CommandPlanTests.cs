@@ -169,5 +169,25 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             Assert.Equal(("VDisk.FileExists", "ResourceExists"), ErrorClassifier.Classify(new ImageIOException("f", "the file already exists (use -Force to overwrite it)")));
         }
+
+        [Fact]
+        public void AzureVhdRoundsUpToWholeMiBWithAWarning()
+        {
+            using var dir = new TempDir();
+            var plan = new NewDiskPlan { Path = dir.File("azure.vhd"), Size = (10L << 20) + 1, Option = "azure=on" };
+            var info = plan.Execute();
+            Assert.Equal(11L << 20, info.Size);
+            Assert.Equal("Fixed", info.Type);
+            Assert.Single(plan.Warnings);
+        }
+
+        [Fact]
+        public void AzureVhdCanRefuseInsteadOfRounding()
+        {
+            using var dir = new TempDir();
+            var plan = new NewDiskPlan { Path = dir.File("azure.vhd"), Size = (10L << 20) + 1, Option = "azure=on,azure_round=refuse" };
+            Assert.Throws<ImageOptionException>(() => plan.Execute());
+            Assert.False(File.Exists(dir.File("azure.vhd")));
+        }
     }
 }
