@@ -9,6 +9,12 @@ namespace VDiskPS.Formats.Vmdk
     // written before the grain table entries that point to it, so a crash leaves only leaked grains.
     internal sealed partial class SparseExtent
     {
+        public override string ReadOnlyReason
+            => _streamWriting ? null
+            : _header.Compressed ? "an existing streamOptimized (compressed) extent cannot be modified; convert it to monolithicSparse first"
+            : _header.IsCowd ? "vmfsSparse (COWD) extents are read-only here; convert the disk to write it"
+            : null;
+
         public override void Write(long offset, ReadOnlySpan<byte> data, ReadBelow below)
         {
             if (_streamWriting)
@@ -17,14 +23,9 @@ namespace VDiskPS.Formats.Vmdk
                 return;
             }
 
-            if (_header.Compressed)
+            if (ReadOnlyReason != null)
             {
-                throw new ImageNotSupportedException(File.Path, null, null, "an existing streamOptimized (compressed) extent cannot be modified; convert it to monolithicSparse first");
-            }
-
-            if (_header.IsCowd)
-            {
-                throw new ImageNotSupportedException(File.Path, null, null, "vmfsSparse (COWD) extents are read-only here; convert the disk to write it");
+                throw new ImageNotSupportedException(File.Path, null, null, ReadOnlyReason);
             }
 
             if (offset + data.Length > CapacityBytes)

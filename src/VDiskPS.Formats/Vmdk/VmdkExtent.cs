@@ -39,6 +39,9 @@ namespace VDiskPS.Formats.Vmdk
 
         public virtual bool Compressed => false;
 
+        /// <summary>Why the extent cannot be written, or null when it can.</summary>
+        public virtual string ReadOnlyReason => null;
+
         public abstract BlockStatus GetStatus(long offset, long maxLength);
 
         public abstract void ReadData(long offset, Span<byte> buffer, BlockStatus status);
@@ -94,7 +97,9 @@ namespace VDiskPS.Formats.Vmdk
 
         public override void ReadData(long offset, Span<byte> buffer, BlockStatus status) => buffer.Clear();
 
+        public override string ReadOnlyReason => "a ZERO extent cannot store data";
+
         public override void Write(long offset, ReadOnlySpan<byte> data, ReadBelow below)
-            => throw new ImageNotSupportedException(null, "extent", null, "a ZERO extent cannot store data");
+            => throw new ImageNotSupportedException(null, "extent", null, ReadOnlyReason);
     }
 }

@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Vmdk
     // the descriptor's directory.
     internal partial class VmdkLayer
     {
-        private static readonly string[] s_unsupportedExtentTypes = { "SESPARSE", "VMFSRDM", "VMFSRAW" };
+        private static readonly string[] s_unsupportedExtentTypes = { "VMFSRDM", "VMFSRAW" };
 
         internal static VmdkLayer Open(string path, OpenOptions options)
         {
@@ -130,7 +130,7 @@ namespace VDiskPS.Formats.Vmdk
 
             if (Array.IndexOf(s_unsupportedExtentTypes, line.Type) >= 0)
             {
-                throw new ImageNotSupportedException(descriptorPath, "extent type", null, $"{line.Type} extents ('{line.FileName}') are not supported; convert the disk on ESXi (vmkfstools -i) first");
+                throw new ImageNotSupportedException(descriptorPath, "extent type", null, $"{line.Type} extents ('{line.FileName}', raw device mappings) are not supported: they name a device, not a file");
             }
 
             string full = ResolveExtentPath(descriptorPath, directory, line.FileName, options.AllowExternalExtents);
@@ -144,6 +144,11 @@ namespace VDiskPS.Formats.Vmdk
                 file = HostFile.Open(full, options.Access);
                 files.Add(file);
                 byPath[full] = file;
+            }
+
+            if (line.Type == "SESPARSE")
+            {
+                return SeSparseExtent.Open(line, file).WithDescribedType(line.Type);
             }
 
             if (line.Type == "SPARSE" || line.Type == "VMFSSPARSE")

@@ -31,7 +31,7 @@ namespace VDiskPS.Formats.Vmdk
                 throw ImageNotSupportedException.Capability(DiskFormat.Vmdk, $"resizing {Descriptor.CreateType} disks", Path);
             }
 
-            MarkContentChanged();
+            MarkContentChanged(0, _size);
             bool split = Descriptor.CreateType == VmdkCreateOptions.TwoGbMaxExtentSparse || Descriptor.CreateType == VmdkCreateOptions.TwoGbMaxExtentFlat;
             long newSectors = newSize / SparseHeader.SectorSize;
             if (newSize < _size)

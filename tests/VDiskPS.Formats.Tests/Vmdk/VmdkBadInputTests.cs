@@ -57,13 +57,22 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
-        public void SeSparseAndVmfsSparseExtentsAreNamedAsNotSupported()
+        public void RawDeviceMappingExtentIsNamedAsNotSupported()
+        {
+            using var dir = new TempDir();
+            File.WriteAllBytes(dir.File("disk-rdm.vmdk"), new byte[4096]);
+            string path = WriteDescriptor(dir, "RW 8 VMFSRDM \"disk-rdm.vmdk\"");
+            var e = Assert.Throws<ImageNotSupportedException>(() => VmdkFixtures.EngineBytes(path));
+            Assert.Contains("VMFSRDM", e.Message);
+        }
+
+        [Fact]
+        public void SeSparseExtentWithoutItsMagicIsAFormatMismatch()
         {
             using var dir = new TempDir();
             File.WriteAllBytes(dir.File("delta-sesparse.vmdk"), new byte[4096]);
             string path = WriteDescriptor(dir, "RW 8 SESPARSE \"delta-sesparse.vmdk\"");
-            var e = Assert.Throws<ImageNotSupportedException>(() => VmdkFixtures.EngineBytes(path));
-            Assert.Contains("SESPARSE", e.Message);
+            Assert.Throws<ImageFormatMismatchException>(() => VmdkFixtures.EngineBytes(path));
         }
 
         [Fact]

@@ -7,6 +7,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
 {
     public class VmdkReadTests
     {
+        private static void Put64(byte[] target, int offset, ulong value) => System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(target.AsSpan(offset), value);
+
         private static void Put(byte[] target, int offset, int value) => System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(target.AsSpan(offset), value);
 
         [Theory]
@@ -152,6 +154,59 @@ namespace VDiskPS.Formats.Tests.Vmdk
 
             // qemu 7.2 lists a VMFSSPARSE extent twice (its info shows two extents); the first copy is the disk.
             Assert.Equal(Qemu.ToRawBytes(descriptor, "vmdk", dir.Path).AsSpan(0, engine.Length).ToArray(), engine);
+        }
+
+        [Fact]
+        public void SeSparseDeltaReadsLikeQemu()
+        {
+            using var dir = new TempDir();
+            const int capacitySectors = 2048;
+            byte[] file = new byte[91 * 512];
+            Put64(file, 0, 0xCAFEBABE);
+            Put64(file, 8, 0x0000000200000001);
+            Put64(file, 16, capacitySectors);
+            Put64(file, 24, 8);
+            Put64(file, 32, 64);
+            Put64(file, 80, 1);
+            Put64(file, 88, 1);
+            Put64(file, 128, 2);
+            Put64(file, 136, 1);
+            Put64(file, 144, 3);
+            Put64(file, 152, 64);
+            Put64(file, 192, 67);
+            Put64(file, 200, 24);
+            Put64(file, 512, 0xCAFECAFE);
+            Put64(file, 2 * 512, 0x1000000000000000);
+            (int Grain, ulong Entry)[] entries = { (0, 0x3000000000000000), (5, 0x2000000000000000), (9, 0x3001000000000000), (200, 0x3002000000000000) };
+            foreach (var (grain, entry) in entries)
+            {
+                Put64(file, 3 * 512 + grain * 8, entry);
+            }
+
+            for (int index = 0; index < 3; index++)
+            {
+                TestData.Pattern(4096, 30 + index).CopyTo(file, (67 + index * 8) * 512);
+            }
+
+            File.WriteAllBytes(dir.File("se-sesparse.vmdk"), file);
+            string descriptor = dir.File("se.vmdk");
+            File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"seSparse\"\n\nRW 2048 SESPARSE \"se-sesparse.vmdk\"\n");
+            byte[] engine = VmdkFixtures.EngineBytes(descriptor);
+            Assert.Equal(capacitySectors * 512, engine.Length);
+            Assert.Equal(Qemu.ToRawBytes(descriptor, "vmdk", dir.Path).AsSpan(0, engine.Length).ToArray(), engine);
+            Assert.Equal(TestData.Pattern(4096, 32), engine.AsSpan(200 * 4096, 4096).ToArray());
+            using (var layer = FormatRegistry.Default.Open(descriptor, DiskFormat.Vmdk, new OpenOptions()))
+            {
+                Assert.Equal(ExtentKind.Zero, layer.GetBlockStatus(5 * 4096, 4096).Kind);
+            }
+
+            byte[] descriptorBefore = File.ReadAllBytes(descriptor);
+            using (var writable = FormatRegistry.Default.Open(descriptor, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            {
+                Assert.Throws<ImageNotSupportedException>(() => writable.Write(0, new byte[512]));
+            }
+
+            Assert.Equal(descriptorBefore, File.ReadAllBytes(descriptor));
         }
 
         [Fact]
