@@ -189,6 +189,45 @@ namespace VDiskPS.Formats.Tests.Vmdk
             }
         }
 
+        [Theory]
+        [InlineData("seSparse", "SESPARSE", 11)]
+        [InlineData("vmfsSparse", "VMFSSPARSE", 12)]
+        public void RandomCorruptionOfEsxiDeltaExtentsGivesDataOrATypedError(string createType, string extentType, int seed)
+        {
+            using var dir = new TempDir();
+            string extent = dir.File("delta-extent.vmdk");
+            if (extentType == "SESPARSE")
+            {
+                VmdkFixtures.SeSparseFile(extent);
+            }
+            else
+            {
+                VmdkFixtures.CowdFile(extent);
+            }
+
+            byte[] pristine = File.ReadAllBytes(extent);
+            string path = dir.File("delta.vmdk");
+            File.WriteAllText(path, $"# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"{createType}\"\n\nRW 2048 {extentType} \"delta-extent.vmdk\"\n");
+            var random = new Random(seed);
+            for (int round = 0; round < 150; round++)
+            {
+                byte[] data = (byte[])pristine.Clone();
+                for (int i = 0, n = 1 + random.Next(6); i < n; i++)
+                {
+                    data[random.Next(random.Next(2) == 0 ? 1024 : 3 * 512 + 2048)] = (byte)random.Next(256);
+                }
+
+                File.WriteAllBytes(extent, data);
+                try
+                {
+                    VmdkFixtures.EngineBytes(path);
+                }
+                catch (ImageException)
+                {
+                }
+            }
+        }
+
         [Fact]
         public void MutatedDescriptorTextGivesDataOrATypedError()
         {

@@ -7,9 +7,6 @@ namespace VDiskPS.Formats.Tests.Vmdk
 {
     public class VmdkReadTests
     {
-        private static void Put64(byte[] target, int offset, ulong value) => System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(target.AsSpan(offset), value);
-
-        private static void Put(byte[] target, int offset, int value) => System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(target.AsSpan(offset), value);
 
         [Theory]
         [InlineData("monolithicSparse")]
@@ -126,27 +123,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
         public void VmfsSparseDeltaReadsBitExact()
         {
             using var dir = new TempDir();
-            string extent = dir.File("esx-delta.vmdk");
-            const int grainSectors = 8;
             const int capacitySectors = 2048;
-            byte[] file = new byte[(37 + 3 * grainSectors) * 512];
-            System.Text.Encoding.ASCII.GetBytes("COWD").CopyTo(file, 0);
-            Put(file, 4, 1);
-            Put(file, 8, 3);
-            Put(file, 12, capacitySectors);
-            Put(file, 16, grainSectors);
-            Put(file, 20, 4);
-            Put(file, 24, 1);
-            Put(file, 4 * 512, 5);
-            int[] grains = { 0, 10, 255 };
-            for (int i = 0; i < grains.Length; i++)
-            {
-                int sector = 37 + i * grainSectors;
-                Put(file, 5 * 512 + grains[i] * 4, sector);
-                TestData.Pattern(grainSectors * 512, 20 + i).CopyTo(file, sector * 512);
-            }
-
-            File.WriteAllBytes(extent, file);
+            VmdkFixtures.CowdFile(dir.File("esx-delta.vmdk"));
             string descriptor = dir.File("esx.vmdk");
             File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"vmfsSparse\"\n\nRW 2048 VMFSSPARSE \"esx-delta.vmdk\"\n");
             byte[] engine = VmdkFixtures.EngineBytes(descriptor);
@@ -161,34 +139,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             const int capacitySectors = 2048;
-            byte[] file = new byte[91 * 512];
-            Put64(file, 0, 0xCAFEBABE);
-            Put64(file, 8, 0x0000000200000001);
-            Put64(file, 16, capacitySectors);
-            Put64(file, 24, 8);
-            Put64(file, 32, 64);
-            Put64(file, 80, 1);
-            Put64(file, 88, 1);
-            Put64(file, 128, 2);
-            Put64(file, 136, 1);
-            Put64(file, 144, 3);
-            Put64(file, 152, 64);
-            Put64(file, 192, 67);
-            Put64(file, 200, 24);
-            Put64(file, 512, 0xCAFECAFE);
-            Put64(file, 2 * 512, 0x1000000000000000);
-            (int Grain, ulong Entry)[] entries = { (0, 0x3000000000000000), (5, 0x2000000000000000), (9, 0x3001000000000000), (200, 0x3002000000000000) };
-            foreach (var (grain, entry) in entries)
-            {
-                Put64(file, 3 * 512 + grain * 8, entry);
-            }
-
-            for (int index = 0; index < 3; index++)
-            {
-                TestData.Pattern(4096, 30 + index).CopyTo(file, (67 + index * 8) * 512);
-            }
-
-            File.WriteAllBytes(dir.File("se-sesparse.vmdk"), file);
+            VmdkFixtures.SeSparseFile(dir.File("se-sesparse.vmdk"));
             string descriptor = dir.File("se.vmdk");
             File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"seSparse\"\n\nRW 2048 SESPARSE \"se-sesparse.vmdk\"\n");
             byte[] engine = VmdkFixtures.EngineBytes(descriptor);
