@@ -13,6 +13,7 @@ namespace VDiskPS.Formats.Vmdk
             => _streamWriting ? null
             : _header.Compressed ? "an existing streamOptimized (compressed) extent cannot be modified; convert it to monolithicSparse first"
             : _header.IsCowd ? "vmfsSparse (COWD) extents are read-only here; convert the disk to write it"
+            : _header.Version == 3 ? "version 3 sparse extents carry changed-block tracking that this module does not update; they are read-only here (as in qemu)"
             : null;
 
         public override void Write(long offset, ReadOnlySpan<byte> data, ReadBelow below)
