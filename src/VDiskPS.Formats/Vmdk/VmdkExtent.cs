@@ -25,14 +25,8 @@ namespace VDiskPS.Formats.Vmdk
 
         public long Length => Line.Sectors * SparseHeader.SectorSize;
 
-        /// <summary>qemu-img info's extent "format": the descriptor type, empty for a monolithic file.</summary>
+        /// <summary>qemu-img info's extent "format" when it is not the descriptor type (empty for a monolithic file).</summary>
         public string DescribedType { get; set; }
-
-        public VmdkExtent WithDescribedType(string type)
-        {
-            DescribedType = type;
-            return this;
-        }
 
         /// <summary>Grain size for sparse extents; null where the extent has none.</summary>
         public virtual int? GrainBytes => null;

@@ -125,7 +125,7 @@ namespace VDiskPS.Formats.Vmdk
         {
             if (line.Type == "ZERO")
             {
-                return new ZeroExtent(line) { DescribedType = line.Type };
+                return new ZeroExtent(line);
             }
 
             if (Array.IndexOf(s_unsupportedExtentTypes, line.Type) >= 0)
@@ -148,16 +148,16 @@ namespace VDiskPS.Formats.Vmdk
 
             if (line.Type == "SESPARSE")
             {
-                return SeSparseExtent.Open(line, file).WithDescribedType(line.Type);
+                return SeSparseExtent.Open(line, file);
             }
 
             if (line.Type == "SPARSE" || line.Type == "VMFSSPARSE")
             {
                 SparseHeader header = SparseExtent.ReadHeader(file);
-                return SparseExtent.Open(line, file, header).WithDescribedType(line.Type);
+                return SparseExtent.Open(line, file, header);
             }
 
-            return new FlatExtent(line, file) { DescribedType = line.Type };
+            return new FlatExtent(line, file);
         }
 
         private static string DefaultCreateType(SparseHeader header)
