@@ -65,17 +65,20 @@ namespace VDiskPS.Formats.Vmdk
                 }
             }
 
-            if (descriptor == null)
+            bool embedded = descriptor != null;
+            if (!embedded)
             {
-                // A bare sparse extent (one piece of a twoGbMaxExtentSparse disk) opened on its own.
+                // A bare sparse extent (one piece of a twoGbMaxExtentSparse disk) opened on its own: it
+                // has no descriptor of its own to update.
                 descriptor = new VmdkDescriptor { CreateType = DefaultCreateType(header) };
+                descriptorCapacity = 0;
             }
 
             var line = new ExtentLine { Sectors = (long)header.Capacity, Type = "SPARSE", FileName = System.IO.Path.GetFileName(path) };
             SparseExtent extent = SparseExtent.Open(line, main, header);
             extent.DescribedType = string.Empty;
             descriptor.CreateType = descriptor.CreateType ?? DefaultCreateType(header);
-            return new VmdkLayer(path, options.Writable, descriptor, new List<VmdkExtent> { extent }, files, descriptorCapacity > 0 ? main : null, descriptorOffset, descriptorCapacity, options.IgnoreParentMismatch);
+            return new VmdkLayer(path, options.Writable, descriptor, new List<VmdkExtent> { extent }, files, embedded ? main : null, descriptorOffset, descriptorCapacity, options.IgnoreParentMismatch);
         }
 
         private static VmdkLayer OpenDescriptorFile(string path, HostFile main, List<HostFile> files, OpenOptions options)
