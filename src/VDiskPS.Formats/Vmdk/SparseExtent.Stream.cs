@@ -279,10 +279,11 @@ namespace VDiskPS.Formats.Vmdk
                 }
 
                 int produced = DecompressGrain(grain, hostSector, grainData.AsSpan(0, GrainSizeBytes));
-                long needed = Math.Min(GrainSizeBytes, CapacityBytes - grain * GrainSizeBytes);
-                if (produced < needed)
+
+                // As in qemu, a short grain is an error only where the read reaches past what it holds.
+                if (produced < inGrain + target.Length)
                 {
-                    throw new ImageCorruptException(File.Path, $"compressed grain {grain}", hostSector * SparseHeader.SectorSize, $"the grain inflates to {produced} bytes, not {needed}");
+                    throw new ImageCorruptException(File.Path, $"compressed grain {grain}", hostSector * SparseHeader.SectorSize, $"the grain inflates to {produced} bytes; the read needs {inGrain + target.Length}");
                 }
 
                 grainData.AsSpan(inGrain, target.Length).CopyTo(target);

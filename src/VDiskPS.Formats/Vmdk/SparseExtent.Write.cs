@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace VDiskPS.Formats.Vmdk
@@ -8,6 +9,13 @@ namespace VDiskPS.Formats.Vmdk
     // written before the grain table entries that point to it, so a crash leaves only leaked grains.
     internal sealed partial class SparseExtent
     {
+        public override string ReadOnlyReason
+            => _streamWriting ? null
+            : _header.Compressed ? "an existing streamOptimized (compressed) extent cannot be modified; convert it to monolithicSparse first"
+            : _header.IsCowd ? "vmfsSparse (COWD) extents are read-only here; convert the disk to write it"
+            : _header.Version == 3 ? "version 3 sparse extents carry changed-block tracking that this module does not update; they are read-only here (as in qemu)"
+            : null;
+
         public override void Write(long offset, ReadOnlySpan<byte> data, ReadBelow below)
         {
             if (_streamWriting)
@@ -16,14 +24,9 @@ namespace VDiskPS.Formats.Vmdk
                 return;
             }
 
-            if (_header.Compressed)
+            if (ReadOnlyReason != null)
             {
-                throw new ImageNotSupportedException(File.Path, null, null, "an existing streamOptimized (compressed) extent cannot be modified; convert it to monolithicSparse first");
-            }
-
-            if (_header.IsCowd)
-            {
-                throw new ImageNotSupportedException(File.Path, null, null, "vmfsSparse (COWD) extents are read-only here; convert the disk to write it");
+                throw new ImageNotSupportedException(File.Path, null, null, ReadOnlyReason);
             }
 
             if (offset + data.Length > CapacityBytes)
@@ -179,18 +182,38 @@ namespace VDiskPS.Formats.Vmdk
             long runStart = firstGrain * grainBytes;
             long runEnd = (lastGrain + 1) * grainBytes;
             int consumed = (int)(Math.Min(dataEnd, runEnd) - offset);
-            byte[] buffer = new byte[runEnd - runStart];
-            FillBelow(firstGrain, buffer.AsSpan(0, (int)(offset - runStart)), runStart, below);
-            long tailStart = offset + consumed;
-            if (tailStart < runEnd)
+            long grains = lastGrain - firstGrain + 1;
+            long hostSector;
+            if (offset == runStart && consumed == runEnd - runStart)
             {
-                FillBelow(lastGrain, buffer.AsSpan((int)(tailStart - runStart)), tailStart, below);
+                // Whole grains: the caller's buffer goes to disk as is.
+                hostSector = AllocateSectors(grains * (long)_header.GrainSize);
+                File.WriteAt(hostSector * SparseHeader.SectorSize, data.Slice(0, consumed));
+            }
+            else
+            {
+                int length = (int)(runEnd - runStart);
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
+                try
+                {
+                    Span<byte> run = buffer.AsSpan(0, length);
+                    FillBelow(firstGrain, run.Slice(0, (int)(offset - runStart)), runStart, below);
+                    long tailStart = offset + consumed;
+                    if (tailStart < runEnd)
+                    {
+                        FillBelow(lastGrain, run.Slice((int)(tailStart - runStart)), tailStart, below);
+                    }
+
+                    data.Slice(0, consumed).CopyTo(run.Slice((int)(offset - runStart)));
+                    hostSector = AllocateSectors(grains * (long)_header.GrainSize);
+                    File.WriteAt(hostSector * SparseHeader.SectorSize, run);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
             }
 
-            data.Slice(0, consumed).CopyTo(buffer.AsSpan((int)(offset - runStart)));
-            long grains = lastGrain - firstGrain + 1;
-            long hostSector = AllocateSectors(grains * (long)_header.GrainSize);
-            File.WriteAt(hostSector * SparseHeader.SectorSize, buffer);
             for (long g = 0; g < grains; g++)
             {
                 SetEntry(firstGrain + g, checked((uint)(hostSector + g * (long)_header.GrainSize)));

@@ -7,6 +7,9 @@ namespace VDiskPS.Formats.Vmdk
     /// <summary>VMware virtual disks (VMware Virtual Disk Format 5.0), as qemu-img reads and writes them.</summary>
     public sealed class VmdkDriver : FormatDriver
     {
+        /// <summary>The create types <see cref="CreateRequest.Subformat"/> (or option subformat=) accepts.</summary>
+        public static IReadOnlyList<string> Subformats => VmdkCreateOptions.Subformats;
+
         public override DiskFormat Format => DiskFormat.Vmdk;
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".vmdk" };

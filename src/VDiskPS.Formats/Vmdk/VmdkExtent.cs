@@ -25,19 +25,16 @@ namespace VDiskPS.Formats.Vmdk
 
         public long Length => Line.Sectors * SparseHeader.SectorSize;
 
-        /// <summary>qemu-img info's extent "format": the descriptor type, empty for a monolithic file.</summary>
+        /// <summary>qemu-img info's extent "format" when it is not the descriptor type (empty for a monolithic file).</summary>
         public string DescribedType { get; set; }
-
-        public VmdkExtent WithDescribedType(string type)
-        {
-            DescribedType = type;
-            return this;
-        }
 
         /// <summary>Grain size for sparse extents; null where the extent has none.</summary>
         public virtual int? GrainBytes => null;
 
         public virtual bool Compressed => false;
+
+        /// <summary>Why the extent cannot be written, or null when it can.</summary>
+        public virtual string ReadOnlyReason => null;
 
         public abstract BlockStatus GetStatus(long offset, long maxLength);
 
@@ -94,7 +91,9 @@ namespace VDiskPS.Formats.Vmdk
 
         public override void ReadData(long offset, Span<byte> buffer, BlockStatus status) => buffer.Clear();
 
+        public override string ReadOnlyReason => "a ZERO extent cannot store data";
+
         public override void Write(long offset, ReadOnlySpan<byte> data, ReadBelow below)
-            => throw new ImageNotSupportedException(null, "extent", null, "a ZERO extent cannot store data");
+            => throw new ImageNotSupportedException(null, "extent", null, ReadOnlyReason);
     }
 }

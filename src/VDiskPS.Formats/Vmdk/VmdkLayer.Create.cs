@@ -108,13 +108,13 @@ namespace VDiskPS.Formats.Vmdk
                         if (options.IsSparse)
                         {
                             line.Type = "SPARSE";
-                            extents.Add(SparseExtent.CreateSparse(line, file, extentSectors, options.GrainSectors, options.ZeroedGrain, 0).WithDescribedType(line.Type));
+                            extents.Add(SparseExtent.CreateSparse(line, file, extentSectors, options.GrainSectors, options.ZeroedGrain, 0));
                         }
                         else
                         {
                             line.Type = options.IsVmfs ? "VMFS" : "FLAT";
                             AllocateFlat(file, extentSectors * SparseHeader.SectorSize, options.Preallocation);
-                            extents.Add(new FlatExtent(line, file) { DescribedType = line.Type });
+                            extents.Add(new FlatExtent(line, file));
                         }
 
                         descriptor.Extents.Add(line);

@@ -15,7 +15,7 @@ namespace VDiskPS.Formats.Vmdk
                 return;
             }
 
-            MarkContentChanged();
+            MarkContentChanged(offset, length);
             long end = offset + length;
             while (offset < end)
             {

@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Vmdk
     // the descriptor's directory.
     internal partial class VmdkLayer
     {
-        private static readonly string[] s_unsupportedExtentTypes = { "SESPARSE", "VMFSRDM", "VMFSRAW" };
+        private static readonly string[] s_unsupportedExtentTypes = { "VMFSRDM", "VMFSRAW" };
 
         internal static VmdkLayer Open(string path, OpenOptions options)
         {
@@ -65,17 +65,20 @@ namespace VDiskPS.Formats.Vmdk
                 }
             }
 
-            if (descriptor == null)
+            bool embedded = descriptor != null;
+            if (!embedded)
             {
-                // A bare sparse extent (one piece of a twoGbMaxExtentSparse disk) opened on its own.
+                // A bare sparse extent (one piece of a twoGbMaxExtentSparse disk) opened on its own: it
+                // has no descriptor of its own to update.
                 descriptor = new VmdkDescriptor { CreateType = DefaultCreateType(header) };
+                descriptorCapacity = 0;
             }
 
             var line = new ExtentLine { Sectors = (long)header.Capacity, Type = "SPARSE", FileName = System.IO.Path.GetFileName(path) };
             SparseExtent extent = SparseExtent.Open(line, main, header);
             extent.DescribedType = string.Empty;
             descriptor.CreateType = descriptor.CreateType ?? DefaultCreateType(header);
-            return new VmdkLayer(path, options.Writable, descriptor, new List<VmdkExtent> { extent }, files, descriptorCapacity > 0 ? main : null, descriptorOffset, descriptorCapacity, options.IgnoreParentMismatch);
+            return new VmdkLayer(path, options.Writable, descriptor, new List<VmdkExtent> { extent }, files, embedded ? main : null, descriptorOffset, descriptorCapacity, options.IgnoreParentMismatch);
         }
 
         private static VmdkLayer OpenDescriptorFile(string path, HostFile main, List<HostFile> files, OpenOptions options)
@@ -125,12 +128,12 @@ namespace VDiskPS.Formats.Vmdk
         {
             if (line.Type == "ZERO")
             {
-                return new ZeroExtent(line) { DescribedType = line.Type };
+                return new ZeroExtent(line);
             }
 
             if (Array.IndexOf(s_unsupportedExtentTypes, line.Type) >= 0)
             {
-                throw new ImageNotSupportedException(descriptorPath, "extent type", null, $"{line.Type} extents ('{line.FileName}') are not supported; convert the disk on ESXi (vmkfstools -i) first");
+                throw new ImageNotSupportedException(descriptorPath, "extent type", null, $"{line.Type} extents ('{line.FileName}', raw device mappings) are not supported: they name a device, not a file");
             }
 
             string full = ResolveExtentPath(descriptorPath, directory, line.FileName, options.AllowExternalExtents);
@@ -146,13 +149,18 @@ namespace VDiskPS.Formats.Vmdk
                 byPath[full] = file;
             }
 
+            if (line.Type == "SESPARSE")
+            {
+                return SeSparseExtent.Open(line, file);
+            }
+
             if (line.Type == "SPARSE" || line.Type == "VMFSSPARSE")
             {
                 SparseHeader header = SparseExtent.ReadHeader(file);
-                return SparseExtent.Open(line, file, header).WithDescribedType(line.Type);
+                return SparseExtent.Open(line, file, header);
             }
 
-            return new FlatExtent(line, file) { DescribedType = line.Type };
+            return new FlatExtent(line, file);
         }
 
         private static string DefaultCreateType(SparseHeader header)

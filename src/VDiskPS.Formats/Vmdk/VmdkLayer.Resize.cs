@@ -31,7 +31,7 @@ namespace VDiskPS.Formats.Vmdk
                 throw ImageNotSupportedException.Capability(DiskFormat.Vmdk, $"resizing {Descriptor.CreateType} disks", Path);
             }
 
-            MarkContentChanged();
+            MarkContentChanged(0, _size);
             bool split = Descriptor.CreateType == VmdkCreateOptions.TwoGbMaxExtentSparse || Descriptor.CreateType == VmdkCreateOptions.TwoGbMaxExtentFlat;
             long newSectors = newSize / SparseHeader.SectorSize;
             if (newSize < _size)
@@ -142,12 +142,12 @@ namespace VDiskPS.Formats.Vmdk
             if (sparse)
             {
                 var first = (SparseExtent)_extents[0];
-                extent = SparseExtent.CreateSparse(line, file, sectors, (long)first.Header.GrainSize, first.Header.ZeroedGrainEntries, 0).WithDescribedType(line.Type);
+                extent = SparseExtent.CreateSparse(line, file, sectors, (long)first.Header.GrainSize, first.Header.ZeroedGrainEntries, 0);
             }
             else
             {
                 AllocateFlat(file, sectors * SparseHeader.SectorSize, preallocation);
-                extent = new FlatExtent(line, file) { DescribedType = line.Type };
+                extent = new FlatExtent(line, file);
             }
 
             _extents.Add(extent);

@@ -184,7 +184,7 @@ namespace VDiskPS.Formats.Vmdk
 
         protected override void WriteCore(long offset, ReadOnlySpan<byte> data)
         {
-            MarkContentChanged();
+            MarkContentChanged(offset, data.Length);
             while (data.Length > 0)
             {
                 int index = FindExtent(offset);
@@ -199,7 +199,7 @@ namespace VDiskPS.Formats.Vmdk
 
         protected override void WriteZeroesCore(long offset, long length)
         {
-            MarkContentChanged();
+            MarkContentChanged(offset, length);
             byte[] zeros = null;
             while (length > 0)
             {
@@ -306,8 +306,19 @@ namespace VDiskPS.Formats.Vmdk
             return new BlockStatus(offset, status.Length, status.Kind, status.HostOffset, status.Compressed, status.HostFile);
         }
 
-        private void MarkContentChanged()
+        /// <summary>Refuses a change to read-only extents in the run, then gives the disk a new CID once per session.</summary>
+        private void MarkContentChanged(long offset, long length)
         {
+            for (int index = FindExtent(offset); index < _extents.Count && _extentStarts[index] < offset + length; index++)
+            {
+                string reason = _extents[index].ReadOnlyReason;
+                if (reason != null)
+                {
+                    throw new ImageNotSupportedException(_extents[index].File?.Path ?? Path, null, null, reason);
+                }
+            }
+
+
             // A bare sparse extent opened on its own has no descriptor to carry a CID.
             if (_cidUpdated || _descriptorFile == null)
             {

@@ -57,13 +57,22 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
-        public void SeSparseAndVmfsSparseExtentsAreNamedAsNotSupported()
+        public void RawDeviceMappingExtentIsNamedAsNotSupported()
+        {
+            using var dir = new TempDir();
+            File.WriteAllBytes(dir.File("disk-rdm.vmdk"), new byte[4096]);
+            string path = WriteDescriptor(dir, "RW 8 VMFSRDM \"disk-rdm.vmdk\"");
+            var e = Assert.Throws<ImageNotSupportedException>(() => VmdkFixtures.EngineBytes(path));
+            Assert.Contains("VMFSRDM", e.Message);
+        }
+
+        [Fact]
+        public void SeSparseExtentWithoutItsMagicIsAFormatMismatch()
         {
             using var dir = new TempDir();
             File.WriteAllBytes(dir.File("delta-sesparse.vmdk"), new byte[4096]);
             string path = WriteDescriptor(dir, "RW 8 SESPARSE \"delta-sesparse.vmdk\"");
-            var e = Assert.Throws<ImageNotSupportedException>(() => VmdkFixtures.EngineBytes(path));
-            Assert.Contains("SESPARSE", e.Message);
+            Assert.Throws<ImageFormatMismatchException>(() => VmdkFixtures.EngineBytes(path));
         }
 
         [Fact]
@@ -177,6 +186,45 @@ namespace VDiskPS.Formats.Tests.Vmdk
                 }
 
                 Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(path)));
+            }
+        }
+
+        [Theory]
+        [InlineData("seSparse", "SESPARSE", 11)]
+        [InlineData("vmfsSparse", "VMFSSPARSE", 12)]
+        public void RandomCorruptionOfEsxiDeltaExtentsGivesDataOrATypedError(string createType, string extentType, int seed)
+        {
+            using var dir = new TempDir();
+            string extent = dir.File("delta-extent.vmdk");
+            if (extentType == "SESPARSE")
+            {
+                VmdkFixtures.SeSparseFile(extent);
+            }
+            else
+            {
+                VmdkFixtures.CowdFile(extent);
+            }
+
+            byte[] pristine = File.ReadAllBytes(extent);
+            string path = dir.File("delta.vmdk");
+            File.WriteAllText(path, $"# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"{createType}\"\n\nRW 2048 {extentType} \"delta-extent.vmdk\"\n");
+            var random = new Random(seed);
+            for (int round = 0; round < 150; round++)
+            {
+                byte[] data = (byte[])pristine.Clone();
+                for (int i = 0, n = 1 + random.Next(6); i < n; i++)
+                {
+                    data[random.Next(random.Next(2) == 0 ? 1024 : 3 * 512 + 2048)] = (byte)random.Next(256);
+                }
+
+                File.WriteAllBytes(extent, data);
+                try
+                {
+                    VmdkFixtures.EngineBytes(path);
+                }
+                catch (ImageException)
+                {
+                }
             }
         }
 

@@ -121,6 +121,29 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
+        public void ConvertOntoAParentWritesADeltaThatQemuReadsAsTheSource()
+        {
+            using var dir = new TempDir();
+            string gold = CreateGold(dir);
+            string source = dir.File("source.raw");
+            byte[] content = Qemu.ToRawBytes(gold, "vmdk", dir.Path);
+            TestData.Pattern(5000, 20).CopyTo(content, 100000);
+            File.WriteAllBytes(source, content);
+            string delta = dir.File("delta.vmdk");
+            ConvertOperation.Run(source, delta, new ConvertOptions
+            {
+                TargetFormat = DiskFormat.Vmdk,
+                Target = new CreateRequest { Backing = new BackingReference("gold.vmdk", DiskFormat.Vmdk) },
+            });
+            Assert.Equal(0, Qemu.Check(delta, "vmdk").ExitCode);
+            var (identical, output) = Qemu.Compare(source, "raw", delta, "vmdk");
+            Assert.True(identical, output);
+            using var layer = FormatRegistry.Default.Open(delta, DiskFormat.Vmdk, new OpenOptions());
+            Assert.Equal(ExtentKind.Unallocated, layer.GetBlockStatus(0, 65536).Kind);
+            Assert.Equal(ExtentKind.Data, layer.GetBlockStatus(65536, 65536).Kind);
+        }
+
+        [Fact]
         public void NonVmdkParentIsRefused()
         {
             using var dir = new TempDir();

@@ -7,7 +7,6 @@ namespace VDiskPS.Formats.Tests.Vmdk
 {
     public class VmdkReadTests
     {
-        private static void Put(byte[] target, int offset, int value) => System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(target.AsSpan(offset), value);
 
         [Theory]
         [InlineData("monolithicSparse")]
@@ -124,27 +123,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
         public void VmfsSparseDeltaReadsBitExact()
         {
             using var dir = new TempDir();
-            string extent = dir.File("esx-delta.vmdk");
-            const int grainSectors = 8;
             const int capacitySectors = 2048;
-            byte[] file = new byte[(37 + 3 * grainSectors) * 512];
-            System.Text.Encoding.ASCII.GetBytes("COWD").CopyTo(file, 0);
-            Put(file, 4, 1);
-            Put(file, 8, 3);
-            Put(file, 12, capacitySectors);
-            Put(file, 16, grainSectors);
-            Put(file, 20, 4);
-            Put(file, 24, 1);
-            Put(file, 4 * 512, 5);
-            int[] grains = { 0, 10, 255 };
-            for (int i = 0; i < grains.Length; i++)
-            {
-                int sector = 37 + i * grainSectors;
-                Put(file, 5 * 512 + grains[i] * 4, sector);
-                TestData.Pattern(grainSectors * 512, 20 + i).CopyTo(file, sector * 512);
-            }
-
-            File.WriteAllBytes(extent, file);
+            VmdkFixtures.CowdFile(dir.File("esx-delta.vmdk"));
             string descriptor = dir.File("esx.vmdk");
             File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"vmfsSparse\"\n\nRW 2048 VMFSSPARSE \"esx-delta.vmdk\"\n");
             byte[] engine = VmdkFixtures.EngineBytes(descriptor);
@@ -152,6 +132,32 @@ namespace VDiskPS.Formats.Tests.Vmdk
 
             // qemu 7.2 lists a VMFSSPARSE extent twice (its info shows two extents); the first copy is the disk.
             Assert.Equal(Qemu.ToRawBytes(descriptor, "vmdk", dir.Path).AsSpan(0, engine.Length).ToArray(), engine);
+        }
+
+        [Fact]
+        public void SeSparseDeltaReadsLikeQemu()
+        {
+            using var dir = new TempDir();
+            const int capacitySectors = 2048;
+            VmdkFixtures.SeSparseFile(dir.File("se-sesparse.vmdk"));
+            string descriptor = dir.File("se.vmdk");
+            File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"seSparse\"\n\nRW 2048 SESPARSE \"se-sesparse.vmdk\"\n");
+            byte[] engine = VmdkFixtures.EngineBytes(descriptor);
+            Assert.Equal(capacitySectors * 512, engine.Length);
+            Assert.Equal(Qemu.ToRawBytes(descriptor, "vmdk", dir.Path).AsSpan(0, engine.Length).ToArray(), engine);
+            Assert.Equal(TestData.Pattern(4096, 32), engine.AsSpan(200 * 4096, 4096).ToArray());
+            using (var layer = FormatRegistry.Default.Open(descriptor, DiskFormat.Vmdk, new OpenOptions()))
+            {
+                Assert.Equal(ExtentKind.Zero, layer.GetBlockStatus(5 * 4096, 4096).Kind);
+            }
+
+            byte[] descriptorBefore = File.ReadAllBytes(descriptor);
+            using (var writable = FormatRegistry.Default.Open(descriptor, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            {
+                Assert.Throws<ImageNotSupportedException>(() => writable.Write(0, new byte[512]));
+            }
+
+            Assert.Equal(descriptorBefore, File.ReadAllBytes(descriptor));
         }
 
         [Fact]
