@@ -26,6 +26,9 @@ namespace VDiskPS.Formats
 
         public bool AllowExternalPaths { get; set; } = true;
 
+        /// <summary>Allow VMDK extent files outside the descriptor's directory.</summary>
+        public bool AllowExternalExtents { get; set; }
+
         public bool IgnoreParentMismatch { get; set; }
 
         /// <summary>Chains deeper than this are refused (loops are caught before, by path).</summary>
@@ -88,6 +91,7 @@ namespace VDiskPS.Formats
                         Writable = depth == 0 ? options.Writable : depth <= options.WritableDepth,
                         ShareWithWriters = options.ShareWithWriters,
                         AllowExternalPaths = options.AllowExternalPaths,
+                        AllowExternalExtents = options.AllowExternalExtents,
                         IgnoreParentMismatch = options.IgnoreParentMismatch,
                     };
                     ImageLayer layer = options.Registry.Open(current, format, open);

@@ -63,7 +63,9 @@ namespace VDiskPS.Formats
             var open = new ChainOptions
             {
                 Format = options.Format,
-                Writable = !options.KeepTop || repoint,
+                // The top is written even with KeepTop: formats that record the parent's identity
+                // (VMDK parentCID, VHDX parent linkage) must be re-pinned to the changed base.
+                Writable = true,
                 WritableDepth = baseDepth,
                 Registry = registry,
             };
@@ -88,6 +90,11 @@ namespace VDiskPS.Formats
                 if (parentChanger != null)
                 {
                     parentChanger.SetBacking(new BackingReference(RecordedPathFor(top, baseLayer), baseLayer.Format), baseLayer);
+                }
+                else if (top is IParentChangeableLayer sameParent && top.Backing != null)
+                {
+                    // Writing changed the base's identity (VMDK CID, VHDX DataWriteGuid); record the new one.
+                    sameParent.SetBacking(top.Backing, baseLayer);
                 }
 
                 if (!options.KeepTop)
