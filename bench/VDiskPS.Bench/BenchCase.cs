@@ -28,7 +28,7 @@ namespace VDiskPS.Bench
         {
             foreach (string output in Outputs)
             {
-                foreach (string file in Directory.GetFiles(Path.GetDirectoryName(output), Path.GetFileName(output) + "*"))
+                foreach (string file in Directory.GetFiles(Path.GetDirectoryName(output), Path.GetFileNameWithoutExtension(output) + "*"))
                 {
                     File.Delete(file);
                 }
