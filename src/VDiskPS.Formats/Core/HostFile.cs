@@ -231,6 +231,27 @@ namespace VDiskPS.Formats
             }
         }
 
+        /// <summary>Writes <paramref name="length"/> zero bytes at <paramref name="offset"/> (real blocks, not a hole).</summary>
+        public void WriteZeros(long offset, long length)
+        {
+            byte[] zeros = ArrayPool<byte>.Shared.Rent((int)Math.Min(Math.Max(length, 1), 1 << 20));
+            try
+            {
+                Array.Clear(zeros, 0, zeros.Length);
+                while (length > 0)
+                {
+                    int n = (int)Math.Min(length, zeros.Length);
+                    WriteAt(offset, zeros.AsSpan(0, n));
+                    offset += n;
+                    length -= n;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(zeros);
+            }
+        }
+
         public void SetLength(long length)
         {
             try

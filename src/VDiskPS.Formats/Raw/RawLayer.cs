@@ -108,7 +108,7 @@ namespace VDiskPS.Formats.Raw
             {
                 case Preallocation.Full:
                     _file.SetLength(newSize);
-                    WriteZeroBlocks(oldSize, newSize - oldSize);
+                    _file.WriteZeros(oldSize, newSize - oldSize);
                     break;
                 case Preallocation.Falloc:
                     _file.Allocate(oldSize, newSize - oldSize);
@@ -163,26 +163,6 @@ namespace VDiskPS.Formats.Raw
             }
 
             return released;
-        }
-
-        private void WriteZeroBlocks(long offset, long length)
-        {
-            byte[] zeros = ArrayPool<byte>.Shared.Rent(1 << 20);
-            try
-            {
-                Array.Clear(zeros, 0, zeros.Length);
-                while (length > 0)
-                {
-                    int n = (int)Math.Min(length, 1 << 20);
-                    _file.WriteAt(offset, zeros.AsSpan(0, n));
-                    offset += n;
-                    length -= n;
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(zeros);
-            }
         }
     }
 }

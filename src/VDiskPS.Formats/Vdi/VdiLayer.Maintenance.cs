@@ -233,7 +233,7 @@ namespace VDiskPS.Formats.Vdi
             long inBlock = newSize - (last * blockSize);
             if (newSize > 0 && last < _map.Length && inBlock < blockSize && _map[last] < VdiHeader.Zero)
             {
-                WriteZeros(_file, DataHost(_map[last]) + inBlock, blockSize - inBlock);
+                _file.WriteZeros(DataHost(_map[last]) + inBlock, blockSize - inBlock);
             }
         }
 
@@ -296,7 +296,7 @@ namespace VDiskPS.Formats.Vdi
                 long newData = _header.DataOffset + ((_nextDataIndex - (blocks - oldBlocks)) * blockSize);
                 if (preallocation == Preallocation.Full)
                 {
-                    WriteZeros(_file, newData, end - newData);
+                    _file.WriteZeros(newData, end - newData);
                 }
                 else if (preallocation == Preallocation.Falloc)
                 {

@@ -44,7 +44,7 @@ namespace VDiskPS.Formats.Vdi
             long end = header.DataOffset + (type == VdiImageType.Static ? blocks * blockSize : 0);
             if (type == VdiImageType.Static && preallocation == Preallocation.Full)
             {
-                WriteZeros(file, header.DataOffset, blocks * blockSize);
+                file.WriteZeros(header.DataOffset, blocks * blockSize);
             }
             else if (type == VdiImageType.Static && preallocation == Preallocation.Falloc)
             {
@@ -170,26 +170,6 @@ namespace VDiskPS.Formats.Vdi
             }
 
             _file.WriteAt(_header.BlocksOffset + (firstBlock * 4), raw);
-        }
-
-        private static void WriteZeros(HostFile file, long offset, long length)
-        {
-            byte[] zeros = ArrayPool<byte>.Shared.Rent(1 << 20);
-            try
-            {
-                Array.Clear(zeros, 0, zeros.Length);
-                while (length > 0)
-                {
-                    int n = (int)Math.Min(length, 1 << 20);
-                    file.WriteAt(offset, zeros.AsSpan(0, n));
-                    offset += n;
-                    length -= n;
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(zeros);
-            }
         }
     }
 }

@@ -16,7 +16,7 @@ namespace VDiskPS.Formats.Vhd
             footer.DataOffset = VhdFooter.NoDataOffset;
             if (preallocation == Preallocation.Full)
             {
-                WriteZeros(file, 0, size);
+                file.WriteZeros(0, size);
             }
             else if (preallocation == Preallocation.Falloc)
             {
@@ -61,26 +61,6 @@ namespace VDiskPS.Formats.Vhd
             }
 
             return layer;
-        }
-
-        private static void WriteZeros(HostFile file, long offset, long length)
-        {
-            byte[] zeros = ArrayPool<byte>.Shared.Rent(1 << 20);
-            try
-            {
-                Array.Clear(zeros, 0, zeros.Length);
-                while (length > 0)
-                {
-                    int n = (int)Math.Min(length, 1 << 20);
-                    file.WriteAt(offset, zeros.AsSpan(0, n));
-                    offset += n;
-                    length -= n;
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(zeros);
-            }
         }
     }
 }

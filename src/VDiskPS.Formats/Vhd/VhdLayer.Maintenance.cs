@@ -205,10 +205,10 @@ namespace VDiskPS.Formats.Vhd
             if (newSize > oldSize)
             {
                 // The old footer's place becomes disk space: it must read as zeros.
-                WriteZeros(_file, oldSize, Math.Min(VhdFooter.Length, newSize - oldSize));
+                _file.WriteZeros(oldSize, Math.Min(VhdFooter.Length, newSize - oldSize));
                 if (preallocation == Preallocation.Full)
                 {
-                    WriteZeros(_file, oldSize, newSize - oldSize);
+                    _file.WriteZeros(oldSize, newSize - oldSize);
                 }
                 else if (preallocation == Preallocation.Falloc)
                 {
@@ -248,7 +248,7 @@ namespace VDiskPS.Formats.Vhd
                 }
                 else
                 {
-                    WriteZeros(_file, (_bat[lastBlock] * (long)SectorSize) + BitmapSize + inBlock, blockSize - inBlock);
+                    _file.WriteZeros((_bat[lastBlock] * (long)SectorSize) + BitmapSize + inBlock, blockSize - inBlock);
                 }
             }
         }
