@@ -15,6 +15,7 @@ namespace VDiskPS.Formats.Vhdx
         internal const string Linkage2Key = "parent_linkage2";
 
         private const int MaxLocatorPathLength = 32767;
+        private const string ExtendedPrefix = "\\\\?\\";
 
         public void SetBacking(BackingReference backing, ImageLayer parent)
         {
@@ -69,8 +70,31 @@ namespace VDiskPS.Formats.Vhdx
             {
                 new KeyValuePair<string, string>(LinkageKey, linkage.ToString("B")),
                 new KeyValuePair<string, string>(RelativePathKey, RelativeWindowsPath(childDirectory, absolute)),
-                new KeyValuePair<string, string>(AbsolutePathKey, absolute),
+                new KeyValuePair<string, string>(AbsolutePathKey, ExtendedLengthPath(absolute)),
             };
+        }
+
+        /// <summary>absolute_win32_path is an extended-length path ("\\?\d:\dir\file.vhdx") on Windows; elsewhere the plain full path.</summary>
+        private static string ExtendedLengthPath(string fullPath)
+        {
+            if (System.IO.Path.DirectorySeparatorChar != '\\' || fullPath.StartsWith(ExtendedPrefix, StringComparison.Ordinal))
+            {
+                return fullPath;
+            }
+
+            return fullPath.StartsWith("\\\\", StringComparison.Ordinal) ? ExtendedPrefix + "UNC\\" + fullPath.Substring(2) : ExtendedPrefix + fullPath;
+        }
+
+        /// <summary>The path as a Hyper-V user reads it, without the extended-length prefix.</summary>
+        internal static string WithoutExtendedPrefix(string path)
+        {
+            if (!path.StartsWith(ExtendedPrefix, StringComparison.Ordinal))
+            {
+                return path;
+            }
+
+            string rest = path.Substring(ExtendedPrefix.Length);
+            return rest.StartsWith("UNC\\", StringComparison.OrdinalIgnoreCase) ? "\\\\" + rest.Substring(4) : rest;
         }
 
         /// <summary>".\name.vhdx" or "..\dir\name.vhdx", as Hyper-V records relative_path.</summary>
@@ -121,7 +145,7 @@ namespace VDiskPS.Formats.Vhdx
             }
             else
             {
-                foreach (string candidate in new[] { absolute, volume })
+                foreach (string candidate in new[] { volume, absolute })
                 {
                     if (candidate != null && candidate != main)
                     {

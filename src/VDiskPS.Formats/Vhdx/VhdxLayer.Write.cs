@@ -297,17 +297,19 @@ namespace VDiskPS.Formats.Vhdx
             }
 
             _file.Flush();
-            _header.LogGuid = Guid.NewGuid();
-            WriteHeaders();
 
+            // The first entry is stable before the header names its log GUID, so the header never points at an empty log.
+            Guid logGuid = Guid.NewGuid();
             int perEntry = VhdxLog.MaxPagesPerEntry(_header.LogLength);
             long logPosition = 0;
             ulong sequence = 1;
-            long fileLength = _file.Length;
+            // Both offsets are 1 MiB multiples ([MS-VHDX] 2.3.1.1); the flushed one never exceeds the real size.
+            long flushedFileOffset = _file.Length / VhdxConstants.MiB * VhdxConstants.MiB;
+            long lastFileOffset = AlignUp(_file.Length, VhdxConstants.MiB);
             for (int first = 0; first < pages.Count; first += perEntry)
             {
                 var batch = pages.GetRange(first, Math.Min(perEntry, pages.Count - first));
-                byte[] entry = VhdxLog.BuildEntry(batch, sequence++, _header.LogGuid, 0, fileLength, fileLength);
+                byte[] entry = VhdxLog.BuildEntry(batch, sequence++, logGuid, 0, flushedFileOffset, lastFileOffset);
                 if (logPosition + entry.Length > _header.LogLength)
                 {
                     logPosition = 0;
@@ -319,6 +321,12 @@ namespace VDiskPS.Formats.Vhdx
                 BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), Crc32C.Compute(entry));
                 _file.WriteAt(_header.LogOffset + logPosition, entry);
                 _file.Flush();
+                if (_header.LogGuid != logGuid)
+                {
+                    _header.LogGuid = logGuid;
+                    WriteHeaders();
+                }
+
                 foreach (var page in batch)
                 {
                     _file.WriteAt(page.Key, page.Value);

@@ -86,7 +86,7 @@ namespace VDiskPS.Formats.Vhdx
             string absolute = _metadata.GetLocator(AbsolutePathKey);
             if (absolute != null)
             {
-                info.ParentPath = absolute;
+                info.ParentPath = WithoutExtendedPrefix(absolute);
             }
         }
 

@@ -70,8 +70,8 @@ namespace VDiskPS.Formats.Vhdx
 
         /// <summary>
         /// Finds the active sequence: the valid run of entries (consecutive sequence numbers, each following
-        /// the previous in the circular log) whose head has the highest sequence number. Torn or foreign
-        /// entries are simply not part of it. Returns null when no valid entry carries <paramref name="logGuid"/>.
+        /// the previous in the circular log, the head's tail inside the run) whose head has the highest sequence
+        /// number. Torn or foreign entries are simply not part of it. Returns null when there is no valid sequence.
         /// </summary>
         public static VhdxLogSequence FindActiveSequence(byte[] log, Guid logGuid, string path, long logFileOffset)
         {
@@ -105,12 +105,26 @@ namespace VDiskPS.Formats.Vhdx
                 headOf[entry.LogOffset] = entry.Successor == null ? entry : headOf[entry.Successor.LogOffset];
             }
 
-            ParsedEntry head = entries.Values.OrderByDescending(e => e.SequenceNumber).First();
+            // A run is a valid sequence when its head's tail names an entry of the run ([MS-VHDX] 2.3.2, 2.3.3);
+            // the active sequence is the valid one with the newest head.
+            ParsedEntry head = null;
+            ParsedEntry start = null;
+            foreach (ParsedEntry candidate in entries.Values)
+            {
+                ParsedEntry candidateHead = headOf[candidate.LogOffset];
+                if (entries.TryGetValue(candidateHead.Tail, out ParsedEntry tail) && headOf[tail.LogOffset] == candidateHead
+                    && tail.SequenceNumber >= candidate.SequenceNumber
+                    && (head == null || candidateHead.SequenceNumber > head.SequenceNumber))
+                {
+                    head = candidateHead;
+                    start = tail;
+                }
+            }
 
-            // The run starts at the entry the head's tail names when that entry leads to the head; else at the earliest that does.
-            ParsedEntry start = entries.TryGetValue(head.Tail, out ParsedEntry tail) && headOf[tail.LogOffset] == head && tail.SequenceNumber <= head.SequenceNumber
-                ? tail
-                : entries.Values.Where(e => headOf[e.LogOffset] == head).OrderBy(e => e.SequenceNumber).First();
+            if (head == null)
+            {
+                return null;
+            }
 
             var sequence = new VhdxLogSequence
             {

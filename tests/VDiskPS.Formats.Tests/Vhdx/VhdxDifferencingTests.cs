@@ -206,6 +206,18 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(content, TestData.ReadAll(dir.File("top.vhdx")));
         }
 
+        [Fact]
+        public void HyperVExtendedLengthParentPathShowsWithoutItsPrefix()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            ReplaceLocator(dir.File("child.vhdx"), VhdxLayer.AbsolutePathKey, "\\\\?\\D:\\vms\\parent.vhdx");
+            using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
+            Assert.Equal("D:\\vms\\parent.vhdx", ImageInspector.Describe(layer).ParentPath);
+            Assert.Equal(".\\parent.vhdx", layer.Backing.RecordedPath);
+        }
+
         [Theory]
         [InlineData("bad\0name.vhdx")]
         [InlineData("a|b.vhdx")]

@@ -221,6 +221,30 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal("loge", System.Text.Encoding.ASCII.GetString(log));
         }
 
+        [Fact]
+        public void SequenceWhoseTailIsMissingIsNotReplayed()
+        {
+            using var dir = new TempDir();
+            var image = MakePendingLog(dir, 512, inject: false);
+            byte[] entry = VhdxSurgery.Entry(image.LogGuid, 5, image.NewHost + MiB, image.FileLength, EntryPages(image));
+            BitConverterWriteTail(entry, 64 * 1024);
+            VhdxSurgery.Reseal(entry);
+            VhdxSurgery.InjectLog(image.Path, image.LogGuid, (0, entry));
+            Assert.Equal(image.WithoutLog, TestData.ReadAll(image.Path));
+        }
+
+        [Fact]
+        public void OwnLastEntryIsAValidSequenceThatReplaysToTheSameContent()
+        {
+            using var dir = new TempDir();
+            var image = MakePendingLog(dir, 512, inject: false);
+            VhdxHeader header = VhdxSurgery.ReadHeader(image.Path);
+            var entryGuid = new Guid(VhdxSurgery.ReadBytes(image.Path, header.LogOffset + 32, 16));
+            VhdxSurgery.InjectLog(image.Path, entryGuid);
+            Assert.True(ImageInspector.Get(image.Path).Dirty);
+            Assert.Equal(image.WithoutLog, TestData.ReadAll(image.Path));
+        }
+
         private static void BitConverterWriteTail(byte[] entry, uint tail) => System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(12), tail);
     }
 }
