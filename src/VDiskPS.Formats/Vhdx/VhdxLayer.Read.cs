@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Vhdx
 
         private readonly Dictionary<long, byte[]> _bitmaps = new Dictionary<long, byte[]>();
         private readonly List<string> _batProblems = new List<string>();
-        private readonly HashSet<long> _badBatEntries = new HashSet<long>();
+        private readonly VhdxEntrySet _badBatEntries = new VhdxEntrySet();
         private long _fileEnd;
 
         public override BlockStatus GetBlockStatus(long offset, long maxLength)
@@ -198,7 +198,7 @@ namespace VDiskPS.Formats.Vhdx
 
                 if (problem != null)
                 {
-                    _badBatEntries.Add(index);
+                    _badBatEntries.Add(index, _bat.Length);
                     if (_batProblems.Count < MaxReportedProblems)
                     {
                         _batProblems.Add($"BAT entry {index} at offset {BatEntryFileOffset(index)}: {problem}");

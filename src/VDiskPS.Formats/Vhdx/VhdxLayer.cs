@@ -25,6 +25,8 @@ namespace VDiskPS.Formats.Vhdx
         private long _chunkRatio;
         private long _dataBlockCount;
         private BackingReference _backing;
+        private readonly List<string> _headerProblems = new List<string>();
+        private readonly List<string> _structureProblems = new List<string>();
 
         private VhdxLayer(HostFile file, bool writable)
             : base(file.Path, writable)
@@ -132,6 +134,7 @@ namespace VDiskPS.Formats.Vhdx
                 if (header == null)
                 {
                     problems.Add($"header {slot + 1} at {slots[slot]}: {problem}");
+                    _headerProblems.Add($"header {slot + 1} at offset {slots[slot]} is not valid ({problem}); the other header is used");
                     continue;
                 }
 
@@ -194,6 +197,19 @@ namespace VDiskPS.Formats.Vhdx
                 }
 
                 firstProblem = firstProblem ?? problem;
+            }
+
+            if (_regions != null)
+            {
+                // Both copies must be the same ([MS-VHDX] 2.2.3); a damaged copy is for Check to report.
+                var other = new byte[VhdxConstants.RegionTableLength];
+                ReadView(firstProblem == null ? VhdxConstants.RegionTable2Offset : VhdxConstants.RegionTable1Offset, other, "region table");
+                if (!other.AsSpan().SequenceEqual(table))
+                {
+                    _structureProblems.Add(firstProblem == null
+                        ? "region table 2 differs from region table 1"
+                        : "region table 1 is not valid (" + firstProblem + "); region table 2 is used");
+                }
             }
 
             if (_regions == null)
