@@ -327,9 +327,9 @@ namespace VDiskPS.Formats.Vhdx
                     WriteHeaders();
                 }
 
-                foreach (var page in batch)
+                foreach (VhdxLogWrite page in batch)
                 {
-                    _file.WriteAt(page.Key, page.Value);
+                    _file.WriteAt(page.FileOffset, page.Data);
                 }
 
                 _file.Flush();
@@ -343,7 +343,7 @@ namespace VDiskPS.Formats.Vhdx
             _pendingPages.Clear();
         }
 
-        private List<KeyValuePair<long, byte[]>> CollectDirtyPages()
+        private List<VhdxLogWrite> CollectDirtyPages()
         {
             var pages = new SortedDictionary<long, byte[]>();
             foreach (var page in _pendingPages)
@@ -379,7 +379,13 @@ namespace VDiskPS.Formats.Vhdx
                 }
             }
 
-            return new List<KeyValuePair<long, byte[]>>(pages);
+            var writes = new List<VhdxLogWrite>(pages.Count);
+            foreach (var page in pages)
+            {
+                writes.Add(new VhdxLogWrite { FileOffset = page.Key, Data = page.Value });
+            }
+
+            return writes;
         }
     }
 }

@@ -221,6 +221,26 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal("loge", System.Text.Encoding.ASCII.GetString(log));
         }
 
+        [Theory]
+        [InlineData(true)]
+        [InlineData(false)]
+        public void ZeroDescriptorClearsTheRun(bool writable)
+        {
+            using var dir = new TempDir();
+            var image = MakePendingLog(dir, 4096, inject: false);
+            VhdxSurgery.InjectLog(image.Path, image.LogGuid, (0, VhdxSurgery.ZeroEntry(image.LogGuid, 1, image.FileLength, image.Block0Host + 8192, 16384)));
+            if (writable)
+            {
+                using (FormatRegistry.Default.Open(image.Path, null, new OpenOptions { Writable = true }))
+                {
+                }
+            }
+
+            byte[] expected = (byte[])image.WithoutLog.Clone();
+            Array.Clear(expected, 8192, 16384);
+            Assert.Equal(expected, TestData.ReadAll(image.Path));
+        }
+
         [Fact]
         public void SequenceWhoseTailIsMissingIsNotReplayed()
         {
