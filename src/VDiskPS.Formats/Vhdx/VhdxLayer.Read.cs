@@ -21,20 +21,20 @@ namespace VDiskPS.Formats.Vhdx
                 BlockStatus first = BlockStatusAt(offset, maxLength);
                 long end = first.End;
                 long limit = offset + maxLength;
-                bool contiguous = first.HostOffset >= 0;
+
+                // Data runs merge while they stay contiguous in the file, so each run has its host offset.
                 while (end < limit && end % _blockSize == 0)
                 {
                     BlockStatus next = BlockStatusAt(end, limit - end);
-                    if (next.Kind != first.Kind)
+                    if (next.Kind != first.Kind || (first.Kind == ExtentKind.Data && next.HostOffset != first.HostOffset + (end - offset)))
                     {
                         break;
                     }
 
-                    contiguous = contiguous && next.HostOffset == first.HostOffset + (end - offset);
                     end = next.End;
                 }
 
-                return new BlockStatus(offset, end - offset, first.Kind, first.Kind == ExtentKind.Data && contiguous ? first.HostOffset : -1);
+                return first.WithLength(end - offset);
             }
         }
 

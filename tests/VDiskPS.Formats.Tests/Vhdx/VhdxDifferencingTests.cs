@@ -137,6 +137,15 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void UnsafeCreateStillRecordsTheParentsIdentity()
+        {
+            using var dir = new TempDir();
+            byte[] content = MakeParent(dir.File("parent.vhdx"));
+            CreateOperation.Create(dir.File("child.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 6 * MiB, Backing = new BackingReference("parent.vhdx", DiskFormat.Vhdx) }, unsafeBacking: true);
+            Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+        }
+
+        [Fact]
         public void ParentThatIsNotVhdxIsRefused()
         {
             using var dir = new TempDir();

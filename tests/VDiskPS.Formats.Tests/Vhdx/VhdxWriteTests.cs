@@ -156,6 +156,39 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(16L << 20, info.RootElement.GetProperty("cluster-size").GetInt64());
         }
 
+        [Fact]
+        public void PreallocationOfADynamicImageIsRefused()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Dynamic, Preallocation = Preallocation.Full }));
+            Assert.Equal("preallocation", e.Field);
+        }
+
+        [Fact]
+        public void FullPreallocationMakesAFixedImage()
+        {
+            using var dir = new TempDir();
+            var info = CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 2 << 20, Preallocation = Preallocation.Full, ClusterSize = 1 << 20 });
+            Assert.Equal("Fixed", info.Type);
+            AssertQemuClean(dir.File("p.vhdx"));
+        }
+
+        [Fact]
+        public void SubformatAndTypeMustAgree()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed, Options = OptionSet.Parse("subformat=dynamic") }));
+            Assert.Equal("subformat", e.Field);
+        }
+
+        [Fact]
+        public void DifferencingTypeNeedsAParent()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Differencing }));
+            Assert.Equal("backing", e.Field);
+        }
+
         [Theory]
         [InlineData("block_size=3M", "block_size")]
         [InlineData("block_size=512M", "block_size")]
