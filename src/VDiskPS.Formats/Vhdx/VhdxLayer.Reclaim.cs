@@ -58,8 +58,8 @@ namespace VDiskPS.Formats.Vhdx
             }
 
             BeginModification(userVisible: false);
-            DropZeroBlocks(cancel);
-            MoveBlocksIntoHoles(cancel);
+            DropZeroBlocks(progress, cancel);
+            MoveBlocksIntoHoles(progress, cancel);
             CommitMetadata();
             TruncateToUsedSpace();
             return Math.Max(0, before - _file.Length);
@@ -102,12 +102,13 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>Fully present blocks that hold only zeros become ZERO blocks ([MS-VHDX] 2.5.1.1).</summary>
-        private void DropZeroBlocks(CancellationToken cancel)
+        private void DropZeroBlocks(IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             var buffer = new byte[Math.Min(_blockSize, VhdxConstants.MiB)];
             for (long block = 0; block < _dataBlockCount; block++)
             {
                 cancel.ThrowIfCancellationRequested();
+                progress?.Report(new OperationProgress("Finding zero blocks", block * _blockSize, Size));
                 long index = BatIndexOfBlock(block);
                 ulong entry = _bat[index];
                 if (BatState.StateOf(entry) != BatState.FullyPresent)
@@ -144,7 +145,7 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>Moves the highest blocks into the lowest holes below them that they fit in whole.</summary>
-        private void MoveBlocksIntoHoles(CancellationToken cancel)
+        private void MoveBlocksIntoHoles(IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             var used = new List<(long Start, long Length, long Index)>();
             for (long index = 0; index < _bat.Length; index++)
@@ -175,6 +176,7 @@ namespace VDiskPS.Formats.Vhdx
             for (int i = used.Count - 1; i >= 0; i--)
             {
                 cancel.ThrowIfCancellationRequested();
+                progress?.Report(new OperationProgress("Moving blocks", used.Count - 1 - i, used.Count));
                 var span = used[i];
                 int hole = holes.FindIndex(h => h.Length >= span.Length && h.Start + span.Length <= span.Start);
                 if (hole < 0)
