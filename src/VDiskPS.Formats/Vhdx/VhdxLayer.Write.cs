@@ -273,9 +273,9 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>
-        /// Sends every changed metadata page through the log: data flushed, log GUID set, entries written and
-        /// flushed, pages written in place and flushed, log GUID cleared. A crash at any point leaves either
-        /// the old metadata or a log that replays to the new ([MS-VHDX] 2.3.2).
+        /// Sends every changed metadata page through the log: data flushed; entry written and flushed; header
+        /// names the log GUID; pages written in place and flushed; log GUID cleared. A crash at any point leaves
+        /// either the old metadata or a log that replays to the new ([MS-VHDX] 2.3.2).
         /// </summary>
         private void CommitMetadata()
         {
@@ -303,22 +303,20 @@ namespace VDiskPS.Formats.Vhdx
             int perEntry = VhdxLog.MaxPagesPerEntry(_header.LogLength);
             long logPosition = 0;
             ulong sequence = 1;
+
             // Both offsets are 1 MiB multiples ([MS-VHDX] 2.3.1.1); the flushed one never exceeds the real size.
             long flushedFileOffset = _file.Length / VhdxConstants.MiB * VhdxConstants.MiB;
             long lastFileOffset = AlignUp(_file.Length, VhdxConstants.MiB);
             for (int first = 0; first < pages.Count; first += perEntry)
             {
                 var batch = pages.GetRange(first, Math.Min(perEntry, pages.Count - first));
-                byte[] entry = VhdxLog.BuildEntry(batch, sequence++, logGuid, 0, flushedFileOffset, lastFileOffset);
-                if (logPosition + entry.Length > _header.LogLength)
+                if (logPosition + VhdxLog.EntryLength(batch.Count) > _header.LogLength)
                 {
                     logPosition = 0;
                 }
 
                 // Each entry is applied before the next is written, so each is a complete sequence: its tail is itself.
-                BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(12), (uint)logPosition);
-                BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), 0);
-                BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), Crc32C.Compute(entry));
+                byte[] entry = VhdxLog.BuildEntry(batch, sequence++, logGuid, (uint)logPosition, flushedFileOffset, lastFileOffset);
                 _file.WriteAt(_header.LogOffset + logPosition, entry);
                 _file.Flush();
                 if (_header.LogGuid != logGuid)

@@ -136,6 +136,9 @@ namespace VDiskPS.Formats.Vhdx
             return sequence;
         }
 
+        /// <summary>The length of an entry carrying <paramref name="pageCount"/> data pages.</summary>
+        public static long EntryLength(int pageCount) => (DescriptorSectors(pageCount) + (long)pageCount) * Sector;
+
         /// <summary>The most 4 KiB pages one entry can carry in a log of <paramref name="logLength"/> bytes.</summary>
         public static int MaxPagesPerEntry(long logLength)
         {

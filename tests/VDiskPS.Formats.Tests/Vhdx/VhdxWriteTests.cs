@@ -132,6 +132,35 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void MetadataLargerThanTheLogGoesThroughSeveralEntries()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("many.vhdx");
+            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 200L << 30, ClusterSize = 1L << 20 });
+
+            // One block per BAT page: 300 pages of BAT change, more than one entry of a 1 MiB log holds.
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                for (long page = 0; page < 300; page++)
+                {
+                    layer.Write(page * 512 * (1L << 20), new byte[] { (byte)(page + 1) });
+                }
+            }
+
+            AssertQemuClean(path);
+            using var reader = FormatRegistry.Default.Open(path, null, new OpenOptions());
+            var one = new byte[1];
+            for (long page = 0; page < 300; page += 37)
+            {
+                reader.Read(page * 512 * (1L << 20), one);
+                Assert.Equal((byte)(page + 1), one[0]);
+            }
+
+            string io = Qemu.Io("-f", "vhdx", "-c", $"read -P 44 {43L * 512 * (1L << 20)} 1", path);
+            Assert.DoesNotContain("Pattern verification failed", io);
+        }
+
+        [Fact]
         public void FixedImageHasFullFileAndFixedType()
         {
             using var dir = new TempDir();
