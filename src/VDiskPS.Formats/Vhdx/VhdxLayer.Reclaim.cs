@@ -72,7 +72,8 @@ namespace VDiskPS.Formats.Vhdx
             long first = AlignUp(offset, sectorSize);
             long last = (offset + length) / sectorSize * sectorSize;
             int state = BatState.StateOf(_bat[index]);
-            if (last <= first || (state != BatState.FullyPresent && state != BatState.PartiallyPresent))
+            bool readsZero = state == BatState.Zero || state == BatState.Unmapped || state == BatState.UnmappedDraft;
+            if (last <= first || (state != BatState.FullyPresent && state != BatState.PartiallyPresent && !readsZero))
             {
                 return;
             }
@@ -82,6 +83,13 @@ namespace VDiskPS.Formats.Vhdx
             {
                 byte[] bitmap = LoadBitmap(chunk);
                 long blockFirstBit = (block % _chunkRatio) * _sectorsPerBlock;
+                if (readsZero)
+                {
+                    // The rest of the block must keep reading as zeros: it gets fresh (zero) space of its own.
+                    SetBatEntry(index, BatState.Make(BatState.FullyPresent, AllocateSpace(_blockSize)));
+                    state = BatState.FullyPresent;
+                }
+
                 if (state == BatState.FullyPresent)
                 {
                     EnsureBitmapAllocated(chunk);

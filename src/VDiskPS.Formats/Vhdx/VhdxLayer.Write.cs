@@ -33,8 +33,8 @@ namespace VDiskPS.Formats.Vhdx
                 long host = PrepareBlockForWrite(guest, data.Slice(done, n));
                 if (host >= 0)
                 {
-                    // Consecutive runs that land next to each other on the host go out in one write.
-                    if (pendingLength > 0 && host == pendingHost + pendingLength)
+                    // Runs that follow each other in the guest and land next to each other on the host go out in one write.
+                    if (pendingLength > 0 && host == pendingHost + pendingLength && done == pendingStart + pendingLength)
                     {
                         pendingLength += n;
                     }
@@ -147,7 +147,11 @@ namespace VDiskPS.Formats.Vhdx
                 byte[] bitmap = LoadBitmap(chunk);
                 if (BatState.StateOf(_bat[index]) != BatState.PartiallyPresent)
                 {
+                    // Bits left from an earlier life of the block (discarded, zeroed) must not show the fresh space.
                     EnsureBitmapAllocated(chunk);
+                    long blockFirstBit = (block % _chunkRatio) * _sectorsPerBlock;
+                    Array.Clear(bitmap, (int)(blockFirstBit >> 3), (int)(_sectorsPerBlock >> 3));
+                    MarkBitmapDirty(chunk, blockFirstBit, _sectorsPerBlock);
                     SetBatEntry(index, BatState.Make(BatState.PartiallyPresent, AllocateSpace(_blockSize)));
                 }
 
