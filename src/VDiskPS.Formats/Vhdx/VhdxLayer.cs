@@ -48,6 +48,24 @@ namespace VDiskPS.Formats.Vhdx
 
         public override int PhysicalSectorSize => _metadata.PhysicalSectorSize;
 
+        /// <summary>The virtual disk ID (page 83 data), which a child shares with its parent.</summary>
+        internal Guid DiskIdentifier => _metadata.Page83Data;
+
+        /// <summary>Other metadata items marked IsVirtualDisk: a new child copies them ([MS-VHDX] 2.6.1.2).</summary>
+        internal IEnumerable<(Guid Id, uint Flags, byte[] Data)> VirtualDiskItems
+        {
+            get
+            {
+                foreach (var item in _metadata.OtherItems)
+                {
+                    if ((item.Flags & VhdxMetadata.FlagIsVirtualDisk) != 0)
+                    {
+                        yield return item;
+                    }
+                }
+            }
+        }
+
         /// <summary>The current header's DataWriteGuid: what a child's parent linkage records.</summary>
         public Guid DataWriteGuid => _header.DataWriteGuid;
 

@@ -18,7 +18,7 @@ namespace VDiskPS.Formats.Vhdx
         private const int EntryFlagsField = 24;
 
         private const uint FlagIsUser = 1;
-        private const uint FlagIsVirtualDisk = 2;
+        internal const uint FlagIsVirtualDisk = 2;
         private const uint FlagIsRequired = 4;
 
         private const uint ParamLeaveBlocksAllocated = 1;

@@ -59,6 +59,17 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void ChildSharesTheParentsDiskIdentifier()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            Guid? parentId = ImageInspector.Get(dir.File("parent.vhdx")).DiskIdentifier;
+            Assert.NotNull(parentId);
+            Assert.Equal(parentId, ImageInspector.Get(dir.File("child.vhdx")).DiskIdentifier);
+        }
+
+        [Fact]
         public void PartialWritesInChildMergeWithParentAndLeaveParentAlone()
         {
             using var dir = new TempDir();
