@@ -252,6 +252,17 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void DuplicateLocatorKeyIsCorruption()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            ReplaceLocator(dir.File("child.vhdx"), VhdxLayer.AbsolutePathKey, null);
+            var e = Assert.Throws<ImageCorruptException>(() => FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions()).Dispose());
+            Assert.Contains("appears twice", e.Message);
+        }
+
+        [Fact]
         public void ExternalParentPathIsRefusedWhenNotAllowed()
         {
             using var dir = new TempDir();
@@ -267,10 +278,11 @@ namespace VDiskPS.Formats.Tests.Vhdx
             long offset = VhdxSurgery.RegionOffset(path, VhdxConstants.MetadataRegion);
             byte[] region = VhdxSurgery.ReadBytes(path, offset, (int)MiB);
             VhdxMetadata metadata = VhdxMetadata.Parse(region, offset, path);
+            // A null value turns the entry into a second relative_path entry.
             var pairs = new List<KeyValuePair<string, string>>();
             foreach (var kv in metadata.ParentLocator)
             {
-                pairs.Add(kv.Key == key ? new KeyValuePair<string, string>(key, value) : kv);
+                pairs.Add(kv.Key != key ? kv : value == null ? new KeyValuePair<string, string>(VhdxLayer.RelativePathKey, kv.Value) : new KeyValuePair<string, string>(key, value));
             }
 
             metadata.ParentLocator = pairs;
