@@ -15,6 +15,8 @@ namespace VDiskPS.Formats.Vhdx
         internal const string Linkage2Key = "parent_linkage2";
 
         private const int MaxLocatorPathLength = 32767;
+
+        private bool _parentPathsSettled;
         private const string ExtendedPrefix = "\\\\?\\";
 
         public void SetBacking(BackingReference backing, ImageLayer parent)
@@ -32,6 +34,9 @@ namespace VDiskPS.Formats.Vhdx
 
             Guid linkage = ParentLinkageFor(backing, parent, Path);
             _metadata.ParentLocator = BuildParentLocator(backing.RecordedPath, Path, linkage);
+
+            // The opened Parent (if any) is the old one: its path must not be written back.
+            _parentPathsSettled = true;
             BeginModification(userVisible: false);
             QueueMetadataRewrite();
             CommitMetadata();
@@ -261,6 +266,46 @@ namespace VDiskPS.Formats.Vhdx
                 return best?.DataWriteGuid ?? throw new ImageCorruptException(path, "header", VhdxConstants.Header1Offset, "neither header is valid");
             }
         }
+
+        /// <summary>
+        /// When the chain found the parent somewhere other than the recorded relative or absolute path, the
+        /// locator is brought up to date with the next metadata commit ([MS-VHDX] 2.6.2.6.3: "update any
+        /// existing stale path entries"). Only images already being changed are touched.
+        /// </summary>
+        private void RefreshStaleParentPaths()
+        {
+            if (!_metadata.HasParent || Parent == null || _parentPathsSettled)
+            {
+                return;
+            }
+
+            _parentPathsSettled = true;
+
+            string childDirectory = System.IO.Path.GetDirectoryName(Path) ?? string.Empty;
+            string relative = _metadata.GetLocator(RelativePathKey);
+            string absolute = _metadata.GetLocator(AbsolutePathKey);
+            if (relative != null && absolute != null
+                && SamePath(BackingReference.ResolveAgainst(childDirectory, relative), Parent.Path)
+                && SamePath(BackingReference.ResolveAgainst(childDirectory, WithoutExtendedPrefix(absolute)), Parent.Path))
+            {
+                return;
+            }
+
+            Guid.TryParse(_metadata.GetLocator(LinkageKey) ?? string.Empty, out Guid linkage);
+            var locator = BuildParentLocator(Parent.Path, Path, linkage);
+            string linkage2 = _metadata.GetLocator(Linkage2Key);
+            if (linkage2 != null)
+            {
+                locator.Add(new KeyValuePair<string, string>(Linkage2Key, linkage2));
+            }
+
+            _metadata.ParentLocator = locator;
+            QueueMetadataRewrite();
+            _backing = ReadParentLocator(new OpenOptions());
+        }
+
+        private static bool SamePath(string a, string b)
+            => string.Equals(System.IO.Path.GetFullPath(a), System.IO.Path.GetFullPath(b), System.IO.Path.DirectorySeparatorChar == '\\' ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
         /// <summary>Queues the whole metadata table and items for the next commit.</summary>
         private void QueueMetadataRewrite()

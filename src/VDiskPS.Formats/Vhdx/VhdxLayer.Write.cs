@@ -288,6 +288,11 @@ namespace VDiskPS.Formats.Vhdx
                 return;
             }
 
+            if (_fileModified)
+            {
+                RefreshStaleParentPaths();
+            }
+
             var pages = CollectDirtyPages();
             if (pages.Count == 0)
             {

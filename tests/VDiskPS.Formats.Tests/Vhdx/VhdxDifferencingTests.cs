@@ -177,6 +177,35 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void WritingAChildFoundThroughAStalePathUpdatesTheLocator()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            Directory.CreateDirectory(dir.File("sub"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            File.Move(dir.File("child.vhdx"), dir.File("sub/child.vhdx"));
+            WriteChild(dir.File("sub/child.vhdx"), 0, new byte[] { 1 });
+            using var layer = FormatRegistry.Default.Open(dir.File("sub/child.vhdx"), null, new OpenOptions());
+            Assert.Equal("..\\parent.vhdx", layer.Backing.RecordedPath);
+        }
+
+        [Fact]
+        public void ReadingAChildFoundThroughAStalePathLeavesItAlone()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            Directory.CreateDirectory(dir.File("sub"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            File.Move(dir.File("child.vhdx"), dir.File("sub/child.vhdx"));
+            byte[] before = File.ReadAllBytes(dir.File("sub/child.vhdx"));
+            using (ImageChain.Open(dir.File("sub/child.vhdx"), new ChainOptions { Writable = true }))
+            {
+            }
+
+            Assert.Equal(before, File.ReadAllBytes(dir.File("sub/child.vhdx")));
+        }
+
+        [Fact]
         public void SetBackingRewritesLocatorAndLinkage()
         {
             using var dir = new TempDir();
@@ -193,6 +222,26 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
             using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
             Assert.Equal(".\\moved\\p2.vhdx", layer.Backing.RecordedPath);
+        }
+
+        [Fact]
+        public void SetBackingInAnOpenChainRecordsTheNewParent()
+        {
+            using var dir = new TempDir();
+            byte[] content = MakeParent(dir.File("parent.vhdx"));
+            File.Copy(dir.File("parent.vhdx"), dir.File("copy.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            using (var chain = ImageChain.Open(dir.File("child.vhdx"), new ChainOptions { Writable = true }))
+            using (var copy = FormatRegistry.Default.Open(dir.File("copy.vhdx"), null, new OpenOptions()))
+            {
+                chain.Top.Write(0, new byte[] { 9 });
+                ((IParentChangeableLayer)chain.Top).SetBacking(new BackingReference("copy.vhdx", DiskFormat.Vhdx), copy);
+            }
+
+            using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
+            Assert.Equal(".\\copy.vhdx", layer.Backing.RecordedPath);
+            content[0] = 9;
+            Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
         }
 
         [Fact]
