@@ -268,9 +268,10 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>
-        /// When the chain found the parent somewhere other than the recorded relative or absolute path, the
-        /// locator is brought up to date with the next metadata commit ([MS-VHDX] 2.6.2.6.3: "update any
-        /// existing stale path entries"). Only images already being changed are touched.
+        /// When the chain found the parent somewhere other than the recorded relative path, relative_path (and,
+        /// on Windows, absolute_win32_path) is brought up to date with the next metadata commit ([MS-VHDX]
+        /// 2.6.2.6.3: "update any existing stale path entries"). Other entries stay as they are, so a Win32 path
+        /// recorded by Hyper-V survives a write on another system. Only images already being changed are touched.
         /// </summary>
         private void RefreshStaleParentPaths()
         {
@@ -280,23 +281,27 @@ namespace VDiskPS.Formats.Vhdx
             }
 
             _parentPathsSettled = true;
-
             string childDirectory = System.IO.Path.GetDirectoryName(Path) ?? string.Empty;
             string relative = _metadata.GetLocator(RelativePathKey);
-            string absolute = _metadata.GetLocator(AbsolutePathKey);
-            if (relative != null && absolute != null
-                && SamePath(BackingReference.ResolveAgainst(childDirectory, relative), Parent.Path)
-                && SamePath(BackingReference.ResolveAgainst(childDirectory, WithoutExtendedPrefix(absolute)), Parent.Path))
+            if (relative != null && SamePath(BackingReference.ResolveAgainst(childDirectory, relative), Parent.Path))
             {
                 return;
             }
 
-            Guid.TryParse(_metadata.GetLocator(LinkageKey) ?? string.Empty, out Guid linkage);
-            var locator = BuildParentLocator(Parent.Path, Path, linkage);
-            string linkage2 = _metadata.GetLocator(Linkage2Key);
-            if (linkage2 != null)
+            var locator = new List<KeyValuePair<string, string>>();
+            bool onWindows = System.IO.Path.DirectorySeparatorChar == '\\';
+            foreach (var entry in _metadata.ParentLocator)
             {
-                locator.Add(new KeyValuePair<string, string>(Linkage2Key, linkage2));
+                if (entry.Key != RelativePathKey && !(onWindows && entry.Key == AbsolutePathKey))
+                {
+                    locator.Add(entry);
+                }
+            }
+
+            locator.Add(new KeyValuePair<string, string>(RelativePathKey, RelativeWindowsPath(childDirectory, Parent.Path)));
+            if (onWindows)
+            {
+                locator.Add(new KeyValuePair<string, string>(AbsolutePathKey, ExtendedLengthPath(Parent.Path)));
             }
 
             _metadata.ParentLocator = locator;

@@ -187,6 +187,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             WriteChild(dir.File("sub/child.vhdx"), 0, new byte[] { 1 });
             using var layer = FormatRegistry.Default.Open(dir.File("sub/child.vhdx"), null, new OpenOptions());
             Assert.Equal("..\\parent.vhdx", layer.Backing.RecordedPath);
+            Assert.Contains(dir.File("parent.vhdx"), layer.Backing.AlternatePaths);
         }
 
         [Fact]
