@@ -13,6 +13,8 @@ namespace VDiskPS.Formats.Vhdx
     {
         private readonly HostFile _file;
         private readonly object _gate = new object();
+        private readonly List<string> _headerProblems = new List<string>();
+        private readonly List<string> _structureProblems = new List<string>();
         private VhdxHeader _header;
         private int _currentHeaderSlot;
         private List<VhdxRegion> _regions;
@@ -25,8 +27,6 @@ namespace VDiskPS.Formats.Vhdx
         private long _chunkRatio;
         private long _dataBlockCount;
         private BackingReference _backing;
-        private readonly List<string> _headerProblems = new List<string>();
-        private readonly List<string> _structureProblems = new List<string>();
 
         private VhdxLayer(HostFile file, bool writable)
             : base(file.Path, writable)
@@ -98,7 +98,7 @@ namespace VDiskPS.Formats.Vhdx
             info.Subformat = DiskType.ToString().ToLowerInvariant();
             info.DiskIdentifier = _metadata.Page83Data;
             info.Dirty = _pendingLogInMemory;
-            info.Corrupt = _batProblems.Count > 0;
+            info.Corrupt = _batProblems.Count > 0 || _structureProblems.Count > 0 || _logWithoutSequence;
             info.LogicalSectorSize = LogicalSectorSize;
             info.PhysicalSectorSize = PhysicalSectorSize;
 
