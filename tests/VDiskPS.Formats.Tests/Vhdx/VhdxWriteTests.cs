@@ -124,7 +124,10 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 layer.Write(1L << 20, TestData.Pattern(1 << 20, 8));
 
                 // What the disk holds if the process dies now: data written, BAT update not yet committed.
-                Qemu.Run("cp", new[] { path, snapshot }, expectSuccess: true);
+                using var held = HostFile.Open(path, HostAccess.ReadIgnoringWriters);
+                var bytes = new byte[held.Length];
+                held.ReadExactly(0, bytes, "snapshot");
+                File.WriteAllBytes(snapshot, bytes);
             }
 
             AssertQemuClean(snapshot);
