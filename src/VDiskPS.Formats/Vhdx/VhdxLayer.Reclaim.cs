@@ -180,14 +180,17 @@ namespace VDiskPS.Formats.Vhdx
                 cursor = Math.Max(cursor, span.Start + span.Length);
             }
 
+            // Holes only shrink, so the lowest hole that fits a payload block (or a bitmap) only moves up.
             var buffer = new byte[VhdxConstants.MiB];
+            int blockCursor = 0;
+            int bitmapCursor = 0;
             for (int i = used.Count - 1; i >= 0; i--)
             {
                 cancel.ThrowIfCancellationRequested();
                 progress?.Report(new OperationProgress("Moving blocks", used.Count - 1 - i, used.Count));
                 var span = used[i];
-                int hole = holes.FindIndex(h => h.Length >= span.Length && h.Start + span.Length <= span.Start);
-                if (hole < 0)
+                int hole = span.Length == _blockSize ? LowestHole(holes, ref blockCursor, span.Length) : LowestHole(holes, ref bitmapCursor, span.Length);
+                if (hole >= holes.Count || holes[hole].Start + span.Length > span.Start)
                 {
                     continue;
                 }
@@ -203,12 +206,22 @@ namespace VDiskPS.Formats.Vhdx
                 ulong entry = _bat[span.Index];
                 SetBatEntry(span.Index, BatState.Make(BatState.StateOf(entry), target));
                 long chunk = (span.Index - _chunkRatio) / (_chunkRatio + 1);
-                if ((span.Index % (_chunkRatio + 1)) == _chunkRatio && _bitmaps.ContainsKey(chunk))
+                if ((span.Index % (_chunkRatio + 1)) == _chunkRatio && _dirtyBitmapChunks.Contains(chunk))
                 {
                     // A cached bitmap with uncommitted changes is written out whole at its new place.
                     MarkBitmapDirty(chunk, 0, VhdxConstants.SectorsPerBitmapBlock);
                 }
             }
+        }
+
+        private static int LowestHole(List<(long Start, long Length)> holes, ref int cursor, long length)
+        {
+            while (cursor < holes.Count && holes[cursor].Length < length)
+            {
+                cursor++;
+            }
+
+            return cursor;
         }
     }
 }

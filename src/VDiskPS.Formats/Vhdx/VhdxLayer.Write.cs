@@ -12,6 +12,7 @@ namespace VDiskPS.Formats.Vhdx
 
         private readonly SortedSet<long> _dirtyBatPages = new SortedSet<long>();
         private readonly SortedSet<long> _dirtyBitmapPages = new SortedSet<long>();
+        private readonly HashSet<long> _dirtyBitmapChunks = new HashSet<long>();
         private readonly SortedDictionary<long, byte[]> _pendingPages = new SortedDictionary<long, byte[]>();
         private bool _fileModified;
         private bool _dataModified;
@@ -232,6 +233,8 @@ namespace VDiskPS.Formats.Vhdx
             {
                 _dirtyBitmapPages.Add((chunk * BitmapPagesPerBlock) + page);
             }
+
+            _dirtyBitmapChunks.Add(chunk);
         }
 
         /// <summary>Reserves <paramref name="length"/> bytes (a 1 MiB multiple) at the end of the file.</summary>
@@ -347,6 +350,7 @@ namespace VDiskPS.Formats.Vhdx
             WriteHeaders();
             _dirtyBatPages.Clear();
             _dirtyBitmapPages.Clear();
+            _dirtyBitmapChunks.Clear();
             _pendingPages.Clear();
         }
 

@@ -118,6 +118,38 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void ManySectorBitmapsStayCorrectBeyondTheCache()
+        {
+            using var dir = new TempDir();
+            const long chunk = 4L << 30;
+            CreateOperation.Create(dir.File("parent.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 80 * chunk, ClusterSize = MiB });
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            using (var chain = ImageChain.Open(dir.File("child.vhdx"), new ChainOptions { Writable = true }))
+            {
+                for (int i = 0; i < 80; i++)
+                {
+                    chain.Top.Write((i * chunk) + 512, new[] { (byte)(i + 1) });
+                }
+
+                chain.Top.Flush();
+                var one = new byte[1];
+                for (int i = 79; i >= 0; i--)
+                {
+                    chain.Top.Read((i * chunk) + 512, one);
+                    Assert.Equal((byte)(i + 1), one[0]);
+                }
+            }
+
+            using var reader = ImageChain.Open(dir.File("child.vhdx"));
+            var two = new byte[2];
+            for (int i = 0; i < 80; i++)
+            {
+                reader.Read((i * chunk) + 511, two);
+                Assert.Equal(new byte[] { 0, (byte)(i + 1) }, two);
+            }
+        }
+
+        [Fact]
         public void FourKibSectorChildFillsPartialSectorsFromParent()
         {
             using var dir = new TempDir();
