@@ -172,6 +172,12 @@ namespace VDiskPS.Formats.Vhdx
                 MarkBitmapDirty(chunk, firstBit, bitCount);
                 PromoteIfFull(block, index, bitmap);
             }
+
+            // Dirty bitmaps stay in memory until committed: commit before they outgrow the cache.
+            if (_dirtyBitmapChunks.Count > MaxCachedBitmaps)
+            {
+                CommitMetadata();
+            }
         }
 
         private static void SetBits(byte[] bitmap, long first, long count)
