@@ -67,7 +67,7 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>The current header's DataWriteGuid: what a child's parent linkage records.</summary>
-        public Guid DataWriteGuid => _header.DataWriteGuid;
+        internal Guid DataWriteGuid => _header.DataWriteGuid;
 
         internal static VhdxLayer Open(string path, OpenOptions options)
         {
