@@ -27,6 +27,11 @@ namespace VDiskPS.Formats.Vhdx
 
         public List<KeyValuePair<string, string>> ParentLocator { get; private set; }
 
+        /// <summary>The virtual disk ID: new, or the parent's for a child ([MS-VHDX] 2.6.1.2: forking copies virtual disk metadata).</summary>
+        public Guid DiskIdentifier { get; private set; } = Guid.NewGuid();
+
+        public List<(Guid Id, uint Flags, byte[] Data)> InheritedItems { get; } = new List<(Guid, uint, byte[])>();
+
         private static readonly string[] s_names = { "size", "subformat", "block_size", "log_size", "block_state_zero", "logical_sector_size" };
 
         public static VhdxCreateOptions From(string path, CreateRequest request)
@@ -114,6 +119,12 @@ namespace VDiskPS.Formats.Vhdx
 
             result.BlockStateZeroGiven = blockStateZero.HasValue;
             result.BlockStateZero = blockStateZero ?? true;
+            if (parent != null)
+            {
+                result.DiskIdentifier = parent.DiskIdentifier;
+                result.InheritedItems.AddRange(parent.VirtualDiskItems);
+            }
+
             if (differencing && path != null)
             {
                 Guid linkage = VhdxLayer.ParentLinkageFor(request.Backing, request.BackingLayer, path);

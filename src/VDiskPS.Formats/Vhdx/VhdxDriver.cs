@@ -99,11 +99,12 @@ namespace VDiskPS.Formats.Vhdx
                 LeaveBlocksAllocated = options.Type == DiskType.Fixed,
                 HasParent = options.Type == DiskType.Differencing,
                 VirtualSize = options.Size,
-                Page83Data = Guid.NewGuid(),
+                Page83Data = options.DiskIdentifier,
                 LogicalSectorSize = options.LogicalSectorSize,
                 PhysicalSectorSize = options.PhysicalSectorSize,
                 ParentLocator = options.ParentLocator,
             };
+            metadata.OtherItems.AddRange(options.InheritedItems);
             file.WriteAt(layout.MetadataOffset, metadata.Build(layout.MetadataLength));
 
             long end = layout.DataStart;

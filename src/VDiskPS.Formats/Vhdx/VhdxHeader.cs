@@ -34,8 +34,6 @@ namespace VDiskPS.Formats.Vhdx
 
         public long LogOffset { get; set; }
 
-        public VhdxHeader Clone() => (VhdxHeader)MemberwiseClone();
-
         /// <summary>Parses a header, or returns null with the reason when it is not valid (a torn header is normal after a crash).</summary>
         public static VhdxHeader TryParse(ReadOnlySpan<byte> block, out string problem)
         {

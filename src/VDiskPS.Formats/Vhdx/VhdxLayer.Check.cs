@@ -22,6 +22,28 @@ namespace VDiskPS.Formats.Vhdx
                 result.Messages.Add("the log was replayed when the image was opened");
             }
 
+            if (_logWithoutSequence)
+            {
+                result.Corruptions++;
+                result.Messages.Add($"the header names log {_header.LogGuid:B} but the log holds no valid sequence for it");
+            }
+
+            result.Corruptions += _structureProblems.Count;
+            foreach (string problem in _structureProblems)
+            {
+                result.Messages.Add(problem);
+            }
+
+            foreach (string problem in _headerProblems)
+            {
+                result.Messages.Add(problem);
+            }
+
+            if (repair == RepairMode.All && IsWritable)
+            {
+                RepairStructures(result);
+            }
+
             lock (_gate)
             {
                 CountBlocks(result);
@@ -39,7 +61,7 @@ namespace VDiskPS.Formats.Vhdx
                 // A block whose space is unusable loses its data; it reads as zeros (or from the parent) again.
                 BeginModification(userVisible: true);
                 long fixedCount = 0;
-                foreach (long index in new List<long>(_badBatEntries))
+                foreach (long index in _badBatEntries.ToList())
                 {
                     SetBatEntry(index, 0);
                     fixedCount++;
@@ -51,6 +73,42 @@ namespace VDiskPS.Formats.Vhdx
             }
 
             return result;
+        }
+
+        /// <summary>Rewrites both headers (clearing a log GUID without a sequence) and both region tables.</summary>
+        private void RepairStructures(VDiskCheckResult result)
+        {
+            if (_logWithoutSequence || _headerProblems.Count > 0)
+            {
+                BeginModification(userVisible: false);
+                _header.LogGuid = Guid.Empty;
+                WriteHeaders();
+                if (_logWithoutSequence)
+                {
+                    result.Corruptions--;
+                    result.CorruptionsFixed++;
+                    _logWithoutSequence = false;
+                }
+
+                _headerProblems.Clear();
+            }
+
+            if (_structureProblems.Count > 0)
+            {
+                BeginModification(userVisible: false);
+                byte[] table = VhdxRegionTable.Build(_regions);
+                for (int page = 0; page < table.Length; page += VhdxConstants.LogSectorLength)
+                {
+                    byte[] data = table.AsSpan(page, VhdxConstants.LogSectorLength).ToArray();
+                    _pendingPages[VhdxConstants.RegionTable1Offset + page] = data;
+                    _pendingPages[VhdxConstants.RegionTable2Offset + page] = data;
+                }
+
+                CommitMetadata();
+                result.Corruptions -= _structureProblems.Count;
+                result.CorruptionsFixed += _structureProblems.Count;
+                _structureProblems.Clear();
+            }
         }
 
         private void CountBlocks(VDiskCheckResult result)

@@ -13,6 +13,7 @@ namespace VDiskPS.Formats.Vhdx
         private long _overlayLength;
         private bool _pendingLogInMemory;
         private bool _logReplayedOnDisk;
+        private bool _logWithoutSequence;
 
         /// <summary>The file length as the image sees it (a replay in memory may extend it).</summary>
         private long ViewLength => Math.Max(_file.Length, _overlayLength);
@@ -86,7 +87,9 @@ namespace VDiskPS.Formats.Vhdx
             VhdxLogSequence sequence = VhdxLog.FindActiveSequence(log, _header.LogGuid, Path, _header.LogOffset);
             if (sequence == null)
             {
-                // A log GUID without a valid entry: nothing was committed to the log ([MS-VHDX] 2.3.3).
+                // A log GUID without a valid sequence. [MS-VHDX] 2.3.3 calls the file corrupt; like qemu, open it
+                // as if the log were empty (nothing reached the log) and let Check report it.
+                _logWithoutSequence = true;
                 return;
             }
 

@@ -16,6 +16,9 @@ namespace VDiskPS.Formats.Vhdx
 
         private const int MaxLocatorPathLength = 32767;
 
+        private bool _parentPathsSettled;
+        private const string ExtendedPrefix = "\\\\?\\";
+
         public void SetBacking(BackingReference backing, ImageLayer parent)
         {
             EnsureWritable();
@@ -31,6 +34,9 @@ namespace VDiskPS.Formats.Vhdx
 
             Guid linkage = ParentLinkageFor(backing, parent, Path);
             _metadata.ParentLocator = BuildParentLocator(backing.RecordedPath, Path, linkage);
+
+            // The opened Parent (if any) is the old one: its path must not be written back.
+            _parentPathsSettled = true;
             BeginModification(userVisible: false);
             QueueMetadataRewrite();
             CommitMetadata();
@@ -69,8 +75,31 @@ namespace VDiskPS.Formats.Vhdx
             {
                 new KeyValuePair<string, string>(LinkageKey, linkage.ToString("B")),
                 new KeyValuePair<string, string>(RelativePathKey, RelativeWindowsPath(childDirectory, absolute)),
-                new KeyValuePair<string, string>(AbsolutePathKey, absolute),
+                new KeyValuePair<string, string>(AbsolutePathKey, ExtendedLengthPath(absolute)),
             };
+        }
+
+        /// <summary>absolute_win32_path is an extended-length path ("\\?\d:\dir\file.vhdx") on Windows; elsewhere the plain full path.</summary>
+        private static string ExtendedLengthPath(string fullPath)
+        {
+            if (System.IO.Path.DirectorySeparatorChar != '\\' || fullPath.StartsWith(ExtendedPrefix, StringComparison.Ordinal))
+            {
+                return fullPath;
+            }
+
+            return fullPath.StartsWith("\\\\", StringComparison.Ordinal) ? ExtendedPrefix + "UNC\\" + fullPath.Substring(2) : ExtendedPrefix + fullPath;
+        }
+
+        /// <summary>The path as a Hyper-V user reads it, without the extended-length prefix.</summary>
+        internal static string WithoutExtendedPrefix(string path)
+        {
+            if (!path.StartsWith(ExtendedPrefix, StringComparison.Ordinal))
+            {
+                return path;
+            }
+
+            string rest = path.Substring(ExtendedPrefix.Length);
+            return rest.StartsWith("UNC\\", StringComparison.OrdinalIgnoreCase) ? "\\\\" + rest.Substring(4) : rest;
         }
 
         /// <summary>".\name.vhdx" or "..\dir\name.vhdx", as Hyper-V records relative_path.</summary>
@@ -121,7 +150,7 @@ namespace VDiskPS.Formats.Vhdx
             }
             else
             {
-                foreach (string candidate in new[] { absolute, volume })
+                foreach (string candidate in new[] { volume, absolute })
                 {
                     if (candidate != null && candidate != main)
                     {
@@ -237,6 +266,51 @@ namespace VDiskPS.Formats.Vhdx
                 return best?.DataWriteGuid ?? throw new ImageCorruptException(path, "header", VhdxConstants.Header1Offset, "neither header is valid");
             }
         }
+
+        /// <summary>
+        /// When the chain found the parent somewhere other than the recorded relative path, relative_path (and,
+        /// on Windows, absolute_win32_path) is brought up to date with the next metadata commit ([MS-VHDX]
+        /// 2.6.2.6.3: "update any existing stale path entries"). Other entries stay as they are, so a Win32 path
+        /// recorded by Hyper-V survives a write on another system. Only images already being changed are touched.
+        /// </summary>
+        private void RefreshStaleParentPaths()
+        {
+            if (!_metadata.HasParent || Parent == null || _parentPathsSettled)
+            {
+                return;
+            }
+
+            _parentPathsSettled = true;
+            string childDirectory = System.IO.Path.GetDirectoryName(Path) ?? string.Empty;
+            string relative = _metadata.GetLocator(RelativePathKey);
+            if (relative != null && SamePath(BackingReference.ResolveAgainst(childDirectory, relative), Parent.Path))
+            {
+                return;
+            }
+
+            var locator = new List<KeyValuePair<string, string>>();
+            bool onWindows = System.IO.Path.DirectorySeparatorChar == '\\';
+            foreach (var entry in _metadata.ParentLocator)
+            {
+                if (entry.Key != RelativePathKey && !(onWindows && entry.Key == AbsolutePathKey))
+                {
+                    locator.Add(entry);
+                }
+            }
+
+            locator.Add(new KeyValuePair<string, string>(RelativePathKey, RelativeWindowsPath(childDirectory, Parent.Path)));
+            if (onWindows)
+            {
+                locator.Add(new KeyValuePair<string, string>(AbsolutePathKey, ExtendedLengthPath(Parent.Path)));
+            }
+
+            _metadata.ParentLocator = locator;
+            QueueMetadataRewrite();
+            _backing = ReadParentLocator(new OpenOptions());
+        }
+
+        private static bool SamePath(string a, string b)
+            => string.Equals(System.IO.Path.GetFullPath(a), System.IO.Path.GetFullPath(b), System.IO.Path.DirectorySeparatorChar == '\\' ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
         /// <summary>Queues the whole metadata table and items for the next commit.</summary>
         private void QueueMetadataRewrite()

@@ -7,10 +7,11 @@ namespace VDiskPS.Formats.Vhdx
     public sealed partial class VhdxLayer
     {
         private const int MaxReportedProblems = 100;
+        private const int MaxCachedBitmaps = 64;
 
         private readonly Dictionary<long, byte[]> _bitmaps = new Dictionary<long, byte[]>();
         private readonly List<string> _batProblems = new List<string>();
-        private readonly HashSet<long> _badBatEntries = new HashSet<long>();
+        private readonly VhdxEntrySet _badBatEntries = new VhdxEntrySet();
         private long _fileEnd;
 
         public override BlockStatus GetBlockStatus(long offset, long maxLength)
@@ -21,20 +22,20 @@ namespace VDiskPS.Formats.Vhdx
                 BlockStatus first = BlockStatusAt(offset, maxLength);
                 long end = first.End;
                 long limit = offset + maxLength;
-                bool contiguous = first.HostOffset >= 0;
+
+                // Data runs merge while they stay contiguous in the file, so each run has its host offset.
                 while (end < limit && end % _blockSize == 0)
                 {
                     BlockStatus next = BlockStatusAt(end, limit - end);
-                    if (next.Kind != first.Kind)
+                    if (next.Kind != first.Kind || (first.Kind == ExtentKind.Data && next.HostOffset != first.HostOffset + (end - offset)))
                     {
                         break;
                     }
 
-                    contiguous = contiguous && next.HostOffset == first.HostOffset + (end - offset);
                     end = next.End;
                 }
 
-                return new BlockStatus(offset, end - offset, first.Kind, first.Kind == ExtentKind.Data && contiguous ? first.HostOffset : -1);
+                return first.WithLength(end - offset);
             }
         }
 
@@ -138,6 +139,18 @@ namespace VDiskPS.Formats.Vhdx
                 throw new ImageCorruptException(Path, $"BAT entry {index}", BatEntryFileOffset(index), $"sector bitmap state {BatState.StateOf(entry)} is not defined");
             }
 
+            if (_bitmaps.Count >= MaxCachedBitmaps)
+            {
+                // Each bitmap is 1 MiB: keep the ones with uncommitted changes, drop the rest.
+                foreach (long cached in new List<long>(_bitmaps.Keys))
+                {
+                    if (!_dirtyBitmapChunks.Contains(cached))
+                    {
+                        _bitmaps.Remove(cached);
+                    }
+                }
+            }
+
             _bitmaps[chunk] = bitmap;
             return bitmap;
         }
@@ -152,12 +165,14 @@ namespace VDiskPS.Formats.Vhdx
 
         /// <summary>
         /// Notes every BAT entry that points past the end of the file or into the header section, log or a
-        /// region; reads of such blocks fail and Check reports them.
+        /// region; reads of such blocks fail and Check reports them. Linear in the BAT, whatever the region count.
         /// </summary>
         private void ValidateBatEntries()
         {
             long fileLength = ViewLength;
             long logEnd = _header.LogOffset + _header.LogLength;
+            var regions = _regions.ToArray();
+            Array.Sort(regions, (a, b) => a.FileOffset.CompareTo(b.FileOffset));
             for (long index = 0; index < _bat.Length; index++)
             {
                 ulong entry = _bat[index];
@@ -171,40 +186,46 @@ namespace VDiskPS.Formats.Vhdx
 
                 long start = BatState.OffsetOf(entry);
                 long length = isBitmap ? VhdxConstants.SectorBitmapBlockLength : _blockSize;
-                string problem = null;
-                if (!isBitmap && state == BatState.PartiallyPresent && !_metadata.HasParent)
+                bool partialWithoutParent = !isBitmap && state == BatState.PartiallyPresent && !_metadata.HasParent;
+                bool pastEnd = start + length > fileLength;
+                bool inHeaderOrLog = start < VhdxConstants.HeaderSectionLength || (start < logEnd && _header.LogOffset < start + length);
+                VhdxRegion region = partialWithoutParent || pastEnd || inHeaderOrLog ? null : OverlappingRegion(regions, start, start + length);
+                if (!partialWithoutParent && !pastEnd && !inHeaderOrLog && region == null)
                 {
-                    problem = "a partially present block in an image without a parent";
+                    continue;
                 }
-                else if (start + length > fileLength)
+
+                _badBatEntries.Add(index, _bat.Length);
+                if (_batProblems.Count < MaxReportedProblems)
                 {
-                    problem = $"the block ({start}+{length}) extends past the end of the {fileLength}-byte file";
+                    string problem = partialWithoutParent ? "a partially present block in an image without a parent"
+                        : pastEnd ? $"the block ({start}+{length}) extends past the end of the {fileLength}-byte file"
+                        : inHeaderOrLog ? $"the block ({start}+{length}) overlaps the header section or the log"
+                        : $"the block ({start}+{length}) overlaps the {(region.Id == VhdxConstants.BatRegion ? "BAT" : region.Id == VhdxConstants.MetadataRegion ? "metadata" : region.Id.ToString())} region";
+                    _batProblems.Add($"BAT entry {index} at offset {BatEntryFileOffset(index)}: {problem}");
                 }
-                else if (start < VhdxConstants.HeaderSectionLength || (start < logEnd && _header.LogOffset < start + length))
+            }
+        }
+
+        /// <summary>The region overlapping [start, end) among regions sorted by offset (they do not overlap each other).</summary>
+        private static VhdxRegion OverlappingRegion(VhdxRegion[] sorted, long start, long end)
+        {
+            int low = 0, high = sorted.Length - 1, last = -1;
+            while (low <= high)
+            {
+                int middle = (low + high) / 2;
+                if (sorted[middle].FileOffset < end)
                 {
-                    problem = $"the block ({start}+{length}) overlaps the header section or the log";
+                    last = middle;
+                    low = middle + 1;
                 }
                 else
                 {
-                    foreach (VhdxRegion region in _regions)
-                    {
-                        if (start < region.End && region.FileOffset < start + length)
-                        {
-                            problem = $"the block ({start}+{length}) overlaps the {(region.Id == VhdxConstants.BatRegion ? "BAT" : region.Id == VhdxConstants.MetadataRegion ? "metadata" : region.Id.ToString())} region";
-                            break;
-                        }
-                    }
-                }
-
-                if (problem != null)
-                {
-                    _badBatEntries.Add(index);
-                    if (_batProblems.Count < MaxReportedProblems)
-                    {
-                        _batProblems.Add($"BAT entry {index} at offset {BatEntryFileOffset(index)}: {problem}");
-                    }
+                    high = middle - 1;
                 }
             }
+
+            return last >= 0 && sorted[last].End > start ? sorted[last] : null;
         }
     }
 }

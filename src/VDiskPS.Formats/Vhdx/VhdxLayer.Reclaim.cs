@@ -58,8 +58,8 @@ namespace VDiskPS.Formats.Vhdx
             }
 
             BeginModification(userVisible: false);
-            DropZeroBlocks(cancel);
-            MoveBlocksIntoHoles(cancel);
+            DropZeroBlocks(progress, cancel);
+            MoveBlocksIntoHoles(progress, cancel);
             CommitMetadata();
             TruncateToUsedSpace();
             return Math.Max(0, before - _file.Length);
@@ -72,7 +72,8 @@ namespace VDiskPS.Formats.Vhdx
             long first = AlignUp(offset, sectorSize);
             long last = (offset + length) / sectorSize * sectorSize;
             int state = BatState.StateOf(_bat[index]);
-            if (last <= first || (state != BatState.FullyPresent && state != BatState.PartiallyPresent))
+            bool readsZero = state == BatState.Zero || state == BatState.Unmapped || state == BatState.UnmappedDraft;
+            if (last <= first || (state != BatState.FullyPresent && state != BatState.PartiallyPresent && !readsZero))
             {
                 return;
             }
@@ -82,6 +83,13 @@ namespace VDiskPS.Formats.Vhdx
             {
                 byte[] bitmap = LoadBitmap(chunk);
                 long blockFirstBit = (block % _chunkRatio) * _sectorsPerBlock;
+                if (readsZero)
+                {
+                    // The rest of the block must keep reading as zeros: it gets fresh (zero) space of its own.
+                    SetBatEntry(index, BatState.Make(BatState.FullyPresent, AllocateSpace(_blockSize)));
+                    state = BatState.FullyPresent;
+                }
+
                 if (state == BatState.FullyPresent)
                 {
                     EnsureBitmapAllocated(chunk);
@@ -102,12 +110,13 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>Fully present blocks that hold only zeros become ZERO blocks ([MS-VHDX] 2.5.1.1).</summary>
-        private void DropZeroBlocks(CancellationToken cancel)
+        private void DropZeroBlocks(IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             var buffer = new byte[Math.Min(_blockSize, VhdxConstants.MiB)];
             for (long block = 0; block < _dataBlockCount; block++)
             {
                 cancel.ThrowIfCancellationRequested();
+                progress?.Report(new OperationProgress("Finding zero blocks", block * _blockSize, Size));
                 long index = BatIndexOfBlock(block);
                 ulong entry = _bat[index];
                 if (BatState.StateOf(entry) != BatState.FullyPresent)
@@ -144,7 +153,7 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>Moves the highest blocks into the lowest holes below them that they fit in whole.</summary>
-        private void MoveBlocksIntoHoles(CancellationToken cancel)
+        private void MoveBlocksIntoHoles(IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             var used = new List<(long Start, long Length, long Index)>();
             for (long index = 0; index < _bat.Length; index++)
@@ -171,13 +180,17 @@ namespace VDiskPS.Formats.Vhdx
                 cursor = Math.Max(cursor, span.Start + span.Length);
             }
 
+            // Holes only shrink, so the lowest hole that fits a payload block (or a bitmap) only moves up.
             var buffer = new byte[VhdxConstants.MiB];
+            int blockCursor = 0;
+            int bitmapCursor = 0;
             for (int i = used.Count - 1; i >= 0; i--)
             {
                 cancel.ThrowIfCancellationRequested();
+                progress?.Report(new OperationProgress("Moving blocks", used.Count - 1 - i, used.Count));
                 var span = used[i];
-                int hole = holes.FindIndex(h => h.Length >= span.Length && h.Start + span.Length <= span.Start);
-                if (hole < 0)
+                int hole = span.Length == _blockSize ? LowestHole(holes, ref blockCursor, span.Length) : LowestHole(holes, ref bitmapCursor, span.Length);
+                if (hole >= holes.Count || holes[hole].Start + span.Length > span.Start)
                 {
                     continue;
                 }
@@ -193,12 +206,22 @@ namespace VDiskPS.Formats.Vhdx
                 ulong entry = _bat[span.Index];
                 SetBatEntry(span.Index, BatState.Make(BatState.StateOf(entry), target));
                 long chunk = (span.Index - _chunkRatio) / (_chunkRatio + 1);
-                if ((span.Index % (_chunkRatio + 1)) == _chunkRatio && _bitmaps.ContainsKey(chunk))
+                if ((span.Index % (_chunkRatio + 1)) == _chunkRatio && _dirtyBitmapChunks.Contains(chunk))
                 {
                     // A cached bitmap with uncommitted changes is written out whole at its new place.
                     MarkBitmapDirty(chunk, 0, VhdxConstants.SectorsPerBitmapBlock);
                 }
             }
+        }
+
+        private static int LowestHole(List<(long Start, long Length)> holes, ref int cursor, long length)
+        {
+            while (cursor < holes.Count && holes[cursor].Length < length)
+            {
+                cursor++;
+            }
+
+            return cursor;
         }
     }
 }

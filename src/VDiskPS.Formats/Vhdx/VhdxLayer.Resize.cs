@@ -49,6 +49,12 @@ namespace VDiskPS.Formats.Vhdx
 
             _metadata.VirtualSize = newSize;
             ComputeGeometry();
+            if (newSize > oldSize && _metadata.HasParent)
+            {
+                // Like qemu, a grown area reads as zeros, even where the parent holds data.
+                WriteZeroesCore(oldSize, newSize - oldSize);
+            }
+
             QueueMetadataRewrite();
             CommitMetadata();
             if (newSize < oldSize)

@@ -12,6 +12,7 @@ namespace VDiskPS.Formats.Vhdx
 
         private readonly SortedSet<long> _dirtyBatPages = new SortedSet<long>();
         private readonly SortedSet<long> _dirtyBitmapPages = new SortedSet<long>();
+        private readonly HashSet<long> _dirtyBitmapChunks = new HashSet<long>();
         private readonly SortedDictionary<long, byte[]> _pendingPages = new SortedDictionary<long, byte[]>();
         private bool _fileModified;
         private bool _dataModified;
@@ -33,8 +34,8 @@ namespace VDiskPS.Formats.Vhdx
                 long host = PrepareBlockForWrite(guest, data.Slice(done, n));
                 if (host >= 0)
                 {
-                    // Consecutive runs that land next to each other on the host go out in one write.
-                    if (pendingLength > 0 && host == pendingHost + pendingLength)
+                    // Runs that follow each other in the guest and land next to each other on the host go out in one write.
+                    if (pendingLength > 0 && host == pendingHost + pendingLength && done == pendingStart + pendingLength)
                     {
                         pendingLength += n;
                     }
@@ -147,7 +148,11 @@ namespace VDiskPS.Formats.Vhdx
                 byte[] bitmap = LoadBitmap(chunk);
                 if (BatState.StateOf(_bat[index]) != BatState.PartiallyPresent)
                 {
+                    // Bits left from an earlier life of the block (discarded, zeroed) must not show the fresh space.
                     EnsureBitmapAllocated(chunk);
+                    long blockFirstBit = (block % _chunkRatio) * _sectorsPerBlock;
+                    Array.Clear(bitmap, (int)(blockFirstBit >> 3), (int)(_sectorsPerBlock >> 3));
+                    MarkBitmapDirty(chunk, blockFirstBit, _sectorsPerBlock);
                     SetBatEntry(index, BatState.Make(BatState.PartiallyPresent, AllocateSpace(_blockSize)));
                 }
 
@@ -166,6 +171,12 @@ namespace VDiskPS.Formats.Vhdx
                 SetBits(bitmap, firstBit, bitCount);
                 MarkBitmapDirty(chunk, firstBit, bitCount);
                 PromoteIfFull(block, index, bitmap);
+            }
+
+            // Dirty bitmaps stay in memory until committed: commit before they outgrow the cache.
+            if (_dirtyBitmapChunks.Count > MaxCachedBitmaps)
+            {
+                CommitMetadata();
             }
         }
 
@@ -228,6 +239,8 @@ namespace VDiskPS.Formats.Vhdx
             {
                 _dirtyBitmapPages.Add((chunk * BitmapPagesPerBlock) + page);
             }
+
+            _dirtyBitmapChunks.Add(chunk);
         }
 
         /// <summary>Reserves <paramref name="length"/> bytes (a 1 MiB multiple) at the end of the file.</summary>
@@ -273,15 +286,20 @@ namespace VDiskPS.Formats.Vhdx
         }
 
         /// <summary>
-        /// Sends every changed metadata page through the log: data flushed, log GUID set, entries written and
-        /// flushed, pages written in place and flushed, log GUID cleared. A crash at any point leaves either
-        /// the old metadata or a log that replays to the new ([MS-VHDX] 2.3.2).
+        /// Sends every changed metadata page through the log: data flushed; entry written and flushed; header
+        /// names the log GUID; pages written in place and flushed; log GUID cleared. A crash at any point leaves
+        /// either the old metadata or a log that replays to the new ([MS-VHDX] 2.3.2).
         /// </summary>
         private void CommitMetadata()
         {
             if (!IsWritable)
             {
                 return;
+            }
+
+            if (_fileModified)
+            {
+                RefreshStaleParentPaths();
             }
 
             var pages = CollectDirtyPages();
@@ -297,31 +315,37 @@ namespace VDiskPS.Formats.Vhdx
             }
 
             _file.Flush();
-            _header.LogGuid = Guid.NewGuid();
-            WriteHeaders();
 
+            // The first entry is stable before the header names its log GUID, so the header never points at an empty log.
+            Guid logGuid = Guid.NewGuid();
             int perEntry = VhdxLog.MaxPagesPerEntry(_header.LogLength);
             long logPosition = 0;
             ulong sequence = 1;
-            long fileLength = _file.Length;
+
+            // Both offsets are 1 MiB multiples ([MS-VHDX] 2.3.1.1); the flushed one never exceeds the real size.
+            long flushedFileOffset = _file.Length / VhdxConstants.MiB * VhdxConstants.MiB;
+            long lastFileOffset = AlignUp(_file.Length, VhdxConstants.MiB);
             for (int first = 0; first < pages.Count; first += perEntry)
             {
                 var batch = pages.GetRange(first, Math.Min(perEntry, pages.Count - first));
-                byte[] entry = VhdxLog.BuildEntry(batch, sequence++, _header.LogGuid, 0, fileLength, fileLength);
-                if (logPosition + entry.Length > _header.LogLength)
+                if (logPosition + VhdxLog.EntryLength(batch.Count) > _header.LogLength)
                 {
                     logPosition = 0;
                 }
 
                 // Each entry is applied before the next is written, so each is a complete sequence: its tail is itself.
-                BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(12), (uint)logPosition);
-                BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), 0);
-                BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(4), Crc32C.Compute(entry));
+                byte[] entry = VhdxLog.BuildEntry(batch, sequence++, logGuid, (uint)logPosition, flushedFileOffset, lastFileOffset);
                 _file.WriteAt(_header.LogOffset + logPosition, entry);
                 _file.Flush();
-                foreach (var page in batch)
+                if (_header.LogGuid != logGuid)
                 {
-                    _file.WriteAt(page.Key, page.Value);
+                    _header.LogGuid = logGuid;
+                    WriteHeaders();
+                }
+
+                foreach (VhdxLogWrite page in batch)
+                {
+                    _file.WriteAt(page.FileOffset, page.Data);
                 }
 
                 _file.Flush();
@@ -332,10 +356,11 @@ namespace VDiskPS.Formats.Vhdx
             WriteHeaders();
             _dirtyBatPages.Clear();
             _dirtyBitmapPages.Clear();
+            _dirtyBitmapChunks.Clear();
             _pendingPages.Clear();
         }
 
-        private List<KeyValuePair<long, byte[]>> CollectDirtyPages()
+        private List<VhdxLogWrite> CollectDirtyPages()
         {
             var pages = new SortedDictionary<long, byte[]>();
             foreach (var page in _pendingPages)
@@ -371,7 +396,13 @@ namespace VDiskPS.Formats.Vhdx
                 }
             }
 
-            return new List<KeyValuePair<long, byte[]>>(pages);
+            var writes = new List<VhdxLogWrite>(pages.Count);
+            foreach (var page in pages)
+            {
+                writes.Add(new VhdxLogWrite { FileOffset = page.Key, Data = page.Value });
+            }
+
+            return writes;
         }
     }
 }

@@ -13,6 +13,8 @@ namespace VDiskPS.Formats.Vhdx
     {
         private readonly HostFile _file;
         private readonly object _gate = new object();
+        private readonly List<string> _headerProblems = new List<string>();
+        private readonly List<string> _structureProblems = new List<string>();
         private VhdxHeader _header;
         private int _currentHeaderSlot;
         private List<VhdxRegion> _regions;
@@ -46,8 +48,26 @@ namespace VDiskPS.Formats.Vhdx
 
         public override int PhysicalSectorSize => _metadata.PhysicalSectorSize;
 
+        /// <summary>The virtual disk ID (page 83 data), which a child shares with its parent.</summary>
+        internal Guid DiskIdentifier => _metadata.Page83Data;
+
+        /// <summary>Other metadata items marked IsVirtualDisk: a new child copies them ([MS-VHDX] 2.6.1.2).</summary>
+        internal IEnumerable<(Guid Id, uint Flags, byte[] Data)> VirtualDiskItems
+        {
+            get
+            {
+                foreach (var item in _metadata.OtherItems)
+                {
+                    if ((item.Flags & VhdxMetadata.FlagIsVirtualDisk) != 0)
+                    {
+                        yield return item;
+                    }
+                }
+            }
+        }
+
         /// <summary>The current header's DataWriteGuid: what a child's parent linkage records.</summary>
-        public Guid DataWriteGuid => _header.DataWriteGuid;
+        internal Guid DataWriteGuid => _header.DataWriteGuid;
 
         internal static VhdxLayer Open(string path, OpenOptions options)
         {
@@ -78,7 +98,7 @@ namespace VDiskPS.Formats.Vhdx
             info.Subformat = DiskType.ToString().ToLowerInvariant();
             info.DiskIdentifier = _metadata.Page83Data;
             info.Dirty = _pendingLogInMemory;
-            info.Corrupt = _batProblems.Count > 0;
+            info.Corrupt = _batProblems.Count > 0 || _structureProblems.Count > 0 || _logWithoutSequence;
             info.LogicalSectorSize = LogicalSectorSize;
             info.PhysicalSectorSize = PhysicalSectorSize;
 
@@ -86,7 +106,7 @@ namespace VDiskPS.Formats.Vhdx
             string absolute = _metadata.GetLocator(AbsolutePathKey);
             if (absolute != null)
             {
-                info.ParentPath = absolute;
+                info.ParentPath = WithoutExtendedPrefix(absolute);
             }
         }
 
@@ -132,6 +152,7 @@ namespace VDiskPS.Formats.Vhdx
                 if (header == null)
                 {
                     problems.Add($"header {slot + 1} at {slots[slot]}: {problem}");
+                    _headerProblems.Add($"header {slot + 1} at offset {slots[slot]} is not valid ({problem}); the other header is used");
                     continue;
                 }
 
@@ -194,6 +215,19 @@ namespace VDiskPS.Formats.Vhdx
                 }
 
                 firstProblem = firstProblem ?? problem;
+            }
+
+            if (_regions != null)
+            {
+                // Both copies must be the same ([MS-VHDX] 2.2.3); a damaged copy is for Check to report.
+                var other = new byte[VhdxConstants.RegionTableLength];
+                ReadView(firstProblem == null ? VhdxConstants.RegionTable2Offset : VhdxConstants.RegionTable1Offset, other, "region table");
+                if (!other.AsSpan().SequenceEqual(table))
+                {
+                    _structureProblems.Add(firstProblem == null
+                        ? "region table 2 differs from region table 1"
+                        : "region table 1 is not valid (" + firstProblem + "); region table 2 is used");
+                }
             }
 
             if (_regions == null)

@@ -21,11 +21,7 @@ namespace VDiskPS.Formats.Vhdx
     {
         public List<VhdxLogWrite> Writes { get; } = new List<VhdxLogWrite>();
 
-        public ulong HeadSequenceNumber { get; set; }
-
         public long HeadLogOffset { get; set; }
-
-        public int EntryCount { get; set; }
 
         public long FlushedFileOffset { get; set; }
 
@@ -70,8 +66,8 @@ namespace VDiskPS.Formats.Vhdx
 
         /// <summary>
         /// Finds the active sequence: the valid run of entries (consecutive sequence numbers, each following
-        /// the previous in the circular log) whose head has the highest sequence number. Torn or foreign
-        /// entries are simply not part of it. Returns null when no valid entry carries <paramref name="logGuid"/>.
+        /// the previous in the circular log, the head's tail inside the run) whose head has the highest sequence
+        /// number. Torn or foreign entries are simply not part of it. Returns null when there is no valid sequence.
         /// </summary>
         public static VhdxLogSequence FindActiveSequence(byte[] log, Guid logGuid, string path, long logFileOffset)
         {
@@ -105,16 +101,29 @@ namespace VDiskPS.Formats.Vhdx
                 headOf[entry.LogOffset] = entry.Successor == null ? entry : headOf[entry.Successor.LogOffset];
             }
 
-            ParsedEntry head = entries.Values.OrderByDescending(e => e.SequenceNumber).First();
+            // A run is a valid sequence when its head's tail names an entry of the run ([MS-VHDX] 2.3.2, 2.3.3);
+            // the active sequence is the valid one with the newest head.
+            ParsedEntry head = null;
+            ParsedEntry start = null;
+            foreach (ParsedEntry candidate in entries.Values)
+            {
+                ParsedEntry candidateHead = headOf[candidate.LogOffset];
+                if (entries.TryGetValue(candidateHead.Tail, out ParsedEntry tail) && headOf[tail.LogOffset] == candidateHead
+                    && tail.SequenceNumber >= candidate.SequenceNumber
+                    && (head == null || candidateHead.SequenceNumber > head.SequenceNumber))
+                {
+                    head = candidateHead;
+                    start = tail;
+                }
+            }
 
-            // The run starts at the entry the head's tail names when that entry leads to the head; else at the earliest that does.
-            ParsedEntry start = entries.TryGetValue(head.Tail, out ParsedEntry tail) && headOf[tail.LogOffset] == head && tail.SequenceNumber <= head.SequenceNumber
-                ? tail
-                : entries.Values.Where(e => headOf[e.LogOffset] == head).OrderBy(e => e.SequenceNumber).First();
+            if (head == null)
+            {
+                return null;
+            }
 
             var sequence = new VhdxLogSequence
             {
-                HeadSequenceNumber = head.SequenceNumber,
                 HeadLogOffset = head.LogOffset,
                 FlushedFileOffset = head.FlushedFileOffset,
                 LastFileOffset = head.LastFileOffset,
@@ -122,11 +131,13 @@ namespace VDiskPS.Formats.Vhdx
             for (ParsedEntry e = start; e != null; e = e == head ? null : e.Successor)
             {
                 sequence.Writes.AddRange(e.Writes);
-                sequence.EntryCount++;
             }
 
             return sequence;
         }
+
+        /// <summary>The length of an entry carrying <paramref name="pageCount"/> data pages.</summary>
+        public static long EntryLength(int pageCount) => (DescriptorSectors(pageCount) + (long)pageCount) * Sector;
 
         /// <summary>The most 4 KiB pages one entry can carry in a log of <paramref name="logLength"/> bytes.</summary>
         public static int MaxPagesPerEntry(long logLength)
@@ -141,59 +152,48 @@ namespace VDiskPS.Formats.Vhdx
             return n;
         }
 
-        /// <summary>Builds one entry carrying <paramref name="pages"/> (file offset, 4 KiB of data each).</summary>
-        public static byte[] BuildEntry(IReadOnlyList<KeyValuePair<long, byte[]>> pages, ulong sequenceNumber, Guid logGuid, uint tail, long flushedFileOffset, long lastFileOffset)
+        /// <summary>Builds one entry carrying <paramref name="writes"/>: data descriptors with their data sectors, and zero descriptors.</summary>
+        public static byte[] BuildEntry(IReadOnlyList<VhdxLogWrite> writes, ulong sequenceNumber, Guid logGuid, uint tail, long flushedFileOffset, long lastFileOffset)
         {
-            int descriptorSectors = DescriptorSectors(pages.Count);
-            var entry = new byte[(descriptorSectors + pages.Count) * Sector];
+            int descriptorSectors = DescriptorSectors(writes.Count);
+            int dataSectors = writes.Count(w => w.Data != null);
+            var entry = new byte[(descriptorSectors + dataSectors) * Sector];
             Span<byte> header = entry.AsSpan(0, EntryHeaderLength);
             BinaryPrimitives.WriteUInt32LittleEndian(header.Slice(EntrySignatureField), VhdxConstants.LogEntrySignature);
             BinaryPrimitives.WriteUInt32LittleEndian(header.Slice(EntryLengthField), (uint)entry.Length);
             BinaryPrimitives.WriteUInt32LittleEndian(header.Slice(EntryTailField), tail);
             BinaryPrimitives.WriteUInt64LittleEndian(header.Slice(EntrySequenceField), sequenceNumber);
-            BinaryPrimitives.WriteUInt32LittleEndian(header.Slice(EntryDescriptorCountField), (uint)pages.Count);
+            BinaryPrimitives.WriteUInt32LittleEndian(header.Slice(EntryDescriptorCountField), (uint)writes.Count);
             GuidField.Write(header.Slice(EntryLogGuidField), logGuid);
             BinaryPrimitives.WriteUInt64LittleEndian(header.Slice(EntryFlushedFileOffsetField), (ulong)flushedFileOffset);
             BinaryPrimitives.WriteUInt64LittleEndian(header.Slice(EntryLastFileOffsetField), (ulong)lastFileOffset);
-            for (int i = 0; i < pages.Count; i++)
+            int dataSector = descriptorSectors;
+            for (int i = 0; i < writes.Count; i++)
             {
-                byte[] page = pages[i].Value;
+                VhdxLogWrite write = writes[i];
                 Span<byte> descriptor = entry.AsSpan(EntryHeaderLength + (i * DescriptorLength), DescriptorLength);
+                BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorFileOffsetField), (ulong)write.FileOffset);
+                BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorSequenceField), sequenceNumber);
+                if (write.Data == null)
+                {
+                    BinaryPrimitives.WriteUInt32LittleEndian(descriptor.Slice(DescriptorSignatureField), VhdxConstants.LogZeroDescriptorSignature);
+                    BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorZeroLengthField), (ulong)write.ZeroLength);
+                    continue;
+                }
+
+                byte[] page = write.Data;
                 BinaryPrimitives.WriteUInt32LittleEndian(descriptor.Slice(DescriptorSignatureField), VhdxConstants.LogDataDescriptorSignature);
                 page.AsSpan(DataSectorSequenceLowField, 4).CopyTo(descriptor.Slice(DescriptorTrailingBytesField));
                 page.AsSpan(0, 8).CopyTo(descriptor.Slice(DescriptorLeadingBytesField));
-                BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorFileOffsetField), (ulong)pages[i].Key);
-                BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorSequenceField), sequenceNumber);
 
-                Span<byte> sector = entry.AsSpan((descriptorSectors + i) * Sector, Sector);
+                Span<byte> sector = entry.AsSpan(dataSector * Sector, Sector);
                 BinaryPrimitives.WriteUInt32LittleEndian(sector.Slice(DataSectorSignatureField), VhdxConstants.LogDataSectorSignature);
                 BinaryPrimitives.WriteUInt32LittleEndian(sector.Slice(DataSectorSequenceHighField), (uint)(sequenceNumber >> 32));
                 page.AsSpan(DataSectorDataField, DataSectorPayload).CopyTo(sector.Slice(DataSectorDataField));
                 BinaryPrimitives.WriteUInt32LittleEndian(sector.Slice(DataSectorSequenceLowField), (uint)sequenceNumber);
+                dataSector++;
             }
 
-            BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(EntryChecksumField), Crc32C.Compute(entry));
-            return entry;
-        }
-
-        /// <summary>Builds an entry with zero descriptors only (used to construct logs for tests and repairs).</summary>
-        public static byte[] BuildZeroEntry(IReadOnlyList<KeyValuePair<long, long>> zeroRuns, ulong sequenceNumber, Guid logGuid, uint tail, long flushedFileOffset, long lastFileOffset)
-        {
-            byte[] entry = BuildEntry(Array.Empty<KeyValuePair<long, byte[]>>(), sequenceNumber, logGuid, tail, flushedFileOffset, lastFileOffset);
-            int descriptorSectors = DescriptorSectors(zeroRuns.Count);
-            Array.Resize(ref entry, descriptorSectors * Sector);
-            BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(EntryLengthField), (uint)entry.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(EntryDescriptorCountField), (uint)zeroRuns.Count);
-            for (int i = 0; i < zeroRuns.Count; i++)
-            {
-                Span<byte> descriptor = entry.AsSpan(EntryHeaderLength + (i * DescriptorLength), DescriptorLength);
-                BinaryPrimitives.WriteUInt32LittleEndian(descriptor.Slice(DescriptorSignatureField), VhdxConstants.LogZeroDescriptorSignature);
-                BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorZeroLengthField), (ulong)zeroRuns[i].Value);
-                BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorFileOffsetField), (ulong)zeroRuns[i].Key);
-                BinaryPrimitives.WriteUInt64LittleEndian(descriptor.Slice(DescriptorSequenceField), sequenceNumber);
-            }
-
-            BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(EntryChecksumField), 0);
             BinaryPrimitives.WriteUInt32LittleEndian(entry.AsSpan(EntryChecksumField), Crc32C.Compute(entry));
             return entry;
         }

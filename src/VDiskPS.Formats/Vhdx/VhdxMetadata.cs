@@ -18,8 +18,10 @@ namespace VDiskPS.Formats.Vhdx
         private const int EntryFlagsField = 24;
 
         private const uint FlagIsUser = 1;
-        private const uint FlagIsVirtualDisk = 2;
+        internal const uint FlagIsVirtualDisk = 2;
         private const uint FlagIsRequired = 4;
+
+        private const int MaxUserItems = 1024;
 
         private const uint ParamLeaveBlocksAllocated = 1;
         private const uint ParamHasParent = 2;
@@ -86,6 +88,7 @@ namespace VDiskPS.Formats.Vhdx
 
             var metadata = new VhdxMetadata();
             var seen = new List<(Guid Id, long Offset, long Length)>();
+            int userItems = 0;
             bool hasParameters = false, hasSize = false, hasLogical = false, hasPhysical = false, hasPage83 = false;
             for (int i = 0; i < count; i++)
             {
@@ -119,6 +122,11 @@ namespace VDiskPS.Formats.Vhdx
                 long dataOffset = regionOffset + itemOffset;
                 if ((flags & FlagIsUser) != 0)
                 {
+                    if (++userItems > MaxUserItems)
+                    {
+                        throw new ImageCorruptException(path, "metadata entry count", fieldOffset, $"more than {MaxUserItems} user metadata items");
+                    }
+
                     metadata.OtherItems.Add((id, flags, data.ToArray()));
                 }
                 else if (id == VhdxConstants.FileParametersItem)
@@ -315,6 +323,11 @@ namespace VDiskPS.Formats.Vhdx
                 int valueLength = BinaryPrimitives.ReadUInt16LittleEndian(data.Slice(at + 10));
                 string key = ReadString(path, "parent locator key", entryOffset, data, keyOffset, keyLength);
                 string value = ReadString(path, $"parent locator value '{key}'", entryOffset, data, valueOffset, valueLength);
+                if (pairs.Exists(p => p.Key == key))
+                {
+                    throw new ImageCorruptException(path, $"parent locator key '{key}'", entryOffset, "the key appears twice");
+                }
+
                 pairs.Add(new KeyValuePair<string, string>(key, value));
             }
 

@@ -59,6 +59,17 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void ChildSharesTheParentsDiskIdentifier()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            Guid? parentId = ImageInspector.Get(dir.File("parent.vhdx")).DiskIdentifier;
+            Assert.NotNull(parentId);
+            Assert.Equal(parentId, ImageInspector.Get(dir.File("child.vhdx")).DiskIdentifier);
+        }
+
+        [Fact]
         public void PartialWritesInChildMergeWithParentAndLeaveParentAlone()
         {
             using var dir = new TempDir();
@@ -107,6 +118,38 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void ManySectorBitmapsStayCorrectBeyondTheCache()
+        {
+            using var dir = new TempDir();
+            const long chunk = 4L << 30;
+            CreateOperation.Create(dir.File("parent.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 80 * chunk, ClusterSize = MiB });
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            using (var chain = ImageChain.Open(dir.File("child.vhdx"), new ChainOptions { Writable = true }))
+            {
+                for (int i = 0; i < 80; i++)
+                {
+                    chain.Top.Write((i * chunk) + 512, new[] { (byte)(i + 1) });
+                }
+
+                chain.Top.Flush();
+                var one = new byte[1];
+                for (int i = 79; i >= 0; i--)
+                {
+                    chain.Top.Read((i * chunk) + 512, one);
+                    Assert.Equal((byte)(i + 1), one[0]);
+                }
+            }
+
+            using var reader = ImageChain.Open(dir.File("child.vhdx"));
+            var two = new byte[2];
+            for (int i = 0; i < 80; i++)
+            {
+                reader.Read((i * chunk) + 511, two);
+                Assert.Equal(new byte[] { 0, (byte)(i + 1) }, two);
+            }
+        }
+
+        [Fact]
         public void FourKibSectorChildFillsPartialSectorsFromParent()
         {
             using var dir = new TempDir();
@@ -137,6 +180,15 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void UnsafeCreateStillRecordsTheParentsIdentity()
+        {
+            using var dir = new TempDir();
+            byte[] content = MakeParent(dir.File("parent.vhdx"));
+            CreateOperation.Create(dir.File("child.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 6 * MiB, Backing = new BackingReference("parent.vhdx", DiskFormat.Vhdx) }, unsafeBacking: true);
+            Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+        }
+
+        [Fact]
         public void ParentThatIsNotVhdxIsRefused()
         {
             using var dir = new TempDir();
@@ -157,6 +209,36 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void WritingAChildFoundThroughAStalePathUpdatesTheLocator()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            Directory.CreateDirectory(dir.File("sub"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            File.Move(dir.File("child.vhdx"), dir.File("sub/child.vhdx"));
+            WriteChild(dir.File("sub/child.vhdx"), 0, new byte[] { 1 });
+            using var layer = FormatRegistry.Default.Open(dir.File("sub/child.vhdx"), null, new OpenOptions());
+            Assert.Equal("..\\parent.vhdx", layer.Backing.RecordedPath);
+            Assert.Contains(dir.File("parent.vhdx"), layer.Backing.AlternatePaths);
+        }
+
+        [Fact]
+        public void ReadingAChildFoundThroughAStalePathLeavesItAlone()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            Directory.CreateDirectory(dir.File("sub"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            File.Move(dir.File("child.vhdx"), dir.File("sub/child.vhdx"));
+            byte[] before = File.ReadAllBytes(dir.File("sub/child.vhdx"));
+            using (ImageChain.Open(dir.File("sub/child.vhdx"), new ChainOptions { Writable = true }))
+            {
+            }
+
+            Assert.Equal(before, File.ReadAllBytes(dir.File("sub/child.vhdx")));
+        }
+
+        [Fact]
         public void SetBackingRewritesLocatorAndLinkage()
         {
             using var dir = new TempDir();
@@ -173,6 +255,26 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
             using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
             Assert.Equal(".\\moved\\p2.vhdx", layer.Backing.RecordedPath);
+        }
+
+        [Fact]
+        public void SetBackingInAnOpenChainRecordsTheNewParent()
+        {
+            using var dir = new TempDir();
+            byte[] content = MakeParent(dir.File("parent.vhdx"));
+            File.Copy(dir.File("parent.vhdx"), dir.File("copy.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            using (var chain = ImageChain.Open(dir.File("child.vhdx"), new ChainOptions { Writable = true }))
+            using (var copy = FormatRegistry.Default.Open(dir.File("copy.vhdx"), null, new OpenOptions()))
+            {
+                chain.Top.Write(0, new byte[] { 9 });
+                ((IParentChangeableLayer)chain.Top).SetBacking(new BackingReference("copy.vhdx", DiskFormat.Vhdx), copy);
+            }
+
+            using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
+            Assert.Equal(".\\copy.vhdx", layer.Backing.RecordedPath);
+            content[0] = 9;
+            Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
         }
 
         [Fact]
@@ -206,6 +308,18 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(content, TestData.ReadAll(dir.File("top.vhdx")));
         }
 
+        [Fact]
+        public void HyperVExtendedLengthParentPathShowsWithoutItsPrefix()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            ReplaceLocator(dir.File("child.vhdx"), VhdxLayer.AbsolutePathKey, "\\\\?\\D:\\vms\\parent.vhdx");
+            using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
+            Assert.Equal("D:\\vms\\parent.vhdx", ImageInspector.Describe(layer).ParentPath);
+            Assert.Equal(".\\parent.vhdx", layer.Backing.RecordedPath);
+        }
+
         [Theory]
         [InlineData("bad\0name.vhdx")]
         [InlineData("a|b.vhdx")]
@@ -217,6 +331,17 @@ namespace VDiskPS.Formats.Tests.Vhdx
             ReplaceLocator(dir.File("child.vhdx"), VhdxLayer.RelativePathKey, hostile);
             var e = Assert.Throws<ImageCorruptException>(() => FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions()).Dispose());
             Assert.Contains("relative_path", e.Field);
+        }
+
+        [Fact]
+        public void DuplicateLocatorKeyIsCorruption()
+        {
+            using var dir = new TempDir();
+            MakeParent(dir.File("parent.vhdx"));
+            MakeChild(dir.File("child.vhdx"), "parent.vhdx");
+            ReplaceLocator(dir.File("child.vhdx"), VhdxLayer.AbsolutePathKey, null);
+            var e = Assert.Throws<ImageCorruptException>(() => FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions()).Dispose());
+            Assert.Contains("appears twice", e.Message);
         }
 
         [Fact]
@@ -235,10 +360,11 @@ namespace VDiskPS.Formats.Tests.Vhdx
             long offset = VhdxSurgery.RegionOffset(path, VhdxConstants.MetadataRegion);
             byte[] region = VhdxSurgery.ReadBytes(path, offset, (int)MiB);
             VhdxMetadata metadata = VhdxMetadata.Parse(region, offset, path);
+            // A null value turns the entry into a second relative_path entry.
             var pairs = new List<KeyValuePair<string, string>>();
             foreach (var kv in metadata.ParentLocator)
             {
-                pairs.Add(kv.Key == key ? new KeyValuePair<string, string>(key, value) : kv);
+                pairs.Add(kv.Key != key ? kv : value == null ? new KeyValuePair<string, string>(VhdxLayer.RelativePathKey, kv.Value) : new KeyValuePair<string, string>(key, value));
             }
 
             metadata.ParentLocator = pairs;

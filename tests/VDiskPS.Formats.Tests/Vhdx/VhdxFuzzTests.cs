@@ -326,5 +326,83 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 OpenAndRead(path);
             }
         }
+
+        [Fact]
+        public void RandomDamageToAChildsLocatorAndBitmapsGivesOnlyTypedErrors()
+        {
+            using var dir = new TempDir();
+            string parent = dir.File("parent.vhdx");
+            CreateOperation.Create(parent, DiskFormat.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
+            string child = dir.File("child.vhdx");
+            CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("parent.vhdx", DiskFormat.Vhdx) });
+            using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
+            {
+                chain.Top.Write(MiB + 512, TestData.Pattern(5000, 3));
+            }
+
+            byte[] original = File.ReadAllBytes(child);
+            long metadata = VhdxSurgery.RegionOffset(child, VhdxConstants.MetadataRegion);
+            long bat = VhdxSurgery.BatOffset(child);
+            ulong bitmapEntry = VhdxSurgery.ReadBatEntry(child, VhdxConstants.SectorsPerBitmapBlock * 512 / MiB);
+            long bitmap = BatState.OffsetOf(bitmapEntry);
+            long[] targets = { metadata, metadata + 65536, metadata + 65536 + 40, bat, bitmap };
+            var rng = new Random(99);
+            for (int round = 0; round < 40; round++)
+            {
+                byte[] damaged = (byte[])original.Clone();
+                for (int i = 0, flips = 1 + rng.Next(6); i < flips; i++)
+                {
+                    long at = targets[rng.Next(targets.Length)] + rng.Next(512);
+                    damaged[at] = (byte)rng.Next(256);
+                }
+
+                File.WriteAllBytes(child, damaged);
+                byte[] before = SHA256.HashData(damaged);
+                try
+                {
+                    using var chain = ImageChain.Open(child, new ChainOptions { IgnoreParentMismatch = rng.Next(2) == 0 });
+                    var buffer = new byte[chain.Size];
+                    chain.Read(0, buffer);
+                }
+                catch (ImageException)
+                {
+                }
+
+                Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(child)));
+            }
+        }
+
+        [Fact]
+        public void RandomDamageToAPendingLogGivesOnlyTypedErrors()
+        {
+            using var dir = new TempDir();
+            string path = MakeImage(dir);
+            VhdxHeader header = VhdxSurgery.ReadHeader(path);
+            var guid = Guid.NewGuid();
+            long length = new FileInfo(path).Length;
+            byte[] entry = VhdxSurgery.Entry(guid, 1, length, length, VhdxSurgery.BatPageWith(path, 2, BatState.Make(BatState.Zero, 0)), new KeyValuePair<long, byte[]>(length - 4096, VhdxSurgery.Page(3)));
+            VhdxSurgery.InjectLog(path, guid, (0, entry));
+            byte[] original = File.ReadAllBytes(path);
+            var rng = new Random(7);
+            for (int round = 0; round < 60; round++)
+            {
+                byte[] damaged = (byte[])original.Clone();
+                byte[] damagedEntry = entry.AsSpan().ToArray();
+                for (int i = 0, flips = 1 + rng.Next(4); i < flips; i++)
+                {
+                    damagedEntry[rng.Next(rng.Next(2) == 0 ? 128 : damagedEntry.Length)] = (byte)rng.Next(256);
+                }
+
+                // Half the time the checksum is made right again, so the damage reaches the field checks.
+                if (rng.Next(2) == 0)
+                {
+                    VhdxSurgery.Reseal(damagedEntry);
+                }
+
+                damagedEntry.CopyTo(damaged, header.LogOffset);
+                File.WriteAllBytes(path, damaged);
+                OpenAndRead(path);
+            }
+        }
     }
 }

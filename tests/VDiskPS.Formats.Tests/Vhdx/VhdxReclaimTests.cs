@@ -87,5 +87,34 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.True(check.ExitCode == 0, check.Output);
             Assert.Equal(expected, Qemu.ToRawBytes(path, "vhdx", dir.Path));
         }
+
+        [Fact]
+        public void OptimizeKeepsAChildsContent()
+        {
+            using var dir = new TempDir();
+            string parent = dir.File("p.vhdx");
+            CreateOperation.Create(parent, DiskFormat.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
+            byte[] content = TestData.Pattern((int)(4 * MiB), 4);
+            using (var layer = FormatRegistry.Default.Open(parent, null, new OpenOptions { Writable = true }))
+            {
+                layer.Write(0, content);
+            }
+
+            string child = dir.File("c.vhdx");
+            CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", DiskFormat.Vhdx) });
+            using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
+            {
+                chain.Top.Write(0, new byte[MiB]);
+                byte[] data = TestData.Pattern(5000, 5);
+                chain.Top.Write((3 * MiB) + 100, data);
+                Array.Clear(content, 0, (int)MiB);
+                data.CopyTo(content, (int)(3 * MiB) + 100);
+                Assert.True(((IOptimizableLayer)chain.Top).Optimize(null, CancellationToken.None) > 0);
+            }
+
+            Assert.Equal(content, TestData.ReadAll(child));
+            using var reopened = FormatRegistry.Default.Open(child, null, new OpenOptions());
+            Assert.True(((ICheckableLayer)reopened).Check(RepairMode.None).IsValid);
+        }
     }
 }

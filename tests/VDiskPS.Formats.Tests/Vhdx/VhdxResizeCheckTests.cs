@@ -201,6 +201,50 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         [Fact]
+        public void DamagedRegionTableCopyIsReportedAndRewritten()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("r.vhdx");
+            byte[] content = MakeImage(path, 4 * MiB);
+            VhdxSurgery.WriteBytes(path, VhdxConstants.RegionTable1Offset + 100, new byte[] { 0x42 });
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                var result = ((ICheckableLayer)layer).Check(RepairMode.All);
+                Assert.Equal(1, result.CorruptionsFixed);
+                Assert.True(result.IsValid);
+            }
+
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions()))
+            {
+                var result = ((ICheckableLayer)layer).Check(RepairMode.None);
+                Assert.True(result.IsValid);
+                Assert.Empty(result.Messages);
+            }
+
+            Assert.Equal(content, Qemu.ToRawBytes(path, "vhdx", dir.Path));
+        }
+
+        [Fact]
+        public void LogGuidWithoutASequenceIsReportedAndCleared()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("l.vhdx");
+            MakeImage(path, 4 * MiB);
+            VhdxSurgery.InjectLog(path, Guid.NewGuid());
+            using (var reader = FormatRegistry.Default.Open(path, null, new OpenOptions()))
+            {
+                Assert.Equal(1, ((ICheckableLayer)reader).Check(RepairMode.None).Corruptions);
+            }
+
+            using (var writer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                Assert.True(((ICheckableLayer)writer).Check(RepairMode.All).IsValid);
+            }
+
+            Assert.Equal(Guid.Empty, VhdxSurgery.ReadHeader(path).LogGuid);
+        }
+
+        [Fact]
         public void MeasureCountsMetadataAndBlocks()
         {
             var driver = FormatRegistry.Default.Get(DiskFormat.Vhdx);

@@ -2,6 +2,7 @@ using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using VDiskPS.Formats.Vhdx;
 
 namespace VDiskPS.Formats.Tests.Vhdx
@@ -90,7 +91,10 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         public static byte[] Entry(Guid logGuid, ulong sequence, long lastFileOffset, long flushedFileOffset, params KeyValuePair<long, byte[]>[] pages)
-            => VhdxLog.BuildEntry(pages, sequence, logGuid, 0, flushedFileOffset, lastFileOffset);
+            => VhdxLog.BuildEntry(pages.Select(p => new VhdxLogWrite { FileOffset = p.Key, Data = p.Value }).ToList(), sequence, logGuid, 0, flushedFileOffset, lastFileOffset);
+
+        public static byte[] ZeroEntry(Guid logGuid, ulong sequence, long fileLength, long fileOffset, long zeroLength)
+            => VhdxLog.BuildEntry(new[] { new VhdxLogWrite { FileOffset = fileOffset, ZeroLength = zeroLength } }, sequence, logGuid, 0, fileLength, fileLength);
 
         /// <summary>Recomputes the CRC-32C of a log entry after a test changed it.</summary>
         public static void Reseal(byte[] entry)

@@ -124,11 +124,43 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 layer.Write(1L << 20, TestData.Pattern(1 << 20, 8));
 
                 // What the disk holds if the process dies now: data written, BAT update not yet committed.
-                Qemu.Run("cp", new[] { path, snapshot }, expectSuccess: true);
+                using var held = HostFile.Open(path, HostAccess.ReadIgnoringWriters);
+                var bytes = new byte[held.Length];
+                held.ReadExactly(0, bytes, "snapshot");
+                File.WriteAllBytes(snapshot, bytes);
             }
 
             AssertQemuClean(snapshot);
             Assert.Equal(new byte[4L << 20], TestData.ReadAll(snapshot));
+        }
+
+        [Fact]
+        public void MetadataLargerThanTheLogGoesThroughSeveralEntries()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("many.vhdx");
+            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 200L << 30, ClusterSize = 1L << 20 });
+
+            // One block per BAT page: 300 pages of BAT change, more than one entry of a 1 MiB log holds.
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                for (long page = 0; page < 300; page++)
+                {
+                    layer.Write(page * 512 * (1L << 20), new byte[] { (byte)(page + 1) });
+                }
+            }
+
+            AssertQemuClean(path);
+            using var reader = FormatRegistry.Default.Open(path, null, new OpenOptions());
+            var one = new byte[1];
+            for (long page = 0; page < 300; page += 37)
+            {
+                reader.Read(page * 512 * (1L << 20), one);
+                Assert.Equal((byte)(page + 1), one[0]);
+            }
+
+            string io = Qemu.Io("-f", "vhdx", "-c", $"read -P 44 {43L * 512 * (1L << 20)} 1", path);
+            Assert.DoesNotContain("Pattern verification failed", io);
         }
 
         [Fact]
@@ -154,6 +186,39 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(16L << 20, large.BlockSize);
             using var info = Qemu.Info(dir.File("l.vhdx"), "vhdx");
             Assert.Equal(16L << 20, info.RootElement.GetProperty("cluster-size").GetInt64());
+        }
+
+        [Fact]
+        public void PreallocationOfADynamicImageIsRefused()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Dynamic, Preallocation = Preallocation.Full }));
+            Assert.Equal("preallocation", e.Field);
+        }
+
+        [Fact]
+        public void FullPreallocationMakesAFixedImage()
+        {
+            using var dir = new TempDir();
+            var info = CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 2 << 20, Preallocation = Preallocation.Full, ClusterSize = 1 << 20 });
+            Assert.Equal("Fixed", info.Type);
+            AssertQemuClean(dir.File("p.vhdx"));
+        }
+
+        [Fact]
+        public void SubformatAndTypeMustAgree()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed, Options = OptionSet.Parse("subformat=dynamic") }));
+            Assert.Equal("subformat", e.Field);
+        }
+
+        [Fact]
+        public void DifferencingTypeNeedsAParent()
+        {
+            using var dir = new TempDir();
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Differencing }));
+            Assert.Equal("backing", e.Field);
         }
 
         [Theory]
