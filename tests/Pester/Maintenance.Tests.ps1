@@ -89,6 +89,12 @@ Describe 'Chains: gold image, department image, user image' {
         (Get-VDisk user.qcow2).ParentFullPath | Should -BeLike '*gold.qcow2'
     }
 
+    It 'rebases onto a new base keeping only real differences' {
+        Convert-VDisk -Path gold.qcow2 -Destination gold2.qcow2
+        Set-VDisk -Path dept.qcow2 -ParentPath gold2.qcow2 -Deduplicate
+        (Get-VDisk dept.qcow2).ParentPath | Should -Be 'gold2.qcow2'
+    }
+
     It 'rebases pointer-only after the base moved' {
         New-Item -ItemType Directory base | Out-Null
         Copy-Item gold.qcow2 base/gold.qcow2
@@ -119,11 +125,29 @@ Describe 'Nightly maintenance' {
 
     It 'keeps a bitmap for incremental backups' {
         Add-VDiskBitmap -Path vm.qcow2 -Name backup | Out-Null
-        (Get-VDiskBitmap vm.qcow2).Name | Should -Be 'backup'
+        Add-VDiskBitmap -Path vm.qcow2 -Name daily -Granularity 64KB | Out-Null
+        (Get-VDiskBitmap vm.qcow2).Name | Should -Be @('backup', 'daily')
         Disable-VDiskBitmap -Path vm.qcow2 -Name backup
         (Get-VDiskBitmap vm.qcow2 -Name backup).Enabled | Should -BeFalse
-        Remove-VDiskBitmap -Path vm.qcow2 -Name backup -Confirm:$false
+        Get-VDiskBitmap vm.qcow2 -Name backup | Enable-VDiskBitmap
+        (Get-VDiskBitmap vm.qcow2 -Name backup).Enabled | Should -BeTrue
+        Merge-VDiskBitmap -Path vm.qcow2 -Name backup -SourceName daily
+        Clear-VDiskBitmap -Path vm.qcow2 -Name backup
+        (Get-VDiskBitmap vm.qcow2 -Name backup).DirtyBytes | Should -Be 0
+        Get-VDiskBitmap vm.qcow2 | Remove-VDiskBitmap -Confirm:$false
         Get-VDiskBitmap vm.qcow2 | Should -BeNullOrEmpty
+    }
+
+    It 'repairs leaks and reports what it fixed' {
+        $r = Repair-VDisk -Path vm.qcow2 -Mode Leaks -Confirm:$false
+        $r.IsValid | Should -BeTrue
+        $r.Path | Should -BeLike '*vm.qcow2'
+    }
+
+    It 'refuses to repair a raw image precisely' {
+        New-VDisk -Path plain.raw -SizeBytes 1MB | Out-Null
+        Repair-VDisk -Path plain.raw -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.NotSupported*'
     }
 
     It 'grows the disk and refuses to shrink without -Shrink' {
