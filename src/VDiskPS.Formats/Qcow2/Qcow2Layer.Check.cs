@@ -120,7 +120,7 @@ namespace VDiskPS.Formats.Qcow2
             WalkL1(pass, _l1, active: true);
             if (_snapshots.Count > 0)
             {
-                CountRange(pass, _header.SnapshotsOffset, Qcow2Snapshot.SerializeTable(_snapshots).Length, "snapshot table");
+                CountRange(pass, _header.SnapshotsOffset, Qcow2Snapshot.TableLength(_snapshots), "snapshot table");
                 foreach (var snapshot in _snapshots)
                 {
                     CountRange(pass, snapshot.L1TableOffset, (long)snapshot.L1Size * 8, $"snapshot '{snapshot.Name}' L1 table");
@@ -227,7 +227,17 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 pass.Counts.Add(l2Offset >> ClusterBits, 1);
-                _file.ReadExactly(l2Offset, raw, "L2 table");
+                try
+                {
+                    _file.ReadExactly(l2Offset, raw, "L2 table");
+                }
+                catch (ImageException e)
+                {
+                    pass.Result.CheckErrors++;
+                    pass.Result.Messages.Add("ERROR reading L2 table: " + e.Reason);
+                    continue;
+                }
+
                 int step = ExtendedL2 ? 16 : 8;
                 for (int j = 0; j < _header.L2Entries; j++)
                 {

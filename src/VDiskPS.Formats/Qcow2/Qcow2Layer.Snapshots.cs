@@ -193,9 +193,9 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Writes the table to new clusters, points the header at it, then frees the old table.</summary>
         private void WriteSnapshotTable(List<Qcow2Snapshot> snapshots)
         {
-            byte[] table = Qcow2Snapshot.SerializeTable(snapshots);
             long oldOffset = _header.SnapshotsOffset;
-            long oldLength = _snapshots.Count > 0 ? Qcow2Snapshot.SerializeTable(_snapshots).Length : 0;
+            long oldLength = Qcow2Snapshot.TableLength(_snapshots);
+            byte[] table = Qcow2Snapshot.SerializeTable(snapshots);
             long newOffset = 0;
             if (table.Length > 0)
             {

@@ -49,6 +49,9 @@ namespace VDiskPS.Formats.Qcow2
 
         public long Icount { get; set; } = -1;
 
+        /// <summary>Bytes the entry occupies in the table as read (its serialized length for new entries).</summary>
+        public long EntryLength { get; set; }
+
         /// <summary>Extra data beyond what this engine knows, kept on rewrite.</summary>
         public byte[] UnknownExtra { get; set; } = Array.Empty<byte>();
 
@@ -113,6 +116,7 @@ namespace VDiskPS.Formats.Qcow2
                 s.Name = Encoding.UTF8.GetString(rest, (int)extraSize + idSize, nameSize);
                 long entryLength = (FixedLength + rest.Length + 7) & ~7L;
                 tableBytes += entryLength;
+                s.EntryLength = entryLength;
                 if (tableBytes > Qcow2Header.MaxSnapshotTableBytes)
                 {
                     throw new ImageCorruptException(file.Path, "snapshot table", header.SnapshotsOffset, "the snapshot table exceeds 64 MiB");
@@ -125,6 +129,18 @@ namespace VDiskPS.Formats.Qcow2
             return list;
         }
 
+        /// <summary>The bytes the table occupies on disk.</summary>
+        public static long TableLength(IReadOnlyList<Qcow2Snapshot> snapshots)
+        {
+            long total = 0;
+            foreach (var s in snapshots)
+            {
+                total += s.EntryLength;
+            }
+
+            return total;
+        }
+
         public static byte[] SerializeTable(IReadOnlyList<Qcow2Snapshot> snapshots)
         {
             var parts = new List<byte[]>();
@@ -134,6 +150,7 @@ namespace VDiskPS.Formats.Qcow2
                 byte[] name = Encoding.UTF8.GetBytes(s.Name);
                 int extra = ExtraDataLength + s.UnknownExtra.Length;
                 int length = (FixedLength + extra + id.Length + name.Length + 7) & ~7;
+                s.EntryLength = length;
                 var b = new byte[length];
                 BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(L1TableOffsetField), (ulong)s.L1TableOffset);
                 BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(L1SizeField), (uint)s.L1Size);
