@@ -65,7 +65,6 @@ namespace VDiskPS.Formats.Qcow2
                 Format = "qcow2",
                 Required = fully - virtualSize + required,
                 FullyAllocated = fully,
-                Bitmaps = options.Version >= 3 ? 0 : (long?)null,
             };
         }
 

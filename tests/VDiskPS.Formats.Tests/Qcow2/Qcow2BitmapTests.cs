@@ -103,6 +103,26 @@ namespace VDiskPS.Formats.Tests.Qcow2
         }
 
         [Fact]
+        public void InconsistentBitmapStaysInUse()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("crash.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", path, "4M");
+            Qemu.Img("bitmap", "--add", path, "left");
+            Qemu.Run("qemu-io", new[] { "-f", "qcow2", "-c", "write 0 4096", "-c", "sigraise 9", path });
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                Assert.True(((IBitmapLayer)layer).GetBitmaps()[0].InUse);
+                layer.Write(65536, new byte[512]);
+            }
+
+            using (var layer = Qcow2TestImages.OpenRead(path))
+            {
+                Assert.True(((IBitmapLayer)layer).GetBitmaps()[0].InUse);
+            }
+        }
+
+        [Fact]
         public void Version2ImagesRefuseBitmaps()
         {
             using var dir = new TempDir();
