@@ -270,9 +270,10 @@ namespace VDiskPS.Formats.Qcow2
                 CountRange(pass, sectorStart, sectorEnd - sectorStart, "compressed cluster");
                 if (active)
                 {
+                    // QEMU counts compressed clusters as fragmented by nature (sub-sector placement).
                     pass.Result.AllocatedClusters++;
                     pass.Result.CompressedClusters++;
-                    pass.NextContiguous = 0;
+                    pass.Result.FragmentedClusters++;
                 }
 
                 return;

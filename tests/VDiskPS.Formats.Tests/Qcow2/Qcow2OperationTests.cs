@@ -99,11 +99,22 @@ namespace VDiskPS.Formats.Tests.Qcow2
             AssertSameAsModel(dir, path, before);
         }
 
-        [Fact]
-        public void CheckCountsLikeQemuOnCleanImage()
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void CheckCountsLikeQemuOnCleanImage(bool compressedWithSnapshot)
         {
             using var dir = new TempDir();
             string path = Qcow2TestImages.MakeWithQemuIo(dir, "c.qcow2", "compat=1.1");
+            if (compressedWithSnapshot)
+            {
+                string compressed = dir.File("cc.qcow2");
+                Qemu.Img("convert", "-c", "-f", "qcow2", "-O", "qcow2", path, compressed);
+                Qemu.Img("snapshot", "-c", "s1", compressed);
+                Qemu.Io("-f", "qcow2", "-c", "write -P 1 0 100000", compressed);
+                path = compressed;
+            }
+
             using var layer = Qcow2TestImages.OpenRead(path);
             var result = ((ICheckableLayer)layer).Check(RepairMode.None);
             string json = Qemu.Run("qemu-img", new[] { "check", "--output=json", "-f", "qcow2", path }).Output;
@@ -114,6 +125,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Assert.Equal(root.GetProperty("allocated-clusters").GetInt64(), result.AllocatedClusters);
             Assert.Equal(root.GetProperty("total-clusters").GetInt64(), result.TotalClusters);
             Assert.Equal(root.GetProperty("fragmented-clusters").GetInt64(), result.FragmentedClusters);
+            Assert.Equal(root.TryGetProperty("compressed-clusters", out var compressedClusters) ? compressedClusters.GetInt64() : 0, result.CompressedClusters);
             Assert.Equal(root.GetProperty("image-end-offset").GetInt64(), result.ImageEndOffset);
         }
 
