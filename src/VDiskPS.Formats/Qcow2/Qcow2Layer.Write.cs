@@ -89,7 +89,6 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Writes a run that lies inside one L2 table's range.</summary>
         private void WriteSegment(long offset, ReadOnlySpan<byte> data)
         {
-            int cs = _header.ClusterSize;
             long firstCluster = offset >> ClusterBits;
             long lastCluster = (offset + data.Length - 1) >> ClusterBits;
             int count = (int)(lastCluster - firstCluster + 1);

@@ -26,7 +26,6 @@ namespace VDiskPS.Formats.Qcow2
         private readonly Qcow2Header _header;
         private readonly Qcow2L2Cache _l2Cache;
         private readonly bool _isSnapshotView;
-        private readonly string _snapshotName;
         private long[] _l1;
         private long _size;
         private List<Qcow2Snapshot> _snapshots;
@@ -61,7 +60,6 @@ namespace VDiskPS.Formats.Qcow2
             _snapshots = owner._snapshots;
             _backing = owner._backing;
             _isSnapshotView = true;
-            _snapshotName = snapshot.Name;
         }
 
         public override DiskFormat Format => DiskFormat.Qcow2;
@@ -73,8 +71,6 @@ namespace VDiskPS.Formats.Qcow2
         public override BackingReference Backing => _backing;
 
         public override IReadOnlyList<string> HostFiles => _dataFile != null ? new[] { Path, _dataFile.Path } : new[] { Path };
-
-        internal Qcow2Header Header => _header;
 
         private int ClusterBits => _header.ClusterBits;
 

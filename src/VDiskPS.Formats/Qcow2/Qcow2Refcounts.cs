@@ -41,8 +41,6 @@ namespace VDiskPS.Formats.Qcow2
 
         public int ClusterSize => 1 << _clusterBits;
 
-        public int Order => _order;
-
         public long TableOffset => _tableOffset;
 
         public int TableClusters => (int)(((long)_table.Length * 8 + ClusterSize - 1) >> _clusterBits);
@@ -167,17 +165,6 @@ namespace VDiskPS.Formats.Qcow2
             }
 
             TrimCache();
-        }
-
-        /// <summary>Drops cached blocks (after the structure was rewritten elsewhere).</summary>
-        public void Reset(long tableOffset, long[] table)
-        {
-            _blocks.Clear();
-            _dirtyBlocks.Clear();
-            _tableOffset = tableOffset;
-            _table = table;
-            _tableDirty = false;
-            _end = Math.Max(_end, (_file.Length + ClusterSize - 1) >> _clusterBits);
         }
 
         public static long ReadEntry(byte[] block, int index, int order)
