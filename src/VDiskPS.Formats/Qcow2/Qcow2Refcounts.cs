@@ -19,7 +19,8 @@ namespace VDiskPS.Formats.Qcow2
         private readonly int _order;
         private readonly int _entriesPerBlockBits;
         private readonly Dictionary<long, byte[]> _blocks = new Dictionary<long, byte[]>();
-        private readonly HashSet<long> _dirtyBlocks = new HashSet<long>();
+        /// <summary>Changed blocks and the byte range changed in each, so a flush writes only that range.</summary>
+        private readonly Dictionary<long, KeyValuePair<int, int>> _dirtyBlocks = new Dictionary<long, KeyValuePair<int, int>>();
         private readonly Action<long, int> _tableMoved;
         private long[] _table;
         private long _tableOffset;
@@ -98,8 +99,11 @@ namespace VDiskPS.Formats.Qcow2
             long blockIndex = cluster >> _entriesPerBlockBits;
             EnsureBlock(blockIndex);
             byte[] block = LoadBlock(blockIndex);
-            WriteEntry(block, (int)(cluster & ((1L << _entriesPerBlockBits) - 1)), _order, value);
-            _dirtyBlocks.Add(blockIndex);
+            int index = (int)(cluster & ((1L << _entriesPerBlockBits) - 1));
+            WriteEntry(block, index, _order, value);
+            int byteStart = (int)(((long)index << _order) >> 3);
+            int byteEnd = byteStart + Math.Max(1, (1 << _order) >> 3);
+            MarkDirty(blockIndex, byteStart, byteEnd);
             if (value > 0 && cluster >= _end)
             {
                 _end = cluster + 1;
@@ -246,7 +250,7 @@ namespace VDiskPS.Formats.Qcow2
             var clean = new List<long>();
             foreach (long key in _blocks.Keys)
             {
-                if (!_dirtyBlocks.Contains(key))
+                if (!_dirtyBlocks.ContainsKey(key))
                 {
                     clean.Add(key);
                 }
@@ -281,7 +285,7 @@ namespace VDiskPS.Formats.Qcow2
             _table[blockIndex] = cluster << _clusterBits;
             _tableDirty = true;
             _blocks[blockIndex] = new byte[ClusterSize];
-            _dirtyBlocks.Add(blockIndex);
+            MarkDirty(blockIndex, 0, ClusterSize);
             Set(cluster, 1);
         }
 
@@ -334,14 +338,26 @@ namespace VDiskPS.Formats.Qcow2
                 return;
             }
 
-            var order = new List<long>(_dirtyBlocks);
+            var order = new List<long>(_dirtyBlocks.Keys);
             order.Sort();
             foreach (long blockIndex in order)
             {
-                _file.WriteAt(_table[blockIndex], _blocks[blockIndex]);
+                var range = _dirtyBlocks[blockIndex];
+                _file.WriteAt(_table[blockIndex] + range.Key, _blocks[blockIndex].AsSpan(range.Key, range.Value - range.Key));
             }
 
             _dirtyBlocks.Clear();
+        }
+
+        private void MarkDirty(long blockIndex, int byteStart, int byteEnd)
+        {
+            if (_dirtyBlocks.TryGetValue(blockIndex, out var range))
+            {
+                byteStart = Math.Min(byteStart, range.Key);
+                byteEnd = Math.Max(byteEnd, range.Value);
+            }
+
+            _dirtyBlocks[blockIndex] = new KeyValuePair<int, int>(byteStart, byteEnd);
         }
 
         private byte[] SerializeTable()
