@@ -20,8 +20,18 @@ namespace VDiskPS.Formats.Qcow2
             public long End;
         }
 
+        /// <summary>The last run found, so a caller walking a long run in chunks does not rescan it each time; cleared when the mapping changes.</summary>
+        private BlockStatus? _lastRun;
+
         private BlockStatus GetBlockStatusLocked(long offset, long end)
         {
+            if (_lastRun.HasValue && offset >= _lastRun.Value.GuestOffset && offset < _lastRun.Value.End)
+            {
+                BlockStatus last = _lastRun.Value;
+                long host = last.HostOffset >= 0 ? last.HostOffset + (offset - last.GuestOffset) : -1;
+                return new BlockStatus(offset, Math.Min(last.End, end) - offset, last.Kind, host, last.Compressed, last.HostFile);
+            }
+
             UnitStatus first = StatusAt(offset);
             long runHost = first.Kind == ExtentKind.Data && !first.Compressed ? first.Host : -1;
             long pos = first.End;
@@ -43,7 +53,9 @@ namespace VDiskPS.Formats.Qcow2
 
             long length = Math.Min(pos, end) - offset;
             string hostFile = first.Kind == ExtentKind.Data && _dataFile != null ? _dataFile.Path : null;
-            return new BlockStatus(offset, length, first.Kind, runHost, first.Compressed, hostFile);
+            var status = new BlockStatus(offset, length, first.Kind, runHost, first.Compressed, hostFile);
+            _lastRun = status;
+            return status;
         }
 
         /// <summary>The status of the cluster or subcluster holding <paramref name="offset"/>; Host is the byte at offset.</summary>

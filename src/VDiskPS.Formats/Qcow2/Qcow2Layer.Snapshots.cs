@@ -99,6 +99,7 @@ namespace VDiskPS.Formats.Qcow2
                 var newL1 = new long[_l1.Length];
                 Array.Copy(snapshotL1, newL1, snapshotL1.Length);
                 _l1 = newL1;
+                _lastRun = null;
                 _file.WriteAt(_header.L1TableOffset, SerializeWords(Array.ConvertAll(_l1, e => (ulong)e), 0, _l1.Length));
                 _l2Cache.Clear();
                 AdjustTreeRefcounts(old, -1);

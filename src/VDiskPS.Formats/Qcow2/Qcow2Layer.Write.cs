@@ -264,6 +264,7 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Refcounts, then the L2 table, then the L1 entry; then frees what the update replaced.</summary>
         private void CommitL2Update(L2Update update)
         {
+            _lastRun = null;
             Refcounts.Flush();
             if (update.IsNew)
             {
@@ -289,6 +290,7 @@ namespace VDiskPS.Formats.Qcow2
 
         private void WriteL1Entry(int l1Index, long value)
         {
+            _lastRun = null;
             _l1[l1Index] = value;
             var raw = new byte[8];
             BinaryPrimitives.WriteUInt64BigEndian(raw, (ulong)value);
