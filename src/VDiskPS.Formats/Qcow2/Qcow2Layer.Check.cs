@@ -21,6 +21,12 @@ namespace VDiskPS.Formats.Qcow2
             public long FileLength;
             public long NextContiguous;
 
+            /// <summary>How many L1 entries (active and snapshots) name each L2 table, so each table is read once.</summary>
+            public readonly Dictionary<long, long> L2References = new Dictionary<long, long>();
+
+            /// <summary>L2 tables of the active L1 already counted for the statistics.</summary>
+            public readonly HashSet<long> ActiveL2 = new HashSet<long>();
+
             /// <summary>Clusters of the current refcount structure, which a rebuild replaces.</summary>
             public readonly List<long> RefcountClusters = new List<long>();
 
@@ -139,6 +145,7 @@ namespace VDiskPS.Formats.Qcow2
                 }
             }
 
+            CountL2Tables(pass);
             CountBitmaps(pass);
             Qcow2Refcounts refcounts = Refcounts;
             CountRange(pass, refcounts.TableOffset, (long)refcounts.TableClusters * cs, "refcount table");
@@ -183,7 +190,7 @@ namespace VDiskPS.Formats.Qcow2
         }
 
         /// <summary>Counts one reference for every cluster of [offset, offset + length).</summary>
-        private void CountRange(CheckPass pass, long offset, long length, string what)
+        private void CountRange(CheckPass pass, long offset, long length, string what, long times = 1)
         {
             if (length <= 0)
             {
@@ -198,10 +205,11 @@ namespace VDiskPS.Formats.Qcow2
 
             for (long c = offset >> ClusterBits; c <= (offset + length - 1) >> ClusterBits; c++)
             {
-                pass.Counts.Add(c, 1);
+                pass.Counts.Add(c, times);
             }
         }
 
+        /// <summary>Counts the L2 tables an L1 table names; the active table's L2 tables also feed the statistics, in L1 order.</summary>
         private void WalkL1(CheckPass pass, long[] l1, bool active)
         {
             int cs = _header.ClusterSize;
@@ -227,14 +235,21 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 pass.Counts.Add(l2Offset >> ClusterBits, 1);
-                try
+                pass.L2References.TryGetValue(l2Offset, out long seen);
+                pass.L2References[l2Offset] = seen + 1;
+                if (!active)
                 {
-                    _file.ReadExactly(l2Offset, raw, "L2 table");
+                    continue;
                 }
-                catch (ImageException e)
+
+                if (!pass.ActiveL2.Add(l2Offset))
                 {
-                    pass.Result.CheckErrors++;
-                    pass.Result.Messages.Add("ERROR reading L2 table: " + e.Reason);
+                    pass.Corruption($"l2_offset=0x{l2Offset:x}: the active L1 table names this L2 table twice");
+                    continue;
+                }
+
+                if (!TryReadCheckedL2(pass, l2Offset, raw))
+                {
                     continue;
                 }
 
@@ -242,13 +257,75 @@ namespace VDiskPS.Formats.Qcow2
                 for (int j = 0; j < _header.L2Entries; j++)
                 {
                     ulong entry = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step));
-                    ulong bitmap = ExtendedL2 ? BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step + 8)) : 0;
-                    CheckL2Entry(pass, entry, bitmap, active);
+                    CountStatistics(pass, entry);
                 }
             }
         }
 
-        private void CheckL2Entry(CheckPass pass, ulong entry, ulong bitmap, bool active)
+        /// <summary>Reads each named L2 table once and counts its references as often as L1 entries name it.</summary>
+        private void CountL2Tables(CheckPass pass)
+        {
+            var raw = new byte[_header.ClusterSize];
+            int step = ExtendedL2 ? 16 : 8;
+            foreach (var table in pass.L2References)
+            {
+                if (!TryReadCheckedL2(pass, table.Key, raw))
+                {
+                    continue;
+                }
+
+                for (int j = 0; j < _header.L2Entries; j++)
+                {
+                    ulong entry = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step));
+                    ulong bitmap = ExtendedL2 ? BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step + 8)) : 0;
+                    CheckL2Entry(pass, entry, bitmap, table.Value);
+                }
+            }
+        }
+
+        private bool TryReadCheckedL2(CheckPass pass, long l2Offset, byte[] raw)
+        {
+            try
+            {
+                _file.ReadExactly(l2Offset, raw, "L2 table");
+                return true;
+            }
+            catch (ImageException e)
+            {
+                pass.Result.CheckErrors++;
+                pass.Result.Messages.Add("ERROR reading L2 table: " + e.Reason);
+                return false;
+            }
+        }
+
+        /// <summary>qemu-img check's allocation statistics for one active L2 entry (fragmentation follows host order across tables).</summary>
+        private void CountStatistics(CheckPass pass, ulong entry)
+        {
+            if ((entry & CompressedFlag) != 0)
+            {
+                // QEMU counts compressed clusters as fragmented by nature (sub-sector placement).
+                pass.Result.AllocatedClusters++;
+                pass.Result.CompressedClusters++;
+                pass.Result.FragmentedClusters++;
+                return;
+            }
+
+            long offset = (long)(entry & OffsetMask);
+            if (!IsAllocated(entry) || (offset & ClusterMask) != 0)
+            {
+                return;
+            }
+
+            pass.Result.AllocatedClusters++;
+            if (pass.NextContiguous != 0 && offset != pass.NextContiguous)
+            {
+                pass.Result.FragmentedClusters++;
+            }
+
+            pass.NextContiguous = offset + _header.ClusterSize;
+        }
+
+        private void CheckL2Entry(CheckPass pass, ulong entry, ulong bitmap, long times)
         {
             int cs = _header.ClusterSize;
             if ((entry & CompressedFlag) != 0)
@@ -266,16 +343,7 @@ namespace VDiskPS.Formats.Qcow2
 
                 var (host, length) = CompressedExtent(entry);
                 long sectorStart = host & ~511L;
-                long sectorEnd = host + length;
-                CountRange(pass, sectorStart, sectorEnd - sectorStart, "compressed cluster");
-                if (active)
-                {
-                    // QEMU counts compressed clusters as fragmented by nature (sub-sector placement).
-                    pass.Result.AllocatedClusters++;
-                    pass.Result.CompressedClusters++;
-                    pass.Result.FragmentedClusters++;
-                }
-
+                CountRange(pass, sectorStart, host + length - sectorStart, "compressed cluster", times);
                 return;
             }
 
@@ -301,20 +369,9 @@ namespace VDiskPS.Formats.Qcow2
                 return;
             }
 
-            if (active)
-            {
-                pass.Result.AllocatedClusters++;
-                if (pass.NextContiguous != 0 && offset != pass.NextContiguous)
-                {
-                    pass.Result.FragmentedClusters++;
-                }
-
-                pass.NextContiguous = offset + cs;
-            }
-
             if (_dataFile == null)
             {
-                CountRange(pass, offset, cs, "data cluster");
+                CountRange(pass, offset, cs, "data cluster", times);
             }
         }
 
@@ -415,10 +472,11 @@ namespace VDiskPS.Formats.Qcow2
 
         private void CheckCopiedFlags(CheckPass pass)
         {
+            var seen = new HashSet<long>();
             for (int i = 0; i < _l1.Length; i++)
             {
                 long l2Offset = (long)((ulong)_l1[i] & OffsetMask);
-                if (l2Offset == 0 || (l2Offset & ClusterMask) != 0 || l2Offset > pass.FileLength - _header.ClusterSize)
+                if (l2Offset == 0 || (l2Offset & ClusterMask) != 0 || l2Offset > pass.FileLength - _header.ClusterSize || !seen.Add(l2Offset))
                 {
                     continue;
                 }

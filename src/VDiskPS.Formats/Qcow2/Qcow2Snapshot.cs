@@ -28,6 +28,9 @@ namespace VDiskPS.Formats.Qcow2
 
         private const int MaxExtraData = 1024;
 
+        /// <summary>Bounds the work of walking every snapshot (check, snapshot operations) on a hostile table.</summary>
+        private const long MaxTotalL1Bytes = 1L << 30;
+
         public long L1TableOffset { get; set; }
 
         public int L1Size { get; set; }
@@ -61,6 +64,7 @@ namespace VDiskPS.Formats.Qcow2
             long at = header.SnapshotsOffset;
             var fixedPart = new byte[FixedLength];
             long tableBytes = 0;
+            long l1Bytes = 0;
             for (int i = 0; i < header.SnapshotCount; i++)
             {
                 file.ReadExactly(at, fixedPart, "snapshot table entry " + i);
@@ -94,6 +98,11 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 s.L1Size = (int)l1Size;
+                l1Bytes += (long)l1Size * 8;
+                if (l1Bytes > MaxTotalL1Bytes)
+                {
+                    throw new ImageCorruptException(file.Path, field + " l1_size", at + L1SizeField, $"the snapshots' L1 tables together exceed {MaxTotalL1Bytes >> 20} MiB");
+                }
                 var rest = new byte[extraSize + idSize + nameSize];
                 file.ReadExactly(at + FixedLength, rest, field);
                 if (extraSize >= ExtraDiskSize + 8)
