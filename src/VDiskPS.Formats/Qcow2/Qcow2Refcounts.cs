@@ -12,7 +12,7 @@ namespace VDiskPS.Formats.Qcow2
     /// </summary>
     internal sealed class Qcow2Refcounts
     {
-        private const int MaxCachedBlocks = 256;
+        private const long MaxCachedBytes = 32L << 20;
 
         private readonly HostFile _file;
         private readonly int _clusterBits;
@@ -242,7 +242,7 @@ namespace VDiskPS.Formats.Qcow2
 
         private void TrimCache()
         {
-            if (_blocks.Count < MaxCachedBlocks)
+            if (_blocks.Count < Math.Max(4, MaxCachedBytes >> _clusterBits))
             {
                 return;
             }
