@@ -121,7 +121,8 @@ namespace VDiskPS.Formats.Qcow2
             while (at < count)
             {
                 int runEnd = at + 1;
-                while (runEnd < count && actions[runEnd] == actions[at] && (actions[at] != ClusterAction.InPlace || HostOf(update, firstIndex + runEnd) == HostOf(update, firstIndex + at) + ((long)(runEnd - at) << ClusterBits)))
+                // A run shares one action and, for clusters written where they are, contiguous host clusters.
+                while (runEnd < count && actions[runEnd] == actions[at] && (actions[at] == ClusterAction.Allocate || HostOf(update, firstIndex + runEnd) == HostOf(update, firstIndex + at) + ((long)(runEnd - at) << ClusterBits)))
                 {
                     runEnd++;
                 }
@@ -158,7 +159,7 @@ namespace VDiskPS.Formats.Qcow2
                         int index = firstIndex + i;
                         ulong old = update.Table[index * step];
                         long newHost = host + ((long)(i - at) << ClusterBits);
-                        if (actions[i] == ClusterAction.Allocate && IsAllocatedOrCompressed(old) && !(_dataFile != null))
+                        if (actions[i] == ClusterAction.Allocate && IsAllocatedOrCompressed(old) && _dataFile == null)
                         {
                             update.Freed.Add(old);
                         }

@@ -232,6 +232,32 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
         }
 
+        [Theory]
+        [InlineData("compat=1.1,cluster_size=16k")]
+        [InlineData("compat=1.1,cluster_size=16k,extended_l2=on")]
+        public void WritesOverScatteredPreallocatedZeroClustersLandInTheirOwnClusters(string options)
+        {
+            using var dir = new TempDir();
+            string path = dir.File("zeroalloc.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", "-o", options, path, "64M");
+
+            // Guest clusters 0 and 1 get host clusters with another L2 table and its data between them, then become allocated zero clusters.
+            Qemu.Io("-f", "qcow2", "-c", "write -P 1 0 16k", "-c", "write -P 2 40M 16k", "-c", "write -P 3 16k 16k", "-c", "write -z 0 32k", path);
+            var model = new byte[64 << 20];
+            Array.Fill(model, (byte)2, 40 << 20, 16384);
+            byte[] data = TestData.Pattern(40000, 21);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                layer.Write(5000, data);
+            }
+
+            Array.Copy(data, 0, model, 5000, data.Length);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
+        }
+
         [Fact]
         public void SubclusterWritesOverBackingFileMatchQemu()
         {
