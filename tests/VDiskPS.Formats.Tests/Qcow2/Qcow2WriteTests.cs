@@ -65,20 +65,34 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Qcow2TestImages.AssertQemuCheckClean(path);
         }
 
-        [Fact]
-        public void ExternalDataFileIsCreatedAndWritten()
+        [Theory]
+        [InlineData(",data_file_raw=on")]
+        [InlineData("")]
+        [InlineData(",extended_l2=on")]
+        [InlineData(",preallocation=full")]
+        public void ExternalDataFileIsCreatedAndWritten(string options)
         {
             using var dir = new TempDir();
+
             // qemu-img opens a relative data file name against its working directory, so record it absolute here.
-            string path = CreateImage(dir, "e.qcow2", "data_file=" + dir.File("e.data") + ",data_file_raw=on");
+            string path = CreateImage(dir, "e.qcow2", "data_file=" + dir.File("e.data") + options);
             var model = new byte[Qcow2TestImages.Size];
             using (var layer = Qcow2TestImages.OpenWritable(path))
             {
                 Qcow2TestImages.WriteScattered(layer, model, 2);
+                layer.WriteZeroes(65536, 65536);
+                Array.Clear(model, 65536, 65536);
             }
 
             Qcow2TestImages.AssertQemuCheckClean(path);
-            Assert.Equal(model, File.ReadAllBytes(dir.File("e.data")));
+            if (options.Contains("raw"))
+            {
+                Assert.Equal(model, File.ReadAllBytes(dir.File("e.data")));
+            }
+
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
             Qcow2TestImages.AssertReadsLikeQemu(dir, path);
         }
 
