@@ -84,7 +84,8 @@ namespace VDiskPS.Formats.Qcow2
         {
             int cs = _header.ClusterSize;
             Qcow2Refcounts refcounts = Refcounts;
-            if (_compressedCursor != 0 && (_compressedCursor & ClusterMask) != 0)
+            // Like QEMU, a cluster whose refcount is already at the maximum takes no more compressed data.
+            if (_compressedCursor != 0 && (_compressedCursor & ClusterMask) != 0 && refcounts.Get(_compressedCursor >> ClusterBits) < refcounts.MaxRefcount)
             {
                 long cursorCluster = _compressedCursor >> ClusterBits;
                 long clusterEnd = (cursorCluster + 1) << ClusterBits;

@@ -62,6 +62,7 @@ namespace VDiskPS.Formats.Qcow2
                 };
 
                 // The copy of the L1 table goes to disk first; then the tree gains its reference; then COPIED is cleared.
+                ClusterCounts changes = GatherTreeChanges(_l1, 1);
                 if (_l1.Length > 0)
                 {
                     snapshot.L1TableOffset = Refcounts.Allocate(((long)_l1.Length * 8 + ClusterMask) >> ClusterBits);
@@ -69,7 +70,7 @@ namespace VDiskPS.Formats.Qcow2
                     _file.WriteAt(snapshot.L1TableOffset, SerializeWords(Array.ConvertAll(_l1, e => (ulong)e), 0, _l1.Length));
                 }
 
-                AdjustTreeRefcounts(_l1, 1);
+                ApplyRefcountChanges(changes);
                 Refcounts.Flush();
                 FixCopiedFlags(Refcounts.Get);
                 var snapshots = new List<Qcow2Snapshot>(_snapshots) { snapshot };
@@ -220,9 +221,20 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
-        /// <summary>Adds <paramref name="delta"/> to the refcount of every L2 table and data cluster an L1 table reaches.</summary>
+        /// <summary>
+        /// Adds <paramref name="delta"/> to the refcount of every L2 table and data cluster an L1 table
+        /// reaches. The changes are gathered and checked first, so a refcount that would overflow its
+        /// width refuses the operation before anything changes.
+        /// </summary>
         private void AdjustTreeRefcounts(long[] l1, int delta)
         {
+            ApplyRefcountChanges(GatherTreeChanges(l1, delta));
+        }
+
+        /// <summary>The refcount changes <see cref="AdjustTreeRefcounts"/> would make, checked against the refcount width.</summary>
+        private ClusterCounts GatherTreeChanges(long[] l1, int delta)
+        {
+            var changes = new ClusterCounts();
             int step = ExtendedL2 ? 2 : 1;
             for (int i = 0; i < l1.Length; i++)
             {
@@ -241,16 +253,49 @@ namespace VDiskPS.Formats.Qcow2
                         var (host, length) = CompressedExtent(entry);
                         for (long c = (host & ~511L) >> ClusterBits; c <= (host + length - 1) >> ClusterBits; c++)
                         {
-                            Refcounts.Adjust(c, delta);
+                            changes.Add(c, delta);
                         }
                     }
                     else if ((entry & OffsetMask) != 0 && _dataFile == null)
                     {
-                        Refcounts.Adjust((long)(entry & OffsetMask) >> ClusterBits, delta);
+                        changes.Add((long)(entry & OffsetMask) >> ClusterBits, delta);
                     }
                 }
 
-                Refcounts.Adjust(l2Offset >> ClusterBits, delta);
+                changes.Add(l2Offset >> ClusterBits, delta);
+            }
+
+            Qcow2Refcounts refcounts = Refcounts;
+            for (long c = 0; c <= changes.MaxCluster; c++)
+            {
+                long change = changes.Get(c);
+                if (change == 0)
+                {
+                    continue;
+                }
+
+                long value = refcounts.Get(c) + change;
+                if (value < 0 || value > refcounts.MaxRefcount)
+                {
+                    throw new ImageNotSupportedException(Path, "refcount_bits", null,
+                        value < 0
+                            ? $"cluster {c} would get a negative refcount; the image needs repair (qemu-img check -r all)"
+                            : $"cluster {c} would need {value} references, more than {_header.RefcountBits}-bit refcounts hold; amend refcount_bits first");
+                }
+            }
+
+            return changes;
+        }
+
+        private void ApplyRefcountChanges(ClusterCounts changes)
+        {
+            for (long c = 0; c <= changes.MaxCluster; c++)
+            {
+                long change = changes.Get(c);
+                if (change != 0)
+                {
+                    Refcounts.Adjust(c, change);
+                }
             }
         }
     }
