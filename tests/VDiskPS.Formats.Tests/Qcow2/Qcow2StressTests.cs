@@ -7,20 +7,34 @@ namespace VDiskPS.Formats.Tests.Qcow2
     public class Qcow2StressTests
     {
         [Theory]
-        [InlineData("cluster_size=4k", 1)]
-        [InlineData("cluster_size=16k,extended_l2=on", 2)]
-        [InlineData("compat=0.10,cluster_size=4k", 3)]
-        [InlineData("cluster_size=4k,refcount_bits=2,compression_type=zstd", 4)]
-        public void RandomOperationsKeepImageConsistent(string options, int seed)
+        [InlineData("cluster_size=4k", 1, false)]
+        [InlineData("cluster_size=16k,extended_l2=on", 2, false)]
+        [InlineData("compat=0.10,cluster_size=4k", 3, false)]
+        [InlineData("cluster_size=4k,refcount_bits=2,compression_type=zstd", 4, false)]
+        [InlineData("cluster_size=4k", 5, true)]
+        [InlineData("cluster_size=16k,extended_l2=on", 6, true)]
+        [InlineData("compat=0.10,cluster_size=4k", 7, true)]
+        public void RandomOperationsKeepImageConsistent(string options, int seed, bool overBackingFile)
         {
             using var dir = new TempDir();
             const int size = 6 << 20;
             string path = dir.File("stress.qcow2");
-            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = size, Options = OptionSet.Parse(options) });
             var model = new byte[size];
-            var rng = new Random(seed);
-            using (var layer = Qcow2TestImages.OpenWritable(path))
+            byte[] baseContent = null;
+            var request = new CreateRequest { Size = size, Options = OptionSet.Parse(options) };
+            if (overBackingFile)
             {
+                baseContent = TestData.Pattern(size, seed);
+                model = (byte[])baseContent.Clone();
+                System.IO.File.WriteAllBytes(dir.File("base.raw"), baseContent);
+                request.Backing = new BackingReference("base.raw", DiskFormat.Raw);
+            }
+
+            CreateOperation.Create(path, DiskFormat.Qcow2, request);
+            var rng = new Random(seed);
+            using (var chain = ImageChain.Open(path, new ChainOptions { Writable = true }))
+            {
+                ImageLayer layer = chain.Top;
                 var compressed = (ICompressedWriteLayer)layer;
                 int unit = compressed.CompressionUnit;
                 for (int op = 0; op < 150; op++)
@@ -38,7 +52,12 @@ namespace VDiskPS.Formats.Tests.Qcow2
                             long start = (offset + unit - 1) / unit * unit;
                             long end = (offset + length) / unit * unit;
                             ((IDiscardableLayer)layer).Discard(offset, length);
-                            if (end > start)
+                            if (end > start && overBackingFile)
+                            {
+                                // Discarded clusters read from the backing file again.
+                                Array.Copy(baseContent, start, model, start, end - start);
+                            }
+                            else if (end > start)
                             {
                                 Array.Clear(model, (int)start, (int)(end - start));
                             }
