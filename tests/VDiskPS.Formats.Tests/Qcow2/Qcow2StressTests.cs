@@ -14,6 +14,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
         [InlineData("cluster_size=4k", 5, true)]
         [InlineData("cluster_size=16k,extended_l2=on", 6, true)]
         [InlineData("compat=0.10,cluster_size=4k", 7, true)]
+        [InlineData("cluster_size=512", 8, true)]
         public void RandomOperationsKeepImageConsistent(string options, int seed, bool overBackingFile)
         {
             using var dir = new TempDir();
