@@ -33,6 +33,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
 
             CreateOperation.Create(path, DiskFormat.Qcow2, request);
             var rng = new Random(seed);
+            var snapshotModels = new System.Collections.Generic.Dictionary<string, byte[]>();
             using (var chain = ImageChain.Open(path, new ChainOptions { Writable = true }))
             {
                 ImageLayer layer = chain.Top;
@@ -83,15 +84,23 @@ namespace VDiskPS.Formats.Tests.Qcow2
                             }
 
                             var snapshots = (ISnapshotLayer)layer;
-                            if (snapshots.GetSnapshots().Count > 1)
+                            if (snapshots.GetSnapshots().Count > 0 && rng.Next(3) == 0)
                             {
-                                snapshots.DeleteSnapshot(snapshots.GetSnapshots()[0].Id);
+                                string id = snapshots.GetSnapshots()[rng.Next(snapshots.GetSnapshots().Count)].Id;
+                                snapshots.ApplySnapshot(id);
+                                model = (byte[])snapshotModels[id].Clone();
+                            }
+                            else if (snapshots.GetSnapshots().Count > 1)
+                            {
+                                string id = snapshots.GetSnapshots()[0].Id;
+                                snapshots.DeleteSnapshot(id);
+                                snapshotModels.Remove(id);
                             }
                             else
                             {
                                 try
                                 {
-                                    snapshots.CreateSnapshot("s" + op);
+                                    snapshotModels[snapshots.CreateSnapshot("s" + op).Id] = (byte[])model.Clone();
                                 }
                                 catch (ImageNotSupportedException e) when (e.Field == "refcount_bits")
                                 {
