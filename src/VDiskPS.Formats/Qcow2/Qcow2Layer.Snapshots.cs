@@ -70,7 +70,7 @@ namespace VDiskPS.Formats.Qcow2
                     _file.WriteAt(snapshot.L1TableOffset, SerializeWords(Array.ConvertAll(_l1, e => (ulong)e), 0, _l1.Length));
                 }
 
-                ApplyRefcountChanges(changes);
+                ApplyRefcountChanges(changes, increments: true);
                 Refcounts.Flush();
                 FixCopiedFlags(Refcounts.Get);
                 var snapshots = new List<Qcow2Snapshot>(_snapshots) { snapshot };
@@ -88,22 +88,25 @@ namespace VDiskPS.Formats.Qcow2
                 EnsureSnapshotsPossible();
                 Qcow2Snapshot snapshot = FindSnapshot(idOrName);
                 long[] snapshotL1 = ReadL1(_file, snapshot.L1TableOffset, snapshot.L1Size, "snapshot L1 table");
+                // Clusters both trees share keep their count; the others gain (before the switch) or lose (after it) one.
+                var changes = new ClusterCounts();
+                CollectTreeChanges(snapshotL1, 1, changes);
+                CollectTreeChanges(_l1, -1, changes);
+                ValidateRefcountChanges(changes);
                 if (snapshot.L1Size > _l1.Length)
                 {
                     GrowL1(snapshot.L1Size);
                 }
 
-                // New tree gains a reference before the active L1 points at it; the old tree loses one after.
-                AdjustTreeRefcounts(snapshotL1, 1);
+                ApplyRefcountChanges(changes, increments: true);
                 Refcounts.Flush();
-                long[] old = (long[])_l1.Clone();
                 var newL1 = new long[_l1.Length];
                 Array.Copy(snapshotL1, newL1, snapshotL1.Length);
                 _l1 = newL1;
                 _lastRun = null;
                 _file.WriteAt(_header.L1TableOffset, SerializeWords(Array.ConvertAll(_l1, e => (ulong)e), 0, _l1.Length));
                 _l2Cache.Clear();
-                AdjustTreeRefcounts(old, -1);
+                ApplyRefcountChanges(changes, increments: false);
                 Refcounts.Flush();
                 FixCopiedFlags(Refcounts.Get);
                 if (snapshot.DiskSize != _size)
@@ -129,12 +132,16 @@ namespace VDiskPS.Formats.Qcow2
                 snapshots.Remove(snapshot);
 
                 // The table stops naming the snapshot before its clusters lose their references.
-                WriteSnapshotTable(snapshots);
-                AdjustTreeRefcounts(snapshotL1, -1);
-                for (long c = 0; c < (((long)snapshot.L1Size * 8 + ClusterMask) >> ClusterBits); c++)
+                ClusterCounts changes = new ClusterCounts();
+                CollectTreeChanges(snapshotL1, -1, changes);
+                if (snapshot.L1Size > 0)
                 {
-                    Refcounts.Adjust((snapshot.L1TableOffset >> ClusterBits) + c, -1);
+                    changes.AddRange(snapshot.L1TableOffset >> ClusterBits, ((long)snapshot.L1Size * 8 + ClusterMask) >> ClusterBits, -1);
                 }
+
+                ValidateRefcountChanges(changes);
+                WriteSnapshotTable(snapshots);
+                ApplyRefcountChanges(changes, increments: false);
 
                 Refcounts.Flush();
                 FixCopiedFlags(Refcounts.Get);
@@ -221,20 +228,17 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
-        /// <summary>
-        /// Adds <paramref name="delta"/> to the refcount of every L2 table and data cluster an L1 table
-        /// reaches. The changes are gathered and checked first, so a refcount that would overflow its
-        /// width refuses the operation before anything changes.
-        /// </summary>
-        private void AdjustTreeRefcounts(long[] l1, int delta)
-        {
-            ApplyRefcountChanges(GatherTreeChanges(l1, delta));
-        }
-
-        /// <summary>The refcount changes <see cref="AdjustTreeRefcounts"/> would make, checked against the refcount width.</summary>
+        /// <summary>The refcount changes for every L2 table and data cluster an L1 table reaches, checked against the refcount width.</summary>
         private ClusterCounts GatherTreeChanges(long[] l1, int delta)
         {
             var changes = new ClusterCounts();
+            CollectTreeChanges(l1, delta, changes);
+            ValidateRefcountChanges(changes);
+            return changes;
+        }
+
+        private void CollectTreeChanges(long[] l1, int delta, ClusterCounts changes)
+        {
             int step = ExtendedL2 ? 2 : 1;
             for (int i = 0; i < l1.Length; i++)
             {
@@ -264,7 +268,10 @@ namespace VDiskPS.Formats.Qcow2
 
                 changes.Add(l2Offset >> ClusterBits, delta);
             }
+        }
 
+        private void ValidateRefcountChanges(ClusterCounts changes)
+        {
             Qcow2Refcounts refcounts = Refcounts;
             for (long c = 0; c <= changes.MaxCluster; c++)
             {
@@ -283,16 +290,15 @@ namespace VDiskPS.Formats.Qcow2
                             : $"cluster {c} would need {value} references, more than {_header.RefcountBits}-bit refcounts hold; amend refcount_bits first");
                 }
             }
-
-            return changes;
         }
 
-        private void ApplyRefcountChanges(ClusterCounts changes)
+        /// <summary>Applies the increments (or the decrements) of <paramref name="changes"/>.</summary>
+        private void ApplyRefcountChanges(ClusterCounts changes, bool increments)
         {
             for (long c = 0; c <= changes.MaxCluster; c++)
             {
                 long change = changes.Get(c);
-                if (change != 0)
+                if (change != 0 && (change > 0) == increments)
                 {
                     Refcounts.Adjust(c, change);
                 }
