@@ -202,6 +202,54 @@ namespace VDiskPS.Formats.Tests.Qcow2
             AssertSameAsModel(dir, path, model);
         }
 
+        [Theory]
+        [InlineData(31)]
+        [InlineData(32)]
+        [InlineData(33)]
+        public void RepairAllFixesRandomRefcountAndFlagDamage(int seed)
+        {
+            using var dir = new TempDir();
+            string path = Qcow2TestImages.MakeWithQemuIo(dir, "d.qcow2", "compat=1.1");
+            Qemu.Img("snapshot", "-c", "s", path);
+            Qemu.Io("-f", "qcow2", "-c", "write -c -P 9 7340032 65536", "-c", "write -P 8 0 300000", path);
+            byte[] model = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            byte[] file = File.ReadAllBytes(path);
+            long refcountTable = (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(48));
+            long block = (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan((int)refcountTable));
+            long l1 = (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(40));
+            long l2 = (long)(BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan((int)l1)) & 0x00FFFFFFFFFFFE00UL);
+            var rng = new Random(seed);
+            using (var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+            {
+                long clusters = file.Length / 65536;
+                for (int i = 0; i < 6; i++)
+                {
+                    fs.Position = block + rng.Next((int)clusters + 4) * 2 + 1;
+                    fs.WriteByte((byte)rng.Next(4));
+                }
+
+                // Flip COPIED on the first L1 entry and on a few L2 entries.
+                fs.Position = l1;
+                fs.WriteByte((byte)(file[l1] ^ 0x80));
+                for (int i = 0; i < 3; i++)
+                {
+                    long at = l2 + rng.Next(128) * 8;
+                    fs.Position = at;
+                    fs.WriteByte((byte)(file[at] ^ 0x80));
+                }
+            }
+
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                var result = ((ICheckableLayer)layer).Check(RepairMode.All);
+                Assert.Equal(0, result.Corruptions);
+                Assert.Equal(0, result.Leaks);
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            Assert.Equal(model, Qemu.ToRawBytes(path, "qcow2", dir.Path));
+        }
+
         [Fact]
         public void GrowAndShrinkKeepImageClean()
         {
