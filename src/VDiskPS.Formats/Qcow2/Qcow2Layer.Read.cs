@@ -162,7 +162,7 @@ namespace VDiskPS.Formats.Qcow2
                 return table;
             }
 
-            long fileLength = _file.Length;
+            long fileLength = FileLengthFor(l2Offset + _header.ClusterSize);
             string field = $"L1 entry {l1Index}";
             if ((l2Offset & ClusterMask) != 0 || l2Offset > fileLength - _header.ClusterSize)
             {
@@ -216,7 +216,7 @@ namespace VDiskPS.Formats.Qcow2
                     }
 
                     long host = (long)(entry & CompressedOffsetMask);
-                    if (host >= fileLength)
+                    if (host >= fileLength && host >= (fileLength = FileLengthFor(host + 1)))
                     {
                         throw new ImageCorruptException(Path, "compressed cluster descriptor", l2Offset + (long)i * 8, $"the compressed data offset 0x{host:x} lies past the end of the file");
                     }
@@ -235,12 +235,18 @@ namespace VDiskPS.Formats.Qcow2
                     throw new ImageCorruptException(Path, "L2 entry", l2Offset + (long)i * 8, $"the data cluster offset 0x{offset:x} is not cluster aligned");
                 }
 
-                if (offset >= dataLength && (entry & ZeroFlag) == 0)
+                if (offset >= dataLength && (entry & ZeroFlag) == 0 && offset >= (dataLength = FileLengthFor(offset + 1)))
                 {
                     throw new ImageCorruptException(Path, "L2 entry", l2Offset + (long)i * 8, $"the data cluster offset 0x{offset:x} lies past the end of the file");
                 }
             }
         }
+
+        /// <summary>
+        /// The image file's length, for a structure ending at <paramref name="end"/>. The length seen at
+        /// open serves a read-only file; it is asked again when something lies past it (another writer).
+        /// </summary>
+        private long FileLengthFor(long end) => _file.CanWrite || end > _readOnlyFileLength ? _file.Length : _readOnlyFileLength;
 
         private ulong CompressedOffsetMask => (1UL << (62 - (ClusterBits - 8))) - 1;
 
@@ -310,7 +316,7 @@ namespace VDiskPS.Formats.Qcow2
             byte[] input = ArrayPool<byte>.Shared.Rent(length);
             try
             {
-                long fileLength = _file.Length;
+                long fileLength = FileLengthFor(host + 1);
                 if (host >= fileLength)
                 {
                     throw new ImageCorruptException(Path, "compressed cluster descriptor", host, "the compressed data lies past the end of the file");

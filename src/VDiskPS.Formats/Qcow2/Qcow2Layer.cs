@@ -31,6 +31,7 @@ namespace VDiskPS.Formats.Qcow2
         private List<Qcow2Snapshot> _snapshots;
         private Qcow2Refcounts _refcounts;
         private BackingReference _backing;
+        private readonly long _readOnlyFileLength;
 
         private Qcow2Layer(HostFile file, HostFile dataFile, Qcow2Header header, long[] l1, List<Qcow2Snapshot> snapshots)
             : base(file.Path, file.CanWrite)
@@ -44,6 +45,7 @@ namespace VDiskPS.Formats.Qcow2
             _snapshots = snapshots;
             _l2Cache = new Qcow2L2Cache(header.ClusterSize);
             _backing = MakeBacking(header);
+            _readOnlyFileLength = file.Length;
         }
 
         /// <summary>A read-only view of the disk as it was in a snapshot, sharing the owner's file and caches.</summary>
@@ -55,6 +57,7 @@ namespace VDiskPS.Formats.Qcow2
             _dataFile = owner._dataFile;
             _header = owner._header;
             _l2Cache = owner._l2Cache;
+            _readOnlyFileLength = owner._readOnlyFileLength;
             _l1 = l1;
             _size = snapshot.DiskSize;
             _snapshots = owner._snapshots;
