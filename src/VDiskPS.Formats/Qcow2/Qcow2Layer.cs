@@ -32,6 +32,7 @@ namespace VDiskPS.Formats.Qcow2
         private Qcow2Refcounts _refcounts;
         private BackingReference _backing;
         private readonly long _readOnlyFileLength;
+        private bool _dataFileCreatedHere;
 
         private Qcow2Layer(HostFile file, HostFile dataFile, Qcow2Header header, long[] l1, List<Qcow2Snapshot> snapshots)
             : base(file.Path, file.CanWrite)
@@ -73,7 +74,11 @@ namespace VDiskPS.Formats.Qcow2
 
         public override BackingReference Backing => _backing;
 
-        public override IReadOnlyList<string> HostFiles => _dataFile != null ? new[] { Path, _dataFile.Path } : new[] { Path };
+        /// <summary>
+        /// The image file, plus its external data file when this layer created it (so a failed convert
+        /// removes it); a data file that existed before belongs to the user and is never listed for deletion.
+        /// </summary>
+        public override IReadOnlyList<string> HostFiles => _dataFileCreatedHere ? new[] { Path, _dataFile.Path } : new[] { Path };
 
         private int ClusterBits => _header.ClusterBits;
 
