@@ -223,6 +223,26 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
+        /// <summary>Fits every loaded bitmap to the current virtual size (new granules clean) and stores them.</summary>
+        private void ResizeBitmaps()
+        {
+            foreach (var bitmap in Bitmaps)
+            {
+                byte[] old = BitsOf(bitmap);
+                var bits = new byte[BitmapBytes(bitmap)];
+                Array.Copy(old, bits, Math.Min(old.Length, bits.Length));
+                long granules = (_size + (1L << bitmap.GranularityBits) - 1) >> bitmap.GranularityBits;
+                if (granules % 8 != 0 && bits.Length > 0)
+                {
+                    bits[bits.Length - 1] &= (byte)((1 << (int)(granules % 8)) - 1);
+                }
+
+                _bitmapBits[bitmap.Name] = bits;
+            }
+
+            StoreBitmaps(new List<Qcow2Bitmap>(Bitmaps));
+        }
+
         /// <summary>Stores the tracked bitmaps and clears their in-use flags (on flush and close).</summary>
         private void StoreTrackedBitmaps()
         {

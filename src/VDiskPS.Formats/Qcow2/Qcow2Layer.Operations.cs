@@ -38,14 +38,29 @@ namespace VDiskPS.Formats.Qcow2
                     return;
                 }
 
-                if (_header.HasBitmapsExtension && _header.BitmapCount > 0)
+                bool hasBitmaps = _header.HasBitmapsExtension && _header.BitmapCount > 0;
+                if (hasBitmaps)
                 {
-                    throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "resizing an image with persistent bitmaps (remove them first)", Path);
+                    // Bitmaps follow the new size (block/qcow2-bitmap.c); one another writer left in use cannot.
+                    foreach (var bitmap in Bitmaps)
+                    {
+                        if (bitmap.InUse && !_bitmapsFlaggedHere.Contains(bitmap.Name))
+                        {
+                            throw new ImageNotSupportedException(Path, $"bitmap '{bitmap.Name}'", null, "the bitmap is in use (inconsistent); remove it before resizing");
+                        }
+
+                        BitsOf(bitmap);
+                    }
                 }
 
                 if (newSize < _size)
                 {
                     Shrink(newSize, allowShrink);
+                    if (hasBitmaps)
+                    {
+                        ResizeBitmaps();
+                    }
+
                     return;
                 }
 
@@ -80,6 +95,11 @@ namespace VDiskPS.Formats.Qcow2
                 if (preallocation != Preallocation.Off)
                 {
                     Preallocate(preallocation, oldClusterEnd >> ClusterBits);
+                }
+
+                if (hasBitmaps)
+                {
+                    ResizeBitmaps();
                 }
 
                 _file.Flush();
