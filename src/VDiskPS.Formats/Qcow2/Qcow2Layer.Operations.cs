@@ -282,6 +282,96 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
+        /// <summary>
+        /// Replaces every zero cluster, in the active table and in every snapshot (block/qcow2-cluster.c
+        /// qcow2_expand_zero_clusters): without a backing file a plain zero cluster becomes unallocated;
+        /// otherwise it gets a zeroed cluster, counted once for each L1 entry naming its L2 table.
+        /// </summary>
+        private void ExpandZeroClusters()
+        {
+            bool hasParent = Parent != null || _backing != null;
+            var tables = new List<long>();
+            var seen = new HashSet<long>();
+            var l1Tables = new List<long[]> { _l1 };
+            foreach (var snapshot in _snapshots)
+            {
+                l1Tables.Add(ReadL1(_file, snapshot.L1TableOffset, snapshot.L1Size, "snapshot L1 table"));
+            }
+
+            foreach (long[] l1 in l1Tables)
+            {
+                foreach (long l1Entry in l1)
+                {
+                    long l2Offset = (long)((ulong)l1Entry & OffsetMask);
+                    if (l2Offset != 0 && seen.Add(l2Offset))
+                    {
+                        tables.Add(l2Offset);
+                    }
+                }
+            }
+
+            byte[] zeros = new byte[_header.ClusterSize];
+            foreach (long l2Offset in tables)
+            {
+                ulong[] table = LoadL2Unchecked(l2Offset);
+                long l2References = Refcounts.Get(l2Offset >> ClusterBits);
+                var freed = new List<long>();
+                bool changed = false;
+                for (int j = 0; j < table.Length; j++)
+                {
+                    ulong entry = table[j];
+                    if ((entry & CompressedFlag) != 0 || (entry & ZeroFlag) == 0)
+                    {
+                        continue;
+                    }
+
+                    long offset = (long)(entry & OffsetMask);
+                    changed = true;
+                    if (offset != 0 && Refcounts.Get(offset >> ClusterBits) == l2References)
+                    {
+                        // Only this table names the cluster: it becomes plain zeros in place.
+                        _file.WriteAt(offset, zeros);
+                        table[j] = entry & ~ZeroFlag;
+                        continue;
+                    }
+
+                    if (offset != 0)
+                    {
+                        freed.Add(offset);
+                    }
+
+                    if (!hasParent)
+                    {
+                        table[j] = 0;
+                        continue;
+                    }
+
+                    long cluster = Refcounts.Allocate(1);
+                    Refcounts.Set(cluster >> ClusterBits, l2References);
+                    _file.WriteAt(cluster, zeros);
+                    table[j] = (ulong)cluster | (l2References == 1 ? CopiedFlag : 0);
+                }
+
+                if (!changed)
+                {
+                    continue;
+                }
+
+                Refcounts.Flush();
+                _file.WriteAt(l2Offset, SerializeWords(table, 0, table.Length));
+                _l2Cache.Remove(l2Offset);
+                foreach (long offset in freed)
+                {
+                    Refcounts.Adjust(offset >> ClusterBits, -l2References);
+                }
+
+                Refcounts.Flush();
+            }
+
+            _lastRun = null;
+            FixCopiedFlags(Refcounts.Get);
+        }
+
         private void RefuseChange<T>(T requested, T current, string option, string what)
         {
             if (requested != null && !EqualityComparer<T>.Default.Equals(requested, current))
@@ -321,30 +411,7 @@ namespace VDiskPS.Formats.Qcow2
                 throw new ImageOptionException(Path, "compat", "compat=0.10 cannot hold extended L2 entries, external data files, zstd compression or persistent bitmaps");
             }
 
-            if (_snapshots.Count > 0)
-            {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "downgrading an image with internal snapshots to compat=0.10", Path);
-            }
-
-            bool hasParent = Parent != null || _backing != null;
-            for (long offset = 0; offset < _size;)
-            {
-                BlockStatus status = GetBlockStatusLocked(offset, _size);
-                if (status.Kind == ExtentKind.Zero)
-                {
-                    if (hasParent)
-                    {
-                        base.WriteZeroesCore(status.GuestOffset, status.Length);
-                    }
-                    else
-                    {
-                        ZeroOrDiscard(status.GuestOffset, status.Length, zero: false);
-                    }
-                }
-
-                offset = status.End;
-            }
-
+            ExpandZeroClusters();
             _header.Version = 2;
             _header.HeaderLength = Qcow2Header.V2HeaderLength;
             _header.IncompatibleFeatures = 0;

@@ -314,6 +314,47 @@ namespace VDiskPS.Formats.Tests.Qcow2
             }
         }
 
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void DowngradeExpandsZeroClustersInSnapshotsToo(bool overBackingFile)
+        {
+            using var dir = new TempDir();
+            string path = dir.File("z.qcow2");
+            if (overBackingFile)
+            {
+                File.WriteAllBytes(dir.File("base.raw"), TestData.Pattern(8 << 20, 41));
+                Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", path);
+            }
+            else
+            {
+                Qemu.Img("create", "-q", "-f", "qcow2", path, "8M");
+            }
+
+            Qemu.Io("-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -z 65536 131072", "-c", "write -z -u 2M 131072", path);
+            Qemu.Img("snapshot", "-c", "before", path);
+            Qemu.Io("-f", "qcow2", "-c", "write -z 262144 65536", "-c", "write -z -u 4M 65536", "-c", "write -P 2 5M 65536", path);
+            byte[] active = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            string snapshotRaw = dir.File("before.raw");
+            Qemu.Img("convert", "-f", "qcow2", "-l", "snapshot.name=before", "-O", "raw", path, snapshotRaw);
+            byte[] snapshot = File.ReadAllBytes(snapshotRaw);
+            using (var chain = ImageChain.Open(path, new ChainOptions { Writable = true }))
+            {
+                ((IAmendableLayer)chain.Top).Amend(OptionSet.Parse("compat=0.10"));
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            using (var info = Qemu.Info(path, "qcow2"))
+            {
+                Assert.Equal("0.10", info.RootElement.GetProperty("format-specific").GetProperty("data").GetProperty("compat").GetString());
+            }
+
+            Assert.Equal(active, Qemu.ToRawBytes(path, "qcow2", dir.Path));
+            File.Delete(snapshotRaw);
+            Qemu.Img("convert", "-f", "qcow2", "-l", "snapshot.name=before", "-O", "raw", path, snapshotRaw);
+            Assert.Equal(snapshot, File.ReadAllBytes(snapshotRaw));
+        }
+
         [Fact]
         public void AmendRefusesClusterSizeChange()
         {
