@@ -260,7 +260,14 @@ namespace VDiskPS.Formats.Qcow2
             DiskFormat? format = null;
             if (!string.IsNullOrEmpty(header.BackingFormat))
             {
-                if (!DiskFormatNames.TryParse(header.BackingFormat, out DiskFormat parsed))
+                string name = header.BackingFormat;
+                if (name == "file" || name == "host_device" || name == "host_cdrom")
+                {
+                    // QEMU's protocol drivers: the backing file is read as it is.
+                    name = "raw";
+                }
+
+                if (!DiskFormatNames.TryParse(name, out DiskFormat parsed))
                 {
                     throw new ImageNotSupportedException(null, "backing format", null, $"the backing file's recorded format '{header.BackingFormat}' is not supported");
                 }
