@@ -217,8 +217,17 @@ namespace VDiskPS.Formats.Qcow2
             RefuseChange(set.GetSize("cluster_size"), _header.ClusterSize, "cluster_size", "changing the cluster size");
             RefuseChange(set.GetBool("extended_l2"), _header.ExtendedL2, "extended_l2", "changing extended_l2");
             RefuseChange(set.GetChoice("compression_type", "zlib", "zstd"), _header.CompressionType == 1 ? "zstd" : "zlib", "compression_type", "changing the compression type");
-            RefuseChange(set.GetString("data_file"), _header.DataFile, "data_file", "changing the external data file");
-            RefuseChange(set.GetBool("data_file_raw"), _header.DataFileRaw, "data_file_raw", "changing data_file_raw");
+            string dataFile = set.GetString("data_file");
+            bool? dataFileRaw = set.GetBool("data_file_raw");
+            if ((dataFile != null || dataFileRaw != null) && !_header.HasDataFile)
+            {
+                throw new ImageOptionException(Path, dataFile != null ? "data_file" : "data_file_raw", "the image has no external data file (one cannot be added to an existing image)");
+            }
+
+            if (dataFileRaw == true && !_header.DataFileRaw)
+            {
+                throw new ImageOptionException(Path, "data_file_raw", "data_file_raw cannot be turned on for an existing image (as in qemu-img amend)");
+            }
             RefuseChange(set.GetString("preallocation"), null, "preallocation", "changing the preallocation");
             RefuseChange(set.GetString("encrypt.format"), null, "encrypt.format", "encryption");
             set.RejectUnknown("qcow2", Qcow2CreateOptions.Names);
@@ -266,6 +275,19 @@ namespace VDiskPS.Formats.Qcow2
                     string file = backingFile ?? _header.BackingFile;
                     DiskFormat? format = backingFormat != null ? DiskFormatNames.Parse(backingFormat) : _backing?.Format;
                     SetBacking(string.IsNullOrEmpty(file) ? null : new BackingReference(file, format), Parent);
+                }
+
+                if (dataFile != null && dataFile != _header.DataFile)
+                {
+                    // Only the recorded name changes: the file itself is moved by the user.
+                    _header.DataFile = dataFile;
+                    WriteHeader();
+                }
+
+                if (dataFileRaw == false && _header.DataFileRaw)
+                {
+                    _header.AutoclearFeatures &= ~Qcow2Header.AutoclearDataFileRaw;
+                    WriteHeader();
                 }
 
                 if (size.HasValue && size.Value != _size)

@@ -356,6 +356,25 @@ namespace VDiskPS.Formats.Tests.Qcow2
         }
 
         [Fact]
+        public void AmendRenamesDataFileAndClearsDataFileRaw()
+        {
+            using var dir = new TempDir();
+            string path = Qcow2TestImages.MakeWithQemuIo(dir, "d.qcow2", "data_file=" + dir.File("d.data") + ",data_file_raw=on");
+            byte[] before = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                var amend = (IAmendableLayer)layer;
+                Assert.Throws<ImageOptionException>(() => amend.Amend(OptionSet.Parse("compat=0.10")));
+                amend.Amend(OptionSet.Parse("data_file=d.data,data_file_raw=off"));
+            }
+
+            var info = ImageInspector.Get(path, DiskFormat.Qcow2);
+            Assert.Equal("d.data", info.FormatSpecific["data-file"]);
+            Assert.Equal(false, info.FormatSpecific["data-file-raw"]);
+            Assert.Equal(before, TestData.ReadAll(path, DiskFormat.Qcow2));
+        }
+
+        [Fact]
         public void AmendRefusesClusterSizeChange()
         {
             using var dir = new TempDir();
