@@ -198,38 +198,61 @@ namespace VDiskPS.Formats.Qcow2
             int cs = _header.ClusterSize;
             long runBytes = (long)count << ClusterBits;
             HostFile target = _dataFile ?? _file;
-            if (dataStart == guest && data.Length == runBytes)
+            int head = (int)(dataStart - guest);
+            long tail = runBytes - head - data.Length;
+            if (head == 0 && tail == 0)
             {
                 target.WriteAt(host, data);
                 return;
             }
 
-            byte[] buffer = ArrayPool<byte>.Shared.Rent((int)runBytes);
+            // Only the first and last clusters need merging; the clusters between come straight from the caller.
+            byte[] cluster = ArrayPool<byte>.Shared.Rent(cs);
             try
             {
-                var run = buffer.AsSpan(0, (int)runBytes);
-                int head = (int)(dataStart - guest);
-                int tail = (int)(runBytes - head - data.Length);
+                var buffer = cluster.AsSpan(0, cs);
+                if (count == 1)
+                {
+                    ReadBase(guest, buffer);
+                    data.CopyTo(buffer.Slice(head));
+                    target.WriteAt(host, buffer);
+                    return;
+                }
+
+                int firstPart = cs - head;
                 if (head > 0)
                 {
-                    ReadBase(guest, run.Slice(0, cs));
+                    ReadBase(guest, buffer);
+                    data.Slice(0, firstPart).CopyTo(buffer.Slice(head));
+                    target.WriteAt(host, buffer);
+                }
+                else
+                {
+                    target.WriteAt(host, data.Slice(0, cs));
                 }
 
+                int middleLength = (int)(runBytes - 2L * cs);
+                if (middleLength > 0)
+                {
+                    target.WriteAt(host + cs, data.Slice(firstPart, middleLength));
+                }
+
+                int lastPart = data.Length - firstPart - middleLength;
+                long lastGuest = guest + runBytes - cs;
                 if (tail > 0)
                 {
-                    long lastCluster = guest + runBytes - cs;
-                    if (head == 0 || count > 1)
-                    {
-                        ReadBase(lastCluster, run.Slice((int)(runBytes - cs), cs));
-                    }
+                    ReadBase(lastGuest, buffer);
+                    data.Slice(firstPart + middleLength, lastPart).CopyTo(buffer);
+                    target.WriteAt(host + runBytes - cs, buffer);
                 }
-
-                data.CopyTo(run.Slice(head));
-                target.WriteAt(host, run);
+                else
+                {
+                    target.WriteAt(host + runBytes - cs, data.Slice(firstPart + middleLength, lastPart));
+                }
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                ArrayPool<byte>.Shared.Return(cluster);
             }
         }
 
