@@ -93,9 +93,10 @@ namespace VDiskPS.Formats.Qcow2
                 VDiskCheckResult after = RunCheck(out _);
                 after.LeaksFixed = Math.Max(0, first.Leaks - after.Leaks);
                 after.CorruptionsFixed = Math.Max(0, first.Corruptions - after.Corruptions);
-                foreach (string message in first.Messages)
+                // What was found comes first, then what the check after the repair still finds.
+                for (int i = 0; i < first.Messages.Count; i++)
                 {
-                    after.Messages.Insert(0, message);
+                    after.Messages.Insert(i, first.Messages[i]);
                 }
 
                 return after;
