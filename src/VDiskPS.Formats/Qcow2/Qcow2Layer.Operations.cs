@@ -198,7 +198,7 @@ namespace VDiskPS.Formats.Qcow2
                     throw;
                 }
 
-                _backing = MakeBacking(_header);
+                _backing = MakeBacking(_header, Path);
                 Parent = parent;
                 _file.Flush();
             }

@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Qcow2
             _size = header.Size;
             _snapshots = snapshots;
             _l2Cache = new Qcow2L2Cache(header.ClusterSize);
-            _backing = MakeBacking(header);
+            _backing = MakeBacking(header, file.Path);
             _readOnlyFileLength = file.Length;
         }
 
@@ -250,7 +250,7 @@ namespace VDiskPS.Formats.Qcow2
             return l1;
         }
 
-        private static BackingReference MakeBacking(Qcow2Header header)
+        private static BackingReference MakeBacking(Qcow2Header header, string path)
         {
             if (header.BackingFile == null)
             {
@@ -269,7 +269,7 @@ namespace VDiskPS.Formats.Qcow2
 
                 if (!DiskFormatNames.TryParse(name, out DiskFormat parsed))
                 {
-                    throw new ImageNotSupportedException(null, "backing format", null, $"the backing file's recorded format '{header.BackingFormat}' is not supported");
+                    throw new ImageNotSupportedException(path, "backing format", null, $"the backing file's recorded format '{header.BackingFormat}' is not supported");
                 }
 
                 format = parsed;
