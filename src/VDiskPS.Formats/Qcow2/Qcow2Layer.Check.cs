@@ -85,7 +85,7 @@ namespace VDiskPS.Formats.Qcow2
                     WriteHeader();
                     _file.Flush();
                 }
-                else
+                else if (!pass.RefcountStructureBroken)
                 {
                     FixLeaks(pass);
                 }
@@ -138,7 +138,7 @@ namespace VDiskPS.Formats.Qcow2
                     }
                     catch (ImageCorruptException e)
                     {
-                        pass.Corruption(e.Reason);
+                        pass.Corruption(WithField(e));
                         continue;
                     }
 
@@ -148,7 +148,7 @@ namespace VDiskPS.Formats.Qcow2
 
             CountL2Tables(pass);
             CountBitmaps(pass);
-            Qcow2Refcounts refcounts = Refcounts;
+            Qcow2Refcounts refcounts = StoredRefcounts(pass);
             CountRange(pass, refcounts.TableOffset, (long)refcounts.TableClusters * cs, "refcount table");
             if (refcounts.TableOffset + (long)refcounts.TableClusters * cs - pass.FileLength < cs)
             {
@@ -184,7 +184,7 @@ namespace VDiskPS.Formats.Qcow2
                 pass.RefcountClusters.Add(block >> ClusterBits);
             }
 
-            CompareRefcounts(pass);
+            CompareRefcounts(pass, refcounts);
             CheckCopiedFlags(pass);
             result.TotalClusters = (_size + ClusterMask) >> ClusterBits;
             return result;
@@ -294,7 +294,7 @@ namespace VDiskPS.Formats.Qcow2
             catch (ImageException e)
             {
                 pass.Result.CheckErrors++;
-                pass.Result.Messages.Add("ERROR reading L2 table: " + e.Reason);
+                pass.Result.Messages.Add("ERROR reading L2 table: " + WithField(e));
                 return false;
             }
         }
@@ -390,7 +390,7 @@ namespace VDiskPS.Formats.Qcow2
             }
             catch (ImageCorruptException e)
             {
-                pass.Corruption(e.Reason);
+                pass.Corruption(WithField(e));
                 return;
             }
 
@@ -405,7 +405,7 @@ namespace VDiskPS.Formats.Qcow2
                 }
                 catch (ImageCorruptException e)
                 {
-                    pass.Corruption(e.Reason);
+                    pass.Corruption(WithField(e));
                     continue;
                 }
 
@@ -420,9 +420,25 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
-        private void CompareRefcounts(CheckPass pass)
+        private static string WithField(ImageException e) => e.Field != null ? e.Field + ": " + e.Reason : e.Reason;
+
+        /// <summary>The stored refcounts; an unreadable refcount table counts as a corruption and reads as all zero, so repair can rebuild it.</summary>
+        private Qcow2Refcounts StoredRefcounts(CheckPass pass)
         {
-            Qcow2Refcounts refcounts = Refcounts;
+            try
+            {
+                return Refcounts;
+            }
+            catch (ImageCorruptException e)
+            {
+                pass.Corruption(WithField(e));
+                pass.RefcountStructureBroken = true;
+                return new Qcow2Refcounts(_file, ClusterBits, _header.RefcountOrder, _header.RefcountTableOffset, new long[0], (offset, clusters) => { });
+            }
+        }
+
+        private void CompareRefcounts(CheckPass pass, Qcow2Refcounts refcounts)
+        {
             long fileClusters = (pass.FileLength + ClusterMask) >> ClusterBits;
             long limit = Math.Max(fileClusters, pass.Counts.MaxCluster + 1);
             long perBlock = 1L << (ClusterBits + 3 - _header.RefcountOrder);

@@ -250,6 +250,36 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Assert.Equal(model, Qemu.ToRawBytes(path, "qcow2", dir.Path));
         }
 
+        [Theory]
+        [InlineData(true)]
+        [InlineData(false)]
+        public void RepairAllRebuildsUnreadableRefcountStructure(bool tablePastEnd)
+        {
+            using var dir = new TempDir();
+            string path = Qcow2TestImages.MakeWithQemuIo(dir, "u.qcow2", "compat=1.1");
+            byte[] model = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            byte[] file = File.ReadAllBytes(path);
+            using (var fs = new FileStream(path, FileMode.Open, FileAccess.Write))
+            {
+                var raw = new byte[8];
+                BinaryPrimitives.WriteUInt64BigEndian(raw, 1UL << 40);
+                fs.Position = tablePastEnd ? 48 : (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(48));
+                fs.Write(raw);
+            }
+
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                var checkable = (ICheckableLayer)layer;
+                Assert.True(checkable.Check(RepairMode.None).Corruptions > 0);
+                var repaired = checkable.Check(RepairMode.All);
+                Assert.Equal(0, repaired.Corruptions);
+                Assert.Equal(0, repaired.Leaks);
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            Assert.Equal(model, Qemu.ToRawBytes(path, "qcow2", dir.Path));
+        }
+
         [Fact]
         public void GrowAndShrinkKeepImageClean()
         {
