@@ -184,8 +184,15 @@ namespace VDiskPS.Formats.Qcow2
                     info.FormatSpecific["data-file-raw"] = _header.DataFileRaw;
                 }
 
-                DescribeBitmaps(info);
-                info.Compressed = HasCompressedClusters();
+                // Info describes the header; damage deeper in the image is for check to report.
+                try
+                {
+                    DescribeBitmaps(info);
+                    info.Compressed = HasCompressedClusters();
+                }
+                catch (ImageCorruptException)
+                {
+                }
             }
         }
 
