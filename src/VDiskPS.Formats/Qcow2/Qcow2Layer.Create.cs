@@ -165,7 +165,7 @@ namespace VDiskPS.Formats.Qcow2
                         continue;
                     }
 
-                    long host = _dataFile != null ? first << ClusterBits : Refcounts.Allocate(missing);
+                    long host = _dataFile != null ? first << ClusterBits : Refcounts.Allocate(missing, atEnd: true);
                     long next = host;
                     for (int i = firstIndex; i < end; i++)
                     {

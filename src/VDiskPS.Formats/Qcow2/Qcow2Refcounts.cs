@@ -28,6 +28,14 @@ namespace VDiskPS.Formats.Qcow2
         private readonly List<KeyValuePair<long, int>> _retiredTables = new List<KeyValuePair<long, int>>();
         private long _end;
 
+        /// <summary>No cluster below this index is free (the free-run search starts here).</summary>
+        private long _freeHint;
+
+        private const long MaxFreeScan = 1 << 16;
+
+        /// <summary>The shortest run length a full search failed to find since the last cluster was freed.</summary>
+        private long _failedRunLength = long.MaxValue;
+
         public Qcow2Refcounts(HostFile file, int clusterBits, int order, long tableOffset, long[] table, Action<long, int> tableMoved)
         {
             _file = file;
@@ -49,6 +57,9 @@ namespace VDiskPS.Formats.Qcow2
         public IReadOnlyList<long> Table => _table;
 
         public long MaxRefcount => _order == 6 ? long.MaxValue : (1L << (1 << _order)) - 1;
+
+        /// <summary>How many times a cluster's refcount dropped to zero (a freed cluster may be handed out again).</summary>
+        public long FreedCount { get; private set; }
 
         /// <summary>The first cluster index past everything allocated so far (where new clusters go).</summary>
         public long EndCluster => _end;
@@ -108,11 +119,37 @@ namespace VDiskPS.Formats.Qcow2
             {
                 _end = cluster + 1;
             }
+
+            if (value == 0)
+            {
+                FreedCount++;
+                _failedRunLength = long.MaxValue;
+                _freeHint = Math.Min(_freeHint, cluster);
+            }
         }
 
-        /// <summary>Takes <paramref name="count"/> contiguous free clusters at the end of the file with refcount 1; returns the first's host offset.</summary>
-        public long Allocate(long count)
+        /// <summary>
+        /// Takes <paramref name="count"/> contiguous free clusters with refcount 1 and returns the first's
+        /// host offset: a free run inside the file when there is one (callers write such clusters whole),
+        /// else at the end of the file, or always at the end with <paramref name="atEnd"/> (where unwritten
+        /// clusters must read as zeros).
+        /// </summary>
+        public long Allocate(long count, bool atEnd = false)
         {
+            if (!atEnd)
+            {
+                long free = FindFreeRun(count);
+                if (free >= 0)
+                {
+                    for (long c = free; c < free + count; c++)
+                    {
+                        Set(c, 1);
+                    }
+
+                    return free << _clusterBits;
+                }
+            }
+
             while (true)
             {
                 long start = _end;
@@ -140,6 +177,56 @@ namespace VDiskPS.Formats.Qcow2
 
                 return start << _clusterBits;
             }
+        }
+
+        /// <summary>
+        /// A run of <paramref name="count"/> clusters with refcount 0 below the end, searching from the
+        /// lowest cluster that may be free and at most <see cref="MaxFreeScan"/> clusters per call; -1 when none.
+        /// </summary>
+        private long FindFreeRun(long count)
+        {
+            if (count >= _failedRunLength)
+            {
+                // A search since the last free found no run this long; appended clusters are all in use.
+                return -1;
+            }
+
+            long limit = Math.Min(_end, _freeHint + MaxFreeScan);
+            long runStart = -1;
+            long firstFree = -1;
+            for (long c = _freeHint; c < limit; c++)
+            {
+                if (Get(c) != 0)
+                {
+                    runStart = -1;
+                    continue;
+                }
+
+                if (firstFree < 0)
+                {
+                    firstFree = c;
+                }
+
+                if (runStart < 0)
+                {
+                    runStart = c;
+                }
+
+                if (c - runStart + 1 == count)
+                {
+                    _freeHint = firstFree == runStart ? runStart + count : firstFree;
+                    return runStart;
+                }
+            }
+
+            // Nothing fits: later searches start at the first free cluster seen, or where this one stopped.
+            _freeHint = firstFree >= 0 ? (limit == _end ? firstFree : limit) : limit;
+            if (limit == _end)
+            {
+                _failedRunLength = Math.Min(_failedRunLength, count);
+            }
+
+            return -1;
         }
 
         /// <summary>Writes changed blocks, then a moved or changed table and the header, then frees a retired table.</summary>

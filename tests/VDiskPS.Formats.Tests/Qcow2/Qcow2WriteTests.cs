@@ -296,6 +296,31 @@ namespace VDiskPS.Formats.Tests.Qcow2
         }
 
         [Fact]
+        public void FreedClustersAreReused()
+        {
+            using var dir = new TempDir();
+            string path = CreateImage(dir, "reuse.qcow2", "");
+            byte[] data = TestData.Pattern(2 << 20, 31);
+            long lengthAfterFirstWrite;
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                layer.Write(0, data);
+                layer.Flush();
+                lengthAfterFirstWrite = new FileInfo(path).Length;
+                ((IDiscardableLayer)layer).Discard(0, 2 << 20);
+                layer.Write(4 << 20, data);
+            }
+
+            Assert.Equal(lengthAfterFirstWrite, new FileInfo(path).Length);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            var model = new byte[Qcow2TestImages.Size];
+            Array.Copy(data, 0, model, 4 << 20, data.Length);
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
+        }
+
+        [Fact]
         public void TerabyteImageWalksAndWritesQuickly()
         {
             using var dir = new TempDir();
