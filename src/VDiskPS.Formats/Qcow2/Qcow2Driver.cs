@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Qcow2
     {
         public override DiskFormat Format => DiskFormat.Qcow2;
 
-        public override IReadOnlyList<string> Extensions { get; } = new[] { ".qcow2", ".qcow", ".qcow2c" };
+        public override IReadOnlyList<string> Extensions { get; } = new[] { ".qcow2", ".qcow" };
 
         public override IReadOnlyList<string> CreateOptionNames => Qcow2CreateOptions.Names;
 
@@ -65,7 +65,6 @@ namespace VDiskPS.Formats.Qcow2
                 Format = "qcow2",
                 Required = fully - virtualSize + required,
                 FullyAllocated = fully,
-                Bitmaps = options.Version >= 3 ? 0 : (long?)null,
             };
         }
 

@@ -344,14 +344,21 @@ namespace VDiskPS.Formats.Qcow2
             extensions.AddRange(UnknownExtensions);
 
             int headerLength = Version == 2 ? V2HeaderLength : HeaderLength;
-            int total = headerLength;
+            byte[] backingName = BackingFile != null ? Encoding.UTF8.GetBytes(BackingFile) : Array.Empty<byte>();
+            int total = SerializedLength(headerLength, extensions, backingName.Length);
+            if (total > ClusterSize)
+            {
+                // The feature-name table is optional: small clusters leave it out, as QEMU does.
+                extensions.RemoveAll(e => e.Key == ExtensionFeatureNames);
+            }
+
+            total = headerLength;
             foreach (var e in extensions)
             {
                 total += 8 + Align8(e.Value.Length);
             }
 
             total += 8;
-            byte[] backingName = BackingFile != null ? Encoding.UTF8.GetBytes(BackingFile) : Array.Empty<byte>();
             if (backingName.Length > MaxBackingFileNameLength)
             {
                 throw new ImageOptionException(path, "backing_file", $"the backing file name is {backingName.Length} bytes; qcow2 allows at most {MaxBackingFileNameLength}");
@@ -404,6 +411,17 @@ namespace VDiskPS.Formats.Qcow2
             // The end marker is the 8 zero bytes at 'at'.
             backingName.CopyTo(b.Slice(backingOffset));
             return buffer;
+        }
+
+        private static int SerializedLength(int headerLength, List<KeyValuePair<uint, byte[]>> extensions, int backingNameLength)
+        {
+            int total = headerLength + 8 + backingNameLength;
+            foreach (var e in extensions)
+            {
+                total += 8 + Align8(e.Value.Length);
+            }
+
+            return total;
         }
 
         private static byte[] FeatureNameTable()

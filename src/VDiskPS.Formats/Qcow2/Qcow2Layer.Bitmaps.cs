@@ -19,6 +19,9 @@ namespace VDiskPS.Formats.Qcow2
         private readonly Dictionary<string, byte[]> _bitmapBits = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         private bool _trackingBitmaps;
 
+        /// <summary>Bitmaps this layer flagged in-use while tracking writes (others found in-use stay inconsistent and untouched).</summary>
+        private readonly HashSet<string> _bitmapsFlaggedHere = new HashSet<string>(StringComparer.Ordinal);
+
         private List<Qcow2Bitmap> Bitmaps => _bitmaps ?? (_bitmaps = Qcow2Bitmap.ReadDirectory(_file, _header));
 
         public IReadOnlyList<VDiskBitmapInfo> GetBitmaps()
@@ -42,7 +45,7 @@ namespace VDiskPS.Formats.Qcow2
                         Granularity = 1L << bitmap.GranularityBits,
                         Enabled = bitmap.Auto,
                         Auto = bitmap.Auto,
-                        InUse = bitmap.InUse && !_trackingBitmaps,
+                        InUse = bitmap.InUse && !_bitmapsFlaggedHere.Contains(bitmap.Name),
                         DirtyBytes = Math.Min(_size, set << bitmap.GranularityBits),
                     });
                 }
@@ -89,6 +92,7 @@ namespace VDiskPS.Formats.Qcow2
                 if (_trackingBitmaps && bitmap.Auto)
                 {
                     bitmap.Flags |= Qcow2Bitmap.FlagInUse;
+                    _bitmapsFlaggedHere.Add(name);
                 }
 
                 StoreBitmaps(bitmaps);
@@ -104,6 +108,7 @@ namespace VDiskPS.Formats.Qcow2
                 var bitmaps = new List<Qcow2Bitmap>(Bitmaps);
                 bitmaps.Remove(bitmap);
                 _bitmapBits.Remove(name);
+                _bitmapsFlaggedHere.Remove(name);
                 StoreBitmaps(bitmaps, removed: bitmap);
             }
         }
@@ -126,10 +131,22 @@ namespace VDiskPS.Formats.Qcow2
             {
                 Qcow2Bitmap bitmap = FindBitmap(name);
                 BitsOf(bitmap);
-                bitmap.Flags = enabled ? bitmap.Flags | Qcow2Bitmap.FlagAuto : bitmap.Flags & ~(Qcow2Bitmap.FlagAuto | Qcow2Bitmap.FlagInUse);
-                if (enabled && _trackingBitmaps)
+                if (enabled)
                 {
-                    bitmap.Flags |= Qcow2Bitmap.FlagInUse;
+                    bitmap.Flags |= Qcow2Bitmap.FlagAuto;
+                    if (_trackingBitmaps && !bitmap.InUse)
+                    {
+                        bitmap.Flags |= Qcow2Bitmap.FlagInUse;
+                        _bitmapsFlaggedHere.Add(name);
+                    }
+                }
+                else
+                {
+                    bitmap.Flags &= ~Qcow2Bitmap.FlagAuto;
+                    if (_bitmapsFlaggedHere.Remove(name))
+                    {
+                        bitmap.Flags &= ~Qcow2Bitmap.FlagInUse;
+                    }
                 }
 
                 StoreBitmaps(new List<Qcow2Bitmap>(Bitmaps));
@@ -181,14 +198,15 @@ namespace VDiskPS.Formats.Qcow2
             }
 
             List<Qcow2Bitmap> bitmaps = Bitmaps;
-            if (!_trackingBitmaps && bitmaps.Exists(b => b.Auto))
+            if (!_trackingBitmaps && bitmaps.Exists(b => b.Auto && !b.InUse))
             {
                 foreach (var bitmap in bitmaps)
                 {
-                    BitsOf(bitmap);
-                    if (bitmap.Auto)
+                    if (bitmap.Auto && !bitmap.InUse)
                     {
+                        BitsOf(bitmap);
                         bitmap.Flags |= Qcow2Bitmap.FlagInUse;
+                        _bitmapsFlaggedHere.Add(bitmap.Name);
                     }
                 }
 
@@ -198,11 +216,31 @@ namespace VDiskPS.Formats.Qcow2
 
             foreach (var bitmap in Bitmaps)
             {
-                if (bitmap.Auto)
+                if (_bitmapsFlaggedHere.Contains(bitmap.Name))
                 {
                     SetBits(bitmap, BitsOf(bitmap), offset, length);
                 }
             }
+        }
+
+        /// <summary>Fits every loaded bitmap to the current virtual size (new granules clean) and stores them.</summary>
+        private void ResizeBitmaps()
+        {
+            foreach (var bitmap in Bitmaps)
+            {
+                byte[] old = BitsOf(bitmap);
+                var bits = new byte[BitmapBytes(bitmap)];
+                Array.Copy(old, bits, Math.Min(old.Length, bits.Length));
+                long granules = (_size + (1L << bitmap.GranularityBits) - 1) >> bitmap.GranularityBits;
+                if (granules % 8 != 0 && bits.Length > 0)
+                {
+                    bits[bits.Length - 1] &= (byte)((1 << (int)(granules % 8)) - 1);
+                }
+
+                _bitmapBits[bitmap.Name] = bits;
+            }
+
+            StoreBitmaps(new List<Qcow2Bitmap>(Bitmaps));
         }
 
         /// <summary>Stores the tracked bitmaps and clears their in-use flags (on flush and close).</summary>
@@ -215,9 +253,13 @@ namespace VDiskPS.Formats.Qcow2
 
             foreach (var bitmap in Bitmaps)
             {
-                bitmap.Flags &= ~Qcow2Bitmap.FlagInUse;
+                if (_bitmapsFlaggedHere.Contains(bitmap.Name))
+                {
+                    bitmap.Flags &= ~Qcow2Bitmap.FlagInUse;
+                }
             }
 
+            _bitmapsFlaggedHere.Clear();
             _trackingBitmaps = false;
             StoreBitmaps(new List<Qcow2Bitmap>(Bitmaps));
         }
@@ -461,7 +503,7 @@ namespace VDiskPS.Formats.Qcow2
             foreach (var bitmap in bitmaps)
             {
                 var flags = new List<string>();
-                if (bitmap.InUse && !_trackingBitmaps)
+                if (bitmap.InUse && !_bitmapsFlaggedHere.Contains(bitmap.Name))
                 {
                     flags.Add("in-use");
                 }

@@ -21,6 +21,12 @@ namespace VDiskPS.Formats.Qcow2
             public long FileLength;
             public long NextContiguous;
 
+            /// <summary>How many L1 entries (active and snapshots) name each L2 table, so each table is read once.</summary>
+            public readonly Dictionary<long, long> L2References = new Dictionary<long, long>();
+
+            /// <summary>L2 tables of the active L1 already counted for the statistics.</summary>
+            public readonly HashSet<long> ActiveL2 = new HashSet<long>();
+
             /// <summary>Clusters of the current refcount structure, which a rebuild replaces.</summary>
             public readonly List<long> RefcountClusters = new List<long>();
 
@@ -79,7 +85,7 @@ namespace VDiskPS.Formats.Qcow2
                     WriteHeader();
                     _file.Flush();
                 }
-                else
+                else if (!pass.RefcountStructureBroken)
                 {
                     FixLeaks(pass);
                 }
@@ -87,9 +93,10 @@ namespace VDiskPS.Formats.Qcow2
                 VDiskCheckResult after = RunCheck(out _);
                 after.LeaksFixed = Math.Max(0, first.Leaks - after.Leaks);
                 after.CorruptionsFixed = Math.Max(0, first.Corruptions - after.Corruptions);
-                foreach (string message in first.Messages)
+                // What was found comes first, then what the check after the repair still finds.
+                for (int i = 0; i < first.Messages.Count; i++)
                 {
-                    after.Messages.Insert(0, message);
+                    after.Messages.Insert(i, first.Messages[i]);
                 }
 
                 return after;
@@ -120,7 +127,7 @@ namespace VDiskPS.Formats.Qcow2
             WalkL1(pass, _l1, active: true);
             if (_snapshots.Count > 0)
             {
-                CountRange(pass, _header.SnapshotsOffset, Qcow2Snapshot.SerializeTable(_snapshots).Length, "snapshot table");
+                CountRange(pass, _header.SnapshotsOffset, Qcow2Snapshot.TableLength(_snapshots), "snapshot table");
                 foreach (var snapshot in _snapshots)
                 {
                     CountRange(pass, snapshot.L1TableOffset, (long)snapshot.L1Size * 8, $"snapshot '{snapshot.Name}' L1 table");
@@ -131,7 +138,7 @@ namespace VDiskPS.Formats.Qcow2
                     }
                     catch (ImageCorruptException e)
                     {
-                        pass.Corruption(e.Reason);
+                        pass.Corruption(WithField(e));
                         continue;
                     }
 
@@ -139,8 +146,9 @@ namespace VDiskPS.Formats.Qcow2
                 }
             }
 
+            CountL2Tables(pass);
             CountBitmaps(pass);
-            Qcow2Refcounts refcounts = Refcounts;
+            Qcow2Refcounts refcounts = StoredRefcounts(pass);
             CountRange(pass, refcounts.TableOffset, (long)refcounts.TableClusters * cs, "refcount table");
             if (refcounts.TableOffset + (long)refcounts.TableClusters * cs - pass.FileLength < cs)
             {
@@ -176,14 +184,14 @@ namespace VDiskPS.Formats.Qcow2
                 pass.RefcountClusters.Add(block >> ClusterBits);
             }
 
-            CompareRefcounts(pass);
+            CompareRefcounts(pass, refcounts);
             CheckCopiedFlags(pass);
             result.TotalClusters = (_size + ClusterMask) >> ClusterBits;
             return result;
         }
 
         /// <summary>Counts one reference for every cluster of [offset, offset + length).</summary>
-        private void CountRange(CheckPass pass, long offset, long length, string what)
+        private void CountRange(CheckPass pass, long offset, long length, string what, long times = 1)
         {
             if (length <= 0)
             {
@@ -198,10 +206,11 @@ namespace VDiskPS.Formats.Qcow2
 
             for (long c = offset >> ClusterBits; c <= (offset + length - 1) >> ClusterBits; c++)
             {
-                pass.Counts.Add(c, 1);
+                pass.Counts.Add(c, times);
             }
         }
 
+        /// <summary>Counts the L2 tables an L1 table names; the active table's L2 tables also feed the statistics, in L1 order.</summary>
         private void WalkL1(CheckPass pass, long[] l1, bool active)
         {
             int cs = _header.ClusterSize;
@@ -227,18 +236,97 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 pass.Counts.Add(l2Offset >> ClusterBits, 1);
-                _file.ReadExactly(l2Offset, raw, "L2 table");
+                pass.L2References.TryGetValue(l2Offset, out long seen);
+                pass.L2References[l2Offset] = seen + 1;
+                if (!active)
+                {
+                    continue;
+                }
+
+                if (!pass.ActiveL2.Add(l2Offset))
+                {
+                    pass.Corruption($"l2_offset=0x{l2Offset:x}: the active L1 table names this L2 table twice");
+                    continue;
+                }
+
+                if (!TryReadCheckedL2(pass, l2Offset, raw))
+                {
+                    continue;
+                }
+
                 int step = ExtendedL2 ? 16 : 8;
                 for (int j = 0; j < _header.L2Entries; j++)
                 {
                     ulong entry = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step));
-                    ulong bitmap = ExtendedL2 ? BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step + 8)) : 0;
-                    CheckL2Entry(pass, entry, bitmap, active);
+                    CountStatistics(pass, entry);
                 }
             }
         }
 
-        private void CheckL2Entry(CheckPass pass, ulong entry, ulong bitmap, bool active)
+        /// <summary>Reads each named L2 table once and counts its references as often as L1 entries name it.</summary>
+        private void CountL2Tables(CheckPass pass)
+        {
+            var raw = new byte[_header.ClusterSize];
+            int step = ExtendedL2 ? 16 : 8;
+            foreach (var table in pass.L2References)
+            {
+                if (!TryReadCheckedL2(pass, table.Key, raw))
+                {
+                    continue;
+                }
+
+                for (int j = 0; j < _header.L2Entries; j++)
+                {
+                    ulong entry = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step));
+                    ulong bitmap = ExtendedL2 ? BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(j * step + 8)) : 0;
+                    CheckL2Entry(pass, entry, bitmap, table.Value);
+                }
+            }
+        }
+
+        private bool TryReadCheckedL2(CheckPass pass, long l2Offset, byte[] raw)
+        {
+            try
+            {
+                _file.ReadExactly(l2Offset, raw, "L2 table");
+                return true;
+            }
+            catch (ImageException e)
+            {
+                pass.Result.CheckErrors++;
+                pass.Result.Messages.Add("ERROR reading L2 table: " + WithField(e));
+                return false;
+            }
+        }
+
+        /// <summary>qemu-img check's allocation statistics for one active L2 entry (fragmentation follows host order across tables).</summary>
+        private void CountStatistics(CheckPass pass, ulong entry)
+        {
+            if ((entry & CompressedFlag) != 0)
+            {
+                // QEMU counts compressed clusters as fragmented by nature (sub-sector placement).
+                pass.Result.AllocatedClusters++;
+                pass.Result.CompressedClusters++;
+                pass.Result.FragmentedClusters++;
+                return;
+            }
+
+            long offset = (long)(entry & OffsetMask);
+            if (!IsAllocated(entry) || (offset & ClusterMask) != 0)
+            {
+                return;
+            }
+
+            pass.Result.AllocatedClusters++;
+            if (pass.NextContiguous != 0 && offset != pass.NextContiguous)
+            {
+                pass.Result.FragmentedClusters++;
+            }
+
+            pass.NextContiguous = offset + _header.ClusterSize;
+        }
+
+        private void CheckL2Entry(CheckPass pass, ulong entry, ulong bitmap, long times)
         {
             int cs = _header.ClusterSize;
             if ((entry & CompressedFlag) != 0)
@@ -256,15 +344,7 @@ namespace VDiskPS.Formats.Qcow2
 
                 var (host, length) = CompressedExtent(entry);
                 long sectorStart = host & ~511L;
-                long sectorEnd = host + length;
-                CountRange(pass, sectorStart, sectorEnd - sectorStart, "compressed cluster");
-                if (active)
-                {
-                    pass.Result.AllocatedClusters++;
-                    pass.Result.CompressedClusters++;
-                    pass.NextContiguous = 0;
-                }
-
+                CountRange(pass, sectorStart, host + length - sectorStart, "compressed cluster", times);
                 return;
             }
 
@@ -290,20 +370,9 @@ namespace VDiskPS.Formats.Qcow2
                 return;
             }
 
-            if (active)
-            {
-                pass.Result.AllocatedClusters++;
-                if (pass.NextContiguous != 0 && offset != pass.NextContiguous)
-                {
-                    pass.Result.FragmentedClusters++;
-                }
-
-                pass.NextContiguous = offset + cs;
-            }
-
             if (_dataFile == null)
             {
-                CountRange(pass, offset, cs, "data cluster");
+                CountRange(pass, offset, cs, "data cluster", times);
             }
         }
 
@@ -321,7 +390,7 @@ namespace VDiskPS.Formats.Qcow2
             }
             catch (ImageCorruptException e)
             {
-                pass.Corruption(e.Reason);
+                pass.Corruption(WithField(e));
                 return;
             }
 
@@ -336,7 +405,7 @@ namespace VDiskPS.Formats.Qcow2
                 }
                 catch (ImageCorruptException e)
                 {
-                    pass.Corruption(e.Reason);
+                    pass.Corruption(WithField(e));
                     continue;
                 }
 
@@ -351,9 +420,25 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
-        private void CompareRefcounts(CheckPass pass)
+        private static string WithField(ImageException e) => e.Field != null ? e.Field + ": " + e.Reason : e.Reason;
+
+        /// <summary>The stored refcounts; an unreadable refcount table counts as a corruption and reads as all zero, so repair can rebuild it.</summary>
+        private Qcow2Refcounts StoredRefcounts(CheckPass pass)
         {
-            Qcow2Refcounts refcounts = Refcounts;
+            try
+            {
+                return Refcounts;
+            }
+            catch (ImageCorruptException e)
+            {
+                pass.Corruption(WithField(e));
+                pass.RefcountStructureBroken = true;
+                return new Qcow2Refcounts(_file, ClusterBits, _header.RefcountOrder, _header.RefcountTableOffset, new long[0], (offset, clusters) => { });
+            }
+        }
+
+        private void CompareRefcounts(CheckPass pass, Qcow2Refcounts refcounts)
+        {
             long fileClusters = (pass.FileLength + ClusterMask) >> ClusterBits;
             long limit = Math.Max(fileClusters, pass.Counts.MaxCluster + 1);
             long perBlock = 1L << (ClusterBits + 3 - _header.RefcountOrder);
@@ -404,10 +489,11 @@ namespace VDiskPS.Formats.Qcow2
 
         private void CheckCopiedFlags(CheckPass pass)
         {
+            var seen = new HashSet<long>();
             for (int i = 0; i < _l1.Length; i++)
             {
                 long l2Offset = (long)((ulong)_l1[i] & OffsetMask);
-                if (l2Offset == 0 || (l2Offset & ClusterMask) != 0 || l2Offset > pass.FileLength - _header.ClusterSize)
+                if (l2Offset == 0 || (l2Offset & ClusterMask) != 0 || l2Offset > pass.FileLength - _header.ClusterSize || !seen.Add(l2Offset))
                 {
                     continue;
                 }

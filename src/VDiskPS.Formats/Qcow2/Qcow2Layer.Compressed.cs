@@ -10,6 +10,9 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Where the next compressed cluster may start, inside the last cluster holding compressed data; 0 for none.</summary>
         private long _compressedCursor;
 
+        /// <summary>The refcount FreedCount when the cursor was set: once clusters were freed the cursor's cluster may have been reused.</summary>
+        private long _compressedCursorFreedCount;
+
         public int CompressionUnit => _header.ClusterSize;
 
         /// <summary>Pure and thread-safe: pads to one cluster, compresses with the image's type, or returns null when that does not shrink it.</summary>
@@ -84,7 +87,13 @@ namespace VDiskPS.Formats.Qcow2
         {
             int cs = _header.ClusterSize;
             Qcow2Refcounts refcounts = Refcounts;
-            if (_compressedCursor != 0 && (_compressedCursor & ClusterMask) != 0)
+            if (_compressedCursorFreedCount != refcounts.FreedCount)
+            {
+                _compressedCursor = 0;
+            }
+
+            // Like QEMU, a cluster whose refcount is already at the maximum takes no more compressed data.
+            if (_compressedCursor != 0 && (_compressedCursor & ClusterMask) != 0 && refcounts.Get(_compressedCursor >> ClusterBits) < refcounts.MaxRefcount)
             {
                 long cursorCluster = _compressedCursor >> ClusterBits;
                 long clusterEnd = (cursorCluster + 1) << ClusterBits;
@@ -93,18 +102,20 @@ namespace VDiskPS.Formats.Qcow2
                     long host = _compressedCursor;
                     refcounts.Adjust(cursorCluster, 1);
                     _compressedCursor += length;
+                    _compressedCursorFreedCount = refcounts.FreedCount;
                     return host;
                 }
 
                 if (refcounts.EndCluster == cursorCluster + 1)
                 {
                     long extra = (_compressedCursor + length - clusterEnd + cs - 1) >> ClusterBits;
-                    long next = refcounts.Allocate(extra);
+                    long next = refcounts.Allocate(extra, atEnd: true);
                     if (next == clusterEnd)
                     {
                         long host = _compressedCursor;
                         refcounts.Adjust(cursorCluster, 1);
                         _compressedCursor += length;
+                        _compressedCursorFreedCount = refcounts.FreedCount;
                         return host;
                     }
 
@@ -112,6 +123,7 @@ namespace VDiskPS.Formats.Qcow2
                     if ((long)extra * cs >= length)
                     {
                         _compressedCursor = next + length;
+                        _compressedCursorFreedCount = refcounts.FreedCount;
                         return next;
                     }
 
@@ -125,6 +137,7 @@ namespace VDiskPS.Formats.Qcow2
             long clusters = (length + cs - 1) / cs;
             long start = refcounts.Allocate(clusters);
             _compressedCursor = start + length;
+            _compressedCursorFreedCount = refcounts.FreedCount;
             return start;
         }
     }

@@ -93,7 +93,7 @@ namespace VDiskPS.Formats.Qcow2
                     }
                 }
 
-                var layer = new Qcow2Layer(file, dataFile, header, new long[header.L1Size], new List<Qcow2Snapshot>());
+                var layer = new Qcow2Layer(file, dataFile, header, new long[header.L1Size], new List<Qcow2Snapshot>()) { _dataFileCreatedHere = createdDataFile != null };
                 layer._refcounts = new Qcow2Refcounts(file, clusterBits, options.RefcountOrder, built.TableOffset, built.Table, layer.OnRefcountTableMoved);
                 if (options.Preallocation != Preallocation.Off)
                 {
@@ -165,7 +165,7 @@ namespace VDiskPS.Formats.Qcow2
                         continue;
                     }
 
-                    long host = _dataFile != null ? first << ClusterBits : Refcounts.Allocate(missing);
+                    long host = _dataFile != null ? first << ClusterBits : Refcounts.Allocate(missing, atEnd: true);
                     long next = host;
                     for (int i = firstIndex; i < end; i++)
                     {

@@ -38,14 +38,29 @@ namespace VDiskPS.Formats.Qcow2
                     return;
                 }
 
-                if (_header.HasBitmapsExtension && _header.BitmapCount > 0)
+                bool hasBitmaps = _header.HasBitmapsExtension && _header.BitmapCount > 0;
+                if (hasBitmaps)
                 {
-                    throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "resizing an image with persistent bitmaps (remove them first)", Path);
+                    // Bitmaps follow the new size (block/qcow2-bitmap.c); one another writer left in use cannot.
+                    foreach (var bitmap in Bitmaps)
+                    {
+                        if (bitmap.InUse && !_bitmapsFlaggedHere.Contains(bitmap.Name))
+                        {
+                            throw new ImageNotSupportedException(Path, $"bitmap '{bitmap.Name}'", null, "the bitmap is in use (inconsistent); remove it before resizing");
+                        }
+
+                        BitsOf(bitmap);
+                    }
                 }
 
                 if (newSize < _size)
                 {
                     Shrink(newSize, allowShrink);
+                    if (hasBitmaps)
+                    {
+                        ResizeBitmaps();
+                    }
+
                     return;
                 }
 
@@ -80,6 +95,11 @@ namespace VDiskPS.Formats.Qcow2
                 if (preallocation != Preallocation.Off)
                 {
                     Preallocate(preallocation, oldClusterEnd >> ClusterBits);
+                }
+
+                if (hasBitmaps)
+                {
+                    ResizeBitmaps();
                 }
 
                 _file.Flush();
@@ -178,7 +198,7 @@ namespace VDiskPS.Formats.Qcow2
                     throw;
                 }
 
-                _backing = MakeBacking(_header);
+                _backing = MakeBacking(_header, Path);
                 Parent = parent;
                 _file.Flush();
             }
@@ -197,8 +217,17 @@ namespace VDiskPS.Formats.Qcow2
             RefuseChange(set.GetSize("cluster_size"), _header.ClusterSize, "cluster_size", "changing the cluster size");
             RefuseChange(set.GetBool("extended_l2"), _header.ExtendedL2, "extended_l2", "changing extended_l2");
             RefuseChange(set.GetChoice("compression_type", "zlib", "zstd"), _header.CompressionType == 1 ? "zstd" : "zlib", "compression_type", "changing the compression type");
-            RefuseChange(set.GetString("data_file"), _header.DataFile, "data_file", "changing the external data file");
-            RefuseChange(set.GetBool("data_file_raw"), _header.DataFileRaw, "data_file_raw", "changing data_file_raw");
+            string dataFile = set.GetString("data_file");
+            bool? dataFileRaw = set.GetBool("data_file_raw");
+            if ((dataFile != null || dataFileRaw != null) && !_header.HasDataFile)
+            {
+                throw new ImageOptionException(Path, dataFile != null ? "data_file" : "data_file_raw", "the image has no external data file (one cannot be added to an existing image)");
+            }
+
+            if (dataFileRaw == true && !_header.DataFileRaw)
+            {
+                throw new ImageOptionException(Path, "data_file_raw", "data_file_raw cannot be turned on for an existing image (as in qemu-img amend)");
+            }
             RefuseChange(set.GetString("preallocation"), null, "preallocation", "changing the preallocation");
             RefuseChange(set.GetString("encrypt.format"), null, "encrypt.format", "encryption");
             set.RejectUnknown("qcow2", Qcow2CreateOptions.Names);
@@ -248,6 +277,19 @@ namespace VDiskPS.Formats.Qcow2
                     SetBacking(string.IsNullOrEmpty(file) ? null : new BackingReference(file, format), Parent);
                 }
 
+                if (dataFile != null && dataFile != _header.DataFile)
+                {
+                    // Only the recorded name changes: the file itself is moved by the user.
+                    _header.DataFile = dataFile;
+                    WriteHeader();
+                }
+
+                if (dataFileRaw == false && _header.DataFileRaw)
+                {
+                    _header.AutoclearFeatures &= ~Qcow2Header.AutoclearDataFileRaw;
+                    WriteHeader();
+                }
+
                 if (size.HasValue && size.Value != _size)
                 {
                     Resize(size.Value, allowShrink: true, Preallocation.Off);
@@ -260,6 +302,96 @@ namespace VDiskPS.Formats.Qcow2
 
                 _file.Flush();
             }
+        }
+
+        /// <summary>
+        /// Replaces every zero cluster, in the active table and in every snapshot (block/qcow2-cluster.c
+        /// qcow2_expand_zero_clusters): without a backing file a plain zero cluster becomes unallocated;
+        /// otherwise it gets a zeroed cluster, counted once for each L1 entry naming its L2 table.
+        /// </summary>
+        private void ExpandZeroClusters()
+        {
+            bool hasParent = Parent != null || _backing != null;
+            var tables = new List<long>();
+            var seen = new HashSet<long>();
+            var l1Tables = new List<long[]> { _l1 };
+            foreach (var snapshot in _snapshots)
+            {
+                l1Tables.Add(ReadL1(_file, snapshot.L1TableOffset, snapshot.L1Size, "snapshot L1 table"));
+            }
+
+            foreach (long[] l1 in l1Tables)
+            {
+                foreach (long l1Entry in l1)
+                {
+                    long l2Offset = (long)((ulong)l1Entry & OffsetMask);
+                    if (l2Offset != 0 && seen.Add(l2Offset))
+                    {
+                        tables.Add(l2Offset);
+                    }
+                }
+            }
+
+            byte[] zeros = new byte[_header.ClusterSize];
+            foreach (long l2Offset in tables)
+            {
+                ulong[] table = LoadL2Unchecked(l2Offset);
+                long l2References = Refcounts.Get(l2Offset >> ClusterBits);
+                var freed = new List<long>();
+                bool changed = false;
+                for (int j = 0; j < table.Length; j++)
+                {
+                    ulong entry = table[j];
+                    if ((entry & CompressedFlag) != 0 || (entry & ZeroFlag) == 0)
+                    {
+                        continue;
+                    }
+
+                    long offset = (long)(entry & OffsetMask);
+                    changed = true;
+                    if (offset != 0 && Refcounts.Get(offset >> ClusterBits) == l2References)
+                    {
+                        // Only this table names the cluster: it becomes plain zeros in place.
+                        _file.WriteAt(offset, zeros);
+                        table[j] = entry & ~ZeroFlag;
+                        continue;
+                    }
+
+                    if (offset != 0)
+                    {
+                        freed.Add(offset);
+                    }
+
+                    if (!hasParent)
+                    {
+                        table[j] = 0;
+                        continue;
+                    }
+
+                    long cluster = Refcounts.Allocate(1);
+                    Refcounts.Set(cluster >> ClusterBits, l2References);
+                    _file.WriteAt(cluster, zeros);
+                    table[j] = (ulong)cluster | (l2References == 1 ? CopiedFlag : 0);
+                }
+
+                if (!changed)
+                {
+                    continue;
+                }
+
+                Refcounts.Flush();
+                _file.WriteAt(l2Offset, SerializeWords(table, 0, table.Length));
+                _l2Cache.Remove(l2Offset);
+                foreach (long offset in freed)
+                {
+                    Refcounts.Adjust(offset >> ClusterBits, -l2References);
+                }
+
+                Refcounts.Flush();
+            }
+
+            _lastRun = null;
+            FixCopiedFlags(Refcounts.Get);
         }
 
         private void RefuseChange<T>(T requested, T current, string option, string what)
@@ -301,30 +433,7 @@ namespace VDiskPS.Formats.Qcow2
                 throw new ImageOptionException(Path, "compat", "compat=0.10 cannot hold extended L2 entries, external data files, zstd compression or persistent bitmaps");
             }
 
-            if (_snapshots.Count > 0)
-            {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "downgrading an image with internal snapshots to compat=0.10", Path);
-            }
-
-            bool hasParent = Parent != null || _backing != null;
-            for (long offset = 0; offset < _size;)
-            {
-                BlockStatus status = GetBlockStatusLocked(offset, _size);
-                if (status.Kind == ExtentKind.Zero)
-                {
-                    if (hasParent)
-                    {
-                        base.WriteZeroesCore(status.GuestOffset, status.Length);
-                    }
-                    else
-                    {
-                        ZeroOrDiscard(status.GuestOffset, status.Length, zero: false);
-                    }
-                }
-
-                offset = status.End;
-            }
-
+            ExpandZeroClusters();
             _header.Version = 2;
             _header.HeaderLength = Qcow2Header.V2HeaderLength;
             _header.IncompatibleFeatures = 0;

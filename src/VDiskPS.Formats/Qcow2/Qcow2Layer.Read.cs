@@ -20,8 +20,18 @@ namespace VDiskPS.Formats.Qcow2
             public long End;
         }
 
+        /// <summary>The last run found, so a caller walking a long run in chunks does not rescan it each time; cleared when the mapping changes.</summary>
+        private BlockStatus? _lastRun;
+
         private BlockStatus GetBlockStatusLocked(long offset, long end)
         {
+            if (_lastRun.HasValue && offset >= _lastRun.Value.GuestOffset && offset < _lastRun.Value.End)
+            {
+                BlockStatus last = _lastRun.Value;
+                long host = last.HostOffset >= 0 ? last.HostOffset + (offset - last.GuestOffset) : -1;
+                return new BlockStatus(offset, Math.Min(last.End, end) - offset, last.Kind, host, last.Compressed, last.HostFile);
+            }
+
             UnitStatus first = StatusAt(offset);
             long runHost = first.Kind == ExtentKind.Data && !first.Compressed ? first.Host : -1;
             long pos = first.End;
@@ -43,7 +53,9 @@ namespace VDiskPS.Formats.Qcow2
 
             long length = Math.Min(pos, end) - offset;
             string hostFile = first.Kind == ExtentKind.Data && _dataFile != null ? _dataFile.Path : null;
-            return new BlockStatus(offset, length, first.Kind, runHost, first.Compressed, hostFile);
+            var status = new BlockStatus(offset, length, first.Kind, runHost, first.Compressed, hostFile);
+            _lastRun = status;
+            return status;
         }
 
         /// <summary>The status of the cluster or subcluster holding <paramref name="offset"/>; Host is the byte at offset.</summary>
@@ -150,7 +162,7 @@ namespace VDiskPS.Formats.Qcow2
                 return table;
             }
 
-            long fileLength = _file.Length;
+            long fileLength = FileLengthFor(l2Offset + _header.ClusterSize);
             string field = $"L1 entry {l1Index}";
             if ((l2Offset & ClusterMask) != 0 || l2Offset > fileLength - _header.ClusterSize)
             {
@@ -204,7 +216,7 @@ namespace VDiskPS.Formats.Qcow2
                     }
 
                     long host = (long)(entry & CompressedOffsetMask);
-                    if (host >= fileLength)
+                    if (host >= fileLength && host >= (fileLength = FileLengthFor(host + 1)))
                     {
                         throw new ImageCorruptException(Path, "compressed cluster descriptor", l2Offset + (long)i * 8, $"the compressed data offset 0x{host:x} lies past the end of the file");
                     }
@@ -223,12 +235,18 @@ namespace VDiskPS.Formats.Qcow2
                     throw new ImageCorruptException(Path, "L2 entry", l2Offset + (long)i * 8, $"the data cluster offset 0x{offset:x} is not cluster aligned");
                 }
 
-                if (offset >= dataLength && (entry & ZeroFlag) == 0)
+                if (offset >= dataLength && (entry & ZeroFlag) == 0 && offset >= (dataLength = FileLengthFor(offset + 1)))
                 {
                     throw new ImageCorruptException(Path, "L2 entry", l2Offset + (long)i * 8, $"the data cluster offset 0x{offset:x} lies past the end of the file");
                 }
             }
         }
+
+        /// <summary>
+        /// The image file's length, for a structure ending at <paramref name="end"/>. The length seen at
+        /// open serves a read-only file; it is asked again when something lies past it (another writer).
+        /// </summary>
+        private long FileLengthFor(long end) => _file.CanWrite || end > _readOnlyFileLength ? _file.Length : _readOnlyFileLength;
 
         private ulong CompressedOffsetMask => (1UL << (62 - (ClusterBits - 8))) - 1;
 
@@ -298,7 +316,7 @@ namespace VDiskPS.Formats.Qcow2
             byte[] input = ArrayPool<byte>.Shared.Rent(length);
             try
             {
-                long fileLength = _file.Length;
+                long fileLength = FileLengthFor(host + 1);
                 if (host >= fileLength)
                 {
                     throw new ImageCorruptException(Path, "compressed cluster descriptor", host, "the compressed data lies past the end of the file");

@@ -62,6 +62,7 @@ namespace VDiskPS.Formats.Qcow2
                 };
 
                 // The copy of the L1 table goes to disk first; then the tree gains its reference; then COPIED is cleared.
+                ClusterCounts changes = GatherTreeChanges(_l1, 1);
                 if (_l1.Length > 0)
                 {
                     snapshot.L1TableOffset = Refcounts.Allocate(((long)_l1.Length * 8 + ClusterMask) >> ClusterBits);
@@ -69,7 +70,7 @@ namespace VDiskPS.Formats.Qcow2
                     _file.WriteAt(snapshot.L1TableOffset, SerializeWords(Array.ConvertAll(_l1, e => (ulong)e), 0, _l1.Length));
                 }
 
-                AdjustTreeRefcounts(_l1, 1);
+                ApplyRefcountChanges(changes, increments: true);
                 Refcounts.Flush();
                 FixCopiedFlags(Refcounts.Get);
                 var snapshots = new List<Qcow2Snapshot>(_snapshots) { snapshot };
@@ -87,21 +88,25 @@ namespace VDiskPS.Formats.Qcow2
                 EnsureSnapshotsPossible();
                 Qcow2Snapshot snapshot = FindSnapshot(idOrName);
                 long[] snapshotL1 = ReadL1(_file, snapshot.L1TableOffset, snapshot.L1Size, "snapshot L1 table");
+                // Clusters both trees share keep their count; the others gain (before the switch) or lose (after it) one.
+                var changes = new ClusterCounts();
+                CollectTreeChanges(snapshotL1, 1, changes);
+                CollectTreeChanges(_l1, -1, changes);
+                ValidateRefcountChanges(changes);
                 if (snapshot.L1Size > _l1.Length)
                 {
                     GrowL1(snapshot.L1Size);
                 }
 
-                // New tree gains a reference before the active L1 points at it; the old tree loses one after.
-                AdjustTreeRefcounts(snapshotL1, 1);
+                ApplyRefcountChanges(changes, increments: true);
                 Refcounts.Flush();
-                long[] old = (long[])_l1.Clone();
                 var newL1 = new long[_l1.Length];
                 Array.Copy(snapshotL1, newL1, snapshotL1.Length);
                 _l1 = newL1;
+                _lastRun = null;
                 _file.WriteAt(_header.L1TableOffset, SerializeWords(Array.ConvertAll(_l1, e => (ulong)e), 0, _l1.Length));
                 _l2Cache.Clear();
-                AdjustTreeRefcounts(old, -1);
+                ApplyRefcountChanges(changes, increments: false);
                 Refcounts.Flush();
                 FixCopiedFlags(Refcounts.Get);
                 if (snapshot.DiskSize != _size)
@@ -127,12 +132,16 @@ namespace VDiskPS.Formats.Qcow2
                 snapshots.Remove(snapshot);
 
                 // The table stops naming the snapshot before its clusters lose their references.
-                WriteSnapshotTable(snapshots);
-                AdjustTreeRefcounts(snapshotL1, -1);
-                for (long c = 0; c < (((long)snapshot.L1Size * 8 + ClusterMask) >> ClusterBits); c++)
+                ClusterCounts changes = new ClusterCounts();
+                CollectTreeChanges(snapshotL1, -1, changes);
+                if (snapshot.L1Size > 0)
                 {
-                    Refcounts.Adjust((snapshot.L1TableOffset >> ClusterBits) + c, -1);
+                    changes.AddRange(snapshot.L1TableOffset >> ClusterBits, ((long)snapshot.L1Size * 8 + ClusterMask) >> ClusterBits, -1);
                 }
+
+                ValidateRefcountChanges(changes);
+                WriteSnapshotTable(snapshots);
+                ApplyRefcountChanges(changes, increments: false);
 
                 Refcounts.Flush();
                 FixCopiedFlags(Refcounts.Get);
@@ -193,9 +202,9 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Writes the table to new clusters, points the header at it, then frees the old table.</summary>
         private void WriteSnapshotTable(List<Qcow2Snapshot> snapshots)
         {
-            byte[] table = Qcow2Snapshot.SerializeTable(snapshots);
             long oldOffset = _header.SnapshotsOffset;
-            long oldLength = _snapshots.Count > 0 ? Qcow2Snapshot.SerializeTable(_snapshots).Length : 0;
+            long oldLength = Qcow2Snapshot.TableLength(_snapshots);
+            byte[] table = Qcow2Snapshot.SerializeTable(snapshots);
             long newOffset = 0;
             if (table.Length > 0)
             {
@@ -219,8 +228,16 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
-        /// <summary>Adds <paramref name="delta"/> to the refcount of every L2 table and data cluster an L1 table reaches.</summary>
-        private void AdjustTreeRefcounts(long[] l1, int delta)
+        /// <summary>The refcount changes for every L2 table and data cluster an L1 table reaches, checked against the refcount width.</summary>
+        private ClusterCounts GatherTreeChanges(long[] l1, int delta)
+        {
+            var changes = new ClusterCounts();
+            CollectTreeChanges(l1, delta, changes);
+            ValidateRefcountChanges(changes);
+            return changes;
+        }
+
+        private void CollectTreeChanges(long[] l1, int delta, ClusterCounts changes)
         {
             int step = ExtendedL2 ? 2 : 1;
             for (int i = 0; i < l1.Length; i++)
@@ -240,16 +257,51 @@ namespace VDiskPS.Formats.Qcow2
                         var (host, length) = CompressedExtent(entry);
                         for (long c = (host & ~511L) >> ClusterBits; c <= (host + length - 1) >> ClusterBits; c++)
                         {
-                            Refcounts.Adjust(c, delta);
+                            changes.Add(c, delta);
                         }
                     }
                     else if ((entry & OffsetMask) != 0 && _dataFile == null)
                     {
-                        Refcounts.Adjust((long)(entry & OffsetMask) >> ClusterBits, delta);
+                        changes.Add((long)(entry & OffsetMask) >> ClusterBits, delta);
                     }
                 }
 
-                Refcounts.Adjust(l2Offset >> ClusterBits, delta);
+                changes.Add(l2Offset >> ClusterBits, delta);
+            }
+        }
+
+        private void ValidateRefcountChanges(ClusterCounts changes)
+        {
+            Qcow2Refcounts refcounts = Refcounts;
+            for (long c = 0; c <= changes.MaxCluster; c++)
+            {
+                long change = changes.Get(c);
+                if (change == 0)
+                {
+                    continue;
+                }
+
+                long value = refcounts.Get(c) + change;
+                if (value < 0 || value > refcounts.MaxRefcount)
+                {
+                    throw new ImageNotSupportedException(Path, "refcount_bits", null,
+                        value < 0
+                            ? $"cluster {c} would get a negative refcount; the image needs repair (qemu-img check -r all)"
+                            : $"cluster {c} would need {value} references, more than {_header.RefcountBits}-bit refcounts hold; amend refcount_bits first");
+                }
+            }
+        }
+
+        /// <summary>Applies the increments (or the decrements) of <paramref name="changes"/>.</summary>
+        private void ApplyRefcountChanges(ClusterCounts changes, bool increments)
+        {
+            for (long c = 0; c <= changes.MaxCluster; c++)
+            {
+                long change = changes.Get(c);
+                if (change != 0 && (change > 0) == increments)
+                {
+                    Refcounts.Adjust(c, change);
+                }
             }
         }
     }

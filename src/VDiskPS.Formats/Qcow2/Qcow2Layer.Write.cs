@@ -89,7 +89,6 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Writes a run that lies inside one L2 table's range.</summary>
         private void WriteSegment(long offset, ReadOnlySpan<byte> data)
         {
-            int cs = _header.ClusterSize;
             long firstCluster = offset >> ClusterBits;
             long lastCluster = (offset + data.Length - 1) >> ClusterBits;
             int count = (int)(lastCluster - firstCluster + 1);
@@ -122,7 +121,8 @@ namespace VDiskPS.Formats.Qcow2
             while (at < count)
             {
                 int runEnd = at + 1;
-                while (runEnd < count && actions[runEnd] == actions[at] && (actions[at] != ClusterAction.InPlace || HostOf(update, firstIndex + runEnd) == HostOf(update, firstIndex + at) + ((long)(runEnd - at) << ClusterBits)))
+                // A run shares one action and, for clusters written where they are, contiguous host clusters.
+                while (runEnd < count && actions[runEnd] == actions[at] && (actions[at] == ClusterAction.Allocate || HostOf(update, firstIndex + runEnd) == HostOf(update, firstIndex + at) + ((long)(runEnd - at) << ClusterBits)))
                 {
                     runEnd++;
                 }
@@ -159,7 +159,7 @@ namespace VDiskPS.Formats.Qcow2
                         int index = firstIndex + i;
                         ulong old = update.Table[index * step];
                         long newHost = host + ((long)(i - at) << ClusterBits);
-                        if (actions[i] == ClusterAction.Allocate && IsAllocatedOrCompressed(old) && !(_dataFile != null))
+                        if (actions[i] == ClusterAction.Allocate && IsAllocatedOrCompressed(old) && _dataFile == null)
                         {
                             update.Freed.Add(old);
                         }
@@ -198,38 +198,61 @@ namespace VDiskPS.Formats.Qcow2
             int cs = _header.ClusterSize;
             long runBytes = (long)count << ClusterBits;
             HostFile target = _dataFile ?? _file;
-            if (dataStart == guest && data.Length == runBytes)
+            int head = (int)(dataStart - guest);
+            long tail = runBytes - head - data.Length;
+            if (head == 0 && tail == 0)
             {
                 target.WriteAt(host, data);
                 return;
             }
 
-            byte[] buffer = ArrayPool<byte>.Shared.Rent((int)runBytes);
+            // Only the first and last clusters need merging; the clusters between come straight from the caller.
+            byte[] cluster = ArrayPool<byte>.Shared.Rent(cs);
             try
             {
-                var run = buffer.AsSpan(0, (int)runBytes);
-                int head = (int)(dataStart - guest);
-                int tail = (int)(runBytes - head - data.Length);
+                var buffer = cluster.AsSpan(0, cs);
+                if (count == 1)
+                {
+                    ReadBase(guest, buffer);
+                    data.CopyTo(buffer.Slice(head));
+                    target.WriteAt(host, buffer);
+                    return;
+                }
+
+                int firstPart = cs - head;
                 if (head > 0)
                 {
-                    ReadBase(guest, run.Slice(0, cs));
+                    ReadBase(guest, buffer);
+                    data.Slice(0, firstPart).CopyTo(buffer.Slice(head));
+                    target.WriteAt(host, buffer);
+                }
+                else
+                {
+                    target.WriteAt(host, data.Slice(0, cs));
                 }
 
+                int middleLength = (int)(runBytes - 2L * cs);
+                if (middleLength > 0)
+                {
+                    target.WriteAt(host + cs, data.Slice(firstPart, middleLength));
+                }
+
+                int lastPart = data.Length - firstPart - middleLength;
+                long lastGuest = guest + runBytes - cs;
                 if (tail > 0)
                 {
-                    long lastCluster = guest + runBytes - cs;
-                    if (head == 0 || count > 1)
-                    {
-                        ReadBase(lastCluster, run.Slice((int)(runBytes - cs), cs));
-                    }
+                    ReadBase(lastGuest, buffer);
+                    data.Slice(firstPart + middleLength, lastPart).CopyTo(buffer);
+                    target.WriteAt(host + runBytes - cs, buffer);
                 }
-
-                data.CopyTo(run.Slice(head));
-                target.WriteAt(host, run);
+                else
+                {
+                    target.WriteAt(host + runBytes - cs, data.Slice(firstPart + middleLength, lastPart));
+                }
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                ArrayPool<byte>.Shared.Return(cluster);
             }
         }
 
@@ -265,6 +288,7 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Refcounts, then the L2 table, then the L1 entry; then frees what the update replaced.</summary>
         private void CommitL2Update(L2Update update)
         {
+            _lastRun = null;
             Refcounts.Flush();
             if (update.IsNew)
             {
@@ -290,6 +314,7 @@ namespace VDiskPS.Formats.Qcow2
 
         private void WriteL1Entry(int l1Index, long value)
         {
+            _lastRun = null;
             _l1[l1Index] = value;
             var raw = new byte[8];
             BinaryPrimitives.WriteUInt64BigEndian(raw, (ulong)value);

@@ -26,12 +26,13 @@ namespace VDiskPS.Formats.Qcow2
         private readonly Qcow2Header _header;
         private readonly Qcow2L2Cache _l2Cache;
         private readonly bool _isSnapshotView;
-        private readonly string _snapshotName;
         private long[] _l1;
         private long _size;
         private List<Qcow2Snapshot> _snapshots;
         private Qcow2Refcounts _refcounts;
         private BackingReference _backing;
+        private readonly long _readOnlyFileLength;
+        private bool _dataFileCreatedHere;
 
         private Qcow2Layer(HostFile file, HostFile dataFile, Qcow2Header header, long[] l1, List<Qcow2Snapshot> snapshots)
             : base(file.Path, file.CanWrite)
@@ -44,7 +45,8 @@ namespace VDiskPS.Formats.Qcow2
             _size = header.Size;
             _snapshots = snapshots;
             _l2Cache = new Qcow2L2Cache(header.ClusterSize);
-            _backing = MakeBacking(header);
+            _backing = MakeBacking(header, file.Path);
+            _readOnlyFileLength = file.Length;
         }
 
         /// <summary>A read-only view of the disk as it was in a snapshot, sharing the owner's file and caches.</summary>
@@ -56,12 +58,12 @@ namespace VDiskPS.Formats.Qcow2
             _dataFile = owner._dataFile;
             _header = owner._header;
             _l2Cache = owner._l2Cache;
+            _readOnlyFileLength = owner._readOnlyFileLength;
             _l1 = l1;
             _size = snapshot.DiskSize;
             _snapshots = owner._snapshots;
             _backing = owner._backing;
             _isSnapshotView = true;
-            _snapshotName = snapshot.Name;
         }
 
         public override DiskFormat Format => DiskFormat.Qcow2;
@@ -72,9 +74,11 @@ namespace VDiskPS.Formats.Qcow2
 
         public override BackingReference Backing => _backing;
 
-        public override IReadOnlyList<string> HostFiles => _dataFile != null ? new[] { Path, _dataFile.Path } : new[] { Path };
-
-        internal Qcow2Header Header => _header;
+        /// <summary>
+        /// The image file, plus its external data file when this layer created it (so a failed convert
+        /// removes it); a data file that existed before belongs to the user and is never listed for deletion.
+        /// </summary>
+        public override IReadOnlyList<string> HostFiles => _dataFileCreatedHere ? new[] { Path, _dataFile.Path } : new[] { Path };
 
         private int ClusterBits => _header.ClusterBits;
 
@@ -180,8 +184,15 @@ namespace VDiskPS.Formats.Qcow2
                     info.FormatSpecific["data-file-raw"] = _header.DataFileRaw;
                 }
 
-                DescribeBitmaps(info);
-                info.Compressed = HasCompressedClusters();
+                // Info describes the header; damage deeper in the image is for check to report.
+                try
+                {
+                    DescribeBitmaps(info);
+                    info.Compressed = HasCompressedClusters();
+                }
+                catch (ImageCorruptException)
+                {
+                }
             }
         }
 
@@ -246,7 +257,7 @@ namespace VDiskPS.Formats.Qcow2
             return l1;
         }
 
-        private static BackingReference MakeBacking(Qcow2Header header)
+        private static BackingReference MakeBacking(Qcow2Header header, string path)
         {
             if (header.BackingFile == null)
             {
@@ -256,9 +267,16 @@ namespace VDiskPS.Formats.Qcow2
             DiskFormat? format = null;
             if (!string.IsNullOrEmpty(header.BackingFormat))
             {
-                if (!DiskFormatNames.TryParse(header.BackingFormat, out DiskFormat parsed))
+                string name = header.BackingFormat;
+                if (name == "file" || name == "host_device" || name == "host_cdrom")
                 {
-                    throw new ImageNotSupportedException(null, "backing format", null, $"the backing file's recorded format '{header.BackingFormat}' is not supported");
+                    // QEMU's protocol drivers: the backing file is read as it is.
+                    name = "raw";
+                }
+
+                if (!DiskFormatNames.TryParse(name, out DiskFormat parsed))
+                {
+                    throw new ImageNotSupportedException(path, "backing format", null, $"the backing file's recorded format '{header.BackingFormat}' is not supported");
                 }
 
                 format = parsed;

@@ -4,28 +4,30 @@ using System.Collections.Generic;
 
 namespace VDiskPS.Formats.Qcow2
 {
-    /// <summary>Reference counts per host cluster, stored sparsely in chunks so memory follows the clusters in use.</summary>
+    /// <summary>Reference counts per host cluster, stored sparsely in chunks so memory follows the clusters in use (4 bytes each).</summary>
     internal sealed class ClusterCounts
     {
         private const int ChunkBits = 14;
-        private readonly Dictionary<long, long[]> _chunks = new Dictionary<long, long[]>();
+        private readonly Dictionary<long, int[]> _chunks = new Dictionary<long, int[]>();
 
         public long MaxCluster { get; private set; } = -1;
 
         public long Get(long cluster)
         {
-            return _chunks.TryGetValue(cluster >> ChunkBits, out long[] chunk) ? chunk[cluster & ((1 << ChunkBits) - 1)] : 0;
+            return _chunks.TryGetValue(cluster >> ChunkBits, out int[] chunk) ? chunk[cluster & ((1 << ChunkBits) - 1)] : 0;
         }
 
         public void Add(long cluster, long delta)
         {
-            if (!_chunks.TryGetValue(cluster >> ChunkBits, out long[] chunk))
+            if (!_chunks.TryGetValue(cluster >> ChunkBits, out int[] chunk))
             {
-                chunk = new long[1 << ChunkBits];
+                chunk = new int[1 << ChunkBits];
                 _chunks[cluster >> ChunkBits] = chunk;
             }
 
-            chunk[cluster & ((1 << ChunkBits) - 1)] += delta;
+            // Counts saturate: no real image references a cluster two billion times, and a hostile one must not wrap.
+            long value = chunk[cluster & ((1 << ChunkBits) - 1)] + delta;
+            chunk[cluster & ((1 << ChunkBits) - 1)] = (int)Math.Max(int.MinValue, Math.Min(int.MaxValue, value));
             if (cluster > MaxCluster)
             {
                 MaxCluster = cluster;
@@ -46,7 +48,7 @@ namespace VDiskPS.Formats.Qcow2
             long last = first + count - 1;
             for (long chunkIndex = first >> ChunkBits; chunkIndex <= last >> ChunkBits; chunkIndex++)
             {
-                if (!_chunks.TryGetValue(chunkIndex, out long[] chunk))
+                if (!_chunks.TryGetValue(chunkIndex, out int[] chunk))
                 {
                     continue;
                 }

@@ -12,20 +12,29 @@ namespace VDiskPS.Formats.Qcow2
     /// </summary>
     internal sealed class Qcow2Refcounts
     {
-        private const int MaxCachedBlocks = 256;
+        private const long MaxCachedBytes = 32L << 20;
 
         private readonly HostFile _file;
         private readonly int _clusterBits;
         private readonly int _order;
         private readonly int _entriesPerBlockBits;
         private readonly Dictionary<long, byte[]> _blocks = new Dictionary<long, byte[]>();
-        private readonly HashSet<long> _dirtyBlocks = new HashSet<long>();
+        /// <summary>Changed blocks and the byte range changed in each, so a flush writes only that range.</summary>
+        private readonly Dictionary<long, KeyValuePair<int, int>> _dirtyBlocks = new Dictionary<long, KeyValuePair<int, int>>();
         private readonly Action<long, int> _tableMoved;
         private long[] _table;
         private long _tableOffset;
         private bool _tableDirty;
         private readonly List<KeyValuePair<long, int>> _retiredTables = new List<KeyValuePair<long, int>>();
         private long _end;
+
+        /// <summary>No cluster below this index is free (the free-run search starts here).</summary>
+        private long _freeHint;
+
+        private const long MaxFreeScan = 1 << 16;
+
+        /// <summary>The shortest run length a full search failed to find since the last cluster was freed.</summary>
+        private long _failedRunLength = long.MaxValue;
 
         public Qcow2Refcounts(HostFile file, int clusterBits, int order, long tableOffset, long[] table, Action<long, int> tableMoved)
         {
@@ -41,8 +50,6 @@ namespace VDiskPS.Formats.Qcow2
 
         public int ClusterSize => 1 << _clusterBits;
 
-        public int Order => _order;
-
         public long TableOffset => _tableOffset;
 
         public int TableClusters => (int)(((long)_table.Length * 8 + ClusterSize - 1) >> _clusterBits);
@@ -50,6 +57,9 @@ namespace VDiskPS.Formats.Qcow2
         public IReadOnlyList<long> Table => _table;
 
         public long MaxRefcount => _order == 6 ? long.MaxValue : (1L << (1 << _order)) - 1;
+
+        /// <summary>How many times a cluster's refcount dropped to zero (a freed cluster may be handed out again).</summary>
+        public long FreedCount { get; private set; }
 
         /// <summary>The first cluster index past everything allocated so far (where new clusters go).</summary>
         public long EndCluster => _end;
@@ -100,17 +110,46 @@ namespace VDiskPS.Formats.Qcow2
             long blockIndex = cluster >> _entriesPerBlockBits;
             EnsureBlock(blockIndex);
             byte[] block = LoadBlock(blockIndex);
-            WriteEntry(block, (int)(cluster & ((1L << _entriesPerBlockBits) - 1)), _order, value);
-            _dirtyBlocks.Add(blockIndex);
+            int index = (int)(cluster & ((1L << _entriesPerBlockBits) - 1));
+            WriteEntry(block, index, _order, value);
+            int byteStart = (int)(((long)index << _order) >> 3);
+            int byteEnd = byteStart + Math.Max(1, (1 << _order) >> 3);
+            MarkDirty(blockIndex, byteStart, byteEnd);
             if (value > 0 && cluster >= _end)
             {
                 _end = cluster + 1;
             }
+
+            if (value == 0)
+            {
+                FreedCount++;
+                _failedRunLength = long.MaxValue;
+                _freeHint = Math.Min(_freeHint, cluster);
+            }
         }
 
-        /// <summary>Takes <paramref name="count"/> contiguous free clusters at the end of the file with refcount 1; returns the first's host offset.</summary>
-        public long Allocate(long count)
+        /// <summary>
+        /// Takes <paramref name="count"/> contiguous free clusters with refcount 1 and returns the first's
+        /// host offset: a free run inside the file when there is one (callers write such clusters whole),
+        /// else at the end of the file, or always at the end with <paramref name="atEnd"/> (where unwritten
+        /// clusters must read as zeros).
+        /// </summary>
+        public long Allocate(long count, bool atEnd = false)
         {
+            if (!atEnd)
+            {
+                long free = FindFreeRun(count);
+                if (free >= 0)
+                {
+                    for (long c = free; c < free + count; c++)
+                    {
+                        Set(c, 1);
+                    }
+
+                    return free << _clusterBits;
+                }
+            }
+
             while (true)
             {
                 long start = _end;
@@ -140,6 +179,56 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
+        /// <summary>
+        /// A run of <paramref name="count"/> clusters with refcount 0 below the end, searching from the
+        /// lowest cluster that may be free and at most <see cref="MaxFreeScan"/> clusters per call; -1 when none.
+        /// </summary>
+        private long FindFreeRun(long count)
+        {
+            if (count >= _failedRunLength)
+            {
+                // A search since the last free found no run this long; appended clusters are all in use.
+                return -1;
+            }
+
+            long limit = Math.Min(_end, _freeHint + MaxFreeScan);
+            long runStart = -1;
+            long firstFree = -1;
+            for (long c = _freeHint; c < limit; c++)
+            {
+                if (Get(c) != 0)
+                {
+                    runStart = -1;
+                    continue;
+                }
+
+                if (firstFree < 0)
+                {
+                    firstFree = c;
+                }
+
+                if (runStart < 0)
+                {
+                    runStart = c;
+                }
+
+                if (c - runStart + 1 == count)
+                {
+                    _freeHint = firstFree == runStart ? runStart + count : firstFree;
+                    return runStart;
+                }
+            }
+
+            // Nothing fits: later searches start at the first free cluster seen, or where this one stopped.
+            _freeHint = firstFree >= 0 ? (limit == _end ? firstFree : limit) : limit;
+            if (limit == _end)
+            {
+                _failedRunLength = Math.Min(_failedRunLength, count);
+            }
+
+            return -1;
+        }
+
         /// <summary>Writes changed blocks, then a moved or changed table and the header, then frees a retired table.</summary>
         public void Flush()
         {
@@ -167,17 +256,6 @@ namespace VDiskPS.Formats.Qcow2
             }
 
             TrimCache();
-        }
-
-        /// <summary>Drops cached blocks (after the structure was rewritten elsewhere).</summary>
-        public void Reset(long tableOffset, long[] table)
-        {
-            _blocks.Clear();
-            _dirtyBlocks.Clear();
-            _tableOffset = tableOffset;
-            _table = table;
-            _tableDirty = false;
-            _end = Math.Max(_end, (_file.Length + ClusterSize - 1) >> _clusterBits);
         }
 
         public static long ReadEntry(byte[] block, int index, int order)
@@ -251,7 +329,7 @@ namespace VDiskPS.Formats.Qcow2
 
         private void TrimCache()
         {
-            if (_blocks.Count < MaxCachedBlocks)
+            if (_blocks.Count < Math.Max(4, MaxCachedBytes >> _clusterBits))
             {
                 return;
             }
@@ -259,7 +337,7 @@ namespace VDiskPS.Formats.Qcow2
             var clean = new List<long>();
             foreach (long key in _blocks.Keys)
             {
-                if (!_dirtyBlocks.Contains(key))
+                if (!_dirtyBlocks.ContainsKey(key))
                 {
                     clean.Add(key);
                 }
@@ -294,7 +372,7 @@ namespace VDiskPS.Formats.Qcow2
             _table[blockIndex] = cluster << _clusterBits;
             _tableDirty = true;
             _blocks[blockIndex] = new byte[ClusterSize];
-            _dirtyBlocks.Add(blockIndex);
+            MarkDirty(blockIndex, 0, ClusterSize);
             Set(cluster, 1);
         }
 
@@ -347,14 +425,26 @@ namespace VDiskPS.Formats.Qcow2
                 return;
             }
 
-            var order = new List<long>(_dirtyBlocks);
+            var order = new List<long>(_dirtyBlocks.Keys);
             order.Sort();
             foreach (long blockIndex in order)
             {
-                _file.WriteAt(_table[blockIndex], _blocks[blockIndex]);
+                var range = _dirtyBlocks[blockIndex];
+                _file.WriteAt(_table[blockIndex] + range.Key, _blocks[blockIndex].AsSpan(range.Key, range.Value - range.Key));
             }
 
             _dirtyBlocks.Clear();
+        }
+
+        private void MarkDirty(long blockIndex, int byteStart, int byteEnd)
+        {
+            if (_dirtyBlocks.TryGetValue(blockIndex, out var range))
+            {
+                byteStart = Math.Min(byteStart, range.Key);
+                byteEnd = Math.Max(byteEnd, range.Value);
+            }
+
+            _dirtyBlocks[blockIndex] = new KeyValuePair<int, int>(byteStart, byteEnd);
         }
 
         private byte[] SerializeTable()

@@ -28,6 +28,9 @@ namespace VDiskPS.Formats.Qcow2
 
         private const int MaxExtraData = 1024;
 
+        /// <summary>Bounds the work of walking every snapshot (check, snapshot operations) on a hostile table.</summary>
+        private const long MaxTotalL1Bytes = 1L << 30;
+
         public long L1TableOffset { get; set; }
 
         public int L1Size { get; set; }
@@ -49,6 +52,9 @@ namespace VDiskPS.Formats.Qcow2
 
         public long Icount { get; set; } = -1;
 
+        /// <summary>Bytes the entry occupies in the table as read (its serialized length for new entries).</summary>
+        public long EntryLength { get; set; }
+
         /// <summary>Extra data beyond what this engine knows, kept on rewrite.</summary>
         public byte[] UnknownExtra { get; set; } = Array.Empty<byte>();
 
@@ -58,6 +64,7 @@ namespace VDiskPS.Formats.Qcow2
             long at = header.SnapshotsOffset;
             var fixedPart = new byte[FixedLength];
             long tableBytes = 0;
+            long l1Bytes = 0;
             for (int i = 0; i < header.SnapshotCount; i++)
             {
                 file.ReadExactly(at, fixedPart, "snapshot table entry " + i);
@@ -91,6 +98,11 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 s.L1Size = (int)l1Size;
+                l1Bytes += (long)l1Size * 8;
+                if (l1Bytes > MaxTotalL1Bytes)
+                {
+                    throw new ImageCorruptException(file.Path, field + " l1_size", at + L1SizeField, $"the snapshots' L1 tables together exceed {MaxTotalL1Bytes >> 20} MiB");
+                }
                 var rest = new byte[extraSize + idSize + nameSize];
                 file.ReadExactly(at + FixedLength, rest, field);
                 if (extraSize >= ExtraDiskSize + 8)
@@ -113,6 +125,7 @@ namespace VDiskPS.Formats.Qcow2
                 s.Name = Encoding.UTF8.GetString(rest, (int)extraSize + idSize, nameSize);
                 long entryLength = (FixedLength + rest.Length + 7) & ~7L;
                 tableBytes += entryLength;
+                s.EntryLength = entryLength;
                 if (tableBytes > Qcow2Header.MaxSnapshotTableBytes)
                 {
                     throw new ImageCorruptException(file.Path, "snapshot table", header.SnapshotsOffset, "the snapshot table exceeds 64 MiB");
@@ -125,6 +138,18 @@ namespace VDiskPS.Formats.Qcow2
             return list;
         }
 
+        /// <summary>The bytes the table occupies on disk.</summary>
+        public static long TableLength(IReadOnlyList<Qcow2Snapshot> snapshots)
+        {
+            long total = 0;
+            foreach (var s in snapshots)
+            {
+                total += s.EntryLength;
+            }
+
+            return total;
+        }
+
         public static byte[] SerializeTable(IReadOnlyList<Qcow2Snapshot> snapshots)
         {
             var parts = new List<byte[]>();
@@ -134,6 +159,7 @@ namespace VDiskPS.Formats.Qcow2
                 byte[] name = Encoding.UTF8.GetBytes(s.Name);
                 int extra = ExtraDataLength + s.UnknownExtra.Length;
                 int length = (FixedLength + extra + id.Length + name.Length + 7) & ~7;
+                s.EntryLength = length;
                 var b = new byte[length];
                 BinaryPrimitives.WriteUInt64BigEndian(b.AsSpan(L1TableOffsetField), (ulong)s.L1TableOffset);
                 BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(L1SizeField), (uint)s.L1Size);

@@ -103,6 +103,51 @@ namespace VDiskPS.Formats.Tests.Qcow2
         }
 
         [Fact]
+        public void InconsistentBitmapStaysInUse()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("crash.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", path, "4M");
+            Qemu.Img("bitmap", "--add", path, "left");
+            Qemu.Run("qemu-io", new[] { "-f", "qcow2", "-c", "write 0 4096", "-c", "sigraise 9", path });
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                Assert.True(((IBitmapLayer)layer).GetBitmaps()[0].InUse);
+                layer.Write(65536, new byte[512]);
+            }
+
+            using (var layer = Qcow2TestImages.OpenRead(path))
+            {
+                Assert.True(((IBitmapLayer)layer).GetBitmaps()[0].InUse);
+            }
+        }
+
+        [Fact]
+        public void BitmapsFollowResize()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("r.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", path, "8M");
+            Qemu.Img("bitmap", "--add", "-g", "65536", path, "b");
+            Qemu.Io("-f", "qcow2", "-c", "write 0 65536", "-c", "write 7M 65536", path);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                ((IResizableLayer)layer).Resize(16L << 20, false, Preallocation.Off);
+                Assert.Equal(2 * 65536, ((IBitmapLayer)layer).GetBitmaps()[0].DirtyBytes);
+                ((IResizableLayer)layer).Resize(4L << 20, true, Preallocation.Off);
+                Assert.Equal(65536, ((IBitmapLayer)layer).GetBitmaps()[0].DirtyBytes);
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            Assert.Equal(new[] { "b" }, QemuBitmapNames(path));
+            Qemu.Io("-f", "qcow2", "-c", "write 3M 4096", path);
+            using (var layer = Qcow2TestImages.OpenRead(path))
+            {
+                Assert.Equal(2 * 65536, ((IBitmapLayer)layer).GetBitmaps()[0].DirtyBytes);
+            }
+        }
+
+        [Fact]
         public void Version2ImagesRefuseBitmaps()
         {
             using var dir = new TempDir();

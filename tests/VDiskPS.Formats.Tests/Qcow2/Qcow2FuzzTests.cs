@@ -438,5 +438,57 @@ namespace VDiskPS.Formats.Tests.Qcow2
             File.WriteAllBytes(path, new byte[4096]);
             Assert.Throws<ImageFormatMismatchException>(() => Qcow2TestImages.OpenRead(path));
         }
+
+        /// <summary>Random byte damage in the metadata: only typed errors (or clean reads), never another exception.</summary>
+        [Fact]
+        public void RandomMetadataDamageGivesOnlyTypedErrors()
+        {
+            using var dir = new TempDir();
+            string subject = MakeSubject(dir);
+            byte[] original = File.ReadAllBytes(subject);
+            long l1 = (long)ReadU64(original, 40);
+            long refcountTable = (long)ReadU64(original, 48);
+            long refcountBlock = (long)ReadU64(original, refcountTable);
+            long l2 = (long)(ReadU64(original, l1) & 0x00FFFFFFFFFFFE00UL);
+            long snapshots = (long)ReadU64(original, 64);
+            long[] regions = { 0, 0, l1, l2, l2, refcountTable, refcountBlock, snapshots };
+            int[] spans = { 112, 400, 64, 4096, 512, 64, 512, 128 };
+            var rng = new Random(20261121);
+            string path = dir.File("damaged.qcow2");
+            for (int iteration = 0; iteration < 120; iteration++)
+            {
+                byte[] damaged = (byte[])original.Clone();
+                int hits = 1 + rng.Next(4);
+                for (int h = 0; h < hits; h++)
+                {
+                    int region = rng.Next(regions.Length);
+                    long at = regions[region] + rng.Next(spans[region]);
+                    damaged[Math.Min(at, damaged.Length - 1)] = (byte)rng.Next(256);
+                }
+
+                File.WriteAllBytes(path, damaged);
+                var watch = Stopwatch.StartNew();
+                try
+                {
+                    using var layer = Qcow2TestImages.OpenRead(path);
+                    ImageInspector.Describe(layer);
+                    var buffer = new byte[Math.Min(layer.Size, 16L << 20)];
+                    layer.Read(0, buffer);
+                    ((ICheckableLayer)layer).Check(RepairMode.None);
+                    foreach (var snapshot in ((ISnapshotLayer)layer).GetSnapshots())
+                    {
+                        using var view = ((ISnapshotLayer)layer).OpenSnapshot(snapshot.Id);
+                        var b = new byte[Math.Min(view.Size, 16L << 20)];
+                        view.Read(0, b);
+                    }
+                }
+                catch (ImageException)
+                {
+                }
+
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"iteration {iteration} took {watch.Elapsed}");
+                Assert.Equal(damaged, File.ReadAllBytes(path));
+            }
+        }
     }
 }

@@ -99,11 +99,22 @@ namespace VDiskPS.Formats.Tests.Qcow2
             AssertSameAsModel(dir, path, before);
         }
 
-        [Fact]
-        public void CheckCountsLikeQemuOnCleanImage()
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void CheckCountsLikeQemuOnCleanImage(bool compressedWithSnapshot)
         {
             using var dir = new TempDir();
             string path = Qcow2TestImages.MakeWithQemuIo(dir, "c.qcow2", "compat=1.1");
+            if (compressedWithSnapshot)
+            {
+                string compressed = dir.File("cc.qcow2");
+                Qemu.Img("convert", "-c", "-f", "qcow2", "-O", "qcow2", path, compressed);
+                Qemu.Img("snapshot", "-c", "s1", compressed);
+                Qemu.Io("-f", "qcow2", "-c", "write -P 1 0 100000", compressed);
+                path = compressed;
+            }
+
             using var layer = Qcow2TestImages.OpenRead(path);
             var result = ((ICheckableLayer)layer).Check(RepairMode.None);
             string json = Qemu.Run("qemu-img", new[] { "check", "--output=json", "-f", "qcow2", path }).Output;
@@ -114,6 +125,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Assert.Equal(root.GetProperty("allocated-clusters").GetInt64(), result.AllocatedClusters);
             Assert.Equal(root.GetProperty("total-clusters").GetInt64(), result.TotalClusters);
             Assert.Equal(root.GetProperty("fragmented-clusters").GetInt64(), result.FragmentedClusters);
+            Assert.Equal(root.TryGetProperty("compressed-clusters", out var compressedClusters) ? compressedClusters.GetInt64() : 0, result.CompressedClusters);
             Assert.Equal(root.GetProperty("image-end-offset").GetInt64(), result.ImageEndOffset);
         }
 
@@ -190,6 +202,84 @@ namespace VDiskPS.Formats.Tests.Qcow2
             AssertSameAsModel(dir, path, model);
         }
 
+        [Theory]
+        [InlineData(31)]
+        [InlineData(32)]
+        [InlineData(33)]
+        public void RepairAllFixesRandomRefcountAndFlagDamage(int seed)
+        {
+            using var dir = new TempDir();
+            string path = Qcow2TestImages.MakeWithQemuIo(dir, "d.qcow2", "compat=1.1");
+            Qemu.Img("snapshot", "-c", "s", path);
+            Qemu.Io("-f", "qcow2", "-c", "write -c -P 9 7340032 65536", "-c", "write -P 8 0 300000", path);
+            byte[] model = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            byte[] file = File.ReadAllBytes(path);
+            long refcountTable = (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(48));
+            long block = (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan((int)refcountTable));
+            long l1 = (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(40));
+            long l2 = (long)(BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan((int)l1)) & 0x00FFFFFFFFFFFE00UL);
+            var rng = new Random(seed);
+            using (var fs = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+            {
+                long clusters = file.Length / 65536;
+                for (int i = 0; i < 6; i++)
+                {
+                    fs.Position = block + rng.Next((int)clusters + 4) * 2 + 1;
+                    fs.WriteByte((byte)rng.Next(4));
+                }
+
+                // Flip COPIED on the first L1 entry and on a few L2 entries.
+                fs.Position = l1;
+                fs.WriteByte((byte)(file[l1] ^ 0x80));
+                for (int i = 0; i < 3; i++)
+                {
+                    long at = l2 + rng.Next(128) * 8;
+                    fs.Position = at;
+                    fs.WriteByte((byte)(file[at] ^ 0x80));
+                }
+            }
+
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                var result = ((ICheckableLayer)layer).Check(RepairMode.All);
+                Assert.Equal(0, result.Corruptions);
+                Assert.Equal(0, result.Leaks);
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            Assert.Equal(model, Qemu.ToRawBytes(path, "qcow2", dir.Path));
+        }
+
+        [Theory]
+        [InlineData(true)]
+        [InlineData(false)]
+        public void RepairAllRebuildsUnreadableRefcountStructure(bool tablePastEnd)
+        {
+            using var dir = new TempDir();
+            string path = Qcow2TestImages.MakeWithQemuIo(dir, "u.qcow2", "compat=1.1");
+            byte[] model = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            byte[] file = File.ReadAllBytes(path);
+            using (var fs = new FileStream(path, FileMode.Open, FileAccess.Write))
+            {
+                var raw = new byte[8];
+                BinaryPrimitives.WriteUInt64BigEndian(raw, 1UL << 40);
+                fs.Position = tablePastEnd ? 48 : (long)BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan(48));
+                fs.Write(raw);
+            }
+
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                var checkable = (ICheckableLayer)layer;
+                Assert.True(checkable.Check(RepairMode.None).Corruptions > 0);
+                var repaired = checkable.Check(RepairMode.All);
+                Assert.Equal(0, repaired.Corruptions);
+                Assert.Equal(0, repaired.Leaks);
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            Assert.Equal(model, Qemu.ToRawBytes(path, "qcow2", dir.Path));
+        }
+
         [Fact]
         public void GrowAndShrinkKeepImageClean()
         {
@@ -252,6 +342,66 @@ namespace VDiskPS.Formats.Tests.Qcow2
             {
                 Assert.True(data.GetProperty("lazy-refcounts").GetBoolean());
             }
+        }
+
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void DowngradeExpandsZeroClustersInSnapshotsToo(bool overBackingFile)
+        {
+            using var dir = new TempDir();
+            string path = dir.File("z.qcow2");
+            if (overBackingFile)
+            {
+                File.WriteAllBytes(dir.File("base.raw"), TestData.Pattern(8 << 20, 41));
+                Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", path);
+            }
+            else
+            {
+                Qemu.Img("create", "-q", "-f", "qcow2", path, "8M");
+            }
+
+            Qemu.Io("-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -z 65536 131072", "-c", "write -z -u 2M 131072", path);
+            Qemu.Img("snapshot", "-c", "before", path);
+            Qemu.Io("-f", "qcow2", "-c", "write -z 262144 65536", "-c", "write -z -u 4M 65536", "-c", "write -P 2 5M 65536", path);
+            byte[] active = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            string snapshotRaw = dir.File("before.raw");
+            Qemu.Img("convert", "-f", "qcow2", "-l", "snapshot.name=before", "-O", "raw", path, snapshotRaw);
+            byte[] snapshot = File.ReadAllBytes(snapshotRaw);
+            using (var chain = ImageChain.Open(path, new ChainOptions { Writable = true }))
+            {
+                ((IAmendableLayer)chain.Top).Amend(OptionSet.Parse("compat=0.10"));
+            }
+
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            using (var info = Qemu.Info(path, "qcow2"))
+            {
+                Assert.Equal("0.10", info.RootElement.GetProperty("format-specific").GetProperty("data").GetProperty("compat").GetString());
+            }
+
+            Assert.Equal(active, Qemu.ToRawBytes(path, "qcow2", dir.Path));
+            File.Delete(snapshotRaw);
+            Qemu.Img("convert", "-f", "qcow2", "-l", "snapshot.name=before", "-O", "raw", path, snapshotRaw);
+            Assert.Equal(snapshot, File.ReadAllBytes(snapshotRaw));
+        }
+
+        [Fact]
+        public void AmendRenamesDataFileAndClearsDataFileRaw()
+        {
+            using var dir = new TempDir();
+            string path = Qcow2TestImages.MakeWithQemuIo(dir, "d.qcow2", "data_file=" + dir.File("d.data") + ",data_file_raw=on");
+            byte[] before = Qemu.ToRawBytes(path, "qcow2", dir.Path);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                var amend = (IAmendableLayer)layer;
+                Assert.Throws<ImageOptionException>(() => amend.Amend(OptionSet.Parse("compat=0.10")));
+                amend.Amend(OptionSet.Parse("data_file=d.data,data_file_raw=off"));
+            }
+
+            var info = ImageInspector.Get(path, DiskFormat.Qcow2);
+            Assert.Equal("d.data", info.FormatSpecific["data-file"]);
+            Assert.Equal(false, info.FormatSpecific["data-file-raw"]);
+            Assert.Equal(before, TestData.ReadAll(path, DiskFormat.Qcow2));
         }
 
         [Fact]

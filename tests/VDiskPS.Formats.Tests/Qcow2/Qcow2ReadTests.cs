@@ -87,7 +87,8 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Qemu.Img("amend", "-f", "qcow2", "-o", "data_file=d.data", path);
             using (var layer = Qcow2TestImages.OpenRead(path))
             {
-                Assert.Contains(dir.File("d.data"), layer.HostFiles);
+                Assert.Equal(dir.File("d.data"), layer.GetBlockStatus(0, 65536).HostFile);
+                Assert.DoesNotContain(dir.File("d.data"), layer.HostFiles);
             }
 
             Qcow2TestImages.AssertReadsLikeQemu(dir, path);

@@ -65,20 +65,34 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Qcow2TestImages.AssertQemuCheckClean(path);
         }
 
-        [Fact]
-        public void ExternalDataFileIsCreatedAndWritten()
+        [Theory]
+        [InlineData(",data_file_raw=on")]
+        [InlineData("")]
+        [InlineData(",extended_l2=on")]
+        [InlineData(",preallocation=full")]
+        public void ExternalDataFileIsCreatedAndWritten(string options)
         {
             using var dir = new TempDir();
+
             // qemu-img opens a relative data file name against its working directory, so record it absolute here.
-            string path = CreateImage(dir, "e.qcow2", "data_file=" + dir.File("e.data") + ",data_file_raw=on");
+            string path = CreateImage(dir, "e.qcow2", "data_file=" + dir.File("e.data") + options);
             var model = new byte[Qcow2TestImages.Size];
             using (var layer = Qcow2TestImages.OpenWritable(path))
             {
                 Qcow2TestImages.WriteScattered(layer, model, 2);
+                layer.WriteZeroes(65536, 65536);
+                Array.Clear(model, 65536, 65536);
             }
 
             Qcow2TestImages.AssertQemuCheckClean(path);
-            Assert.Equal(model, File.ReadAllBytes(dir.File("e.data")));
+            if (options.Contains("raw"))
+            {
+                Assert.Equal(model, File.ReadAllBytes(dir.File("e.data")));
+            }
+
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
             Qcow2TestImages.AssertReadsLikeQemu(dir, path);
         }
 
@@ -232,6 +246,32 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
         }
 
+        [Theory]
+        [InlineData("compat=1.1,cluster_size=16k")]
+        [InlineData("compat=1.1,cluster_size=16k,extended_l2=on")]
+        public void WritesOverScatteredPreallocatedZeroClustersLandInTheirOwnClusters(string options)
+        {
+            using var dir = new TempDir();
+            string path = dir.File("zeroalloc.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", "-o", options, path, "64M");
+
+            // Guest clusters 0 and 1 get host clusters with another L2 table and its data between them, then become allocated zero clusters.
+            Qemu.Io("-f", "qcow2", "-c", "write -P 1 0 16k", "-c", "write -P 2 40M 16k", "-c", "write -P 3 16k 16k", "-c", "write -z 0 32k", path);
+            var model = new byte[64 << 20];
+            Array.Fill(model, (byte)2, 40 << 20, 16384);
+            byte[] data = TestData.Pattern(40000, 21);
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                layer.Write(5000, data);
+            }
+
+            Array.Copy(data, 0, model, 5000, data.Length);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
+        }
+
         [Fact]
         public void SubclusterWritesOverBackingFileMatchQemu()
         {
@@ -250,6 +290,31 @@ namespace VDiskPS.Formats.Tests.Qcow2
             }
 
             Qcow2TestImages.AssertQemuCheckClean(path);
+            string raw = dir.File("model.raw");
+            Qcow2TestImages.WriteRaw(raw, model);
+            Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
+        }
+
+        [Fact]
+        public void FreedClustersAreReused()
+        {
+            using var dir = new TempDir();
+            string path = CreateImage(dir, "reuse.qcow2", "");
+            byte[] data = TestData.Pattern(2 << 20, 31);
+            long lengthAfterFirstWrite;
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                layer.Write(0, data);
+                layer.Flush();
+                lengthAfterFirstWrite = new FileInfo(path).Length;
+                ((IDiscardableLayer)layer).Discard(0, 2 << 20);
+                layer.Write(4 << 20, data);
+            }
+
+            Assert.Equal(lengthAfterFirstWrite, new FileInfo(path).Length);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            var model = new byte[Qcow2TestImages.Size];
+            Array.Copy(data, 0, model, 4 << 20, data.Length);
             string raw = dir.File("model.raw");
             Qcow2TestImages.WriteRaw(raw, model);
             Assert.True(Qemu.Compare(raw, "raw", path, "qcow2").Identical);
