@@ -16,7 +16,7 @@ namespace VDiskPS.Formats.Tests
         public static string Io(params string[] args) => Run("qemu-io", args, expectSuccess: true).Output;
 
         /// <summary>Runs a tool and returns exit code and combined output without judging it.</summary>
-        public static (int ExitCode, string Output) Run(string tool, string[] args, bool expectSuccess = false)
+        public static (int ExitCode, string Output) Run(string tool, string[] args, bool expectSuccess = false, string workingDirectory = null)
         {
             string exe = Find(tool) ?? throw new InvalidOperationException($"{tool} is not installed (apt-get install qemu-utils)");
             var psi = new ProcessStartInfo(exe)
@@ -24,6 +24,7 @@ namespace VDiskPS.Formats.Tests
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 UseShellExecute = false,
+                WorkingDirectory = workingDirectory ?? string.Empty,
             };
             foreach (string a in args)
             {
@@ -68,7 +69,8 @@ namespace VDiskPS.Formats.Tests
         public static byte[] ToRawBytes(string path, string format, string scratchDir)
         {
             string raw = Path.Combine(scratchDir, Guid.NewGuid().ToString("N") + ".raw");
-            Img("convert", "-f", format, "-O", "raw", path, raw);
+            // qemu 7.2 opens a qcow2's relative data_file against its working directory.
+            Run("qemu-img", new[] { "convert", "-f", format, "-O", "raw", path, raw }, expectSuccess: true, workingDirectory: Path.GetDirectoryName(path));
             byte[] bytes = File.ReadAllBytes(raw);
             File.Delete(raw);
             return bytes;
