@@ -59,6 +59,12 @@ namespace VDiskPS.Formats
         /// <summary>Replace an existing file.</summary>
         public bool Overwrite { get; set; }
 
+        /// <summary>
+        /// Flushes wait for the device (true), or leave the data to the OS cache (false: qemu-img
+        /// convert's default cache mode, for outputs that are rewritten from scratch on failure).
+        /// </summary>
+        public bool SyncOnFlush { get; set; } = true;
+
         /// <summary>What the driver changed from what was asked (a size rounded up, ...), for the caller to show.</summary>
         public IList<string> Warnings { get; } = new List<string>();
     }

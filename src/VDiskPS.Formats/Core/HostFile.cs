@@ -37,13 +37,20 @@ namespace VDiskPS.Formats
         private static readonly bool s_isLinux = RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
 
         private readonly FileStream _stream;
+
+        // Taken once: FileStream.SafeFileHandle re-seeks the descriptor on every access.
+        private readonly SafeFileHandle _handle;
         private readonly object _gate = new object();
+        private readonly bool _syncOnFlush;
+        private Extent _lastExtent;
         private bool _sparseQueryBroken;
 
-        private HostFile(string path, FileStream stream, bool writable)
+        private HostFile(string path, FileStream stream, bool writable, bool syncOnFlush = true)
         {
+            _syncOnFlush = syncOnFlush;
             Path = path;
             _stream = stream;
+            _handle = stream.SafeFileHandle;
             CanWrite = writable;
         }
 
@@ -108,14 +115,18 @@ namespace VDiskPS.Formats
             }
         }
 
-        /// <summary>Creates a new file (or truncates an existing one when <paramref name="overwrite"/>), exclusive.</summary>
-        public static HostFile Create(string path, bool overwrite)
+        /// <summary>
+        /// Creates a new file (or truncates an existing one when <paramref name="overwrite"/>), exclusive.
+        /// Without <paramref name="syncOnFlush"/>, flushes leave the data to the OS cache instead of
+        /// waiting for the device (qemu-img convert's default cache mode, "unsafe").
+        /// </summary>
+        public static HostFile Create(string path, bool overwrite, bool syncOnFlush = true)
         {
             path = System.IO.Path.GetFullPath(path);
             try
             {
                 var stream = new FileStream(path, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.ReadWrite, s_isWindows ? FileShare.Read : FileShare.None, 1, FileOptions.None);
-                return new HostFile(path, stream, true);
+                return new HostFile(path, stream, true, syncOnFlush);
             }
             catch (IOException e) when (!overwrite && File.Exists(path))
             {
@@ -200,7 +211,7 @@ namespace VDiskPS.Formats
             {
                 if (s_writeAt != null)
                 {
-                    s_writeAt(_stream.SafeFileHandle, data, offset);
+                    s_writeAt(_handle, data, offset);
                     return;
                 }
 
@@ -279,7 +290,7 @@ namespace VDiskPS.Formats
             {
                 lock (_gate)
                 {
-                    _stream.Flush(durable);
+                    _stream.Flush(durable && _syncOnFlush);
                 }
             }
             catch (IOException e)
@@ -298,7 +309,7 @@ namespace VDiskPS.Formats
             {
                 try
                 {
-                    int fd = (int)_stream.SafeFileHandle.DangerousGetHandle();
+                    int fd = (int)_handle.DangerousGetHandle();
                     if (NativeUnix.posix_fallocate(fd, offset, length) == 0)
                     {
                         return true;
@@ -331,7 +342,7 @@ namespace VDiskPS.Formats
 
             try
             {
-                int fd = (int)_stream.SafeFileHandle.DangerousGetHandle();
+                int fd = (int)_handle.DangerousGetHandle();
                 return NativeUnix.fallocate(fd, NativeUnix.FALLOC_FL_KEEP_SIZE | NativeUnix.FALLOC_FL_PUNCH_HOLE, offset, length) == 0;
             }
             catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
@@ -352,22 +363,23 @@ namespace VDiskPS.Formats
                 return null;
             }
 
+            // A read-only file does not change under us: answer from the last run found.
+            Extent last = _lastExtent;
+            if (last != null && offset >= last.Start && offset < last.End)
+            {
+                return (last.IsData, Math.Min(last.End - offset, maxLength));
+            }
+
             try
             {
-                int fd = (int)_stream.SafeFileHandle.DangerousGetHandle();
-                long fileLength = Length;
-                if (offset >= fileLength)
-                {
-                    return (false, maxLength);
-                }
-
+                int fd = (int)_handle.DangerousGetHandle();
                 long data = NativeUnix.lseek(fd, offset, NativeUnix.SEEK_DATA);
                 if (data < 0)
                 {
-                    // ENXIO: no data after offset: a hole to EOF.
+                    // ENXIO: no data at or after offset (also past end of file): a hole to EOF.
                     if (Marshal.GetLastWin32Error() == NativeUnix.ENXIO)
                     {
-                        return (false, maxLength);
+                        return Remember(new Extent(offset, long.MaxValue, false), offset, maxLength);
                     }
 
                     _sparseQueryBroken = true;
@@ -376,7 +388,7 @@ namespace VDiskPS.Formats
 
                 if (data > offset)
                 {
-                    return (false, Math.Min(data - offset, maxLength));
+                    return Remember(new Extent(offset, data, false), offset, maxLength);
                 }
 
                 long hole = NativeUnix.lseek(fd, offset, NativeUnix.SEEK_HOLE);
@@ -386,7 +398,7 @@ namespace VDiskPS.Formats
                     return null;
                 }
 
-                return (true, Math.Min(hole - offset, maxLength));
+                return Remember(new Extent(offset, hole, true), offset, maxLength);
             }
             catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
             {
@@ -397,11 +409,21 @@ namespace VDiskPS.Formats
 
         public void Dispose() => _stream.Dispose();
 
+        private (bool IsData, long Length) Remember(Extent extent, long offset, long maxLength)
+        {
+            if (!CanWrite)
+            {
+                _lastExtent = extent;
+            }
+
+            return (extent.IsData, Math.Min(extent.End - offset, maxLength));
+        }
+
         private int ReadOnce(long offset, Span<byte> buffer)
         {
             if (s_readAt != null)
             {
-                return s_readAt(_stream.SafeFileHandle, buffer, offset);
+                return s_readAt(_handle, buffer, offset);
             }
 
             byte[] rented = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length, 1 << 20));
@@ -458,6 +480,22 @@ namespace VDiskPS.Formats
                 ?? typeof(File).Assembly.GetType("System.IO.RandomAccess", false);
             MethodInfo method = randomAccess?.GetMethod(name, BindingFlags.Public | BindingFlags.Static, null, new[] { typeof(SafeFileHandle), bufferType, typeof(long) }, null);
             return method == null ? null : (T)Delegate.CreateDelegate(typeof(T), method, false);
+        }
+
+        private sealed class Extent
+        {
+            public Extent(long start, long end, bool isData)
+            {
+                Start = start;
+                End = end;
+                IsData = isData;
+            }
+
+            public long Start { get; }
+
+            public long End { get; }
+
+            public bool IsData { get; }
         }
 
         private static class NativeUnix

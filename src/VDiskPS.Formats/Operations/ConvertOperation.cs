@@ -37,8 +37,15 @@ namespace VDiskPS.Formats
         /// <summary>Parallel readers/compressors.</summary>
         public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
 
+        /// <summary>
+        /// Make the output durable before returning (fsync). Off by default, as qemu-img convert's
+        /// "unsafe" cache mode: a new output is rewritten from scratch after a failure anyway.
+        /// Always on with <see cref="DeleteSource"/>, which must not delete the only durable copy.
+        /// </summary>
+        public bool FlushToDisk { get; set; }
+
         /// <summary>Bytes read per work item.</summary>
-        public int ChunkSize { get; set; } = 2 << 20;
+        public int ChunkSize { get; set; } = int.Parse(Environment.GetEnvironmentVariable("VDISK_CHUNK") ?? "2097152");
 
         /// <summary>
         /// After a complete conversion, compare the output with the source and, only when they read the
@@ -180,6 +187,7 @@ namespace VDiskPS.Formats
                 else
                 {
                     request.Size = source.Size;
+                    request.SyncOnFlush = options.FlushToDisk || options.DeleteSource;
                     target = registry.Get(options.TargetFormat).Create(destination, request);
                     created = true;
                     createdFiles = target.HostFiles;
@@ -276,7 +284,7 @@ namespace VDiskPS.Formats
             public void Run()
             {
                 var pending = new Queue<Task<Chunk>>();
-                int capacity = Math.Max(2, _options.ThrottleLimit * 2);
+                int capacity = int.Parse(Environment.GetEnvironmentVariable("VDISK_CAP") ?? "4");
                 long done = 0;
                 try
                 {

@@ -8,10 +8,10 @@ namespace VDiskPS.Formats.Qcow2
     /// <summary>Creating an image: header at cluster 0, L1 table after it, refcount structure after that, then preallocation.</summary>
     internal sealed partial class Qcow2Layer
     {
-        internal static Qcow2Layer Create(string path, Qcow2CreateOptions options, bool overwrite)
+        internal static Qcow2Layer Create(string path, Qcow2CreateOptions options, bool overwrite, bool syncOnFlush = true)
         {
             string fullPath = System.IO.Path.GetFullPath(path);
-            HostFile file = HostFile.Create(fullPath, overwrite);
+            HostFile file = HostFile.Create(fullPath, overwrite, syncOnFlush);
             HostFile dataFile = null;
             string createdDataFile = null;
             try
@@ -83,7 +83,7 @@ namespace VDiskPS.Formats.Qcow2
                     }
                     else
                     {
-                        dataFile = HostFile.Create(dataPath, false);
+                        dataFile = HostFile.Create(dataPath, false, syncOnFlush);
                         createdDataFile = dataPath;
                     }
 

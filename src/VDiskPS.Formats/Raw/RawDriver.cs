@@ -48,7 +48,7 @@ namespace VDiskPS.Formats.Raw
                 throw ImageNotSupportedException.Capability(DiskFormat.Raw, "a cluster size", path);
             }
 
-            var file = HostFile.Create(path, request.Overwrite);
+            var file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
             try
             {
                 var layer = new RawLayer(file);

@@ -49,7 +49,7 @@ namespace VDiskPS.Formats.Vdi
                         : $"the parent of a differencing VDI must be a VDI, not {request.BackingLayer.Format.ToName()}");
             }
 
-            var file = HostFile.Create(path, request.Overwrite);
+            var file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
             try
             {
                 return VdiLayer.Create(file, plan.Size, plan.Type, parent, plan.Preallocation);

@@ -96,7 +96,7 @@ namespace VDiskPS.Formats.Vhd
                 OriginalSize = (ulong)plan.Size,
             };
             footer.SetSize(plan.Size);
-            var file = HostFile.Create(path, request.Overwrite);
+            var file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
             try
             {
                 if (plan.Fixed)

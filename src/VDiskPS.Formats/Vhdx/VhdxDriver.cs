@@ -27,7 +27,7 @@ namespace VDiskPS.Formats.Vhdx
         public override ImageLayer Create(string path, CreateRequest request)
         {
             VhdxCreateOptions options = VhdxCreateOptions.From(path, request);
-            HostFile file = HostFile.Create(path, request.Overwrite);
+            HostFile file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
             try
             {
                 WriteNewImage(file, options);
