@@ -15,6 +15,9 @@ namespace VDiskPS.Bench
         public DiskFormat[] Needs { get; set; } = Array.Empty<DiskFormat>();
         public string[] Outputs { get; set; } = Array.Empty<string>();
         public Action Prepare { get; set; }
+
+        /// <summary>Runs before each timed run of either tool (for cases that change their input).</summary>
+        public Action BeforeEach { get; set; }
         public Action Verify { get; set; }
 
         public bool IsAvailable(out string why)
@@ -90,6 +93,63 @@ namespace VDiskPS.Bench
             yield return Convert("raw->vdi", source, "raw", Out("out.vdi"), DiskFormat.Vdi, "vdi");
             yield return Convert("raw->qcow2 compressed", source, "raw", Out("outc.qcow2"), DiskFormat.Qcow2, "qcow2", compress: true);
             yield return Convert("raw->streamOptimized", source, "raw", Out("outs.vmdk"), DiskFormat.Vmdk, "vmdk", compress: true, options: "subformat=streamOptimized");
+
+            yield return new BenchCase
+            {
+                Name = "compare raw vs qcow2",
+                QemuArguments = new[] { "compare", "-f", "raw", "-F", "qcow2", source, qcow2Source },
+                EngineArguments = new[] { "compare", source, qcow2Source },
+                Needs = new[] { DiskFormat.Qcow2 },
+                Prepare = toRaw.Prepare,
+            };
+
+            // A 2-level chain: the mixed image as a qcow2 base and an overlay holding 256 MiB of new data.
+            string chainBase = Out("chain-base.qcow2");
+            string chainTop = Out("chain-top.qcow2");
+            string pristineBase = Out("pristine-base.qcow2");
+            string pristineTop = Out("pristine-top.qcow2");
+            yield return new BenchCase
+            {
+                Name = "commit 2-level chain",
+                QemuArguments = new[] { "commit", "-f", "qcow2", chainTop },
+                EngineArguments = new[] { "commit", chainTop },
+                Needs = new[] { DiskFormat.Qcow2 },
+                Prepare = () =>
+                {
+                    toRaw.Prepare();
+                    File.Copy(qcow2Source, pristineBase, true);
+                    File.Copy(qcow2Source, chainBase, true);
+                    Tools.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "chain-base.qcow2", "-F", "qcow2", pristineTop);
+                    Tools.Run("qemu-io", "-f", "qcow2", "-c", "write -P 0x5c 64M 128M", "-c", "write -P 0xa7 640M 128M", pristineTop);
+                },
+                BeforeEach = () =>
+                {
+                    File.Copy(pristineBase, chainBase, true);
+                    File.Copy(pristineTop, chainTop, true);
+                },
+            };
+
+            // A 1 TiB image holding 64 MiB of data: time must follow the data, not the virtual size.
+            string sparse = Out("sparse-1t.raw");
+            var sparseCase = Convert("1 TiB sparse raw->qcow2", sparse, "raw", Out("sparse-out.qcow2"), DiskFormat.Qcow2, "qcow2");
+            sparseCase.Prepare = () =>
+            {
+                if (!File.Exists(sparse))
+                {
+                    using (var file = new FileStream(sparse, FileMode.Create, FileAccess.Write))
+                    {
+                        file.SetLength(1L << 40);
+                        var data = new byte[1 << 20];
+                        new Random(7).NextBytes(data);
+                        for (long i = 0; i < 64; i++)
+                        {
+                            file.Position = i * (16L << 30);
+                            file.Write(data, 0, data.Length);
+                        }
+                    }
+                }
+            };
+            yield return sparseCase;
         }
 
         private static void Compare(string a, string formatA, string b, string formatB)

@@ -61,8 +61,10 @@ namespace VDiskPS.Bench
                 for (int i = 0; i < runs; i++)
                 {
                     c.Cleanup();
+                    c.BeforeEach?.Invoke();
                     theirs.Add(Tools.Measure("qemu-img", c.QemuArguments));
                     c.Cleanup();
+                    c.BeforeEach?.Invoke();
                     ours.Add(Tools.Measure(Tools.SelfCommand, Tools.SelfArguments(c.EngineArguments)));
                 }
 
@@ -194,18 +196,41 @@ namespace VDiskPS.Bench
                 case "convert":
                     {
                         // convert SRC DST TARGETFORMAT compress|plain [options]
-                        string warmSource = args[1] + ".warmup";
-                        if (!File.Exists(warmSource))
-                        {
-                            MixedImage.Generate(warmSource, 16L << 20);
-                        }
-
+                        string warmSource = WarmUpSource(args[1]);
                         string warmTarget = args[2] + ".warmup";
                         Convert(warmSource, warmTarget, args);
                         File.Delete(warmTarget);
-                        var watch = Stopwatch.StartNew();
-                        Convert(args[1], args[2], args);
-                        Console.WriteLine(watch.Elapsed.TotalSeconds.ToString("R", CultureInfo.InvariantCulture));
+                        Timed(() => Convert(args[1], args[2], args));
+                        break;
+                    }
+
+                case "compare":
+                    {
+                        // compare A B
+                        string warm = WarmUpSource(args[1]);
+                        CompareOperation.Run(warm, warm);
+                        Timed(() =>
+                        {
+                            if (!CompareOperation.Run(args[1], args[2]).Identical)
+                            {
+                                throw new InvalidOperationException("the images differ");
+                            }
+                        });
+                        break;
+                    }
+
+                case "commit":
+                    {
+                        // commit TOP (into its parent); warmed up on a small qcow2 chain
+                        string dir = Path.GetDirectoryName(args[1]);
+                        string warmBase = Path.Combine(dir, "warm-base.qcow2");
+                        string warmTop = Path.Combine(dir, "warm-top.qcow2");
+                        ConvertOperation.Run(WarmUpSource(args[1]), warmBase, new ConvertOptions { TargetFormat = DiskFormat.Qcow2, Target = new CreateRequest { Overwrite = true } });
+                        CreateOperation.Create(warmTop, DiskFormat.Qcow2, new CreateRequest { Overwrite = true, Backing = new BackingReference("warm-base.qcow2", DiskFormat.Qcow2) });
+                        CommitOperation.Run(warmTop);
+                        File.Delete(warmBase);
+                        File.Delete(warmTop);
+                        Timed(() => CommitOperation.Run(args[1]));
                         break;
                     }
 
@@ -215,6 +240,24 @@ namespace VDiskPS.Bench
             }
 
             return 0;
+        }
+
+        private static string WarmUpSource(string besides)
+        {
+            string warm = Path.Combine(Path.GetDirectoryName(besides), "warmup.raw");
+            if (!File.Exists(warm))
+            {
+                MixedImage.Generate(warm, 16L << 20);
+            }
+
+            return warm;
+        }
+
+        private static void Timed(Action action)
+        {
+            var watch = Stopwatch.StartNew();
+            action();
+            Console.WriteLine(watch.Elapsed.TotalSeconds.ToString("R", CultureInfo.InvariantCulture));
         }
 
         private static void Convert(string source, string target, string[] args)
