@@ -1,6 +1,7 @@
 using System;
 using System.Buffers;
 using System.Threading;
+using System.Threading.Tasks;
 using VDiskPS;
 
 namespace VDiskPS.Formats
@@ -52,7 +53,7 @@ namespace VDiskPS.Formats
     /// </summary>
     public static class CommitOperation
     {
-        private const int BufferSize = 1 << 20;
+        private const int BufferSize = 4 << 20;
 
         public static CommitResult Run(string topPath, CommitOptions options = null, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
@@ -155,7 +156,29 @@ namespace VDiskPS.Formats
             long size = chain.Size;
             long committed = 0;
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+            byte[] current = ArrayPool<byte>.Shared.Rent(BufferSize);
+            byte[] next = ArrayPool<byte>.Shared.Rent(BufferSize);
+
+            // One data run is read ahead (from the layers above the base) while the previous one is
+            // written into the base: the two never touch the same layer.
+            Task pendingRead = null;
+            long pendingOffset = 0;
+            int pendingLength = 0;
+            void WritePending()
+            {
+                if (pendingRead == null)
+                {
+                    return;
+                }
+
+                pendingRead.GetAwaiter().GetResult();
+                pendingRead = null;
+                baseLayer.Write(pendingOffset, current.AsSpan(0, pendingLength));
+                committed += pendingLength;
+                Throttle(committed, rateLimit, clock, cancel);
+                OperationSupport.Report(progress, "Committing", pendingOffset + pendingLength, size);
+            }
+
             try
             {
                 long offset = 0;
@@ -169,29 +192,50 @@ namespace VDiskPS.Formats
                         if (status.Kind == ExtentKind.Data)
                         {
                             length = Math.Min(length, BufferSize);
-                            chain.Read(offset, buffer.AsSpan(0, (int)length));
-                            baseLayer.Write(offset, buffer.AsSpan(0, (int)length));
+                            long readOffset = offset;
+                            int readLength = (int)length;
+                            byte[] target = next;
+                            Task read = Task.Run(() => chain.Read(readOffset, target.AsSpan(0, readLength)));
+                            WritePending();
+                            next = current;
+                            current = target;
+                            pendingRead = read;
+                            pendingOffset = readOffset;
+                            pendingLength = readLength;
                         }
                         else
                         {
                             // A zero run above the base (a zero marker, or past a shorter parent's end).
                             baseLayer.WriteZeroes(offset, length);
+                            committed += length;
+                            Throttle(committed, rateLimit, clock, cancel);
                         }
-
-                        committed += length;
-                        Throttle(committed, rateLimit, clock, cancel);
                     }
 
                     offset += length;
-                    OperationSupport.Report(progress, "Committing", offset, size);
+                    if (pendingRead == null)
+                    {
+                        OperationSupport.Report(progress, "Committing", offset, size);
+                    }
                 }
 
+                WritePending();
                 OperationSupport.Report(progress, "Committing", size, size);
                 return committed;
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                // A failure leaves a read in flight: let it end before its buffer goes back.
+                try
+                {
+                    pendingRead?.Wait();
+                }
+                catch (AggregateException)
+                {
+                }
+
+                ArrayPool<byte>.Shared.Return(current);
+                ArrayPool<byte>.Shared.Return(next);
             }
         }
 
