@@ -155,6 +155,27 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.Equal(Convert.ToInt64(old.FormatSpecific["cid"]), Qemu.Info(path).RootElement.GetProperty("format-specific").GetProperty("data").GetProperty("cid").GetInt64());
         }
 
+        [Theory]
+        [InlineData("monolithicFlat")]
+        [InlineData("twoGbMaxExtentSparse")]
+        [InlineData("streamOptimized")]
+        public void VmdkSubformatsGetTheNewUuidInTheirDescriptor(string subformat)
+        {
+            using var dir = new TempDir();
+            string before = MakeImage(dir, DiskFormat.Raw, "before");
+            string path = dir.File("disk.vmdk");
+            Qemu.Img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=" + subformat, before, path);
+            var identifier = Guid.NewGuid();
+
+            DiskIdentifierOperation.Reset(path, DiskFormat.Vmdk, identifier);
+
+            Assert.Equal(identifier, ImageInspector.Get(path).DiskIdentifier);
+            var compare = Qemu.Compare(before, "raw", path, "vmdk");
+            Assert.True(compare.Identical, compare.Output);
+            var check = Qemu.Check(path, "vmdk");
+            Assert.True(check.ExitCode == 0, check.Output);
+        }
+
         [Fact]
         public void VmdkUuidIsWrittenInVmwareByteOrder()
         {
@@ -207,6 +228,19 @@ namespace VDiskPS.Formats.Tests.Operations
 
             var e = Assert.Throws<ImageChainException>(() => TestData.ReadAll(child));
             Assert.Contains("unique id", e.Reason);
+        }
+
+        [Fact]
+        public void VdiChildNoLongerFindsAResetParent()
+        {
+            using var dir = new TempDir();
+            MakeImage(dir, DiskFormat.Vdi, "parent");
+            string child = dir.File("child.vdi");
+            CreateOperation.Create(child, DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference("parent.vdi", DiskFormat.Vdi) });
+
+            DiskIdentifierOperation.Reset(dir.File("parent.vdi"), DiskFormat.Vdi);
+
+            Assert.Throws<ImageChainException>(() => TestData.ReadAll(child));
         }
 
         [Theory]
