@@ -180,3 +180,47 @@ Describe 'Nightly maintenance' {
         (Sync-VDisk -Path src.raw -Destination dst.qcow2).Written | Should -Be 0
     }
 }
+
+Describe 'Disk identity: attaching a copy next to the original' {
+    BeforeAll {
+        Push-Location TestDrive:
+        New-VDisk -Path ident-seed.raw -SizeBytes 8MB | Out-Null
+        Write-Bytes ident-seed.raw 1MB (New-TestBytes 64KB 5)
+        Convert-VDisk -Path ident-seed.raw -Destination data.vhdx | Out-Null
+    }
+    AfterAll { Pop-Location }
+
+    It 'gives a copied VHDX a new disk identifier and keeps its data' {
+        Copy-Item data.vhdx data-copy.vhdx
+        $original = (Get-VDisk data.vhdx).DiskIdentifier
+        $info = Set-VDisk -Path data-copy.vhdx -ResetDiskIdentifier -PassThru
+        $info.DiskIdentifier | Should -Not -BeNullOrEmpty
+        $info.DiskIdentifier | Should -Not -Be $original
+        (Get-VDisk data-copy.vhdx).DiskIdentifier | Should -Be $info.DiskIdentifier
+        (Get-VDisk data.vhdx).DiskIdentifier | Should -Be $original
+        Compare-VDisk -ReferencePath data.vhdx -DifferencePath data-copy.vhdx -Quiet | Should -BeTrue
+    }
+
+    It 'resets VHD, VDI and VMDK copies from the pipeline' {
+        foreach ($extension in 'vhd', 'vdi', 'vmdk') {
+            Convert-VDisk -Path ident-seed.raw -Destination "copy.$extension" | Out-Null
+        }
+        $before = @{}
+        $images = Get-VDisk -Path copy.vhd, copy.vdi, copy.vmdk
+        $images | ForEach-Object { $before[(Split-Path $_.Path -Leaf)] = $_.DiskIdentifier }
+        $images | Set-VDisk -ResetDiskIdentifier
+        foreach ($name in 'copy.vhd', 'copy.vdi', 'copy.vmdk') {
+            $after = (Get-VDisk $name).DiskIdentifier
+            $after | Should -Not -BeNullOrEmpty
+            $after | Should -Not -Be $before[$name]
+            Compare-VDisk -ReferencePath ident-seed.raw -DifferencePath $name -Quiet | Should -BeTrue
+        }
+    }
+
+    It 'refuses a qcow2 image precisely: it has no disk identifier' {
+        New-VDisk -Path ident.qcow2 -SizeBytes 1MB | Out-Null
+        Set-VDisk -Path ident.qcow2 -ResetDiskIdentifier -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.NotSupported*'
+        $err[0].Exception.Reason | Should -Be 'qcow2 does not support disk identifiers'
+    }
+}

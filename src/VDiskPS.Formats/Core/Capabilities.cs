@@ -97,6 +97,16 @@ namespace VDiskPS.Formats
         long Optimize(IProgress<OperationProgress> progress, System.Threading.CancellationToken cancel);
     }
 
+    /// <summary>
+    /// Give the disk a new unique identifier (Set-VHD -ResetDiskIdentifier), so that a copy can be attached
+    /// next to the original. The current identifier is <see cref="VDiskInfo.DiskIdentifier"/>.
+    /// </summary>
+    public interface IDiskIdentifierLayer
+    {
+        /// <summary>Records <paramref name="identifier"/> as the disk's identifier; the data is not touched.</summary>
+        void SetDiskIdentifier(Guid identifier);
+    }
+
     public static class Capability
     {
         /// <summary>The layer as <typeparamref name="T"/>, or a precise "FORMAT does not support WHAT" error.</summary>

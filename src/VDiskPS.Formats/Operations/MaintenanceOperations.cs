@@ -167,3 +167,24 @@ namespace VDiskPS.Formats
         }
     }
 }
+
+namespace VDiskPS.Formats
+{
+    /// <summary>Set-VDisk -ResetDiskIdentifier (Set-VHD -ResetDiskIdentifier) over <see cref="IDiskIdentifierLayer"/>.</summary>
+    public static class DiskIdentifierOperation
+    {
+        /// <summary>
+        /// Gives the image a new disk identifier (<paramref name="identifier"/>, or a new random one) so a copy
+        /// can be attached beside the original; the data is unchanged. Returns the image's description.
+        /// </summary>
+        public static VDiskInfo Reset(string path, DiskFormat? format, Guid? identifier = null)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                Capability.Require<IDiskIdentifierLayer>(layer, "disk identifiers").SetDiskIdentifier(identifier ?? Guid.NewGuid());
+                layer.Flush();
+                return ImageInspector.Describe(layer);
+            }
+        }
+    }
+}

@@ -265,6 +265,16 @@ namespace VDiskPS.Formats.Vhd
             return new Guid(b);
         }
 
+        /// <summary>The inverse of <see cref="ToGuid"/>: the 16 bytes in RFC 4122 (big-endian) order.</summary>
+        public static byte[] FromGuid(Guid guid)
+        {
+            byte[] b = guid.ToByteArray();
+            Array.Reverse(b, 0, 4);
+            Array.Reverse(b, 4, 2);
+            Array.Reverse(b, 6, 2);
+            return b;
+        }
+
         public static byte[] NewUniqueId() => Guid.NewGuid().ToByteArray();
 
         private static void WriteAscii4(byte[] buffer, int offset, string text)

@@ -183,7 +183,7 @@ namespace VDiskPS.Formats.Vmdk
                 // Tools state "4" with version 2147483647: guest tools managed outside VMware (open-vm-tools).
                 yield return Entry("ddb.toolsInstallType", "4");
                 yield return Entry("ddb.longContentID", Guid.NewGuid().ToString("N"));
-                yield return Entry("ddb.uuid", FormatUuid(Guid.NewGuid().ToByteArray()));
+                yield return Entry(VmdkLayer.DiskUuidKey, FormatUuid(Guid.NewGuid()));
             }
 
             if (Subformat == VmfsThin)
@@ -192,9 +192,16 @@ namespace VDiskPS.Formats.Vmdk
             }
         }
 
-        /// <summary>VMware's ddb.uuid form: 16 hex bytes, space separated, a dash between the two halves.</summary>
-        private static string FormatUuid(byte[] bytes)
+        /// <summary>
+        /// VMware's ddb.uuid form: 16 hex bytes, space separated, a dash between the two halves, in RFC 4122
+        /// (big-endian) order, so "60 00 c2 ..." is the UUID 6000c2.. VMware shows for the disk.
+        /// </summary>
+        internal static string FormatUuid(Guid uuid)
         {
+            byte[] bytes = uuid.ToByteArray();
+            Array.Reverse(bytes, 0, 4);
+            Array.Reverse(bytes, 4, 2);
+            Array.Reverse(bytes, 6, 2);
             string half(int start) => string.Join(" ", bytes.Skip(start).Take(8).Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
             return half(0) + "-" + half(8);
         }

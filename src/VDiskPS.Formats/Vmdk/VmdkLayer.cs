@@ -145,7 +145,7 @@ namespace VDiskPS.Formats.Vmdk
         {
             info.Subformat = Descriptor.CreateType;
             info.Compressed = _extents.Any(e => e.Compressed);
-            info.DiskIdentifier = ParseUuid(Descriptor.GetDatabase("ddb.uuid"));
+            info.DiskIdentifier = ParseUuid(Descriptor.GetDatabase(DiskUuidKey));
             info.FormatSpecific["cid"] = (long)Descriptor.Cid;
             info.FormatSpecific["parent-cid"] = (long)Descriptor.ParentCid;
             info.FormatSpecific["create-type"] = Descriptor.CreateType;
@@ -371,6 +371,10 @@ namespace VDiskPS.Formats.Vmdk
                 }
             }
 
+            // The bytes are in RFC 4122 order (see VmdkCreateOptions.FormatUuid); Guid's constructor takes the first three fields little-endian.
+            Array.Reverse(bytes, 0, 4);
+            Array.Reverse(bytes, 4, 2);
+            Array.Reverse(bytes, 6, 2);
             return new Guid(bytes);
         }
     }

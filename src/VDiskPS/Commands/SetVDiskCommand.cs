@@ -3,7 +3,7 @@ using VDiskPS.Formats;
 
 namespace VDiskPS.Commands
 {
-    /// <summary>Set-VDisk: changes an image's parent (qemu-img rebase) or its format options (qemu-img amend, Set-VHD).</summary>
+    /// <summary>Set-VDisk: changes an image's parent (qemu-img rebase), its format options (qemu-img amend, Set-VHD) or its disk identifier (Set-VHD -ResetDiskIdentifier).</summary>
     [Cmdlet(VerbsCommon.Set, "VDisk", DefaultParameterSetName = PathParent, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskInfo))]
     public sealed class SetVDiskCommand : VDiskCmdlet
@@ -12,10 +12,13 @@ namespace VDiskPS.Commands
         private const string LiteralPathParent = "LiteralPathParent";
         private const string PathOption = "PathOption";
         private const string LiteralPathOption = "LiteralPathOption";
+        private const string PathIdentifier = "PathIdentifier";
+        private const string LiteralPathIdentifier = "LiteralPathIdentifier";
 
         /// <summary>Path of the image(s) to change. Wildcards are expanded; accepts pipeline input (strings, Get-ChildItem output, VDiskInfo objects).</summary>
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathParent, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathOption, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathIdentifier, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("FullName")]
         [ValidateNotNullOrEmpty]
         public string[] Path { get; set; }
@@ -23,6 +26,7 @@ namespace VDiskPS.Commands
         /// <summary>Path of the image(s) to change, used exactly as written (no wildcard expansion).</summary>
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathParent, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathIdentifier, ValueFromPipelineByPropertyName = true)]
         [Alias("PSPath", "LP")]
         [ValidateNotNullOrEmpty]
         public string[] LiteralPath { get; set; }
@@ -60,6 +64,11 @@ namespace VDiskPS.Commands
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption)]
         public object Option { get; set; }
 
+        /// <summary>Give the image a new random disk identifier (the VHD unique id, the VHDX Page 83 data, the VDI image UUID or the VMDK ddb.uuid), so a copy can be attached next to the original; the data is unchanged. Differencing VHD and VDI images made from this image name it by the old identifier and no longer match it. raw and qcow2 images have no disk identifier.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = PathIdentifier)]
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathIdentifier)]
+        public SwitchParameter ResetDiskIdentifier { get; set; }
+
         /// <summary>The image's format; probed when omitted.</summary>
         [Parameter]
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
@@ -75,11 +84,13 @@ namespace VDiskPS.Commands
 
         protected override void ProcessRecord()
         {
-            bool literal = ParameterSetName == LiteralPathParent || ParameterSetName == LiteralPathOption;
+            bool literal = ParameterSetName == LiteralPathParent || ParameterSetName == LiteralPathOption || ParameterSetName == LiteralPathIdentifier;
             bool parent = ParameterSetName == PathParent || ParameterSetName == LiteralPathParent;
+            bool identifier = ParameterSetName == PathIdentifier || ParameterSetName == LiteralPathIdentifier;
             foreach (string file in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
             {
-                string what = !parent ? $"Change options {OptionSet.From(Option is PSObject o ? o.BaseObject : Option)}"
+                string what = identifier ? "Reset the disk identifier"
+                    : !parent ? $"Change options {OptionSet.From(Option is PSObject o ? o.BaseObject : Option)}"
                     : string.IsNullOrEmpty(ParentPath) ? "Flatten (copy the parent's data in and remove the parent link)"
                     : $"Change parent to '{ParentPath}'{(Unsafe ? " (pointer only)" : string.Empty)}";
                 if (!ShouldProcess(file, what))
@@ -95,7 +106,11 @@ namespace VDiskPS.Commands
                 try
                 {
                     VDiskInfo info;
-                    if (parent)
+                    if (identifier)
+                    {
+                        info = DiskIdentifierOperation.Reset(file, ParseFormat(Format));
+                    }
+                    else if (parent)
                     {
                         var options = new RebaseOptions
                         {
