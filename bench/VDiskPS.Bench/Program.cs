@@ -62,9 +62,11 @@ namespace VDiskPS.Bench
                 {
                     c.Cleanup();
                     c.BeforeEach?.Invoke();
+                    Tools.Settle();
                     theirs.Add(Tools.Measure("qemu-img", c.QemuArguments));
                     c.Cleanup();
                     c.BeforeEach?.Invoke();
+                    Tools.Settle();
                     ours.Add(Tools.Measure(Tools.SelfCommand, Tools.SelfArguments(c.EngineArguments)));
                 }
 
@@ -283,6 +285,16 @@ namespace VDiskPS.Bench
             return Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet"
                 ? new[] { self, "engine" }.Concat(engineArguments).ToArray()
                 : new[] { "engine" }.Concat(engineArguments).ToArray();
+        }
+
+        /// <summary>
+        /// Writes back every dirty page (and lets deleted files' discards finish) so that no run
+        /// pays for the write-back of the run before it.
+        /// </summary>
+        public static void Settle()
+        {
+            Run("sync");
+            Thread.Sleep(500);
         }
 
         public static string Run(string exe, params string[] args)
