@@ -40,6 +40,14 @@ namespace VDiskPS.Formats
         void SetBacking(BackingReference backing, ImageLayer parent);
     }
 
+    /// <summary>
+    /// Write and WriteZeroes may be called from several threads at once for disjoint ranges (the
+    /// layer keeps no allocation state, as raw), so a copy can write from all of its readers.
+    /// </summary>
+    public interface IConcurrentWriteLayer
+    {
+    }
+
     /// <summary>Compressed cluster writes; compression is pure and may run on many threads.</summary>
     public interface ICompressedWriteLayer
     {

@@ -258,6 +258,7 @@ namespace VDiskPS.Formats
             private readonly int _chunk;
             private readonly int _granule;
             private readonly bool _mustWriteZeros;
+            private readonly bool _writeInWorkers;
 
             public ChunkCopier(ImageChain source, ImageLayer target, ImageChain targetParent, ConvertOptions options, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
             {
@@ -279,6 +280,9 @@ namespace VDiskPS.Formats
                 int chunk = Math.Max(options.ChunkSize, _granule);
                 _chunk = chunk / _granule * _granule;
                 _mustWriteZeros = options.NoCreate && !options.TargetIsZero;
+
+                // Targets that take concurrent writes (raw) are written by the readers themselves.
+                _writeInWorkers = target is IConcurrentWriteLayer && compressor == null && targetParent == null;
             }
 
             public void Run()
@@ -403,6 +407,12 @@ namespace VDiskPS.Formats
                     }
                 }
 
+                if (_writeInWorkers)
+                {
+                    Write(chunk);
+                    chunk.Written = true;
+                }
+
                 return chunk;
             }
 
@@ -420,7 +430,10 @@ namespace VDiskPS.Formats
 
                 try
                 {
-                    Write(chunk);
+                    if (!chunk.Written)
+                    {
+                        Write(chunk);
+                    }
                 }
                 finally
                 {
@@ -556,6 +569,9 @@ namespace VDiskPS.Formats
             public byte[] ParentBuffer { get; set; }
 
             public byte[][] Compressed { get; set; }
+
+            /// <summary>Already written by the worker that read it.</summary>
+            public bool Written { get; set; }
 
             public void Release()
             {

@@ -5,7 +5,7 @@ using System.Threading;
 namespace VDiskPS.Formats.Raw
 {
     /// <summary>A raw image. Holes in the host file are its zero runs.</summary>
-    public sealed class RawLayer : ImageLayer, IResizableLayer, IOptimizableLayer
+    public sealed class RawLayer : ImageLayer, IResizableLayer, IOptimizableLayer, IConcurrentWriteLayer
     {
         private const int ReportedCluster = 64 * 1024;
         private const int HoleBlock = 4096;
