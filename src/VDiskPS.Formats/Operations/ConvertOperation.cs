@@ -174,6 +174,11 @@ namespace VDiskPS.Formats
                 {
                     targetParent = ImageChain.Open(request.Backing.Resolve(destination), new ChainOptions { Format = request.Backing.Format, ShareWithWriters = options.ShareWithWriters, Registry = registry });
                     request.BackingLayer = targetParent.Top;
+                    if (request.Backing.Format == null)
+                    {
+                        // Creating an overlay records the backing format.
+                        request.Backing = new BackingReference(request.Backing.RecordedPath, targetParent.Top.Format);
+                    }
                 }
 
                 if (options.NoCreate)

@@ -94,8 +94,14 @@ namespace VDiskPS.Formats.Tests.Operations
             ConvertOperation.Run(changed, delta, new ConvertOptions
             {
                 TargetFormat = DiskFormat.Qcow2,
-                Target = new CreateRequest { Backing = new BackingReference("gold.qcow2", DiskFormat.Qcow2) },
+                Target = new CreateRequest { Backing = new BackingReference("gold.qcow2", null) },
             });
+
+            // The probed parent format is recorded, so qemu need not probe.
+            using (var info = Qemu.Info(delta, "qcow2"))
+            {
+                Assert.Equal("qcow2", info.RootElement.GetProperty("backing-filename-format").GetString());
+            }
 
             var (identical, output) = Qemu.Compare(changed, "qcow2", delta, "qcow2");
             Assert.True(identical, output);
