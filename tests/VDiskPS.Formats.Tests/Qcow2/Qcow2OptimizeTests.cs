@@ -1,0 +1,238 @@
+using System;
+using System.IO;
+using System.Security.Cryptography;
+using System.Threading;
+using Xunit;
+
+namespace VDiskPS.Formats.Tests.Qcow2
+{
+    public class Qcow2OptimizeTests
+    {
+        private const long MiB = 1 << 20;
+
+        /// <summary>An 8 MiB image written by qemu-io at the start, in the middle and at the end.</summary>
+        private static string MakeWritten(TempDir dir, string name, string options = "compat=1.1")
+        {
+            string path = dir.File(name);
+            Qemu.Img("create", "-q", "-f", "qcow2", "-o", options, path, (8 * MiB).ToString());
+            Qemu.Io("-f", "qcow2",
+                "-c", "write -P 0x11 0 1M",
+                "-c", "write -P 0x22 2M 1M",
+                "-c", "write -P 0x33 6M 2M",
+                path);
+            return path;
+        }
+
+        /// <summary>The guest content as qemu-img reads it, kept as a raw file to compare with afterwards.</summary>
+        private static string TakeRawCopy(TempDir dir, string path, string name)
+        {
+            string raw = dir.File(name);
+            Qemu.Img("convert", "-f", "qcow2", "-O", "raw", path, raw);
+            return raw;
+        }
+
+        private static void AssertSameContent(string raw, string path)
+        {
+            var compare = Qemu.Compare(raw, "raw", path, "qcow2");
+            Assert.True(compare.Identical, compare.Output);
+        }
+
+        private static long ActualSize(string path)
+        {
+            using var info = Qemu.Info(path, "qcow2");
+            return info.RootElement.GetProperty("actual-size").GetInt64();
+        }
+
+        private static byte[] Hash(string path)
+        {
+            using var sha = SHA256.Create();
+            return sha.ComputeHash(File.ReadAllBytes(path));
+        }
+
+        private static OptimizeResult OptimizeFull(string path)
+            => OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Full });
+
+        [Fact]
+        public void TailDiscardedByQemuIsCutFromTheFile()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            Qemu.Io("-f", "qcow2", "-c", "discard 6M 2M", path);
+            string raw = TakeRawCopy(dir, path, "before.raw");
+            long lengthBefore = new FileInfo(path).Length;
+
+            OptimizeResult result = OptimizeFull(path);
+
+            long lengthAfter = new FileInfo(path).Length;
+            Assert.True(lengthAfter <= lengthBefore - 2 * MiB, $"{lengthBefore} -> {lengthAfter}");
+            Assert.True(result.BytesReclaimed >= lengthBefore - lengthAfter, $"reclaimed {result.BytesReclaimed}");
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            AssertSameContent(raw, path);
+        }
+
+        [Fact]
+        public void ZeroFilledClustersInTheMiddleGiveTheirHostSpaceBack()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            // Zeros written as data: only the full pass finds them, and the clusters lie before the tail.
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0 2M 1M", path);
+            string raw = TakeRawCopy(dir, path, "before.raw");
+            long actualBefore = ActualSize(path);
+
+            OptimizeResult result = OptimizeFull(path);
+
+            long actualAfter = ActualSize(path);
+            Assert.True(actualAfter <= actualBefore - MiB, $"{actualBefore} -> {actualAfter}");
+            Assert.True(result.BytesReclaimed >= MiB, $"reclaimed {result.BytesReclaimed}");
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            AssertSameContent(raw, path);
+        }
+
+        [Fact]
+        public void TailDiscardedByTheLayerIsCutFromTheFile()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                ((IDiscardableLayer)layer).Discard(6 * MiB, 2 * MiB);
+                layer.WriteZeroes(2 * MiB, MiB);
+            }
+
+            string raw = TakeRawCopy(dir, path, "before.raw");
+            long lengthBefore = new FileInfo(path).Length;
+            long actualBefore = ActualSize(path);
+
+            OptimizeResult result = OptimizeFull(path);
+
+            Assert.True(new FileInfo(path).Length <= lengthBefore - 2 * MiB);
+            Assert.True(ActualSize(path) < actualBefore);
+            Assert.True(result.BytesReclaimed >= 2 * MiB);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            AssertSameContent(raw, path);
+        }
+
+        [Fact]
+        public void InternalSnapshotSurvivesWithItsContent()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            Qemu.Img("snapshot", "-c", "base", path);
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x44 7M 1M", "-c", "write -P 0x55 8M 0", path);
+            Qemu.Img("resize", "-f", "qcow2", path, (12 * MiB).ToString());
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x66 9M 3M", "-c", "discard 9M 3M", path);
+            string raw = TakeRawCopy(dir, path, "before.raw");
+            string snapshotBefore = dir.File("snap-before.raw");
+            Qemu.Img("convert", "-f", "qcow2", "-l", "snapshot.name=base", "-O", "raw", path, snapshotBefore);
+            long lengthBefore = new FileInfo(path).Length;
+
+            OptimizeFull(path);
+
+            Assert.True(new FileInfo(path).Length < lengthBefore);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            AssertSameContent(raw, path);
+            Assert.Contains("base", Qemu.Img("snapshot", "-l", path));
+            string snapshotAfter = dir.File("snap-after.raw");
+            Qemu.Img("convert", "-f", "qcow2", "-l", "snapshot.name=base", "-O", "raw", path, snapshotAfter);
+            Assert.Equal(File.ReadAllBytes(snapshotBefore), File.ReadAllBytes(snapshotAfter));
+        }
+
+        [Fact]
+        public void PersistentBitmapSurvives()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            Qemu.Img("bitmap", "--add", path, "b0");
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x77 3M 64k", path);
+            // QEMU stores the bitmap at the end of the file on close, so the tail is released here instead.
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                ((IDiscardableLayer)layer).Discard(6 * MiB, 2 * MiB);
+            }
+
+            string raw = TakeRawCopy(dir, path, "before.raw");
+            long lengthBefore = new FileInfo(path).Length;
+
+            OptimizeFull(path);
+
+            Assert.True(new FileInfo(path).Length < lengthBefore);
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            AssertSameContent(raw, path);
+            using var info = Qemu.Info(path, "qcow2");
+            string bitmaps = info.RootElement.GetProperty("format-specific").GetProperty("data").GetProperty("bitmaps").ToString();
+            Assert.Contains("\"b0\"", bitmaps);
+            Assert.DoesNotContain("in-use", bitmaps);
+        }
+
+        [Fact]
+        public void NothingToReclaimReturnsZeroAndLeavesTheFileAlone()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            byte[] before = Hash(path);
+
+            OptimizeResult result = OptimizeFull(path);
+
+            Assert.Equal(0, result.BytesReclaimed);
+            Assert.Equal(before, Hash(path));
+        }
+
+        [Fact]
+        public void CancelledBeforeStartLeavesTheFileAlone()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            Qemu.Io("-f", "qcow2", "-c", "discard 6M 2M", path);
+            byte[] before = Hash(path);
+            using var cancel = new CancellationTokenSource();
+            cancel.Cancel();
+
+            Assert.ThrowsAny<OperationCanceledException>(() =>
+                OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Full }, null, cancel.Token));
+
+            Assert.Equal(before, Hash(path));
+        }
+
+        [Fact]
+        public void LayerCancelledBeforeStartLeavesTheFileAlone()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            Qemu.Io("-f", "qcow2", "-c", "discard 6M 2M", path);
+            byte[] before = Hash(path);
+            using var cancel = new CancellationTokenSource();
+            cancel.Cancel();
+
+            using (var layer = Qcow2TestImages.OpenWritable(path))
+            {
+                Assert.ThrowsAny<OperationCanceledException>(() => ((IOptimizableLayer)layer).Optimize(null, cancel.Token));
+            }
+
+            Assert.Equal(before, Hash(path));
+        }
+
+        [Fact]
+        public void ProgressIsReportedUnderTheOptimizingPhase()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            Qemu.Io("-f", "qcow2", "-c", "discard 6M 2M", path);
+            var phases = new System.Collections.Generic.List<OperationProgress>();
+            var progress = new SynchronousProgress(phases.Add);
+
+            OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick }, progress);
+
+            Assert.Contains(phases, p => p.Phase == "Optimizing");
+        }
+
+        private sealed class SynchronousProgress : IProgress<OperationProgress>
+        {
+            private readonly Action<OperationProgress> _report;
+
+            public SynchronousProgress(Action<OperationProgress> report) => _report = report;
+
+            public void Report(OperationProgress value) => _report(value);
+        }
+    }
+}
