@@ -119,7 +119,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             using var dir = new TempDir();
             string path = MakeWritten(dir, "a.qcow2");
             Qemu.Img("snapshot", "-c", "base", path);
-            Qemu.Io("-f", "qcow2", "-c", "write -P 0x44 7M 1M", "-c", "write -P 0x55 8M 0", path);
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x44 7M 1M", path);
             Qemu.Img("resize", "-f", "qcow2", path, (12 * MiB).ToString());
             Qemu.Io("-f", "qcow2", "-c", "write -P 0x66 9M 3M", "-c", "discard 9M 3M", path);
             string raw = TakeRawCopy(dir, path, "before.raw");
@@ -210,6 +210,43 @@ namespace VDiskPS.Formats.Tests.Qcow2
             }
 
             Assert.Equal(before, Hash(path));
+        }
+
+        [Fact]
+        public void UndercountedRefcountsAreRefusedAndTheFileIsLeftAlone()
+        {
+            using var dir = new TempDir();
+            string path = MakeWritten(dir, "a.qcow2");
+            Qemu.Io("-f", "qcow2", "-c", "discard 6M 2M", path);
+            ZeroRefcountOfFirstDataCluster(path);
+            Assert.NotEqual(0, Qemu.Check(path, "qcow2").ExitCode);
+            byte[] before = Hash(path);
+
+            var e = Assert.Throws<ImageCorruptException>(() => OptimizeFull(path));
+
+            Assert.Contains("corruption", e.Message);
+            Assert.Equal(before, Hash(path));
+        }
+
+        /// <summary>Sets the refcount of the cluster guest offset 0 maps to to 0 (16-bit refcounts, qcow2.rst "Cluster refcounts").</summary>
+        private static void ZeroRefcountOfFirstDataCluster(string path)
+        {
+            using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+            long l1Offset = ReadBigEndian(file, 40);
+            long l2Offset = ReadBigEndian(file, l1Offset) & 0x00FFFFFFFFFFFE00L;
+            long dataCluster = (ReadBigEndian(file, l2Offset) & 0x00FFFFFFFFFFFE00L) >> 16;
+            long refcountTable = ReadBigEndian(file, 48);
+            long refcountBlock = ReadBigEndian(file, refcountTable);
+            file.Position = refcountBlock + dataCluster * 2;
+            file.Write(new byte[2], 0, 2);
+        }
+
+        private static long ReadBigEndian(FileStream file, long offset)
+        {
+            var bytes = new byte[8];
+            file.Position = offset;
+            file.ReadExactly(bytes, 0, 8);
+            return System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(bytes);
         }
 
         [Fact]
