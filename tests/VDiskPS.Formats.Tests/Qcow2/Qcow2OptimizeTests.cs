@@ -217,6 +217,24 @@ namespace VDiskPS.Formats.Tests.Qcow2
         }
 
         [Fact]
+        public void CompressedImageEndingInsideAClusterIsLeftWhole()
+        {
+            using var dir = new TempDir();
+            string written = MakeWritten(dir, "a.qcow2");
+            string path = dir.File("c.qcow2");
+            Qemu.Img("convert", "-c", "-f", "qcow2", "-O", "qcow2", written, path);
+            string raw = TakeRawCopy(dir, path, "before.raw");
+            byte[] before = Hash(path);
+
+            OptimizeResult result = OptimizeFull(path);
+
+            Assert.Equal(0, result.BytesReclaimed);
+            Assert.Equal(before, Hash(path));
+            Qcow2TestImages.AssertQemuCheckClean(path);
+            AssertSameContent(raw, path);
+        }
+
+        [Fact]
         public void CancelledBeforeStartLeavesTheFileAlone()
         {
             using var dir = new TempDir();
