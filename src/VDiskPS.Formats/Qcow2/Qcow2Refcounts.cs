@@ -229,6 +229,77 @@ namespace VDiskPS.Formats.Qcow2
             return -1;
         }
 
+        /// <summary>The first cluster index past the last cluster whose refcount is not zero (0 when none is).</summary>
+        public long UsedEnd()
+        {
+            for (long blockIndex = _table.Length - 1; blockIndex >= 0; blockIndex--)
+            {
+                if (_table[blockIndex] == 0)
+                {
+                    continue;
+                }
+
+                byte[] block = LoadBlock(blockIndex);
+                for (int index = (1 << _entriesPerBlockBits) - 1; index >= 0; index--)
+                {
+                    if (ReadEntry(block, index, _order) != 0)
+                    {
+                        return (blockIndex << _entriesPerBlockBits) + index + 1;
+                    }
+                }
+            }
+
+            return 0;
+        }
+
+        /// <summary>
+        /// The runs of clusters with refcount 0 below <paramref name="endCluster"/>, as (first cluster,
+        /// cluster count); a refcount table entry of 0 stands for a whole block of free clusters.
+        /// </summary>
+        public IEnumerable<KeyValuePair<long, long>> FreeRuns(long endCluster)
+        {
+            long perBlock = 1L << _entriesPerBlockBits;
+            long runStart = -1;
+            for (long cluster = 0; cluster < endCluster; cluster++)
+            {
+                long blockIndex = cluster >> _entriesPerBlockBits;
+                if (blockIndex >= _table.Length || _table[blockIndex] == 0)
+                {
+                    // The whole block is free: jump to its last cluster inside the range.
+                    cluster = Math.Min(endCluster, (blockIndex + 1) * perBlock) - 1;
+                    if (runStart < 0)
+                    {
+                        runStart = blockIndex * perBlock;
+                    }
+
+                    continue;
+                }
+
+                bool free = ReadEntry(LoadBlock(blockIndex), (int)(cluster & (perBlock - 1)), _order) == 0;
+                if (free && runStart < 0)
+                {
+                    runStart = cluster;
+                }
+                else if (!free && runStart >= 0)
+                {
+                    yield return new KeyValuePair<long, long>(runStart, cluster - runStart);
+                    runStart = -1;
+                }
+            }
+
+            if (runStart >= 0)
+            {
+                yield return new KeyValuePair<long, long>(runStart, endCluster - runStart);
+            }
+        }
+
+        /// <summary>The file was cut after <paramref name="endCluster"/>: new clusters go there from now on.</summary>
+        public void Truncated(long endCluster)
+        {
+            _end = endCluster;
+            _freeHint = Math.Min(_freeHint, endCluster);
+        }
+
         /// <summary>Writes changed blocks, then a moved or changed table and the header, then frees a retired table.</summary>
         public void Flush()
         {
