@@ -1,0 +1,177 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using Xunit;
+
+namespace VDiskPS.Formats.Tests.Vmdk
+{
+    public class VmdkOptimizeTests
+    {
+        private const long Grain = 65536;
+        private const long MiB = 1 << 20;
+
+        [Theory]
+        [InlineData("monolithicSparse")]
+        [InlineData("twoGbMaxExtentSparse")]
+        public void FullOptimizeMovesGrainsIntoFreedSlotsAndShrinksTheExtent(string subformat)
+        {
+            using var dir = new TempDir();
+            string path = HoledImage(dir, subformat);
+            string raw = RawCopy(dir, path);
+            long before = ExtentBytes(path);
+
+            var result = OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Full });
+
+            // 16 zero grains in the middle and 8 before the last grain leave 24 free slots.
+            Assert.Equal(24 * Grain, result.BytesReclaimed);
+            Assert.Equal(before - result.BytesReclaimed, ExtentBytes(path));
+            AssertCleanAndIdentical(path, raw);
+        }
+
+        [Fact]
+        public void DiscardedGrainsAreReclaimedByAQuickOptimize()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("d.vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", path, (4 * MiB).ToString());
+            Qemu.Io("-f", "vmdk", "-c", "write -P 0x31 0 2M", path);
+            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            {
+                ((IDiscardableLayer)layer).Discard(0, MiB);
+            }
+
+            string raw = RawCopy(dir, path);
+            long before = new FileInfo(path).Length;
+
+            var result = OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick });
+
+            Assert.Equal(MiB, result.BytesReclaimed);
+            Assert.Equal(before - MiB, new FileInfo(path).Length);
+            AssertCleanAndIdentical(path, raw);
+        }
+
+        [Fact]
+        public void ImageWithNothingToFreeReturnsZeroAndIsByteUnchanged()
+        {
+            using var dir = new TempDir();
+            string path = VmdkFixtures.QemuImage(dir, "monolithicSparse");
+            byte[] before = File.ReadAllBytes(path);
+
+            var result = OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Full });
+
+            Assert.Equal(0, result.BytesReclaimed);
+            Assert.Equal(before, File.ReadAllBytes(path));
+        }
+
+        [Fact]
+        public void FlatImageIsRefusedAsPreallocatedAndUnchanged()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("flat.vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", path, (2 * MiB).ToString());
+            Qemu.Io("-f", "vmdk", "-c", "write -P 0x44 0 64k", "-c", "write -P 0 64k 64k", path);
+            string[] files = Directory.GetFiles(dir.Path, "flat*").OrderBy(f => f, StringComparer.Ordinal).ToArray();
+            byte[][] before = files.Select(File.ReadAllBytes).ToArray();
+
+            var error = Assert.Throws<ImageNotSupportedException>(() => OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Full }));
+
+            Assert.Contains("vmdk monolithicFlat extents are preallocated; there is nothing to optimize", error.Message);
+            Assert.Equal(before, files.Select(File.ReadAllBytes).ToArray());
+        }
+
+        [Fact]
+        public void StreamOptimizedImageIsRefusedAsReadOnly()
+        {
+            using var dir = new TempDir();
+            string path = VmdkFixtures.QemuConverted(dir, VmdkFixtures.MixedRaw(dir), "streamOptimized");
+            byte[] before = File.ReadAllBytes(path);
+
+            var error = Assert.Throws<ImageNotSupportedException>(() => OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick }));
+
+            Assert.Contains("streamOptimized", error.Message);
+            Assert.Equal(before, File.ReadAllBytes(path));
+        }
+
+        [Fact]
+        public void CancelledOptimizeLeavesAConsistentImageThatALaterRunFinishes()
+        {
+            using var dir = new TempDir();
+            string path = HoledImage(dir, "monolithicSparse");
+            string raw = RawCopy(dir, path);
+            long before = new FileInfo(path).Length;
+            using var cancel = new CancellationTokenSource();
+            var progress = new CancelAfterFirstMove(cancel);
+
+            Assert.ThrowsAny<OperationCanceledException>(() => OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Full }, progress, cancel.Token));
+
+            long partial = new FileInfo(path).Length;
+            Assert.True(partial < before, $"the grain moved before the cancellation is given back ({partial} of {before})");
+            AssertCleanAndIdentical(path, raw);
+
+            var result = OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick });
+
+            Assert.Equal(before - 24 * Grain, new FileInfo(path).Length);
+            Assert.Equal(partial - new FileInfo(path).Length, result.BytesReclaimed);
+            AssertCleanAndIdentical(path, raw);
+        }
+
+        /// <summary>
+        /// An 8 MiB image whose grains lie in write order: 0-1M data (slots 0-15), 2-3M zeros (16-31),
+        /// 6-6.5M data (32-39), 6.5-7M zeros (40-47), the last grain data (48).
+        /// </summary>
+        private static string HoledImage(TempDir dir, string subformat)
+        {
+            string path = dir.File(subformat + ".vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=" + subformat, path, (8 * MiB).ToString());
+            Qemu.Io("-f", "vmdk",
+                "-c", "write -P 0x51 0 1M",
+                "-c", "write -P 0 2M 1M",
+                "-c", "write -P 0x52 6M 512k",
+                "-c", "write -P 0 6656k 512k",
+                "-c", "write -P 0x53 8128k 64k",
+                path);
+            return path;
+        }
+
+        private static string RawCopy(TempDir dir, string path)
+        {
+            string raw = dir.File(Path.GetFileNameWithoutExtension(path) + "-before.raw");
+            Qemu.Img("convert", "-f", "vmdk", "-O", "raw", path, raw);
+            return raw;
+        }
+
+        /// <summary>Bytes of the image's sparse extent files: the split ones (name-s001.vmdk...), else the image itself.</summary>
+        private static long ExtentBytes(string path)
+        {
+            string[] split = Directory.GetFiles(Path.GetDirectoryName(path), Path.GetFileNameWithoutExtension(path) + "-s*.vmdk");
+            return (split.Length > 0 ? split : new[] { path }).Sum(f => new FileInfo(f).Length);
+        }
+
+        private static void AssertCleanAndIdentical(string path, string raw)
+        {
+            var check = Qemu.Check(path, "vmdk");
+            Assert.True(check.ExitCode == 0, check.Output);
+            var compare = Qemu.Compare(path, "vmdk", raw, "raw");
+            Assert.True(compare.Identical, compare.Output);
+        }
+
+        private sealed class CancelAfterFirstMove : IProgress<OperationProgress>
+        {
+            private readonly CancellationTokenSource _cancel;
+
+            public CancelAfterFirstMove(CancellationTokenSource cancel)
+            {
+                _cancel = cancel;
+            }
+
+            public void Report(OperationProgress value)
+            {
+                if (value.Phase == "Optimizing" && value.BytesDone > 0)
+                {
+                    _cancel.Cancel();
+                }
+            }
+        }
+    }
+}
