@@ -52,6 +52,35 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
+        public void GrainTablesAfterTheGrainsMoveDownToo()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("t.vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", path, (32 * MiB).ToString());
+            Qemu.Io("-f", "vmdk", "-c", "write -P 0x61 0 2M", path);
+            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            {
+                // The grain at 40 MiB is allocated after the 32 grains, then its new grain table and redundant table.
+                ((IResizableLayer)layer).Resize(64 * MiB, false, Preallocation.Off);
+                layer.Write(40 * MiB, TestData.Pattern((int)Grain, 7));
+                ((IDiscardableLayer)layer).Discard(0, MiB);
+            }
+
+            string raw = RawCopy(dir, path);
+            long before = new FileInfo(path).Length;
+            long allocatedBefore = AllocatedBytes(path);
+
+            var result = OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick });
+
+            // Both 4 KiB tables and 15 grains fill the 16 free slots; the 60 KiB left over stay below the last
+            // grain as a hole, so the file shrinks by 15 grains and 4 KiB and releases 16 grains in all.
+            Assert.Equal(before - 15 * Grain - 4096, new FileInfo(path).Length);
+            Assert.Equal(16 * Grain, result.BytesReclaimed);
+            Assert.True(AllocatedBytes(path) <= allocatedBefore - result.BytesReclaimed, $"{AllocatedBytes(path)} of {allocatedBefore} bytes still allocated, {result.BytesReclaimed} reported reclaimed");
+            AssertCleanAndIdentical(path, raw);
+        }
+
+        [Fact]
         public void ImageWithNothingToFreeReturnsZeroAndIsByteUnchanged()
         {
             using var dir = new TempDir();
@@ -148,10 +177,22 @@ namespace VDiskPS.Formats.Tests.Vmdk
             return (split.Length > 0 ? split : new[] { path }).Sum(f => new FileInfo(f).Length);
         }
 
+        /// <summary>Bytes the host file system holds for the file (stat's 512-byte blocks).</summary>
+        private static long AllocatedBytes(string path)
+            => long.Parse(Qemu.Run("stat", new[] { "-c", "%b", path }, expectSuccess: true).Output.Trim()) * 512;
+
         private static void AssertCleanAndIdentical(string path, string raw)
         {
             var check = Qemu.Check(path, "vmdk");
             Assert.True(check.ExitCode == 0, check.Output);
+
+            // The engine's check also compares the redundant grain tables with the primary ones.
+            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions()))
+            {
+                var own = ((ICheckableLayer)layer).Check(RepairMode.None);
+                Assert.True(own.IsValid && own.Leaks == 0, string.Join("\n", own.Messages));
+            }
+
             var compare = Qemu.Compare(path, "vmdk", raw, "raw");
             Assert.True(compare.Identical, compare.Output);
         }
