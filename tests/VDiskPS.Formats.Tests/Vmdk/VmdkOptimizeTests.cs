@@ -30,6 +30,28 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
+        public void EveryExtentOfASplitImageIsCompacted()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("split.vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", path, (4L << 30).ToString());
+            Qemu.Io("-f", "vmdk",
+                "-c", "write -P 0x71 0 128k", "-c", "write -P 0 128k 256k", "-c", "write -P 0x72 384k 64k",
+                "-c", "write -P 0x73 3G 128k", "-c", "write -P 0 3221356544 128k", "-c", "write -P 0x74 3221487616 64k",
+                path);
+            string[] extents = { dir.File("split-s001.vmdk"), dir.File("split-s002.vmdk") };
+            long[] before = extents.Select(f => new FileInfo(f).Length).ToArray();
+            string raw = RawCopy(dir, path);
+
+            var result = OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Full });
+
+            Assert.Equal(before[0] - 4 * Grain, new FileInfo(extents[0]).Length);
+            Assert.Equal(before[1] - 2 * Grain, new FileInfo(extents[1]).Length);
+            Assert.Equal(6 * Grain, result.BytesReclaimed);
+            AssertCleanAndIdentical(path, raw);
+        }
+
+        [Fact]
         public void DiscardedGrainsAreReclaimedByAQuickOptimize()
         {
             using var dir = new TempDir();
@@ -119,6 +141,21 @@ namespace VDiskPS.Formats.Tests.Vmdk
             var error = Assert.Throws<ImageNotSupportedException>(() => OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick }));
 
             Assert.Contains("streamOptimized", error.Message);
+            Assert.Equal(before, File.ReadAllBytes(path));
+        }
+
+        [Fact]
+        public void GrainsSharingASlotAreRefusedAsCorruptWithoutChangingTheFile()
+        {
+            using var dir = new TempDir();
+            string path = VmdkFixtures.QemuImage(dir, "monolithicSparse");
+            long entry = VmdkOperationTests.FirstGrainTableEntryOffset(path);
+            VmdkOperationTests.PatchUInt32(path, entry + 4, VmdkOperationTests.ReadUInt32(path, entry));
+            byte[] before = File.ReadAllBytes(path);
+
+            var error = Assert.Throws<ImageCorruptException>(() => OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick }));
+
+            Assert.Contains("overlap", error.Message);
             Assert.Equal(before, File.ReadAllBytes(path));
         }
 
