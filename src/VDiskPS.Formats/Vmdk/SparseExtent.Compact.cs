@@ -65,7 +65,9 @@ namespace VDiskPS.Formats.Vmdk
 
             lock (_gate)
             {
+                // Entries dropped by a discard must be durable before their grains' space is reused.
                 Flush();
+                File.Flush();
                 long before = File.Length;
                 List<Placement> used = CollectPlacements();
                 List<Placement> gaps = FindGaps(used);
@@ -253,7 +255,24 @@ namespace VDiskPS.Formats.Vmdk
             long fileSectors = File.Length / SparseHeader.SectorSize;
             long grainSectors = (long)_header.GrainSize;
             long tableSectors = (GrainsPerTable * 4 + SparseHeader.SectorSize - 1) / SparseHeader.SectorSize;
-            var used = new List<Placement> { new Placement(0, (long)_header.Overhead, PlacementKind.Metadata, -1) };
+            long directorySectors = (_directory.Length * 4L + SparseHeader.SectorSize - 1) / SparseHeader.SectorSize;
+
+            // The directories normally lie inside the overhead, but a grown extent may have moved them to the end.
+            var used = new List<Placement>
+            {
+                new Placement(0, (long)_header.Overhead, PlacementKind.Metadata, -1),
+                new Placement((long)_header.DirectoryOffset, directorySectors, PlacementKind.Metadata, -1),
+            };
+            if (_redundantDirectory != null)
+            {
+                used.Add(new Placement((long)_header.RedundantDirectoryOffset, directorySectors, PlacementKind.Metadata, -1));
+            }
+
+            if (_header.DescriptorOffset > 0)
+            {
+                used.Add(new Placement((long)_header.DescriptorOffset, (long)_header.DescriptorSize, PlacementKind.Metadata, -1));
+            }
+
             for (long table = 0; table < _directory.Length; table++)
             {
                 if (_directory[table] == 0)

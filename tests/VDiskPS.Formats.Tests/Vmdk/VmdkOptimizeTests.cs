@@ -103,6 +103,32 @@ namespace VDiskPS.Formats.Tests.Vmdk
         }
 
         [Fact]
+        public void GrainDirectoryMovedToTheEndStaysAndTheFreeSlotsBelowBecomeAHole()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("g.vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", path, (32 * MiB).ToString());
+            Qemu.Io("-f", "vmdk", "-c", "write -P 0x62 0 2M", path);
+            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            {
+                // 256 grain tables no longer fit the directory's sector: both directories move to the end of the file.
+                ((IResizableLayer)layer).Resize(8L << 30, false, Preallocation.Off);
+                ((IDiscardableLayer)layer).Discard(0, MiB);
+            }
+
+            string raw = RawCopy(dir, path);
+            long before = new FileInfo(path).Length;
+            long allocatedBefore = AllocatedBytes(path);
+
+            var result = OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick });
+
+            Assert.Equal(before, new FileInfo(path).Length);
+            Assert.Equal(16 * Grain, result.BytesReclaimed);
+            Assert.True(AllocatedBytes(path) <= allocatedBefore - result.BytesReclaimed, $"{AllocatedBytes(path)} of {allocatedBefore} bytes still allocated");
+            AssertCleanAndIdentical(path, raw);
+        }
+
+        [Fact]
         public void ImageWithNothingToFreeReturnsZeroAndIsByteUnchanged()
         {
             using var dir = new TempDir();
