@@ -12,12 +12,13 @@ namespace VDiskPS.Formats.Tests.Vmdk
         private const long MiB = 1 << 20;
 
         [Theory]
-        [InlineData("monolithicSparse")]
-        [InlineData("twoGbMaxExtentSparse")]
-        public void FullOptimizeMovesGrainsIntoFreedSlotsAndShrinksTheExtent(string subformat)
+        [InlineData("monolithicSparse", null)]
+        [InlineData("twoGbMaxExtentSparse", null)]
+        [InlineData("monolithicSparse", "zeroed_grain=on")]
+        public void FullOptimizeMovesGrainsIntoFreedSlotsAndShrinksTheExtent(string subformat, string extraOptions)
         {
             using var dir = new TempDir();
-            string path = HoledImage(dir, subformat);
+            string path = HoledImage(dir, subformat, extraOptions);
             string raw = RawCopy(dir, path);
             long before = ExtentBytes(path);
 
@@ -164,7 +165,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
 
             var error = Assert.Throws<ImageNotSupportedException>(() => OptimizeOperation.Run(path, new OptimizeOptions { Mode = OptimizeMode.Quick }));
 
-            Assert.Contains("streamOptimized", error.Message);
+            Assert.Contains("streamOptimized extents are read-only", error.Message);
             Assert.Equal(before, File.ReadAllBytes(path));
         }
 
@@ -209,11 +210,13 @@ namespace VDiskPS.Formats.Tests.Vmdk
         /// <summary>
         /// An 8 MiB image whose grains lie in write order: 0-1M data (slots 0-15), 2-3M zeros (16-31),
         /// 6-6.5M data (32-39), 6.5-7M zeros (40-47), the last grain data (48).
+        /// With zeroed_grain=on, the grain at 4 MiB is also a zeroed-grain entry (no space, not data).
         /// </summary>
-        private static string HoledImage(TempDir dir, string subformat)
+        private static string HoledImage(TempDir dir, string subformat, string extraOptions = null)
         {
             string path = dir.File(subformat + ".vmdk");
-            Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=" + subformat, path, (8 * MiB).ToString());
+            string options = "subformat=" + subformat + (extraOptions == null ? string.Empty : "," + extraOptions);
+            Qemu.Img("create", "-q", "-f", "vmdk", "-o", options, path, (8 * MiB).ToString());
             Qemu.Io("-f", "vmdk",
                 "-c", "write -P 0x51 0 1M",
                 "-c", "write -P 0 2M 1M",
@@ -221,6 +224,11 @@ namespace VDiskPS.Formats.Tests.Vmdk
                 "-c", "write -P 0 6656k 512k",
                 "-c", "write -P 0x53 8128k 64k",
                 path);
+            if (extraOptions != null)
+            {
+                Qemu.Io("-f", "vmdk", "-c", "write -z 4M 64k", path);
+            }
+
             return path;
         }
 
