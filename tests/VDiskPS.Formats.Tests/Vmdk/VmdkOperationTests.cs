@@ -227,7 +227,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             return ((ICheckableLayer)layer).Check(repair);
         }
 
-        private static long FirstGrainTableEntryOffset(string path)
+        internal static long FirstGrainTableEntryOffset(string path)
         {
             byte[] header = new byte[512];
             using (var file = File.OpenRead(path))
@@ -239,7 +239,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             return (long)ReadUInt32(path, gd) * 512;
         }
 
-        private static uint ReadUInt32(string path, long offset)
+        internal static uint ReadUInt32(string path, long offset)
         {
             using var file = File.OpenRead(path);
             file.Position = offset;
@@ -248,7 +248,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             return BinaryPrimitives.ReadUInt32LittleEndian(buffer);
         }
 
-        private static void PatchUInt32(string path, long offset, uint value)
+        internal static void PatchUInt32(string path, long offset, uint value)
         {
             using var file = File.OpenWrite(path);
             file.Position = offset;
