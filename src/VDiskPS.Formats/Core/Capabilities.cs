@@ -101,7 +101,7 @@ namespace VDiskPS.Formats
     /// <summary>Reclaim zero-filled allocation units in place and shrink the file (Optimize-VDisk).</summary>
     public interface IOptimizableLayer
     {
-        /// <summary>Returns the bytes the file shrank by.</summary>
+        /// <summary>Returns the host bytes released: how much shorter the file got plus the holes punched in it.</summary>
         long Optimize(IProgress<OperationProgress> progress, System.Threading.CancellationToken cancel);
     }
 
