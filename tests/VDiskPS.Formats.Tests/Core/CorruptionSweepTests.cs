@@ -20,7 +20,7 @@ namespace VDiskPS.Formats.Tests.Core
         [InlineData("vpc", "subformat=dynamic")]
         [InlineData("vhdx", "")]
         [InlineData("vdi", "")]
-        public void DamagedHeadersAndTablesGiveTypedErrorsOnly(string qemuFormat, string options)
+        public async Task DamagedHeadersAndTablesGiveTypedErrorsOnly(string qemuFormat, string options)
         {
             using var dir = new TempDir();
             string pattern = dir.File("pattern.raw");
@@ -70,10 +70,35 @@ namespace VDiskPS.Formats.Tests.Core
                 File.WriteAllBytes(path, damaged);
                 byte[] hashBefore = SHA256.HashData(damaged);
                 var work = Task.Run(() => OpenAndReadEverything(path));
-                Assert.True(work.Wait(TimeSpan.FromSeconds(30)), $"{qemuFormat} round {round}: no answer within 30 s");
-                Exception failure = work.Result;
+                Assert.True(await Task.WhenAny(work, Task.Delay(TimeSpan.FromSeconds(30))) == work, $"{qemuFormat} round {round}: no answer within 30 s");
+                Exception failure = await work;
                 Assert.True(failure == null || failure is ImageException, $"{qemuFormat} round {round}: {failure}");
                 Assert.Equal(hashBefore, SHA256.HashData(File.ReadAllBytes(path)));
+
+                // Writing into the damaged image is refused with a typed error, or works.
+                long writeAt = rng.Next(6 << 20);
+                var write = Task.Run(() => OpenAndWrite(path, writeAt));
+                Assert.True(await Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds(30))) == write, $"{qemuFormat} round {round}: a write gave no answer within 30 s");
+                Exception writeFailure = await write;
+                Assert.True(writeFailure == null || writeFailure is ImageException, $"{qemuFormat} round {round} write at {writeAt}: {writeFailure}");
+            }
+        }
+
+        private static Exception OpenAndWrite(string path, long offset)
+        {
+            try
+            {
+                using var chain = ImageChain.Open(path, new ChainOptions { NoBacking = true, Writable = true });
+                long at = Math.Min(offset, Math.Max(0, chain.Size - 70_000));
+                int length = (int)Math.Min(70_000, chain.Size - at);
+                chain.Top.Write(at, TestData.Pattern(length, 9));
+                chain.Top.WriteZeroes(0, Math.Min(chain.Size, 4096));
+                chain.Top.Flush();
+                return null;
+            }
+            catch (Exception e)
+            {
+                return e;
             }
         }
 
