@@ -158,6 +158,12 @@ namespace VDiskPS
                 return null;
             });
 
+        /// <summary>Whether the user gave the parameter (a value type's default is then a real choice).</summary>
+        protected bool IsBound(string parameterName) => MyInvocation.BoundParameters.ContainsKey(parameterName);
+
+        /// <summary>The value under PowerShell's PSObject wrapper (a hashtable or string given to -Option).</summary>
+        protected static object Unwrap(object value) => value is PSObject wrapped ? wrapped.BaseObject : value;
+
         /// <summary>Parses a -Format/-SourceFormat value (validated by ValidateSet); null stays null.</summary>
         protected static DiskFormat? ParseFormat(string format) => string.IsNullOrEmpty(format) ? (DiskFormat?)null : DiskFormatNames.Parse(format);
 

@@ -92,7 +92,7 @@ namespace VDiskPS.Commands
 
         protected override void Apply(string file)
         {
-            BitmapOperations.Change(file, null, b => b.AddBitmap(Name, MyInvocation.BoundParameters.ContainsKey(nameof(Granularity)) ? checked((long)Granularity) : 0, Disabled.IsPresent));
+            BitmapOperations.Change(file, null, b => b.AddBitmap(Name, IsBound(nameof(Granularity)) ? checked((long)Granularity) : 0, Disabled.IsPresent));
             foreach (var bitmap in BitmapOperations.List(file))
             {
                 if (bitmap.Name == Name)

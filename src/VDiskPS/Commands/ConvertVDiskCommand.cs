@@ -118,17 +118,17 @@ namespace VDiskPS.Commands
                         Type = string.IsNullOrEmpty(Type) ? (DiskType?)null : (DiskType)System.Enum.Parse(typeof(DiskType), Type, true),
                         Subformat = Subformat,
                         Compress = Compress.IsPresent,
-                        CompressionType = Bound(nameof(CompressionType)) ? (CompressionType?)CompressionType : null,
-                        SparseSize = Bound(nameof(SparseSize)) ? (long?)checked((long)SparseSize) : null,
+                        CompressionType = IsBound(nameof(CompressionType)) ? (CompressionType?)CompressionType : null,
+                        SparseSize = IsBound(nameof(SparseSize)) ? (long?)checked((long)SparseSize) : null,
                         Snapshot = Snapshot,
                         ParentPath = ParentPath,
                         ParentFormat = ParseFormat(ParentFormat),
-                        ClusterSize = Bound(nameof(ClusterSize)) ? (long?)checked((long)ClusterSize) : null,
+                        ClusterSize = IsBound(nameof(ClusterSize)) ? (long?)checked((long)ClusterSize) : null,
                         NoCreate = NoCreate.IsPresent,
                         TargetIsZero = TargetIsZero.IsPresent,
-                        Preallocation = Bound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
-                        ThrottleLimit = Bound(nameof(ThrottleLimit)) ? (int?)ThrottleLimit : null,
-                        Option = Option is PSObject ps ? ps.BaseObject : Option,
+                        Preallocation = IsBound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
+                        ThrottleLimit = IsBound(nameof(ThrottleLimit)) ? (int?)ThrottleLimit : null,
+                        Option = Unwrap(Option),
                         Force = Force.IsPresent,
                         ShareWithWriters = Force.IsPresent,
                         DeleteSource = DeleteSource.IsPresent,
@@ -162,7 +162,5 @@ namespace VDiskPS.Commands
                 }
             }
         }
-
-        private bool Bound(string name) => MyInvocation.BoundParameters.ContainsKey(name);
     }
 }

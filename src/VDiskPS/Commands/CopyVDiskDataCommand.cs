@@ -79,11 +79,11 @@ namespace VDiskPS.Commands
                         SourceFormat = ParseFormat(Format),
                         DestinationFormat = destinationFormat,
                         BlockSize = checked((long)BlockSize),
-                        Count = MyInvocation.BoundParameters.ContainsKey(nameof(Count)) ? (long?)checked((long)Count) : null,
+                        Count = IsBound(nameof(Count)) ? (long?)checked((long)Count) : null,
                         Skip = checked((long)Skip),
                         NoCreate = NoCreate.IsPresent,
                         ShareWithWriters = Force.IsPresent,
-                        Target = new CreateRequest { Overwrite = Force.IsPresent, Options = OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option) },
+                        Target = new CreateRequest { Overwrite = Force.IsPresent, Options = OptionSet.From(Unwrap(Option)) },
                     };
                     VDiskInfo info = RunEngine($"Copy-VDiskData {file} -> {destination}", (p, c) => DdOperation.Run(file, destination, options, p, c));
                     if (PassThru)

@@ -37,7 +37,7 @@ namespace VDiskPS.Commands
                     {
                         Format = ParseFormat(Format),
                         StartOffset = checked((long)StartOffset),
-                        Length = MyInvocation.BoundParameters.ContainsKey(nameof(Length)) ? (long?)checked((long)Length) : null,
+                        Length = IsBound(nameof(Length)) ? (long?)checked((long)Length) : null,
                         ShareWithWriters = Force.IsPresent,
                     };
                     foreach (var extent in MapOperation.Run(file, options, Cancellation))

@@ -50,7 +50,7 @@ namespace VDiskPS.Commands
             };
             try
             {
-                options.Target = new CreateRequest { Options = OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option) };
+                options.Target = new CreateRequest { Options = OptionSet.From(Unwrap(Option)) };
                 if (ParameterSetName == ParameterSets.Size)
                 {
                     options.Target.Size = checked((long)SizeBytes);
@@ -68,7 +68,7 @@ namespace VDiskPS.Commands
             {
                 try
                 {
-                    options.Target.Options = OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option);
+                    options.Target.Options = OptionSet.From(Unwrap(Option));
                     WriteObject(MeasureOperation.Run(file, options, Cancellation));
                 }
                 catch (ImageException e)

@@ -66,7 +66,7 @@ namespace VDiskPS.Commands
                     {
                         Size = size,
                         AllowShrink = Shrink.IsPresent,
-                        Preallocation = MyInvocation.BoundParameters.ContainsKey(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
+                        Preallocation = IsBound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
                         Format = ParseFormat(Format),
                     };
                     VDiskInfo info = RunEngine($"Resize-VDisk {file}", (p, c) => ResizeOperation.Run(file, options, p, c));

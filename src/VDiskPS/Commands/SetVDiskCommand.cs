@@ -90,7 +90,7 @@ namespace VDiskPS.Commands
             foreach (string file in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
             {
                 string what = identifier ? "Reset the disk identifier"
-                    : !parent ? $"Change options {OptionSet.From(Option is PSObject o ? o.BaseObject : Option)}"
+                    : !parent ? $"Change options {OptionSet.From(Unwrap(Option))}"
                     : string.IsNullOrEmpty(ParentPath) ? "Flatten (copy the parent's data in and remove the parent link)"
                     : $"Change parent to '{ParentPath}'{(Unsafe ? " (pointer only)" : string.Empty)}";
                 if (!ShouldProcess(file, what))
@@ -126,7 +126,7 @@ namespace VDiskPS.Commands
                     }
                     else
                     {
-                        info = AmendOperation.Run(file, ParseFormat(Format), OptionSet.From(Option is PSObject ps ? ps.BaseObject : Option));
+                        info = AmendOperation.Run(file, ParseFormat(Format), OptionSet.From(Unwrap(Option)));
                     }
 
                     if (PassThru)
