@@ -40,6 +40,21 @@ namespace VDiskPS.Formats.Tests
             return data;
         }
 
+        /// <summary>
+        /// A raw image of <paramref name="size"/> bytes with data at the start, at an unaligned place
+        /// past 2 MiB and in the last sector, zeros elsewhere.
+        /// </summary>
+        public static string WriteRaw(TempDir dir, string name, long size)
+        {
+            string path = dir.File(name);
+            var data = new byte[size];
+            Pattern(300000, 7).CopyTo(data, 0);
+            Pattern(70000, 8).CopyTo(data, 2 * 1024 * 1024 + 123);
+            Pattern(512, 9).CopyTo(data, size - 512);
+            System.IO.File.WriteAllBytes(path, data);
+            return path;
+        }
+
         /// <summary>Reads a whole image through the engine (chain included).</summary>
         public static byte[] ReadAll(string path, DiskFormat? format = null)
         {

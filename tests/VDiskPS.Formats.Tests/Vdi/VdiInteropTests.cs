@@ -11,17 +11,6 @@ namespace VDiskPS.Formats.Tests.Vdi
             Qemu.Io("-f", "vdi", "-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 1M 1536k", "-c", "write -P 0x33 3000k 4k", "-c", "write -P 0x44 4095k 1k", path);
         }
 
-        private static string MakeRaw(TempDir dir, string name, long size)
-        {
-            string path = dir.File(name);
-            var data = new byte[size];
-            TestData.Pattern(300000, 7).CopyTo(data, 0);
-            TestData.Pattern(70000, 8).CopyTo(data, 2 * 1024 * 1024 + 123);
-            TestData.Pattern(512, 9).CopyTo(data, size - 512);
-            File.WriteAllBytes(path, data);
-            return path;
-        }
-
         [Theory]
         [InlineData("static=off", "4M")]
         [InlineData("static=on", "4M")]
@@ -42,7 +31,7 @@ namespace VDiskPS.Formats.Tests.Vdi
         public void ConvertedVdiPassesQemuCheckAndCompare(string options)
         {
             using var dir = new TempDir();
-            string raw = MakeRaw(dir, "src.raw", (5L << 20) + 3584);
+            string raw = TestData.WriteRaw(dir, "src.raw", (5L << 20) + 3584);
             string vdi = dir.File("dst.vdi");
             ConvertOperation.Run(raw, vdi, new ConvertOptions { TargetFormat = DiskFormat.Vdi, Target = new CreateRequest { Options = OptionSet.Parse(options) } });
             var check = Qemu.Check(vdi, "vdi");

@@ -11,17 +11,6 @@ namespace VDiskPS.Formats.Tests.Vhd
             Qemu.Io("-f", format, "-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 1M 1536k", "-c", "write -P 0x33 3000k 4k", "-c", "write -P 0x44 5119k 1k", path);
         }
 
-        private static string MakeRaw(TempDir dir, string name, long size)
-        {
-            string path = dir.File(name);
-            var data = new byte[size];
-            TestData.Pattern(300000, 7).CopyTo(data, 0);
-            TestData.Pattern(70000, 8).CopyTo(data, 2 * 1024 * 1024 + 123);
-            TestData.Pattern(512, 9).CopyTo(data, size - 512);
-            File.WriteAllBytes(path, data);
-            return path;
-        }
-
         [Theory]
         [InlineData("subformat=dynamic")]
         [InlineData("subformat=fixed")]
@@ -76,7 +65,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         public void ConvertedVhdComparesIdenticalInQemu(string options)
         {
             using var dir = new TempDir();
-            string raw = MakeRaw(dir, "src.raw", 6L << 20);
+            string raw = TestData.WriteRaw(dir, "src.raw", 6L << 20);
             string vhd = dir.File("dst.vhd");
             ConvertOperation.Run(raw, vhd, new ConvertOptions { TargetFormat = DiskFormat.Vhd, Target = new CreateRequest { Options = OptionSet.Parse(options) } });
             var (identical, output) = Qemu.Compare(raw, "raw", vhd, "vpc");
