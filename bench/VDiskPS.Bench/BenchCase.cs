@@ -2,36 +2,44 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using VDiskPS.Formats;
 
 namespace VDiskPS.Bench
 {
-    /// <summary>One benchmark case: the same job for qemu-img and for the engine.</summary>
+    /// <summary>
+    /// One benchmark case: the same job for qemu-img (its arguments) and for VDiskPS (the cmdlet
+    /// line a user types), with the checks that every timed output must pass.
+    /// </summary>
     internal sealed class BenchCase
     {
         public string Name { get; set; }
-        public string[] QemuArguments { get; set; }
-        public string[] EngineArguments { get; set; }
-        public DiskFormat[] Needs { get; set; } = Array.Empty<DiskFormat>();
+
+        /// <summary>The peer's command: qemu-img by default.</summary>
+        public string PeerCommand { get; set; } = "qemu-img";
+
+        public string[] PeerArguments { get; set; }
+
+        /// <summary>The PowerShell line that does the job with the module imported.</summary>
+        public string Cmdlet { get; set; }
+
+        /// <summary>Files a run creates (deleted before each run).</summary>
         public string[] Outputs { get; set; } = Array.Empty<string>();
+
         public Action Prepare { get; set; }
 
-        /// <summary>Runs before each timed run of either tool (for cases that change their input).</summary>
+        /// <summary>Runs before each timed run of either side (for cases that change their input).</summary>
         public Action BeforeEach { get; set; }
+
+        /// <summary>Checks the output of the run just timed; throws when it is wrong.</summary>
         public Action Verify { get; set; }
 
-        public bool IsAvailable(out string why)
-        {
-            var missing = Needs.Where(f => FormatRegistry.Default.Drivers.All(d => d.Format != f)).ToList();
-            why = missing.Count == 0 ? null : "format not in this build: " + string.Join(", ", missing.Select(f => f.ToName()));
-            return missing.Count == 0;
-        }
+        /// <summary>Measured as whole processes only (cold start: the process is the point).</summary>
+        public bool WholeProcessOnly { get; set; }
 
         public void Cleanup()
         {
             foreach (string output in Outputs)
             {
-                foreach (string file in Directory.GetFiles(Path.GetDirectoryName(output), Path.GetFileNameWithoutExtension(output) + "*"))
+                foreach (string file in Directory.GetFiles(Path.GetDirectoryName(output), Path.GetFileName(output) + "*"))
                 {
                     File.Delete(file);
                 }
@@ -39,122 +47,195 @@ namespace VDiskPS.Bench
         }
 
         /// <summary>Every case, in the order the README's table lists them.</summary>
-        public static IEnumerable<BenchCase> All(string dir, string source)
+        public static IEnumerable<BenchCase> All(string dir, string source, long size)
         {
             string Out(string name) => Path.Combine(dir, name);
-            BenchCase Convert(string name, string src, string srcFormat, string target, DiskFormat format, string qemuFormat, bool compress = false, string options = null, params DiskFormat[] needs)
+            string Quote(string s) => "'" + s.Replace("'", "''") + "'";
+
+            // qemu-img with its fastest flags: out-of-order writes (-W) and 8 coroutines (-m 8).
+            BenchCase Convert(string name, string src, string srcFormat, string target, string qemuFormat, string cmdletFormat, bool compress = false, string options = null, string compressionType = null)
             {
-                var qemu = new List<string> { "convert", "-f", srcFormat, "-O", qemuFormat };
+                var qemu = new List<string> { "convert", "-W", "-m", "8", "-f", srcFormat, "-O", qemuFormat };
+                string cmdlet = $"Convert-VDisk -LiteralPath {Quote(src)} -Destination {Quote(target)} -Format {cmdletFormat}";
                 if (compress)
                 {
                     qemu.Add("-c");
+                    cmdlet += " -Compress";
                 }
 
+                var qemuOptions = new List<string>();
                 if (options != null)
                 {
+                    qemuOptions.Add(options);
+                    cmdlet += $" -Option {Quote(options)}";
+                }
+
+                if (compressionType != null)
+                {
+                    qemuOptions.Add("compression_type=" + compressionType);
+                    cmdlet += " -CompressionType " + compressionType;
+                }
+
+                if (qemuOptions.Count > 0)
+                {
                     qemu.Add("-o");
-                    qemu.Add(options);
+                    qemu.Add(string.Join(",", qemuOptions));
                 }
 
                 qemu.Add(src);
                 qemu.Add(target);
-                var engine = new List<string> { "convert", src, target, format.ToName(), compress ? "compress" : "plain" };
-                if (options != null)
-                {
-                    engine.Add(options);
-                }
-
                 return new BenchCase
                 {
                     Name = name,
-                    QemuArguments = qemu.ToArray(),
-                    EngineArguments = engine.ToArray(),
-                    Needs = needs.Concat(new[] { format }).ToArray(),
+                    PeerArguments = qemu.ToArray(),
+                    Cmdlet = cmdlet,
                     Outputs = new[] { target },
-                    Verify = () => Compare(src, srcFormat, target, qemuFormat),
+                    Verify = () => Check.Output(target, qemuFormat, src, srcFormat),
                 };
             }
 
-            yield return Convert("raw->raw", source, "raw", Out("out.raw"), DiskFormat.Raw, "raw");
-            yield return Convert("raw->qcow2", source, "raw", Out("out.qcow2"), DiskFormat.Qcow2, "qcow2");
-            var qcow2Source = Out("src.qcow2");
-            var toRaw = Convert("qcow2->raw", qcow2Source, "qcow2", Out("back.raw"), DiskFormat.Raw, "raw", needs: DiskFormat.Qcow2);
-            toRaw.Prepare = () =>
+            string qcow2Source = Out("src.qcow2");
+            Action makeQcow2 = () => Tools.CreateOnce(qcow2Source, "convert", "-f", "raw", "-O", "qcow2", source, qcow2Source);
+            string vmdkSource = Out("src.vmdk");
+            string vhdxSource = Out("src.vhdx");
+
+            var rawToRaw = Convert("raw->raw", source, "raw", Out("out.raw"), "raw", "raw");
+            yield return rawToRaw;
+            yield return new BenchCase
             {
-                if (!File.Exists(qcow2Source))
-                {
-                    Tools.Run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", source, qcow2Source);
-                }
+                Name = "raw->raw vs cp --sparse=always",
+                PeerCommand = "cp",
+                PeerArguments = new[] { "--sparse=always", source, Out("cp.raw") },
+                Cmdlet = $"Convert-VDisk -LiteralPath {Quote(source)} -Destination {Quote(Out("cp.raw"))} -Format raw",
+                Outputs = new[] { Out("cp.raw") },
+                Verify = () => Check.Output(Out("cp.raw"), "raw", source, "raw"),
             };
+            yield return Convert("raw->qcow2", source, "raw", Out("out.qcow2"), "qcow2", "qcow2");
+            var toRaw = Convert("qcow2->raw", qcow2Source, "qcow2", Out("back.raw"), "raw", "raw");
+            toRaw.Prepare = makeQcow2;
             yield return toRaw;
-            yield return Convert("raw->vmdk", source, "raw", Out("out.vmdk"), DiskFormat.Vmdk, "vmdk");
-            yield return Convert("raw->vhdx", source, "raw", Out("out.vhdx"), DiskFormat.Vhdx, "vhdx");
-            yield return Convert("raw->vhd", source, "raw", Out("out.vhd"), DiskFormat.Vhd, "vpc");
-            yield return Convert("raw->vdi", source, "raw", Out("out.vdi"), DiskFormat.Vdi, "vdi");
-            yield return Convert("raw->qcow2 compressed", source, "raw", Out("outc.qcow2"), DiskFormat.Qcow2, "qcow2", compress: true);
-            yield return Convert("raw->streamOptimized", source, "raw", Out("outs.vmdk"), DiskFormat.Vmdk, "vmdk", compress: true, options: "subformat=streamOptimized");
+            yield return Convert("raw->vmdk", source, "raw", Out("out.vmdk"), "vmdk", "vmdk");
+            yield return Convert("raw->vhdx", source, "raw", Out("out.vhdx"), "vhdx", "vhdx");
+            yield return Convert("raw->vhd", source, "raw", Out("out.vhd"), "vpc", "vhd");
+            yield return Convert("raw->vdi", source, "raw", Out("out.vdi"), "vdi", "vdi");
+            var vmdkToVhdx = Convert("vmdk->vhdx", vmdkSource, "vmdk", Out("from-vmdk.vhdx"), "vhdx", "vhdx");
+            vmdkToVhdx.Prepare = () => Tools.CreateOnce(vmdkSource, "convert", "-f", "raw", "-O", "vmdk", source, vmdkSource);
+            yield return vmdkToVhdx;
+            var vhdxToQcow2 = Convert("vhdx->qcow2", vhdxSource, "vhdx", Out("from-vhdx.qcow2"), "qcow2", "qcow2");
+            vhdxToQcow2.Prepare = () => Tools.CreateOnce(vhdxSource, "convert", "-f", "raw", "-O", "vhdx", source, vhdxSource);
+            yield return vhdxToQcow2;
+            yield return Convert("raw->qcow2 compressed zlib", source, "raw", Out("outc.qcow2"), "qcow2", "qcow2", compress: true);
+            yield return Convert("raw->qcow2 compressed zstd", source, "raw", Out("outz.qcow2"), "qcow2", "qcow2", compress: true, compressionType: "zstd");
+            yield return Convert("raw->streamOptimized", source, "raw", Out("outs.vmdk"), "vmdk", "vmdk", compress: true, options: "subformat=streamOptimized");
 
             yield return new BenchCase
             {
                 Name = "compare raw vs qcow2",
-                QemuArguments = new[] { "compare", "-f", "raw", "-F", "qcow2", source, qcow2Source },
-                EngineArguments = new[] { "compare", source, qcow2Source },
-                Needs = new[] { DiskFormat.Qcow2 },
-                Prepare = toRaw.Prepare,
+                PeerArguments = new[] { "compare", "-f", "raw", "-F", "qcow2", source, qcow2Source },
+                Cmdlet = $"if (-not (Compare-VDisk -ReferencePath {Quote(source)} -DifferencePath {Quote(qcow2Source)} -Quiet)) {{ throw 'the images differ' }}",
+                Prepare = makeQcow2,
             };
 
-            // A 2-level chain: the mixed image as a qcow2 base and an overlay holding 256 MiB of new data.
+            // A 2-level chain: the mixed image as a qcow2 base and an overlay holding a quarter of it
+            // as new data (256 MiB of 1 GiB). Every commit's base must read as the chain did before.
             string chainBase = Out("chain-base.qcow2");
             string chainTop = Out("chain-top.qcow2");
             string pristineBase = Out("pristine-base.qcow2");
             string pristineTop = Out("pristine-top.qcow2");
+            string chainContent = Out("chain-content.raw");
             yield return new BenchCase
             {
                 Name = "commit 2-level chain",
-                QemuArguments = new[] { "commit", "-f", "qcow2", chainTop },
-                EngineArguments = new[] { "commit", chainTop },
-                Needs = new[] { DiskFormat.Qcow2 },
+                PeerArguments = new[] { "commit", "-f", "qcow2", chainTop },
+                Cmdlet = $"Invoke-VDiskCommit -LiteralPath {Quote(chainTop)} -Confirm:$false",
                 Prepare = () =>
                 {
-                    toRaw.Prepare();
+                    makeQcow2();
                     File.Copy(qcow2Source, pristineBase, true);
                     File.Copy(qcow2Source, chainBase, true);
                     Tools.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "chain-base.qcow2", "-F", "qcow2", pristineTop);
-                    Tools.Run("qemu-io", "-f", "qcow2", "-c", "write -P 0x5c 64M 128M", "-c", "write -P 0xa7 640M 128M", pristineTop);
+                    string eighth = (size / 8).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    string at1 = (size / 16).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    string at2 = (size / 16 * 10).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    Tools.Run("qemu-io", "-f", "qcow2", "-c", $"write -P 0x5c {at1} {eighth}", "-c", $"write -P 0xa7 {at2} {eighth}", pristineTop);
+                    File.Copy(pristineTop, chainTop, true);
+                    Tools.Run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", chainTop, chainContent);
                 },
                 BeforeEach = () =>
                 {
                     File.Copy(pristineBase, chainBase, true);
                     File.Copy(pristineTop, chainTop, true);
                 },
+                Verify = () => Check.Output(chainBase, "qcow2", chainContent, "raw"),
             };
 
-            // A 1 TiB image holding 64 MiB of data: time must follow the data, not the virtual size.
+            // 1 TiB images holding 64 MiB of data: time must follow the data, not the virtual size.
             string sparse = Out("sparse-1t.raw");
-            var sparseCase = Convert("1 TiB sparse raw->qcow2", sparse, "raw", Out("sparse-out.qcow2"), DiskFormat.Qcow2, "qcow2");
-            sparseCase.Prepare = () =>
+            Action makeSparse = () =>
             {
                 if (!File.Exists(sparse))
                 {
-                    using (var file = new FileStream(sparse, FileMode.Create, FileAccess.Write))
+                    using var file = new FileStream(sparse, FileMode.Create, FileAccess.Write);
+                    file.SetLength(1L << 40);
+                    var data = new byte[1 << 20];
+                    new Random(7).NextBytes(data);
+                    for (long i = 0; i < 64; i++)
                     {
-                        file.SetLength(1L << 40);
-                        var data = new byte[1 << 20];
-                        new Random(7).NextBytes(data);
-                        for (long i = 0; i < 64; i++)
-                        {
-                            file.Position = i * (16L << 30);
-                            file.Write(data, 0, data.Length);
-                        }
+                        file.Position = i * (16L << 30);
+                        file.Write(data, 0, data.Length);
                     }
                 }
             };
-            yield return sparseCase;
-        }
+            var sparseToQcow2 = Convert("1 TiB sparse raw->qcow2", sparse, "raw", Out("sparse-out.qcow2"), "qcow2", "qcow2");
+            sparseToQcow2.Prepare = makeSparse;
+            yield return sparseToQcow2;
+            string sparseVhdx = Out("sparse-1t.vhdx");
+            var sparseVhdxToQcow2 = Convert("1 TiB sparse vhdx->qcow2", sparseVhdx, "vhdx", Out("sparse-vhdx-out.qcow2"), "qcow2", "qcow2");
+            sparseVhdxToQcow2.Prepare = () =>
+            {
+                makeSparse();
+                Tools.CreateOnce(sparseVhdx, "convert", "-f", "raw", "-O", "vhdx", sparse, sparseVhdx);
+            };
+            yield return sparseVhdxToQcow2;
+            string sparseQcow2 = Out("sparse-1t.qcow2");
+            yield return new BenchCase
+            {
+                Name = "1 TiB sparse qcow2 map",
+                PeerArguments = new[] { "map", "--output=json", "-f", "qcow2", sparseQcow2 },
+                Cmdlet = $"$null = Get-VDiskMap -LiteralPath {Quote(sparseQcow2)}",
+                Prepare = () =>
+                {
+                    makeSparse();
+                    Tools.CreateOnce(sparseQcow2, "convert", "-f", "raw", "-O", "qcow2", sparse, sparseQcow2);
+                },
+            };
 
-        private static void Compare(string a, string formatA, string b, string formatB)
+            // Cold start: a fresh pwsh importing the module and converting 16 MiB, whole process.
+            string small = Out("small.raw");
+            var cold = Convert("cold: import + convert 16 MiB", small, "raw", Out("small-out.qcow2"), "qcow2", "qcow2");
+            cold.WholeProcessOnly = true;
+            cold.Prepare = () =>
+            {
+                if (!File.Exists(small))
+                {
+                    MixedImage.Generate(small, 16L << 20);
+                }
+            };
+            yield return cold;
+        }
+    }
+
+    /// <summary>The judges of every timed output: qemu-img check (where qemu has one) and compare.</summary>
+    internal static class Check
+    {
+        public static void Output(string output, string outputFormat, string reference, string referenceFormat)
         {
-            Tools.Run("qemu-img", "compare", "-f", formatA, "-F", formatB, a, b);
+            if (outputFormat == "qcow2" || outputFormat == "vmdk" || outputFormat == "vdi" || outputFormat == "vhdx")
+            {
+                Tools.Run("qemu-img", "check", "-q", "-f", outputFormat, output);
+            }
+
+            Tools.Run("qemu-img", "compare", "-q", "-f", referenceFormat, "-F", outputFormat, reference, output);
         }
     }
 }

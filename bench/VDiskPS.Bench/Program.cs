@@ -10,27 +10,39 @@ using VDiskPS.Formats;
 namespace VDiskPS.Bench
 {
     /// <summary>
-    /// Times the engine against qemu-img on the same data in the same run. Each case runs both
-    /// tools N times (default 5) in separate processes, alternating, and reports the medians, the
-    /// ratio (ours / qemu-img) and each side's peak resident memory. qemu-img is timed as a whole
-    /// process; the engine's conversion is timed inside its process after a small warm-up run
-    /// (the steady state of an imported module, without .NET start-up and JIT).
+    /// Times VDiskPS against qemu-img on the same data in the same run, as users run it: each run of
+    /// our side is a fresh pwsh that imports the staged module and runs the cmdlet once, so the first
+    /// call (JIT included) is what is timed "in session", and the whole process is the second column.
+    /// qemu-img runs with its fastest flags (-W -m 8) as a whole process. Sides alternate, the median
+    /// of N runs (default 5) is reported with the spread (min-max) and the load average, and every
+    /// timed output of either side is judged by qemu-img check and compare; a failed check stops the
+    /// bench with exit code 1.
     ///
-    ///   dotnet run -c Release --project bench/VDiskPS.Bench -- [--size 1G] [--runs 5] [--dir DIR] [--cases a,b]
+    ///   dotnet run -c Release --project bench/VDiskPS.Bench -- [--size 1G] [--runs 5] [--dir DIR]
+    ///       [--cases a,b] [--pwsh PATH] [--module out/VDiskPS]
     /// </summary>
     public static class Program
     {
         public static int Main(string[] args)
         {
-            if (args.Length > 0 && args[0] == "engine")
+            try
             {
-                return EngineWorker.Run(args.Skip(1).ToArray());
+                return Run(args);
             }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine("BENCH FAILED: " + e.Message);
+                return 1;
+            }
+        }
 
+        private static int Run(string[] args)
+        {
             long size = DiskSize.Parse(Arg(args, "--size") ?? "1G").Bytes;
             int runs = int.Parse(Arg(args, "--runs") ?? "5", CultureInfo.InvariantCulture);
             string dir = Path.GetFullPath(Arg(args, "--dir") ?? Path.Combine(Path.GetTempPath(), "vdiskps-bench"));
             var only = Arg(args, "--cases")?.Split(',').ToHashSet(StringComparer.OrdinalIgnoreCase);
+            var session = new PowerShellSide(Arg(args, "--pwsh"), Arg(args, "--module"));
             Directory.CreateDirectory(dir);
 
             string source = Path.Combine(dir, "mixed.raw");
@@ -40,21 +52,20 @@ namespace VDiskPS.Bench
                 MixedImage.Generate(source, size);
             }
 
-            Console.WriteLine($"qemu: {Tools.Run("qemu-img", "--version").Split('\n')[0]}; cores: {Environment.ProcessorCount}; runs per side: {runs}");
+            Console.WriteLine($"qemu: {Tools.Run("qemu-img", "--version").Split('\n')[0]}; pwsh {session.Version}; module {session.Module}");
+            Console.WriteLine($"cores: {Environment.ProcessorCount}; runs per side: {runs}; load average at start: {Tools.LoadAverage()}");
+            var baseline = session.MeasureBaseline(runs);
+            Console.WriteLine(FormattableString.Invariant($"empty pwsh: {baseline.EmptySeconds:0.000}s; pwsh + Import-Module: {baseline.ImportSeconds:0.000}s, peak {baseline.ImportPeak >> 20} MiB (the memory baseline)"));
+
             var results = new List<CaseResult>();
-            foreach (BenchCase c in BenchCase.All(dir, source))
+            foreach (BenchCase c in BenchCase.All(dir, source, size))
             {
                 if (only != null && !only.Contains(c.Name))
                 {
                     continue;
                 }
 
-                if (!c.IsAvailable(out string why))
-                {
-                    Console.WriteLine($"{c.Name}: skipped ({why})");
-                    continue;
-                }
-
+                string load = Tools.LoadAverage();
                 c.Prepare?.Invoke();
                 var ours = new List<Sample>();
                 var theirs = new List<Sample>();
@@ -63,29 +74,43 @@ namespace VDiskPS.Bench
                     c.Cleanup();
                     c.BeforeEach?.Invoke();
                     Tools.Settle();
-                    theirs.Add(Tools.Measure("qemu-img", c.QemuArguments));
+                    theirs.Add(Tools.Measure(c.PeerCommand, c.PeerArguments));
+                    Verify(c, c.PeerCommand, i);
                     c.Cleanup();
                     c.BeforeEach?.Invoke();
                     Tools.Settle();
-                    ours.Add(Tools.Measure(Tools.SelfCommand, Tools.SelfArguments(c.EngineArguments)));
+                    ours.Add(session.Measure(c.Cmdlet));
+                    Verify(c, "VDiskPS", i);
                 }
 
-                c.Verify?.Invoke();
                 c.Cleanup();
-                var result = new CaseResult(c.Name, ours, theirs);
+                var result = new CaseResult(c, ours, theirs, baseline, load);
                 results.Add(result);
                 Console.WriteLine(result.Line());
             }
 
             Console.WriteLine();
-            Console.WriteLine("| case | VDiskPS (s) | qemu-img (s) | ratio | VDiskPS peak MiB | qemu-img peak MiB |");
-            Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+            Console.WriteLine($"load average at end: {Tools.LoadAverage()}");
+            Console.WriteLine("| case | VDiskPS in session (s) | VDiskPS whole process (s) | peer (s) | ratio in session | ratio whole process | spread ours / peer (s) | VDiskPS peak above baseline MiB | peer peak MiB | load |");
+            Console.WriteLine("|---|---:|---:|---:|---:|---:|---|---:|---:|---|");
             foreach (var r in results)
             {
                 Console.WriteLine(r.Row());
             }
 
             return 0;
+        }
+
+        private static void Verify(BenchCase c, string side, int run)
+        {
+            try
+            {
+                c.Verify?.Invoke();
+            }
+            catch (Exception e)
+            {
+                throw new InvalidOperationException($"{c.Name}: the output of {side} (run {run + 1}) failed verification: {e.Message}", e);
+            }
         }
 
         internal static string Arg(string[] args, string name)
@@ -97,44 +122,123 @@ namespace VDiskPS.Bench
 
     internal readonly struct Sample
     {
-        public Sample(double seconds, long peakBytes)
+        public Sample(double seconds, double wallSeconds, long peakBytes)
         {
             Seconds = seconds;
+            WallSeconds = wallSeconds;
             PeakBytes = peakBytes;
         }
 
+        /// <summary>The job's own time: the cmdlet call inside pwsh, or the peer's whole process.</summary>
         public double Seconds { get; }
+
+        /// <summary>The whole process, start to exit.</summary>
+        public double WallSeconds { get; }
 
         public long PeakBytes { get; }
     }
 
+    internal sealed class Baseline
+    {
+        public double EmptySeconds { get; set; }
+
+        public double ImportSeconds { get; set; }
+
+        public long ImportPeak { get; set; }
+    }
+
     internal sealed class CaseResult
     {
-        public CaseResult(string name, List<Sample> ours, List<Sample> theirs)
+        public CaseResult(BenchCase c, List<Sample> ours, List<Sample> theirs, Baseline baseline, string load)
         {
-            Name = name;
-            Ours = Median(ours.Select(s => s.Seconds));
+            Name = c.Name;
+            Load = load;
+            // Cold start: the whole process less an empty pwsh; there is no "in session" figure.
+            Session = c.WholeProcessOnly ? double.NaN : Median(ours.Select(s => s.Seconds));
+            Process = Median(ours.Select(s => s.WallSeconds)) - (c.WholeProcessOnly ? baseline.EmptySeconds : 0);
             Theirs = Median(theirs.Select(s => s.Seconds));
-            OursPeak = ours.Max(s => s.PeakBytes);
+            Spread = FormattableString.Invariant($"{ours.Min(s => c.WholeProcessOnly ? s.WallSeconds : s.Seconds):0.000}-{ours.Max(s => c.WholeProcessOnly ? s.WallSeconds : s.Seconds):0.000} / {theirs.Min(s => s.Seconds):0.000}-{theirs.Max(s => s.Seconds):0.000}");
+            OursPeakAboveBaseline = Math.Max(0, ours.Max(s => s.PeakBytes) - baseline.ImportPeak);
             TheirsPeak = theirs.Max(s => s.PeakBytes);
         }
 
         public string Name { get; }
-        public double Ours { get; }
+        public string Load { get; }
+        public double Session { get; }
+        public double Process { get; }
         public double Theirs { get; }
-        public long OursPeak { get; }
+        public string Spread { get; }
+        public long OursPeakAboveBaseline { get; }
         public long TheirsPeak { get; }
-        public double Ratio => Theirs <= 0 ? double.NaN : Ours / Theirs;
 
-        public string Line() => FormattableString.Invariant($"{Name}: VDiskPS {Ours:0.000}s, qemu-img {Theirs:0.000}s, ratio {Ratio:0.00}, peak {OursPeak >> 20} MiB vs {TheirsPeak >> 20} MiB");
+        public string Line() => FormattableString.Invariant($"{Name}: VDiskPS {Cell(Session)}s in session, {Process:0.000}s whole process; peer {Theirs:0.000}s; ratios {Cell(Session / Theirs, "0.00")} / {Process / Theirs:0.00}; spread {Spread}; peak +{OursPeakAboveBaseline >> 20} MiB vs {TheirsPeak >> 20} MiB; load {Load}");
 
-        public string Row() => FormattableString.Invariant($"| {Name} | {Ours:0.000} | {Theirs:0.000} | {Ratio:0.00} | {OursPeak >> 20} | {TheirsPeak >> 20} |");
+        public string Row() => FormattableString.Invariant($"| {Name} | {Cell(Session)} | {Process:0.000} | {Theirs:0.000} | {Cell(Session / Theirs, "0.00")} | {Process / Theirs:0.00} | {Spread} | {OursPeakAboveBaseline >> 20} | {TheirsPeak >> 20} | {Load} |");
+
+        private static string Cell(double value, string format = "0.000") => double.IsNaN(value) ? "-" : value.ToString(format, CultureInfo.InvariantCulture);
 
         private static double Median(IEnumerable<double> values)
         {
             var sorted = values.OrderBy(v => v).ToList();
             int n = sorted.Count;
             return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+        }
+    }
+
+    /// <summary>Our side: a fresh pwsh per run, the staged module imported, the cmdlet timed inside.</summary>
+    internal sealed class PowerShellSide
+    {
+        public PowerShellSide(string pwsh, string module)
+        {
+            string repo = Tools.RepositoryRoot();
+            Pwsh = pwsh ?? Environment.GetEnvironmentVariable("VDISKPS_PWSH")
+                ?? new[] { Path.Combine(repo ?? ".", ".tools/pwsh/pwsh") }.FirstOrDefault(File.Exists)
+                ?? "pwsh";
+            Module = Path.GetFullPath(module ?? Path.Combine(repo ?? ".", "out/VDiskPS"));
+            if (!File.Exists(Path.Combine(Module, "VDiskPS.psd1")))
+            {
+                throw new InvalidOperationException($"no staged module at {Module}: run ./build.ps1 (or tools/VDiskPS.Stage) first, or pass --module");
+            }
+
+            Version = Tools.Run(Pwsh, "-NoProfile", "-NonInteractive", "-Command", "$PSVersionTable.PSVersion.ToString()").Trim();
+        }
+
+        public string Pwsh { get; }
+
+        public string Module { get; }
+
+        public string Version { get; }
+
+        public Baseline MeasureBaseline(int runs)
+        {
+            var empty = new List<Sample>();
+            var import = new List<Sample>();
+            for (int i = 0; i < runs; i++)
+            {
+                empty.Add(Tools.Measure(Pwsh, new[] { "-NoProfile", "-NonInteractive", "-Command", "exit 0" }));
+                import.Add(Tools.Measure(Pwsh, new[] { "-NoProfile", "-NonInteractive", "-Command", $"Import-Module '{Module}'" }));
+            }
+
+            double Med(IEnumerable<double> v)
+            {
+                var s = v.OrderBy(x => x).ToList();
+                return s[s.Count / 2];
+            }
+
+            return new Baseline
+            {
+                EmptySeconds = Med(empty.Select(s => s.WallSeconds)),
+                ImportSeconds = Med(import.Select(s => s.WallSeconds)),
+                ImportPeak = import.Max(s => s.PeakBytes),
+            };
+        }
+
+        public Sample Measure(string cmdlet)
+        {
+            string script = "$ErrorActionPreference = 'Stop'; Import-Module '" + Module + "'; "
+                + "$watch = [System.Diagnostics.Stopwatch]::StartNew(); " + cmdlet + "; $watch.Stop(); "
+                + "$watch.Elapsed.TotalSeconds.ToString('R', [System.Globalization.CultureInfo]::InvariantCulture)";
+            return Tools.Measure(Pwsh, new[] { "-NoProfile", "-NonInteractive", "-Command", script });
         }
     }
 
@@ -182,109 +286,42 @@ namespace VDiskPS.Bench
         }
     }
 
-    /// <summary>
-    /// The engine side of a case, run in its own process so that its memory is its own. The code is
-    /// first run once on a small image (untimed) so that the timed run sees the steady state of a
-    /// loaded PowerShell module rather than .NET start-up and JIT compilation; the timed run's
-    /// seconds are printed on the last line for the harness.
-    /// </summary>
-    internal static class EngineWorker
-    {
-        public static int Run(string[] args)
-        {
-            string verb = args[0];
-            switch (verb)
-            {
-                case "convert":
-                    {
-                        // convert SRC DST TARGETFORMAT compress|plain [options]
-                        string warmSource = WarmUpSource(args[1]);
-                        string warmTarget = args[2] + ".warmup";
-                        Convert(warmSource, warmTarget, args);
-                        File.Delete(warmTarget);
-                        Timed(() => Convert(args[1], args[2], args));
-                        break;
-                    }
-
-                case "compare":
-                    {
-                        // compare A B
-                        string warm = WarmUpSource(args[1]);
-                        CompareOperation.Run(warm, warm);
-                        Timed(() =>
-                        {
-                            if (!CompareOperation.Run(args[1], args[2]).Identical)
-                            {
-                                throw new InvalidOperationException("the images differ");
-                            }
-                        });
-                        break;
-                    }
-
-                case "commit":
-                    {
-                        // commit TOP (into its parent); warmed up on a small qcow2 chain
-                        string dir = Path.GetDirectoryName(args[1]);
-                        string warmBase = Path.Combine(dir, "warm-base.qcow2");
-                        string warmTop = Path.Combine(dir, "warm-top.qcow2");
-                        ConvertOperation.Run(WarmUpSource(args[1]), warmBase, new ConvertOptions { TargetFormat = DiskFormat.Qcow2, Target = new CreateRequest { Overwrite = true } });
-                        CreateOperation.Create(warmTop, DiskFormat.Qcow2, new CreateRequest { Overwrite = true, Backing = new BackingReference("warm-base.qcow2", DiskFormat.Qcow2) });
-                        CommitOperation.Run(warmTop);
-                        File.Delete(warmBase);
-                        File.Delete(warmTop);
-                        Timed(() => CommitOperation.Run(args[1]));
-                        break;
-                    }
-
-                default:
-                    Console.Error.WriteLine("unknown engine verb " + verb);
-                    return 2;
-            }
-
-            return 0;
-        }
-
-        private static string WarmUpSource(string besides)
-        {
-            string warm = Path.Combine(Path.GetDirectoryName(besides), "warmup.raw");
-            if (!File.Exists(warm))
-            {
-                MixedImage.Generate(warm, 16L << 20);
-            }
-
-            return warm;
-        }
-
-        private static void Timed(Action action)
-        {
-            var watch = Stopwatch.StartNew();
-            action();
-            Console.WriteLine(watch.Elapsed.TotalSeconds.ToString("R", CultureInfo.InvariantCulture));
-        }
-
-        private static void Convert(string source, string target, string[] args)
-        {
-            var options = new ConvertOptions
-            {
-                TargetFormat = DiskFormatNames.Parse(args[3]),
-                Compress = args.Length > 4 && args[4] == "compress",
-                Target = new CreateRequest { Overwrite = true, Options = OptionSet.Parse(args.Length > 5 ? args[5] : null) },
-            };
-            ConvertOperation.Run(source, target, options);
-        }
-    }
-
     internal static class Tools
     {
-        public static string SelfCommand => Environment.ProcessPath;
-
-        public static string[] SelfArguments(string[] engineArguments)
+        /// <summary>The folder holding VDiskPS.sln above this program, or null.</summary>
+        public static string RepositoryRoot()
         {
-            // Under "dotnet run" the process is the apphost; under "dotnet X.dll" it is dotnet itself.
-            string self = typeof(Program).Assembly.Location;
-            return Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet"
-                ? new[] { self, "engine" }.Concat(engineArguments).ToArray()
-                : new[] { "engine" }.Concat(engineArguments).ToArray();
+            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            {
+                if (File.Exists(Path.Combine(d.FullName, "VDiskPS.sln")))
+                {
+                    return d.FullName;
+                }
+            }
+
+            return null;
+        }
+
+        /// <summary>The 1, 5 and 15 minute load averages.</summary>
+        public static string LoadAverage()
+        {
+            try
+            {
+                return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+            }
+            catch (IOException)
+            {
+                return "n/a";
+            }
+        }
+
+        /// <summary>Makes a derived input once per bench folder.</summary>
+        public static void CreateOnce(string path, params string[] qemuImgArguments)
+        {
+            if (!File.Exists(path))
+            {
+                Run("qemu-img", qemuImgArguments);
+            }
         }
 
         /// <summary>
@@ -329,11 +366,12 @@ namespace VDiskPS.Bench
             using var p = Process.Start(psi);
             var stdout = p.StandardOutput.ReadToEndAsync();
             var stderr = p.StandardError.ReadToEndAsync();
+            // The peak of the whole process tree: a pwsh installed as a dotnet tool is a launcher
+            // whose child process does the work.
             long peak = 0;
-            string status = $"/proc/{p.Id}/status";
             while (!p.WaitForExit(5))
             {
-                peak = Math.Max(peak, ReadHighWaterMark(status));
+                peak = Math.Max(peak, TreeHighWaterMark(p.Id));
             }
 
             watch.Stop();
@@ -342,10 +380,34 @@ namespace VDiskPS.Bench
                 throw new InvalidOperationException($"{exe} {string.Join(" ", args)} failed: {stdout.Result}{stderr.Result}");
             }
 
-            // The engine worker reports the time of its own timed run; qemu-img's is its whole run.
+            // pwsh prints the time of the cmdlet call on its last line; the peer's time is its whole run.
             string last = stdout.Result.Trim().Split('\n').LastOrDefault();
-            double seconds = double.TryParse(last, NumberStyles.Float, CultureInfo.InvariantCulture, out double reported) ? reported : watch.Elapsed.TotalSeconds;
-            return new Sample(seconds, peak);
+            double wall = watch.Elapsed.TotalSeconds;
+            double seconds = double.TryParse(last, NumberStyles.Float, CultureInfo.InvariantCulture, out double reported) ? reported : wall;
+            return new Sample(seconds, wall, peak);
+        }
+
+        private static long TreeHighWaterMark(int pid)
+        {
+            long sum = ReadHighWaterMark($"/proc/{pid}/status");
+            try
+            {
+                foreach (string task in Directory.GetDirectories($"/proc/{pid}/task"))
+                {
+                    foreach (string child in File.ReadAllText(Path.Combine(task, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                    {
+                        sum += TreeHighWaterMark(int.Parse(child, CultureInfo.InvariantCulture));
+                    }
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+
+            return sum;
         }
 
         private static long ReadHighWaterMark(string statusFile)
