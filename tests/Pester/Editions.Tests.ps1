@@ -11,13 +11,13 @@ BeforeDiscovery {
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $script:Module = Get-Module VDiskPS
-    $script:EditionFolder = Join-Path $script:Module.ModuleBase $PSEdition
+    $script:EditionFolder = [System.IO.Path]::GetFullPath((Join-Path $script:Module.ModuleBase $PSEdition))
     $script:Engine = [VDiskPS.VDiskInfo].Assembly
 }
 
 Describe 'Edition' {
     It 'loads the build of the running edition' {
-        Split-Path $script:Module.Path -Parent | Should -Be $script:EditionFolder
+        [System.IO.Path]::GetFullPath((Split-Path $script:Module.Path -Parent)) | Should -Be $script:EditionFolder
         Split-Path $script:Engine.Location -Parent | Should -Be $script:EditionFolder
     }
 
