@@ -38,9 +38,9 @@ namespace VDiskPS.Formats.Tests.Module
             public bool ExactHostVersion { get; init; }
         }
 
-        public static Runtime For(Edition edition) => edition == Edition.Desktop ? Desktop.Value : Core.Value;
+        public static Runtime For(Edition edition) => edition == Edition.Desktop ? s_desktop.Value : s_core.Value;
 
-        private static readonly Lazy<Runtime> Desktop = new Lazy<Runtime>(() => new Runtime
+        private static readonly Lazy<Runtime> s_desktop = new Lazy<Runtime>(() => new Runtime
         {
             Name = ".NET Framework 4.7.2 / Windows PowerShell 5.1",
             Framework = ReadFolder(Metadata("Net472ReferenceAssemblies"), Path.Combine(Metadata("Net472ReferenceAssemblies"), "Facades")),
@@ -49,7 +49,7 @@ namespace VDiskPS.Formats.Tests.Module
             ExactHostVersion = true,
         });
 
-        private static readonly Lazy<Runtime> Core = new Lazy<Runtime>(() => new Runtime
+        private static readonly Lazy<Runtime> s_core = new Lazy<Runtime>(() => new Runtime
         {
             Name = ".NET 8 / PowerShell 7.4",
             Framework = ReadFolder(Net8ReferencePack()),
