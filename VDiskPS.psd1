@@ -1,5 +1,6 @@
 @{
-    RootModule             = 'VDiskPS.dll'
+    # Windows PowerShell 5.1 loads the .NET Framework 4.7.2 build, PowerShell 7 the .NET 8 one.
+    RootModule             = if ($PSEdition -eq 'Core') { 'Core/VDiskPS.dll' } else { 'Desktop/VDiskPS.dll' }
     ModuleVersion          = '0.1.0'
     GUID                   = '71e19329-b0d6-4ed3-ba38-a21f2a9560ad'
     Author                 = 'VDiskPS contributors'

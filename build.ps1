@@ -2,8 +2,9 @@
 .SYNOPSIS
     Builds VDiskPS and stages an importable module in out/VDiskPS.
 .DESCRIPTION
-    Builds the solution, lays out out/VDiskPS (manifest, assemblies and their dependencies, format
-    file, native zstd for Windows, en-US/VDiskPS.dll-Help.xml made from docs/help) and, with -Test,
+    Builds the solution, lays out out/VDiskPS (manifest, format file, en-US/VDiskPS.dll-Help.xml
+    made from docs/help, and the assemblies with their dependencies and the native zstd for Windows
+    in Desktop/ for Windows PowerShell 5.1 and Core/ for PowerShell 7) and, with -Test,
     runs the xunit suite and, where Pester 5 is installed, tests/Pester against the staged module.
     Works in PowerShell 7 (Windows, Linux, macOS) and Windows PowerShell 5.1; needs the .NET 10 SDK.
 .EXAMPLE

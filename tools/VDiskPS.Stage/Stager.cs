@@ -5,7 +5,36 @@ using System.Linq;
 
 namespace VDiskPS.Stage
 {
-    /// <summary>Lays out the importable module: out/VDiskPS/{VDiskPS.psd1, assemblies, format file, en-US help, native zstd for Windows}.</summary>
+    /// <summary>One PowerShell edition's build of the module and the folder it is staged in.</summary>
+    public sealed class Edition
+    {
+        private Edition(string name, string targetFramework)
+        {
+            Name = name;
+            TargetFramework = targetFramework;
+        }
+
+        /// <summary>$PSEdition: also the name of the module's subfolder that holds this build.</summary>
+        public string Name { get; }
+
+        public string TargetFramework { get; }
+
+        /// <summary>Windows PowerShell 5.1 on .NET Framework 4.7.2+.</summary>
+        public static Edition Desktop { get; } = new Edition("Desktop", "net472");
+
+        /// <summary>PowerShell 7.4+ on .NET 8+.</summary>
+        public static Edition Core { get; } = new Edition("Core", "net8.0");
+
+        public static IReadOnlyList<Edition> All { get; } = new[] { Desktop, Core };
+
+        public override string ToString() => Name;
+    }
+
+    /// <summary>
+    /// Lays out the importable module: out/VDiskPS/{VDiskPS.psd1, format file, en-US help} and one
+    /// folder per edition ({Desktop,Core}/{assemblies, x64/x86 native zstd for Windows}); the
+    /// manifest picks the folder by $PSEdition.
+    /// </summary>
     public static class Stager
     {
         public static string FindRepoRoot(string start = null)
@@ -19,15 +48,19 @@ namespace VDiskPS.Stage
             return dir ?? throw new InvalidOperationException("VDiskPS.sln not found above " + start);
         }
 
-        public static string BuildOutput(string repo, string configuration)
-            => Path.Combine(repo, "src", "VDiskPS", "bin", configuration, "netstandard2.0");
+        /// <summary>The build output of src/VDiskPS for an edition (PowerShell 7's by default).</summary>
+        public static string BuildOutput(string repo, string configuration, Edition edition = null)
+            => Path.Combine(repo, "src", "VDiskPS", "bin", configuration, (edition ?? Edition.Core).TargetFramework);
 
         public static void Stage(string repo, string configuration, string output)
         {
-            string bin = BuildOutput(repo, configuration);
-            if (!File.Exists(Path.Combine(bin, "VDiskPS.dll")))
+            foreach (var edition in Edition.All)
             {
-                throw new InvalidOperationException($"{bin}/VDiskPS.dll is missing: build with 'dotnet build -c {configuration}' first");
+                string bin = BuildOutput(repo, configuration, edition);
+                if (!File.Exists(Path.Combine(bin, "VDiskPS.dll")))
+                {
+                    throw new InvalidOperationException($"{bin}/VDiskPS.dll is missing: build with 'dotnet build -c {configuration}' first");
+                }
             }
 
             if (Directory.Exists(output))
@@ -38,27 +71,12 @@ namespace VDiskPS.Stage
             Directory.CreateDirectory(output);
             File.Copy(Path.Combine(repo, "VDiskPS.psd1"), Path.Combine(output, "VDiskPS.psd1"));
             File.Copy(Path.Combine(repo, "src", "VDiskPS", "VDiskPS.Format.ps1xml"), Path.Combine(output, "VDiskPS.Format.ps1xml"));
-            foreach (string file in Directory.GetFiles(bin, "*.dll"))
+            foreach (var edition in Edition.All)
             {
-                // The PowerShell reference assembly is for compiling only; the host brings the real one.
-                if (!Path.GetFileName(file).Equals("System.Management.Automation.dll", StringComparison.OrdinalIgnoreCase))
-                {
-                    File.Copy(file, Path.Combine(output, Path.GetFileName(file)));
-                }
+                StageAssemblies(BuildOutput(repo, configuration, edition), Path.Combine(output, edition.Name));
             }
 
-            // Windows has no system libzstd; ship the one of the Zstandard.Net package for x64/x86.
-            string zstd = CmdletMetadata.ZstandardNetDir();
-            foreach (string arch in new[] { "x64", "x86" })
-            {
-                string native = Path.Combine(zstd, "build", arch, "libzstd.dll");
-                if (File.Exists(native))
-                {
-                    Directory.CreateDirectory(Path.Combine(output, arch));
-                    File.Copy(native, Path.Combine(output, arch, "libzstd.dll"));
-                }
-            }
-
+            // PowerShell looks for a cmdlet's help file in its module's ModuleBase (the manifest's folder).
             string helpDir = Path.Combine(output, "en-US");
             Directory.CreateDirectory(helpDir);
             var docs = LoadHelp(repo);
@@ -67,6 +85,32 @@ namespace VDiskPS.Stage
             if (File.Exists(about))
             {
                 File.Copy(about, Path.Combine(helpDir, "about_VDiskPS.help.txt"));
+            }
+        }
+
+        private static void StageAssemblies(string bin, string folder)
+        {
+            Directory.CreateDirectory(folder);
+            foreach (string file in Directory.GetFiles(bin, "*.dll"))
+            {
+                // The PowerShell reference assembly is for compiling only; the host brings the real one.
+                if (!Path.GetFileName(file).Equals("System.Management.Automation.dll", StringComparison.OrdinalIgnoreCase))
+                {
+                    File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
+                }
+            }
+
+            // Windows has no system libzstd; ship the one of the Zstandard.Net package for x64/x86,
+            // beside VDiskPS.Formats.dll where Compression/Zstd.cs looks for it.
+            string zstd = CmdletMetadata.ZstandardNetDir();
+            foreach (string arch in new[] { "x64", "x86" })
+            {
+                string native = Path.Combine(zstd, "build", arch, "libzstd.dll");
+                if (File.Exists(native))
+                {
+                    Directory.CreateDirectory(Path.Combine(folder, arch));
+                    File.Copy(native, Path.Combine(folder, arch, "libzstd.dll"));
+                }
             }
         }
 

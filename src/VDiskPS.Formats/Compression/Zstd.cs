@@ -106,7 +106,7 @@ namespace VDiskPS.Formats.Compression
             {
                 return TryLoad() ?? throw new ImageNotSupportedException(null, "compression type", null,
                     "zstd compression needs the native libzstd library (libzstd.so.1 / libzstd.dylib / libzstd.dll), which was not found: "
-                    + "install libzstd1 (Debian/Ubuntu), libzstd (Fedora, Homebrew), or place libzstd.dll in the module's x64/x86 folder"
+                    + "install libzstd1 (Debian/Ubuntu), libzstd (Fedora, Homebrew), or place libzstd.dll in the x64/x86 folder beside VDiskPS.Formats.dll"
                     + (s_loadError != null ? " (" + s_loadError + ")" : string.Empty));
             }
         }

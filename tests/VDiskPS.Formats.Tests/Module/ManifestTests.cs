@@ -1,6 +1,7 @@
 using System.IO;
 using System.Linq;
 using System.Text.RegularExpressions;
+using VDiskPS.Stage;
 using Xunit;
 
 namespace VDiskPS.Formats.Tests.Module
@@ -28,7 +29,16 @@ namespace VDiskPS.Formats.Tests.Module
             string text = ModuleFixture.ManifestText;
             Assert.Matches(@"PowerShellVersion\s*=\s*'5\.1'", text);
             Assert.Matches(@"CompatiblePSEditions\s*=\s*@\('Desktop',\s*'Core'\)", text);
-            Assert.Matches(@"RootModule\s*=\s*'VDiskPS\.dll'", text);
+        }
+
+        /// <summary>$PSEdition picks the build: Desktop/ (.NET Framework 4.7.2) or Core/ (.NET 8), the folders the stager fills.</summary>
+        [Fact]
+        public void RootModuleIsTheBuildOfTheRunningEdition()
+        {
+            var match = Regex.Match(ModuleFixture.ManifestText, @"RootModule\s*=\s*if \(\$PSEdition -eq 'Core'\) \{ '(?<core>[^']+)' \} else \{ '(?<desktop>[^']+)' \}");
+            Assert.True(match.Success, "RootModule chooses by $PSEdition");
+            Assert.Equal(Edition.Core.Name + "/VDiskPS.dll", match.Groups["core"].Value);
+            Assert.Equal(Edition.Desktop.Name + "/VDiskPS.dll", match.Groups["desktop"].Value);
         }
 
         [Fact]

@@ -1,25 +1,118 @@
+using System;
+using System.Collections.Generic;
 using System.IO;
+using System.Linq;
+using System.Reflection;
 using System.Xml.Linq;
 using VDiskPS.Stage;
 using Xunit;
 
 namespace VDiskPS.Formats.Tests.Module
 {
-    public class StagingTests
+    /// <summary>The module staged once, in a temporary folder, for all staging tests.</summary>
+    public sealed class StagedModule : IDisposable
     {
+        private readonly TempDir _dir = new TempDir();
+
+        public StagedModule()
+        {
+            Root = Path.Combine(_dir.Path, "VDiskPS");
+            Stager.Stage(ModuleFixture.RepoRoot, ModuleFixture.Configuration, Root);
+        }
+
+        public string Root { get; }
+
+        public string Folder(Edition edition) => Path.Combine(Root, edition.Name);
+
+        public void Dispose() => _dir.Dispose();
+    }
+
+    public class StagingTests : IClassFixture<StagedModule>
+    {
+        private readonly StagedModule _module;
+
+        public StagingTests(StagedModule module) => _module = module;
+
+        public static IEnumerable<object[]> Editions() => Edition.All.Select(e => new object[] { e.Name });
+
+        private static Edition EditionNamed(string name) => Edition.All.Single(e => e.Name == name);
+
         [Fact]
         public void StagedModuleHasManifestAssembliesFormatsAndHelp()
         {
-            using var dir = new TempDir();
-            string output = Path.Combine(dir.Path, "VDiskPS");
-            Stager.Stage(ModuleFixture.RepoRoot, ModuleFixture.Configuration, output);
-            foreach (string file in new[] { "VDiskPS.psd1", "VDiskPS.dll", "VDiskPS.Formats.dll", "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "VDiskPS.Format.ps1xml", "en-US/VDiskPS.dll-Help.xml", "x64/libzstd.dll", "x86/libzstd.dll" })
+            var expected = new[] { "VDiskPS.psd1", "VDiskPS.Format.ps1xml", "en-US/VDiskPS.dll-Help.xml", "en-US/about_VDiskPS.help.txt" }
+                .Concat(new[] { "VDiskPS.dll", "VDiskPS.Formats.dll", "x64/libzstd.dll", "x86/libzstd.dll" }.SelectMany(f => Edition.All.Select(e => e.Name + "/" + f)))
+                .Concat(new[] { "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "System.Numerics.Vectors.dll" }.Select(f => "Desktop/" + f));
+            foreach (string file in expected)
             {
-                Assert.True(File.Exists(Path.Combine(output, file)), $"{file} is missing from the staged module");
+                Assert.True(File.Exists(Path.Combine(_module.Root, file)), $"{file} is missing from the staged module");
             }
 
-            Assert.False(File.Exists(Path.Combine(output, "System.Management.Automation.dll")), "the PowerShell reference assembly must not be shipped");
-            XDocument.Load(Path.Combine(output, "en-US", "VDiskPS.dll-Help.xml"));
+            XDocument.Load(Path.Combine(_module.Root, "en-US", "VDiskPS.dll-Help.xml"));
+        }
+
+        [Fact]
+        public void ThePowerShellReferenceAssemblyIsNotShipped()
+        {
+            var shipped = Directory.GetFiles(_module.Root, "*", SearchOption.AllDirectories).Select(Path.GetFileName);
+            Assert.DoesNotContain("System.Management.Automation.dll", shipped, StringComparer.OrdinalIgnoreCase);
+        }
+
+        /// <summary>
+        /// Windows PowerShell 5.1 has no binding redirects (issue 9): every reference of every staged
+        /// DLL must be the framework's (Microsoft's reference assemblies of .NET Framework 4.7.2 and
+        /// .NET 8 are the judge), the host's System.Management.Automation, or the exact version shipped
+        /// beside it. Nothing can run Windows PowerShell here, so the references are compared instead.
+        /// </summary>
+        [Theory]
+        [MemberData(nameof(Editions))]
+        public void EveryAssemblyReferenceIsSatisfiedByTheFrameworkTheHostOrTheExactShippedVersion(string name)
+        {
+            var edition = EditionNamed(name);
+            var problems = AssemblyReferences.Problems(_module.Folder(edition), AssemblyReferences.For(edition));
+            Assert.True(problems.Count == 0, string.Join(Environment.NewLine, problems));
+        }
+
+        /// <summary>
+        /// The check itself finds the failure of issue 9: System.Memory 4.5.5 references System.Buffers
+        /// 4.0.3.0, and the netstandard2.0 System.Buffers.dll of the 4.5.1 package (what the old
+        /// netstandard2.0 build shipped against) is 4.0.2.0.
+        /// </summary>
+        [Fact]
+        public void TheCheckFindsASystemBuffersVersionMismatch()
+        {
+            using var dir = new TempDir();
+            foreach (string file in Directory.GetFiles(_module.Folder(Edition.Desktop), "*.dll"))
+            {
+                File.Copy(file, Path.Combine(dir.Path, Path.GetFileName(file)));
+            }
+
+            string package = typeof(AssemblyReferences).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "SystemBuffersPackage").Value;
+            File.Copy(Path.Combine(package, "ref", "netstandard2.0", "System.Buffers.dll"), Path.Combine(dir.Path, "System.Buffers.dll"), true);
+            var problems = AssemblyReferences.Problems(dir.Path, AssemblyReferences.For(Edition.Desktop));
+            Assert.Contains(problems, p => p.StartsWith("System.Memory.dll references System.Buffers, Version=4.0.3.0", StringComparison.Ordinal) && p.Contains("4.0.2.0"));
+        }
+
+        /// <summary>An assembly of the PowerShell 7 build is not loadable in Windows PowerShell: the check says so.</summary>
+        [Fact]
+        public void TheCheckRejectsADotNet8AssemblyForWindowsPowerShell()
+        {
+            using var dir = new TempDir();
+            File.Copy(Path.Combine(_module.Folder(Edition.Core), "VDiskPS.Formats.dll"), Path.Combine(dir.Path, "VDiskPS.Formats.dll"));
+            var problems = AssemblyReferences.Problems(dir.Path, AssemblyReferences.For(Edition.Desktop));
+            Assert.Contains(problems, p => p.StartsWith("VDiskPS.Formats.dll references System.Runtime, Version=8.0.0.0", StringComparison.Ordinal));
+        }
+
+        [Fact]
+        public void BothEditionsDeclareTheSameCmdlets()
+        {
+            static List<string> Signature(string assembly) => CmdletMetadata.Load(assembly)
+                .Select(c => c.Name + "(" + string.Join(",", c.Parameters.Select(p => p.Name + ":" + p.TypeFullName)) + ")")
+                .OrderBy(s => s, StringComparer.Ordinal).ToList();
+
+            Assert.Equal(
+                Signature(Path.Combine(Stager.BuildOutput(ModuleFixture.RepoRoot, ModuleFixture.Configuration, Edition.Core), "VDiskPS.dll")),
+                Signature(Path.Combine(Stager.BuildOutput(ModuleFixture.RepoRoot, ModuleFixture.Configuration, Edition.Desktop), "VDiskPS.dll")));
         }
     }
 }
