@@ -105,8 +105,7 @@ namespace VDiskPS
             var record = new ErrorRecord(exception, id, errorCategory, target);
             if (exception is ImageLockedException locked && locked.WriterBlocksReading && ForceSharesWithWriters)
             {
-                const string advice = "Use -Force to read it anyway (the content may be inconsistent).";
-                record.ErrorDetails = new ErrorDetails(exception.Message + ". " + advice) { RecommendedAction = advice };
+                record.ErrorDetails = new ErrorDetails(exception.Message + ". Use -Force to read it anyway (the content may be inconsistent).");
             }
 
             WriteError(record);
