@@ -415,7 +415,11 @@ namespace VDiskPS.Formats
             }
         }
 
-        public void Dispose() => _stream.Dispose();
+        public void Dispose()
+        {
+            QemuLockBytes.Release(_handle);
+            _stream.Dispose();
+        }
 
         private (bool IsData, long Length) Remember(Extent extent, long offset, long maxLength)
         {
@@ -463,6 +467,7 @@ namespace VDiskPS.Formats
             }
             catch
             {
+                QemuLockBytes.Release(stream.SafeFileHandle);
                 stream.Dispose();
                 throw;
             }
@@ -482,7 +487,14 @@ namespace VDiskPS.Formats
                 {
                     using (FileStream probe = OpenUnlockedUnix(path))
                     {
-                        QemuLockBytes.Acquire(probe.SafeFileHandle, path, access);
+                        try
+                        {
+                            QemuLockBytes.Acquire(probe.SafeFileHandle, path, access);
+                        }
+                        finally
+                        {
+                            QemuLockBytes.Release(probe.SafeFileHandle);
+                        }
                     }
                 }
                 catch (ImageLockedException named)

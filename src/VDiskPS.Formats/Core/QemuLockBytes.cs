@@ -98,6 +98,21 @@ namespace VDiskPS.Formats
             }
         }
 
+        /// <summary>
+        /// Drops this file's lock bytes before it is closed. A child process between fork and exec
+        /// shares the open file description, so closing alone could leave the locks held a moment.
+        /// </summary>
+        public static void Release(SafeFileHandle handle)
+        {
+            if (!s_supported || handle.IsClosed || handle.IsInvalid)
+            {
+                return;
+            }
+
+            var request = new Flock { Type = Native.F_UNLCK, Whence = 0, Start = PermissionBase, Length = SharedBase + PermissionCount - PermissionBase };
+            Native.fcntl((int)handle.DangerousGetHandle(), Native.F_OFD_SETLK, ref request);
+        }
+
         private static ImageLockedException Conflict(string path, HostAccess access, int fd, int lockByte, int pid, string what, int bit)
         {
             string holder = DescribeHolder(fd, lockByte, pid);
