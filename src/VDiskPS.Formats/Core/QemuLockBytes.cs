@@ -71,31 +71,9 @@ namespace VDiskPS.Formats
                 }
             }
 
-            for (int bit = 0; bit < PermissionCount; bit++)
-            {
-                if (((int)held & (1 << bit)) != 0)
-                {
-                    int? holder = Test(fd, path, SharedBase + bit);
-                    if (holder.HasValue)
-                    {
-                        throw Conflict(path, access, fd, SharedBase + bit, holder.Value,
-                            $"does not let others hold the \"{s_permissionNames[bit]}\" permission on it", bit);
-                    }
-                }
-            }
-
-            for (int bit = 0; bit < PermissionCount; bit++)
-            {
-                if (((int)refused & (1 << bit)) != 0)
-                {
-                    int? holder = Test(fd, path, PermissionBase + bit);
-                    if (holder.HasValue)
-                    {
-                        throw Conflict(path, access, fd, PermissionBase + bit, holder.Value,
-                            $"holds the \"{s_permissionNames[bit]}\" permission on it", bit);
-                    }
-                }
-            }
+            // Others must not refuse what we hold, nor hold what we refuse.
+            Check(fd, path, access, held, SharedBase, "does not let others hold the \"{0}\" permission on it");
+            Check(fd, path, access, refused, PermissionBase, "holds the \"{0}\" permission on it");
         }
 
         /// <summary>
@@ -111,6 +89,24 @@ namespace VDiskPS.Formats
 
             var request = new Flock { Type = Native.F_UNLCK, Whence = 0, Start = PermissionBase, Length = SharedBase + PermissionCount - PermissionBase };
             Native.fcntl((int)handle.DangerousGetHandle(), Native.F_OFD_SETLK, ref request);
+        }
+
+        /// <summary>Throws if another open file holds byte <paramref name="lockBase"/>+bit for a permission in <paramref name="permissions"/>.</summary>
+        private static void Check(int fd, string path, HostAccess access, Permission permissions, int lockBase, string what)
+        {
+            for (int bit = 0; bit < PermissionCount; bit++)
+            {
+                if (((int)permissions & (1 << bit)) == 0)
+                {
+                    continue;
+                }
+
+                int? holder = Test(fd, path, lockBase + bit);
+                if (holder.HasValue)
+                {
+                    throw Conflict(path, access, fd, lockBase + bit, holder.Value, string.Format(what, s_permissionNames[bit]), bit);
+                }
+            }
         }
 
         private static ImageLockedException Conflict(string path, HostAccess access, int fd, int lockByte, int pid, string what, int bit)

@@ -1,6 +1,7 @@
 using System;
 using System.Diagnostics;
 using System.IO;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Threading;
@@ -186,52 +187,57 @@ namespace VDiskPS.Formats.Tests.Core
             Assert.Equal(17L << 20, Qemu.Info(path).RootElement.GetProperty("virtual-size").GetInt64());
         }
 
-        [Fact]
-        public void QemuCannotWriteTheDataFileOfAQcow2WeHoldWritable()
+        [Theory]
+        [InlineData("qcow2 data file")]
+        [InlineData("vmdk extent")]
+        public void QemuCannotWriteTheOtherFilesOfAnImageWeHoldWritable(string kind)
         {
             using var dir = new TempDir();
-            string path = NewQcow2WithDataFile(dir, out string data);
+            string path = NewImageWithASecondFile(dir, kind, out string second);
             using (FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
-                var write = Qemu.Run("qemu-io", new[] { "-f", "raw", "-c", "write 0 512", data });
+                var write = Qemu.Run("qemu-io", new[] { "-f", "raw", "-c", "write 0 512", second });
                 Assert.Contains(QemuWriteRefused, write.Output);
             }
         }
 
-        [Fact]
-        public void AQcow2WhoseDataFileQemuWritesCannotBeOpenedWritable()
+        [Theory]
+        [InlineData("qcow2 data file")]
+        [InlineData("vmdk extent")]
+        public void AnImageWhoseOtherFileQemuWritesIsRefusedNamingThatFile(string kind)
         {
             using var dir = new TempDir();
-            string path = NewQcow2WithDataFile(dir, out string data);
-            using (QemuIoHolder.Start("-f", "raw", data))
+            string path = NewImageWithASecondFile(dir, kind, out string second);
+            using (QemuIoHolder.Start("-f", "raw", second))
             {
-                var e = Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }));
-                Assert.Equal(data, e.FilePath);
+                var write = Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }));
+                Assert.Equal(second, write.FilePath);
+                var read = Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, null, new OpenOptions()));
+                Assert.Equal(second, read.FilePath);
+                Assert.True(read.WriterBlocksReading);
             }
         }
 
         [Fact]
-        public void QemuCannotWriteAnExtentOfAVmdkWeHoldWritable()
+        public void ClosingAnImageDropsItsLocksThoughACopyOfItsDescriptorLivesOn()
         {
+            // A child process between fork and exec holds such a copy; QEMU must not see stale locks.
             using var dir = new TempDir();
-            string path = NewSplitVmdk(dir, out string extent);
+            string path = NewQcow2(dir, "vm.qcow2");
+            int copy;
             using (FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
-                var write = Qemu.Run("qemu-io", new[] { "-f", "raw", "-c", "write 0 512", extent });
-                Assert.Contains(QemuWriteRefused, write.Output);
+                copy = Dup(OwnDescriptorOf(path));
             }
-        }
 
-        [Fact]
-        public void AVmdkWhoseExtentQemuWritesCannotBeOpened()
-        {
-            using var dir = new TempDir();
-            string path = NewSplitVmdk(dir, out string extent);
-            using (QemuIoHolder.Start("-f", "raw", extent))
+            try
             {
-                var e = Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, null, new OpenOptions()));
-                Assert.Equal(extent, e.FilePath);
-                Assert.True(e.WriterBlocksReading);
+                var info = Qemu.Run("qemu-img", new[] { "info", path });
+                Assert.True(info.ExitCode == 0, info.Output);
+            }
+            finally
+            {
+                Close(copy);
             }
         }
 
@@ -255,22 +261,41 @@ namespace VDiskPS.Formats.Tests.Core
             return path;
         }
 
-        private static string NewQcow2WithDataFile(TempDir dir, out string data)
+        private static string NewImageWithASecondFile(TempDir dir, string kind, out string second)
         {
-            string path = dir.File("vm.qcow2");
-            data = dir.File("vm.data");
-            Qemu.Img("create", "-q", "-f", "qcow2", "-o", "data_file=" + data, path, "16M");
-            return path;
+            if (kind == "qcow2 data file")
+            {
+                string qcow2 = dir.File("vm.qcow2");
+                second = dir.File("vm.data");
+                Qemu.Img("create", "-q", "-f", "qcow2", "-o", "data_file=" + second, qcow2, "16M");
+                return qcow2;
+            }
+
+            string vmdk = dir.File("disk.vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", vmdk, "16M");
+            second = dir.File("disk-s001.vmdk");
+            Assert.True(File.Exists(second));
+            return vmdk;
         }
 
-        private static string NewSplitVmdk(TempDir dir, out string extent)
+        private static int OwnDescriptorOf(string path)
         {
-            string path = dir.File("disk.vmdk");
-            Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", path, "16M");
-            extent = dir.File("disk-s001.vmdk");
-            Assert.True(File.Exists(extent));
-            return path;
+            foreach (string link in Directory.GetFiles("/proc/self/fd"))
+            {
+                if (new FileInfo(link).LinkTarget == path)
+                {
+                    return int.Parse(System.IO.Path.GetFileName(link));
+                }
+            }
+
+            throw new InvalidOperationException("the image is not open in this process: " + path);
         }
+
+        [DllImport("libc", EntryPoint = "dup", SetLastError = true)]
+        private static extern int Dup(int fd);
+
+        [DllImport("libc", EntryPoint = "close", SetLastError = true)]
+        private static extern int Close(int fd);
 
         private static string Hash(string path)
         {
