@@ -90,6 +90,9 @@ namespace VDiskPS
         /// <summary>A path for a file to be created, relative to the PowerShell location, no wildcards.</summary>
         protected string ResolveNewPath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 
+        /// <summary>Whether this cmdlet's -Force reads an image another process writes (qemu-img -U).</summary>
+        protected virtual bool ForceSharesWithWriters => false;
+
         /// <summary>Writes a non-terminating error for an engine failure on one item.</summary>
         protected void WriteImageError(Exception exception, object target)
         {
@@ -99,7 +102,13 @@ namespace VDiskPS
                 errorCategory = ErrorCategory.NotSpecified;
             }
 
-            WriteError(new ErrorRecord(exception, id, errorCategory, target));
+            var record = new ErrorRecord(exception, id, errorCategory, target);
+            if (exception is ImageLockedException locked && locked.WriterBlocksReading && ForceSharesWithWriters)
+            {
+                record.ErrorDetails = new ErrorDetails(exception.Message + ". Use -Force to read it anyway (the content may be inconsistent).");
+            }
+
+            WriteError(record);
         }
 
         /// <summary>

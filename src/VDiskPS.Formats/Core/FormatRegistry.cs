@@ -98,7 +98,9 @@ namespace VDiskPS.Formats
                 throw new ImageIOException(full, Directory.Exists(full) ? "is a directory, not an image file" : "file not found");
             }
 
-            DiskFormat actual = format ?? Probe(full, options.ShareWithWriters);
+            // A writer's probe only peeks at the header: the writable open after it takes and tests the
+            // writer's locks, and its refusal names the right conflict.
+            DiskFormat actual = format ?? Probe(full, options.ShareWithWriters || options.Writable);
             return Get(actual).Open(full, options);
         }
     }

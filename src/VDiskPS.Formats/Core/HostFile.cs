@@ -23,7 +23,8 @@ namespace VDiskPS.Formats
     /// <summary>
     /// One host file with positional, thread-safe reads and writes. Uses RandomAccess (pread/pwrite)
     /// where the runtime has it and a locked seek+read otherwise. Implements the locking rule:
-    /// a writer holds the file exclusively, readers share, a forced reader ignores writers.
+    /// a writer holds the file exclusively, readers share, a forced reader ignores writers; on
+    /// Linux also against QEMU, through its lock bytes (<see cref="QemuLockBytes"/>).
     /// </summary>
     public sealed class HostFile : IDisposable
     {
@@ -79,16 +80,16 @@ namespace VDiskPS.Formats
                     case HostAccess.ReadWrite:
                         // Windows: others may only read with FileShare.ReadWrite (forced readers).
                         // Unix: FileShare.None takes an exclusive flock that plain readers respect.
-                        return new HostFile(path, new FileStream(path, FileMode.Open, FileAccess.ReadWrite, s_isWindows ? FileShare.Read : FileShare.None, 1, FileOptions.None), true);
+                        return Locked(path, new FileStream(path, FileMode.Open, FileAccess.ReadWrite, s_isWindows ? FileShare.Read : FileShare.None, 1, FileOptions.None), access);
                     case HostAccess.ReadIgnoringWriters:
                         if (!s_isWindows)
                         {
-                            return new HostFile(path, OpenUnlockedUnix(path), false);
+                            return Locked(path, OpenUnlockedUnix(path), access);
                         }
 
-                        return new HostFile(path, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None), false);
+                        return Locked(path, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None), access);
                     default:
-                        return new HostFile(path, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None), false);
+                        return Locked(path, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None), access);
                 }
             }
             catch (FileNotFoundException e)
@@ -105,9 +106,7 @@ namespace VDiskPS.Formats
             }
             catch (IOException e) when (IsSharingViolation(e))
             {
-                throw new ImageLockedException(path, access == HostAccess.ReadWrite
-                    ? "the image is in use by another process; close it there first"
-                    : "the image is being written by another process; use -Force to read it anyway (the content may be inconsistent)", e);
+                throw InUse(path, access, e);
             }
             catch (IOException e)
             {
@@ -125,8 +124,17 @@ namespace VDiskPS.Formats
             path = System.IO.Path.GetFullPath(path);
             try
             {
-                var stream = new FileStream(path, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.ReadWrite, s_isWindows ? FileShare.Read : FileShare.None, 1, FileOptions.None);
-                return new HostFile(path, stream, true, syncOnFlush);
+                // Outside Windows an existing file is truncated only once its lock bytes are ours,
+                // so overwriting never empties a disk a VM holds.
+                FileMode mode = !overwrite ? FileMode.CreateNew : s_isWindows ? FileMode.Create : FileMode.OpenOrCreate;
+                var stream = new FileStream(path, mode, FileAccess.ReadWrite, s_isWindows ? FileShare.Read : FileShare.None, 1, FileOptions.None);
+                HostFile file = Locked(path, stream, HostAccess.ReadWrite, syncOnFlush);
+                if (mode == FileMode.OpenOrCreate)
+                {
+                    file.SetLength(0);
+                }
+
+                return file;
             }
             catch (IOException e) when (!overwrite && File.Exists(path))
             {
@@ -142,7 +150,7 @@ namespace VDiskPS.Formats
             }
             catch (IOException e) when (IsSharingViolation(e))
             {
-                throw new ImageLockedException(path, "the file is in use by another process", e);
+                throw InUse(path, HostAccess.ReadWrite, e);
             }
             catch (IOException e)
             {
@@ -407,7 +415,11 @@ namespace VDiskPS.Formats
             }
         }
 
-        public void Dispose() => _stream.Dispose();
+        public void Dispose()
+        {
+            QemuLockBytes.Release(_handle);
+            _stream.Dispose();
+        }
 
         private (bool IsData, long Length) Remember(Extent extent, long offset, long maxLength)
         {
@@ -444,6 +456,59 @@ namespace VDiskPS.Formats
             {
                 ArrayPool<byte>.Shared.Return(rented);
             }
+        }
+
+        /// <summary>Wraps an open stream once QEMU's lock bytes for <paramref name="access"/> are taken; closes it if they are not.</summary>
+        private static HostFile Locked(string path, FileStream stream, HostAccess access, bool syncOnFlush = true)
+        {
+            try
+            {
+                QemuLockBytes.Acquire(stream.SafeFileHandle, path, access);
+            }
+            catch
+            {
+                QemuLockBytes.Release(stream.SafeFileHandle);
+                stream.Dispose();
+                throw;
+            }
+
+            return new HostFile(path, stream, access == HostAccess.ReadWrite, syncOnFlush);
+        }
+
+        /// <summary>
+        /// The error for an open the OS refused as a sharing violation (another VDiskPS holds the file).
+        /// On Linux the holder's lock bytes say who it is, so ask them through a lock-free descriptor.
+        /// </summary>
+        private static ImageLockedException InUse(string path, HostAccess access, IOException e)
+        {
+            if (s_isLinux)
+            {
+                try
+                {
+                    using (FileStream probe = OpenUnlockedUnix(path))
+                    {
+                        try
+                        {
+                            QemuLockBytes.Acquire(probe.SafeFileHandle, path, access);
+                        }
+                        finally
+                        {
+                            QemuLockBytes.Release(probe.SafeFileHandle);
+                        }
+                    }
+                }
+                catch (ImageLockedException named)
+                {
+                    return new ImageLockedException(path, named.Reason, named.WriterBlocksReading, e);
+                }
+                catch (Exception other) when (other is IOException || other is ImageException)
+                {
+                }
+            }
+
+            return access == HostAccess.ReadWrite
+                ? new ImageLockedException(path, "the image is in use by another process; close it there first", false, e)
+                : new ImageLockedException(path, "the image is being written by another process; its content may change while it is read", true, e);
         }
 
         private static bool IsSharingViolation(IOException e)

@@ -123,10 +123,14 @@ namespace VDiskPS.Formats
     /// <summary>The image is held by another writer (or, for a writer, by anyone).</summary>
     public class ImageLockedException : ImageException
     {
-        public ImageLockedException(string filePath, string message, Exception inner = null)
+        public ImageLockedException(string filePath, string message, bool writerBlocksReading = false, Exception inner = null)
             : base(filePath, null, null, message, inner)
         {
+            WriterBlocksReading = writerBlocksReading;
         }
+
+        /// <summary>A read was refused because another process writes the image; sharing with writers (qemu-img -U) would read it.</summary>
+        public bool WriterBlocksReading { get; }
 
         public override string ErrorId => "ImageInUse";
     }

@@ -18,6 +18,8 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        protected override bool ForceSharesWithWriters => true;
+
         protected override void ProcessRecord()
         {
             var pattern = string.IsNullOrEmpty(Name) ? null : new WildcardPattern(Name, WildcardOptions.IgnoreCase);

@@ -42,6 +42,8 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        protected override bool ForceSharesWithWriters => true;
+
         protected override void ProcessRecord()
         {
             string reference = ResolveExistingFiles(new[] { ReferencePath }, literal: true).FirstOrDefault();

@@ -94,6 +94,8 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        protected override bool ForceSharesWithWriters => true;
+
         /// <summary>Output a VDiskInfo object for each image written.</summary>
         /// <summary>Delete the source image once the output has been compared with it and found identical (not with -Snapshot or -Force).</summary>
         [Parameter]

@@ -48,6 +48,8 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        protected override bool ForceSharesWithWriters => true;
+
         /// <summary>Output the destination's VDiskInfo.</summary>
         [Parameter]
         public SwitchParameter PassThru { get; set; }

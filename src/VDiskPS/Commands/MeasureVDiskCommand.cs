@@ -39,6 +39,8 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        protected override bool ForceSharesWithWriters => true;
+
         protected override void ProcessRecord()
         {
             var options = new MeasureOptions

@@ -36,6 +36,8 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        protected override bool ForceSharesWithWriters => true;
+
         protected override void ProcessRecord()
         {
             foreach (string file in ResolvedImagePaths())

@@ -72,7 +72,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(TestData.Pattern(4096, 1), buffer);
             layer2.Read(299L << 30, buffer);
             Assert.Equal(TestData.Pattern(4096, 2), buffer);
-            string io = Qemu.Io("-f", "vhdx", "-c", $"read -P 0 {200L << 30} 65536", path);
+            string io = Qemu.Io("-r", "-f", "vhdx", "-c", $"read -P 0 {200L << 30} 65536", path);
             Assert.DoesNotContain("fail", io, StringComparison.OrdinalIgnoreCase);
         }
 

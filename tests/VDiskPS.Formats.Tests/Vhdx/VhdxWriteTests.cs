@@ -159,7 +159,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 Assert.Equal((byte)(page + 1), one[0]);
             }
 
-            string io = Qemu.Io("-f", "vhdx", "-c", $"read -P 44 {43L * 512 * (1L << 20)} 1", path);
+            string io = Qemu.Io("-r", "-f", "vhdx", "-c", $"read -P 44 {43L * 512 * (1L << 20)} 1", path);
             Assert.DoesNotContain("Pattern verification failed", io);
         }
 
