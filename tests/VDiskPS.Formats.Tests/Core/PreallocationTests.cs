@@ -1,5 +1,4 @@
 using System;
-using System.Diagnostics;
 using System.IO;
 using Xunit;
 
@@ -92,24 +91,7 @@ namespace VDiskPS.Formats.Tests.Core
             return long.Parse(output.Split('\t')[0]);
         }
 
-        private static string Run(string tool, params string[] args)
-        {
-            var info = new ProcessStartInfo(tool) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (string arg in args)
-            {
-                info.ArgumentList.Add(arg);
-            }
-
-            using var p = Process.Start(info);
-            string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            if (p.ExitCode != 0)
-            {
-                throw new InvalidOperationException($"{tool} {string.Join(" ", args)} exited {p.ExitCode}: {output}");
-            }
-
-            return output;
-        }
+        private static string Run(string tool, params string[] args) => Qemu.Run(tool, args, expectSuccess: true).Output;
 
         /// <summary>A tmpfs of a given size mounted for the test (the tests run as root), unmounted after.</summary>
         private sealed class SmallFileSystem : IDisposable
