@@ -134,22 +134,35 @@ namespace VDiskPS
 
             var record = new ProgressRecord(activityId, activity, "Starting");
             DateTime lastShown = DateTime.MinValue;
-            foreach (OperationProgress update in updates.GetConsumingEnumerable())
+            try
             {
-                if ((DateTime.UtcNow - lastShown).TotalMilliseconds < 200 && update.BytesDone < update.BytesTotal)
+                foreach (OperationProgress update in updates.GetConsumingEnumerable())
                 {
-                    continue;
+                    if ((DateTime.UtcNow - lastShown).TotalMilliseconds < 200 && update.BytesDone < update.BytesTotal)
+                    {
+                        continue;
+                    }
+
+                    lastShown = DateTime.UtcNow;
+                    record.StatusDescription = update.Phase ?? "Working";
+                    record.PercentComplete = update.Percent;
+                    record.CurrentOperation = $"{DiskSize.Format(update.BytesDone)} of {DiskSize.Format(update.BytesTotal)}";
+                    WriteProgress(record);
                 }
 
-                lastShown = DateTime.UtcNow;
-                record.StatusDescription = update.Phase ?? "Working";
-                record.PercentComplete = update.Percent;
-                record.CurrentOperation = $"{DiskSize.Format(update.BytesDone)} of {DiskSize.Format(update.BytesTotal)}";
+                record.RecordType = ProgressRecordType.Completed;
                 WriteProgress(record);
             }
+            catch
+            {
+                // WriteProgress throws PipelineStoppedException once the pipeline is stopping: the
+                // engine must have stopped and cleaned up (a half-written output deleted, a commit
+                // ended at a consistent point) before the stop completes and the host may exit.
+                _cancel.Cancel();
+                WaitQuietly(task);
+                throw;
+            }
 
-            record.RecordType = ProgressRecordType.Completed;
-            WriteProgress(record);
             try
             {
                 return task.GetAwaiter().GetResult();
@@ -157,6 +170,18 @@ namespace VDiskPS
             catch (OperationCanceledException) when (_cancel.IsCancellationRequested)
             {
                 throw new PipelineStoppedException();
+            }
+        }
+
+        /// <summary>Waits for cancelled engine work to end; its own error (the cancellation) adds nothing to the stop being reported.</summary>
+        private static void WaitQuietly(Task task)
+        {
+            try
+            {
+                task.Wait();
+            }
+            catch (AggregateException)
+            {
             }
         }
 

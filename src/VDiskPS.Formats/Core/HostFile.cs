@@ -3,6 +3,7 @@ using System.Buffers;
 using System.IO;
 using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Threading;
 using Microsoft.Win32.SafeHandles;
 
 namespace VDiskPS.Formats
@@ -46,6 +47,10 @@ namespace VDiskPS.Formats
         private Extent _lastExtent;
         private bool _sparseQueryBroken;
 
+        // The length the file had when opened, as this handle's own writes and truncations moved it
+        // since: a file found shorter than that was shrunk by someone else while it was being read.
+        private long _knownLength;
+
         private HostFile(string path, FileStream stream, bool writable, bool syncOnFlush = true)
         {
             _syncOnFlush = syncOnFlush;
@@ -53,6 +58,7 @@ namespace VDiskPS.Formats
             _stream = stream;
             _handle = stream.SafeFileHandle;
             CanWrite = writable;
+            _knownLength = stream.Length;
         }
 
         public string Path { get; }
@@ -198,13 +204,33 @@ namespace VDiskPS.Formats
             }
         }
 
-        /// <summary>Reads like <see cref="ReadAt"/> and zero-fills whatever lies past end of file.</summary>
+        /// <summary>
+        /// Reads image data like <see cref="ReadAt"/> and zero-fills what lies past the end of the file
+        /// (as qemu's file driver does), but a read cut short where the file used to have bytes means
+        /// the file shrank under the read: that is an <see cref="ImageCorruptException"/> naming the
+        /// offset, never zeros in place of data.
+        /// </summary>
         public void ReadZeroPadded(long offset, Span<byte> buffer)
         {
             int n = ReadAt(offset, buffer);
             if (n < buffer.Length)
             {
+                ThrowIfShrunk(offset + n);
                 buffer.Slice(n).Clear();
+            }
+        }
+
+        /// <summary>Throws when the file is now shorter than it was when opened (or last extended here) and <paramref name="offset"/> lies in the lost part.</summary>
+        private void ThrowIfShrunk(long offset)
+        {
+            long known = Interlocked.Read(ref _knownLength);
+            if (offset < known)
+            {
+                long now = Length;
+                if (now < known && offset >= now)
+                {
+                    throw new ImageCorruptException(Path, "data", offset, $"the file now ends at {now} bytes but was {known} bytes long: it shrank while it was being read");
+                }
             }
         }
 
@@ -220,6 +246,7 @@ namespace VDiskPS.Formats
                 if (s_writeAt != null)
                 {
                     s_writeAt(_handle, data, offset);
+                    NoteWritten(offset + data.Length);
                     return;
                 }
 
@@ -238,6 +265,8 @@ namespace VDiskPS.Formats
                             done += n;
                         }
                     }
+
+                    NoteWritten(offset + data.Length);
                 }
                 finally
                 {
@@ -278,6 +307,7 @@ namespace VDiskPS.Formats
                 lock (_gate)
                 {
                     _stream.SetLength(length);
+                    Interlocked.Exchange(ref _knownLength, length);
                 }
             }
             catch (IOException e)
@@ -308,32 +338,90 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>
-        /// Allocates real blocks for [offset, offset+length) without changing content, where the OS
-        /// can (posix_fallocate on Linux); otherwise extends the file. Returns false if only extended.
+        /// Gives [offset, offset+length) the blocks <paramref name="mode"/> promises and extends the file
+        /// to cover it (qemu's preallocation modes):
+        /// Full writes zeros, so the blocks are real on every host (fallocate first on Linux, which
+        /// fails fast when the space is not there);
+        /// Falloc reserves the blocks with posix_fallocate on Linux; where the host has no fallocate
+        /// (macOS) or the file system cannot, it only extends the file, which on Windows allocates the
+        /// clusters of a (non-sparse NTFS) file and elsewhere may leave it sparse;
+        /// Off and Metadata only extend the file (sparse where the file system allows).
+        /// Too little space is an <see cref="ImageIOException"/>; the file keeps its old length then.
         /// </summary>
-        public bool Allocate(long offset, long length)
+        public void Preallocate(long offset, long length, Preallocation mode)
         {
-            if (s_isLinux)
+            long oldLength = Length;
+            try
             {
-                try
+                if (length > 0 && (mode == Preallocation.Full || mode == Preallocation.Falloc))
                 {
-                    int fd = (int)_handle.DangerousGetHandle();
-                    if (NativeUnix.posix_fallocate(fd, offset, length) == 0)
+                    TryFallocate(offset, length);
+                }
+
+                if (oldLength < offset + length)
+                {
+                    SetLength(offset + length);
+                }
+
+                if (mode == Preallocation.Full)
+                {
+                    WriteZeros(offset, length);
+                }
+            }
+            catch (ImageIOException)
+            {
+                if (Length > oldLength)
+                {
+                    try
                     {
-                        return true;
+                        SetLength(oldLength);
+                    }
+                    catch (ImageIOException)
+                    {
+                        // The error being reported matters more than the length the file is left with.
                     }
                 }
-                catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
-                {
-                }
-            }
 
-            if (Length < offset + length)
+                throw;
+            }
+        }
+
+        /// <summary>posix_fallocate where the host has it; false where the host or file system cannot; throws when the space is not there.</summary>
+        private bool TryFallocate(long offset, long length)
+        {
+            if (!s_isLinux)
             {
-                SetLength(offset + length);
+                return false;
             }
 
-            return false;
+            int error;
+            try
+            {
+                // posix_fallocate returns the error number (it does not set errno).
+                error = NativeUnix.posix_fallocate((int)_handle.DangerousGetHandle(), offset, length);
+            }
+            catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
+            {
+                return false;
+            }
+
+            switch (error)
+            {
+                case 0:
+                    NoteWritten(offset + length);
+                    return true;
+                case NativeUnix.EOPNOTSUPP:
+                case NativeUnix.EINVAL:
+                case NativeUnix.ENODEV:
+                case NativeUnix.ESPIPE:
+                    return false;
+                case NativeUnix.ENOSPC:
+                case NativeUnix.EDQUOT:
+                case NativeUnix.EFBIG:
+                    throw new ImageIOException(Path, $"no space left on device: {length} bytes at offset {offset} could not be allocated (error {error})");
+                default:
+                    throw new ImageIOException(Path, $"allocating {length} bytes at offset {offset} failed (error {error})");
+            }
         }
 
         /// <summary>
@@ -387,6 +475,8 @@ namespace VDiskPS.Formats
                     // ENXIO: no data at or after offset (also past end of file): a hole to EOF.
                     if (Marshal.GetLastWin32Error() == NativeUnix.ENXIO)
                     {
+                        // Also the answer past a new end of file: data the tables promised is not "a hole".
+                        ThrowIfShrunk(offset);
                         return Remember(new Extent(offset, long.MaxValue, false), offset, maxLength);
                     }
 
@@ -419,6 +509,21 @@ namespace VDiskPS.Formats
         {
             QemuLockBytes.Release(_handle);
             _stream.Dispose();
+        }
+
+        private void NoteWritten(long end)
+        {
+            long known = Interlocked.Read(ref _knownLength);
+            while (end > known)
+            {
+                long seen = Interlocked.CompareExchange(ref _knownLength, end, known);
+                if (seen == known)
+                {
+                    return;
+                }
+
+                known = seen;
+            }
         }
 
         private (bool IsData, long Length) Remember(Extent extent, long offset, long maxLength)
@@ -568,6 +673,13 @@ namespace VDiskPS.Formats
             public const int SEEK_DATA = 3;
             public const int SEEK_HOLE = 4;
             public const int ENXIO = 6;
+            public const int ENODEV = 19;
+            public const int EINVAL = 22;
+            public const int EFBIG = 27;
+            public const int ENOSPC = 28;
+            public const int ESPIPE = 29;
+            public const int EOPNOTSUPP = 95;
+            public const int EDQUOT = 122;
             public const int O_RDONLY = 0;
             public const int O_CLOEXEC = 0x80000;
 

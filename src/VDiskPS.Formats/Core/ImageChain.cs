@@ -44,10 +44,22 @@ namespace VDiskPS.Formats
     public sealed class ImageChain : IDisposable
     {
         private readonly List<ImageLayer> _layers;
+        private readonly List<KeyValuePair<string, long>> _lengthsAtOpen = new List<KeyValuePair<string, long>>();
 
         private ImageChain(List<ImageLayer> layers)
         {
             _layers = layers;
+            foreach (ImageLayer layer in layers)
+            {
+                foreach (string file in layer.HostFiles)
+                {
+                    long length = LengthOf(file);
+                    if (length >= 0)
+                    {
+                        _lengthsAtOpen.Add(new KeyValuePair<string, long>(file, length));
+                    }
+                }
+            }
         }
 
         /// <summary>Top first, then its parent, down to the base.</summary>
@@ -174,11 +186,42 @@ namespace VDiskPS.Formats
 
         public void Read(long offset, Span<byte> buffer) => Top.Read(offset, buffer);
 
+        /// <summary>
+        /// Throws when a file of the chain has another length than when the chain was opened: what was
+        /// read from it may mix old and new content (a raw image's size is its file's length). A file
+        /// deleted meanwhile was still read whole through the open handle.
+        /// </summary>
+        public void CheckUnchanged()
+        {
+            foreach (KeyValuePair<string, long> file in _lengthsAtOpen)
+            {
+                long now = LengthOf(file.Key);
+                if (now >= 0 && now != file.Value)
+                {
+                    throw new ImageCorruptException(file.Key, "file length", Math.Min(now, file.Value), $"the file was {file.Value} bytes long when opened and is now {now} bytes: it changed while it was being read");
+                }
+            }
+        }
+
         public void Dispose()
         {
             foreach (var layer in _layers)
             {
                 layer.Dispose();
+            }
+        }
+
+        private static long LengthOf(string file)
+        {
+            try
+            {
+                var info = new FileInfo(file);
+                return info.Exists ? info.Length : -1;
+            }
+            catch (Exception e) when (e is ArgumentException || e is NotSupportedException || e is IOException || e is UnauthorizedAccessException)
+            {
+                // Not a local file (a transport's address) or not reachable: nothing to compare.
+                return -1;
             }
         }
 

@@ -211,6 +211,7 @@ namespace VDiskPS.Formats
 
                 var copier = new ChunkCopier(source, target, targetParent, options, compressor, progress, cancel);
                 copier.Run();
+                source.CheckUnchanged();
                 target.Flush();
                 target.Dispose();
                 target = null;

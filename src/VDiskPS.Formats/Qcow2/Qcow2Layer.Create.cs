@@ -202,14 +202,7 @@ namespace VDiskPS.Formats.Qcow2
                 HostFile dataTarget = _dataFile ?? _file;
                 foreach (var run in runs)
                 {
-                    if (mode == Preallocation.Falloc)
-                    {
-                        dataTarget.Allocate(run.Key, run.Value);
-                    }
-                    else if (mode == Preallocation.Full)
-                    {
-                        WriteZeroBytes(dataTarget, run.Key, run.Value);
-                    }
+                    dataTarget.Preallocate(run.Key, run.Value, mode);
                 }
 
                 Refcounts.Flush();

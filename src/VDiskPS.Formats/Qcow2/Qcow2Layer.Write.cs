@@ -413,7 +413,7 @@ namespace VDiskPS.Formats.Qcow2
                             // The data file keeps guest offset N at host offset N; zero it there too for data-file-raw.
                             if (_header.DataFileRaw)
                             {
-                                WriteZeroBytes(_dataFile, c, cs);
+                                _dataFile.WriteZeros(c, cs);
                                 continue;
                             }
                         }
@@ -441,26 +441,6 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 pos = segmentEnd;
-            }
-        }
-
-        private static void WriteZeroBytes(HostFile file, long offset, long length)
-        {
-            byte[] zeros = ArrayPool<byte>.Shared.Rent((int)Math.Min(length, 1 << 20));
-            try
-            {
-                Array.Clear(zeros, 0, zeros.Length);
-                while (length > 0)
-                {
-                    int n = (int)Math.Min(length, zeros.Length);
-                    file.WriteAt(offset, zeros.AsSpan(0, n));
-                    offset += n;
-                    length -= n;
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(zeros);
             }
         }
     }

@@ -103,22 +103,7 @@ namespace VDiskPS.Formats.Raw
 
         internal void Extend(long newSize, Preallocation preallocation)
         {
-            long oldSize = _size;
-            switch (preallocation)
-            {
-                case Preallocation.Full:
-                    _file.SetLength(newSize);
-                    _file.WriteZeros(oldSize, newSize - oldSize);
-                    break;
-                case Preallocation.Falloc:
-                    _file.Allocate(oldSize, newSize - oldSize);
-                    _file.SetLength(newSize);
-                    break;
-                default:
-                    _file.SetLength(newSize);
-                    break;
-            }
-
+            _file.Preallocate(_size, newSize - _size, preallocation);
             _size = newSize;
         }
 

@@ -294,14 +294,7 @@ namespace VDiskPS.Formats.Vdi
             if (_header.ImageType == VdiImageType.Static)
             {
                 long newData = _header.DataOffset + ((_nextDataIndex - (blocks - oldBlocks)) * blockSize);
-                if (preallocation == Preallocation.Full)
-                {
-                    _file.WriteZeros(newData, end - newData);
-                }
-                else if (preallocation == Preallocation.Falloc)
-                {
-                    _file.Allocate(newData, end - newData);
-                }
+                _file.Preallocate(newData, end - newData, preallocation);
             }
 
             if (_file.Length < end || _header.ImageType == VdiImageType.Static)

@@ -42,13 +42,9 @@ namespace VDiskPS.Formats.Vdi
             file.WriteAt(0, header.ToBytes());
             file.WriteAt(VdiHeader.Length, mapRaw);
             long end = header.DataOffset + (type == VdiImageType.Static ? blocks * blockSize : 0);
-            if (type == VdiImageType.Static && preallocation == Preallocation.Full)
+            if (type == VdiImageType.Static)
             {
-                file.WriteZeros(header.DataOffset, blocks * blockSize);
-            }
-            else if (type == VdiImageType.Static && preallocation == Preallocation.Falloc)
-            {
-                file.Allocate(header.DataOffset, blocks * blockSize);
+                file.Preallocate(header.DataOffset, blocks * blockSize, preallocation);
             }
 
             file.SetLength(end);

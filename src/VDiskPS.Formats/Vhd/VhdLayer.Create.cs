@@ -14,14 +14,7 @@ namespace VDiskPS.Formats.Vhd
         {
             footer.DiskType = VhdDiskType.Fixed;
             footer.DataOffset = VhdFooter.NoDataOffset;
-            if (preallocation == Preallocation.Full)
-            {
-                file.WriteZeros(0, size);
-            }
-            else if (preallocation == Preallocation.Falloc)
-            {
-                file.Allocate(0, size);
-            }
+            file.Preallocate(0, size, preallocation);
 
             file.WriteAt(size, footer.ToBytes());
             return new VhdLayer(file, footer, null, null) { _nextFree = size };

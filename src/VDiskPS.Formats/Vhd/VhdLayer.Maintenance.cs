@@ -206,14 +206,7 @@ namespace VDiskPS.Formats.Vhd
             {
                 // The old footer's place becomes disk space: it must read as zeros.
                 _file.WriteZeros(oldSize, Math.Min(VhdFooter.Length, newSize - oldSize));
-                if (preallocation == Preallocation.Full)
-                {
-                    _file.WriteZeros(oldSize, newSize - oldSize);
-                }
-                else if (preallocation == Preallocation.Falloc)
-                {
-                    _file.Allocate(oldSize, newSize - oldSize);
-                }
+                _file.Preallocate(oldSize, newSize - oldSize, preallocation);
             }
 
             _footer.SetSize(newSize);

@@ -111,10 +111,7 @@ namespace VDiskPS.Formats.Vhdx
             if (options.Type == DiskType.Fixed)
             {
                 end += layout.DataBlocks * options.BlockSize;
-                if (options.Preallocation == Preallocation.Falloc || options.Preallocation == Preallocation.Full)
-                {
-                    file.Allocate(layout.DataStart, end - layout.DataStart);
-                }
+                file.Preallocate(layout.DataStart, end - layout.DataStart, options.Preallocation ?? Preallocation.Off);
             }
 
             file.SetLength(end);

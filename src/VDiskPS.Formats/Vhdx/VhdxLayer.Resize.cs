@@ -122,7 +122,7 @@ namespace VDiskPS.Formats.Vhdx
             if (preallocation == Preallocation.Falloc || preallocation == Preallocation.Full)
             {
                 long start = Math.Min(_file.Length, _fileEnd);
-                _file.Allocate(start, _fileEnd - start);
+                _file.Preallocate(start, _fileEnd - start, preallocation);
             }
         }
 

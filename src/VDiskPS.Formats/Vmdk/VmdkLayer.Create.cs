@@ -135,29 +135,7 @@ namespace VDiskPS.Formats.Vmdk
 
         private static void AllocateFlat(HostFile file, long length, Preallocation preallocation)
         {
-            switch (preallocation)
-            {
-                case Preallocation.Full:
-                    byte[] zeros = new byte[1 << 20];
-                    file.SetLength(length);
-                    for (long offset = 0; offset < length; offset += zeros.Length)
-                    {
-                        file.WriteAt(offset, zeros.AsSpan(0, (int)Math.Min(zeros.Length, length - offset)));
-                    }
-
-                    break;
-                case Preallocation.Falloc:
-                    if (length > 0)
-                    {
-                        file.Allocate(0, length);
-                    }
-
-                    file.SetLength(length);
-                    break;
-                default:
-                    file.SetLength(length);
-                    break;
-            }
+            file.Preallocate(0, length, preallocation);
         }
 
         /// <summary>The parent's CID, read from the opened parent or, without one, from the parent file.</summary>

@@ -115,11 +115,7 @@ namespace VDiskPS.Formats.Vmdk
             extent.Line.Sectors = sectors;
             if (newEnd > extent.File.Length)
             {
-                extent.File.SetLength(newEnd);
-                if (preallocation != Preallocation.Off)
-                {
-                    extent.File.Allocate(oldEnd, newEnd - oldEnd);
-                }
+                extent.File.Preallocate(oldEnd, newEnd - oldEnd, preallocation);
             }
             else if (newEnd < oldEnd && oldEnd >= extent.File.Length)
             {

@@ -65,7 +65,7 @@ namespace VDiskPS.Commands
         [ValidateSet("512", "4096")]
         public uint PhysicalSectorSizeBytes { get; set; }
 
-        /// <summary>Off (sparse), Metadata (qcow2: allocate tables), Falloc (reserve space) or Full (write zeros everywhere).</summary>
+        /// <summary>Off (sparse), Metadata (tables only), Falloc (reserve blocks where the host can) or Full (write zeros: real blocks on every host); too little space is VDisk.IOError.</summary>
         [Parameter]
         public Preallocation Preallocation { get; set; }
 

@@ -18,7 +18,7 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Shrink { get; set; }
 
-        /// <summary>Preallocation of the added space: Off, Metadata, Falloc or Full.</summary>
+        /// <summary>Preallocation of the added space: Off, Metadata, Falloc (reserve blocks where the host can) or Full (write zeros: real blocks on every host).</summary>
         [Parameter]
         public Preallocation Preallocation { get; set; }
 
