@@ -258,7 +258,7 @@ namespace VDiskPS.Formats.Qcow2
                 throw new ImageOptionException(path, "backing_file", $"the backing_file option ('{backingFile}') and the backing file given ('{request.Backing.RecordedPath}') disagree");
             }
 
-            o.BackingFile = backingFile ?? request.Backing?.RecordedPath;
+            o.BackingFile = BackingReference.ToPortable(backingFile ?? request.Backing?.RecordedPath);
             if (backingFormat != null)
             {
                 DiskFormat parsed = DiskFormatNames.Parse(backingFormat);
