@@ -246,6 +246,9 @@ Describe 'Broken chains are reported, and fixable' {
         $LASTEXITCODE | Should -Not -Be 0
         Test-VDisk child.vmdk | Should -BeFalse
         Compare-VDisk child.vmdk base.vmdk -IgnoreIdMismatch -Quiet | Should -BeTrue
+        Get-VDiskMap child.vmdk -ErrorVariable failure -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $failure[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.ParentIdMismatch*'
+        (Get-VDiskMap child.vmdk -IgnoreIdMismatch | Where-Object Data).Count | Should -BeGreaterThan 0
 
         Set-VDisk child.vmdk -ParentPath base.vmdk -IgnoreIdMismatch -Confirm:$false
         qemu-img compare (Join-Path $script:Case 'child.vmdk') (Join-Path $script:Case 'base.vmdk') | Out-Null

@@ -108,7 +108,7 @@ namespace VDiskPS.Formats
                 {
                     string expected = namedForeign ?? named.Value.ToName();
                     string found = length == 0 ? "the file is empty" : "its content carries no known image signature";
-                    throw new ImageFormatMismatchException(file.Path, "format", 0, $"the extension '{extension}' names a {expected} image, but {found}, so it is not {expected}");
+                    throw new ImageFormatMismatchException(file.Path, "format", 0, $"the extension '{extension}' names a {expected} image, but {found}, so it is not {expected} (to read it as raw data, give the raw format explicitly)");
                 }
 
                 if (length < 512)
