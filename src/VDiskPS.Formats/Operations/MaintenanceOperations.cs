@@ -38,7 +38,7 @@ namespace VDiskPS.Formats
 
                 result.Path = layer.Path;
                 result.Format = layer.Format.ToName();
-                if (checkOnly && layer.Backing != null)
+                if (checkOnly)
                 {
                     CheckBackingChain(layer, shareWithWriters, ignoreParentMismatch, result);
                 }
@@ -51,6 +51,11 @@ namespace VDiskPS.Formats
         {
             try
             {
+                if (layer.Backing == null)
+                {
+                    return;
+                }
+
                 var open = new ChainOptions { Format = layer.Format, ShareWithWriters = shareWithWriters, IgnoreParentMismatch = ignoreParentMismatch };
                 using (var chain = ImageChain.Open(layer.Path, open))
                 {

@@ -59,7 +59,7 @@ namespace VDiskPS.Commands
         [Parameter(ParameterSetName = LiteralPathParent)]
         public SwitchParameter Deduplicate { get; set; }
 
-        /// <summary>Rebase a child whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id, VHDX parent_linkage no longer match) and record the parent's current identity: with -ParentPath naming the same parent, the child is re-pinned to it. Use it only when the parent's content is known to be what the child was made from.</summary>
+        /// <summary>Rebase a child whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id, VHDX parent_linkage no longer match) and record the parent's current identity: with -ParentPath naming the same parent, the child is re-pinned to it. Use it only when the parent's content is known to be what the child was made from. A VDI child finds its parent by UUID, so one whose parent got a new UUID is re-pinned with -Unsafe instead.</summary>
         [Parameter(ParameterSetName = PathParent)]
         [Parameter(ParameterSetName = LiteralPathParent)]
         public SwitchParameter IgnoreIdMismatch { get; set; }

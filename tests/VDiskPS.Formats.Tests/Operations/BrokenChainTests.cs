@@ -121,6 +121,23 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.True(CheckOperation.Run(dir.File("child.vhd"), null, RepairMode.None).IsValid);
         }
 
+        [Fact]
+        public void AVdiWhoseParentGotANewUuidFailsTheCheckAndAPointerOnlyRebaseRepinsIt()
+        {
+            // qemu-img reads no differencing VDI: the engine's reads and the header's UUID fields judge.
+            using var dir = new TempDir();
+            Qemu.Img("create", "-q", "-f", "vdi", dir.File("base.vdi"), "4M");
+            Qemu.Io("-c", "write -P 0x77 0 64k", dir.File("base.vdi"));
+            CreateOperation.Create(dir.File("child.vdi"), DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference("base.vdi", null) });
+            DiskIdentifierOperation.Reset(dir.File("base.vdi"), DiskFormat.Vdi);
+            Assert.Throws<ImageChainException>(() => ImageChain.Open(dir.File("child.vdi")));
+            Assert.False(CheckOperation.Run(dir.File("child.vdi"), null, RepairMode.None).IsValid);
+
+            RebaseOperation.Run(dir.File("child.vdi"), new RebaseOptions { NewParentPath = "base.vdi", Unsafe = true });
+            Assert.True(CheckOperation.Run(dir.File("child.vdi"), null, RepairMode.None).IsValid);
+            Assert.Equal(TestData.ReadAll(dir.File("base.vdi")), TestData.ReadAll(dir.File("child.vdi")));
+        }
+
         private static string VhdiField(string path, string name)
         {
             string line = Qemu.Run("vhdiinfo", new[] { path }, expectSuccess: true).Output.Split('\n')
