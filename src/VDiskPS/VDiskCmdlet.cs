@@ -2,6 +2,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Management.Automation;
 using System.Threading;
 using System.Threading.Tasks;
@@ -108,7 +109,61 @@ namespace VDiskPS
                 record.ErrorDetails = new ErrorDetails(exception.Message + ". Use -Force to read it anyway (the content may be inconsistent).");
             }
 
+            if (exception is ImageParentMismatchException mismatch)
+            {
+                string repin = $"Set-VDisk -Path '{mismatch.FilePath}' -ParentPath '{mismatch.ParentPath}' -IgnoreIdMismatch records the parent's current identity";
+                record.ErrorDetails = new ErrorDetails(MyInvocation.MyCommand.Parameters.ContainsKey(IgnoreIdMismatchParameter)
+                    ? $"{exception.Message}. Use -IgnoreIdMismatch to open it anyway; {repin}."
+                    : $"{exception.Message}. {repin}.");
+            }
+
             WriteError(record);
+        }
+
+        /// <summary>The Hyper-V name of the switch that opens a child whose parent's identity changed.</summary>
+        protected const string IgnoreIdMismatchParameter = "IgnoreIdMismatch";
+
+        /// <summary>
+        /// The parent path a child records for a -ParentPath: resolved against the PowerShell location (as
+        /// New-VHD does); given relative, it is recorded relative to the child's folder so the pair moves together.
+        /// </summary>
+        protected string ParentPathToRecord(string childPath, string parentPath)
+        {
+            if (string.IsNullOrEmpty(parentPath))
+            {
+                return parentPath;
+            }
+
+            bool relative = !SessionState.Path.IsPSAbsolute(parentPath, out _) && !parentPath.StartsWith("~", StringComparison.Ordinal);
+            return PathPlanner.RecordedParentPath(childPath, ResolveNewPath(parentPath), relative);
+        }
+
+        /// <summary>
+        /// The second confirmation of a change that rewrites much of an image (flatten, shrink). The user
+        /// settles it with -Force, or by deciding confirmation with -Confirm / -Confirm:$false, so that
+        /// scheduled (non-interactive) runs need no prompt.
+        /// </summary>
+        protected bool ConfirmLargeChange(string query, string caption, bool force)
+            => force || IsBound("Confirm") || ShouldContinue(query, caption);
+
+        /// <summary>Runs engine work that opens images on this thread, writing the warnings it raised (a tiny file read as raw, ...).</summary>
+        protected T WithImageWarnings<T>(Func<T> work)
+        {
+            IReadOnlyCollection<string> warnings = Array.Empty<string>();
+            try
+            {
+                using (ImageWarnings.Capture(out warnings))
+                {
+                    return work();
+                }
+            }
+            finally
+            {
+                foreach (string warning in warnings.Distinct())
+                {
+                    WriteWarning(warning);
+                }
+            }
         }
 
         /// <summary>
@@ -116,6 +171,9 @@ namespace VDiskPS
         /// Ctrl+C cancels the work. Exceptions of the work are rethrown here.
         /// </summary>
         protected T RunEngine<T>(string activity, Func<IProgress<OperationProgress>, CancellationToken, T> work)
+            => WithImageWarnings(() => RunEngineWithProgress(activity, work));
+
+        private T RunEngineWithProgress<T>(string activity, Func<IProgress<OperationProgress>, CancellationToken, T> work)
         {
             int activityId = Interlocked.Increment(ref s_activityId);
             var updates = new BlockingCollection<OperationProgress>(new ConcurrentQueue<OperationProgress>());

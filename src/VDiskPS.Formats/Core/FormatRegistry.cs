@@ -57,7 +57,12 @@ namespace VDiskPS.Formats
         /// <summary>The preferred extension for new files of a format (".qcow2", ".vhdx", ...).</summary>
         public string DefaultExtension(DiskFormat format) => Get(format).Extensions[0];
 
-        /// <summary>Recognises a file's format from its content. A file no driver claims is raw.</summary>
+        /// <summary>
+        /// Recognises a file's format from its content. A file carrying the signature of a format QEMU knows
+        /// but this build does not implement is refused by name; a file whose extension names a format it does
+        /// not contain is an error; only a file with neither a known signature nor an image extension is raw
+        /// (as qemu-img treats it), with a warning when it is shorter than one sector.
+        /// </summary>
         public DiskFormat Probe(string path, bool shareWithWriters = false)
         {
             using (var file = HostFile.Open(path, shareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read))
@@ -85,7 +90,33 @@ namespace VDiskPS.Formats
                     }
                 }
 
-                return best?.Format ?? DiskFormat.Raw;
+                if (best != null && best.Format != DiskFormat.Raw)
+                {
+                    return best.Format;
+                }
+
+                string foreign = ForeignFormats.Recognise(context);
+                if (foreign != null)
+                {
+                    throw ForeignFormats.NotSupported(file.Path, foreign);
+                }
+
+                string extension = Path.GetExtension(file.Path);
+                DiskFormat? named = FromExtension(file.Path);
+                string namedForeign = ForeignFormats.FromExtension(extension);
+                if ((named.HasValue && named.Value != DiskFormat.Raw) || namedForeign != null)
+                {
+                    string expected = namedForeign ?? named.Value.ToName();
+                    string found = length == 0 ? "the file is empty" : "its content carries no known image signature";
+                    throw new ImageFormatMismatchException(file.Path, "format", 0, $"the extension '{extension}' names a {expected} image, but {found}, so it is not {expected} (to read it as raw data, give the raw format explicitly)");
+                }
+
+                if (length < 512)
+                {
+                    ImageWarnings.Report(file.Path, $"the file is {length} bytes long, shorter than one 512-byte sector; it has no image signature and is read as raw");
+                }
+
+                return DiskFormat.Raw;
             }
         }
 

@@ -113,8 +113,13 @@ namespace VDiskPS.Formats
                     }
 
                     layers.Add(layer);
+                    if (options.NoBacking)
+                    {
+                        break;
+                    }
+
                     BackingReference backing = layer.Backing;
-                    if (backing == null || options.NoBacking)
+                    if (backing == null)
                     {
                         break;
                     }

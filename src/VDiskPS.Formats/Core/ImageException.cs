@@ -120,6 +120,24 @@ namespace VDiskPS.Formats
         public override string ErrorId => "BrokenChain";
     }
 
+    /// <summary>
+    /// The parent found on disk is not the one the child was made from: its identity (VMDK CID, VHD unique
+    /// id, VHDX DataWriteGuid) changed since. Opening anyway is the caller's explicit choice.
+    /// </summary>
+    public sealed class ImageParentMismatchException : ImageChainException
+    {
+        public ImageParentMismatchException(string filePath, string field, string parentPath, string message)
+            : base(filePath, field, message)
+        {
+            ParentPath = parentPath;
+        }
+
+        /// <summary>The parent file whose identity does not match.</summary>
+        public string ParentPath { get; }
+
+        public override string ErrorId => "ParentIdMismatch";
+    }
+
     /// <summary>The image is held by another writer (or, for a writer, by anyone).</summary>
     public class ImageLockedException : ImageException
     {

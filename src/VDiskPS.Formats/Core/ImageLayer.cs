@@ -21,6 +21,9 @@ namespace VDiskPS.Formats
         /// <summary>The parent's format as recorded in the image, or null when it must be probed.</summary>
         public DiskFormat? Format { get; }
 
+        /// <summary>The recorded path with '/' separators: the form qcow2 and VMDK record, which qemu, VMware and Windows all follow.</summary>
+        public string PortablePath => ToPortable(RecordedPath);
+
         /// <summary>Paths a format records besides the main one (VHD/VHDX keep relative and absolute forms).</summary>
         public IReadOnlyList<string> AlternatePaths { get; set; } = Array.Empty<string>();
 
@@ -52,6 +55,8 @@ namespace VDiskPS.Formats
 
             return main;
         }
+
+        internal static string ToPortable(string path) => path?.Replace('\\', '/');
 
         internal static string ResolveAgainst(string directory, string recorded)
         {

@@ -181,6 +181,9 @@ namespace VDiskPS.Formats
 
         public bool ShareWithWriters { get; set; }
 
+        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
+        public bool IgnoreParentMismatch { get; set; }
+
         /// <summary>Delete the source image's files once the output is verified identical to it.</summary>
         public bool DeleteSource { get; set; }
 
@@ -225,6 +228,7 @@ namespace VDiskPS.Formats
             {
                 SourceFormat = SourceFormat,
                 ShareWithWriters = ShareWithWriters,
+                IgnoreParentMismatch = IgnoreParentMismatch,
                 Snapshot = Snapshot,
                 TargetFormat = targetFormat,
                 Target = request,

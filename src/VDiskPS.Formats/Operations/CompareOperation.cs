@@ -24,6 +24,9 @@ namespace VDiskPS.Formats
         /// <summary>Read images another process has open for writing (qemu-img -U).</summary>
         public bool ShareWithWriters { get; set; }
 
+        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
+        public bool IgnoreParentMismatch { get; set; }
+
         /// <summary>The formats to open the images with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
@@ -41,7 +44,7 @@ namespace VDiskPS.Formats
         public static VDiskComparison Run(string referencePath, string differencePath, CompareOptions options = null, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             options = options ?? new CompareOptions();
-            var open = new ChainOptions { ShareWithWriters = options.ShareWithWriters, Registry = options.Registry ?? FormatRegistry.Default };
+            var open = new ChainOptions { ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = options.Registry ?? FormatRegistry.Default };
             open.Format = options.ReferenceFormat;
             using (var reference = ImageChain.Open(referencePath, open))
             {

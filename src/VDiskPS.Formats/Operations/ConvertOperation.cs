@@ -14,6 +14,9 @@ namespace VDiskPS.Formats
 
         public bool ShareWithWriters { get; set; }
 
+        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
+        public bool IgnoreParentMismatch { get; set; }
+
         /// <summary>Convert the disk as it was in this internal snapshot (id or name).</summary>
         public string Snapshot { get; set; }
 
@@ -86,7 +89,7 @@ namespace VDiskPS.Formats
 
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             IReadOnlyList<string> sourceFiles = null;
-            using (var chain = ImageChain.Open(source, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, Registry = registry }))
+            using (var chain = ImageChain.Open(source, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
             {
                 ImageLayer sourceTop = chain.Top;
                 ImageChain snapshotView = null;

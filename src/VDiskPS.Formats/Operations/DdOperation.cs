@@ -34,6 +34,9 @@ namespace VDiskPS.Formats
         /// <summary>Read an input another process has open for writing (qemu-img -U).</summary>
         public bool ShareWithWriters { get; set; }
 
+        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
+        public bool IgnoreParentMismatch { get; set; }
+
         /// <summary>The formats to open and create the images with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
@@ -66,7 +69,7 @@ namespace VDiskPS.Formats
                 throw new ImageOptionException(destinationPath, "of", "the output is the input image itself");
             }
 
-            using (var source = ImageChain.Open(sourcePath, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, Registry = registry }))
+            using (var source = ImageChain.Open(sourcePath, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
             {
                 long start = options.Skip > source.Size / options.BlockSize ? source.Size : options.Skip * options.BlockSize;
                 long length = source.Size - start;

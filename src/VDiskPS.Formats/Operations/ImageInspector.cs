@@ -34,18 +34,18 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>One image, without opening its parents.</summary>
-        public static VDiskInfo Get(string path, DiskFormat? format = null, bool shareWithWriters = false)
+        public static VDiskInfo Get(string path, DiskFormat? format = null, bool shareWithWriters = false, bool ignoreParentMismatch = false)
         {
-            using (var layer = FormatRegistry.Default.Open(path, format, new OpenOptions { ShareWithWriters = shareWithWriters }))
+            using (var layer = FormatRegistry.Default.Open(path, format, new OpenOptions { ShareWithWriters = shareWithWriters, IgnoreParentMismatch = ignoreParentMismatch }))
             {
                 return Describe(layer);
             }
         }
 
         /// <summary>The image and each of its backing files, top first, with Depth set.</summary>
-        public static IReadOnlyList<VDiskInfo> GetChain(string path, DiskFormat? format = null, bool shareWithWriters = false)
+        public static IReadOnlyList<VDiskInfo> GetChain(string path, DiskFormat? format = null, bool shareWithWriters = false, bool ignoreParentMismatch = false)
         {
-            using (var chain = ImageChain.Open(path, new ChainOptions { Format = format, ShareWithWriters = shareWithWriters }))
+            using (var chain = ImageChain.Open(path, new ChainOptions { Format = format, ShareWithWriters = shareWithWriters, IgnoreParentMismatch = ignoreParentMismatch }))
             {
                 var result = new List<VDiskInfo>();
                 for (int i = 0; i < chain.Layers.Count; i++)

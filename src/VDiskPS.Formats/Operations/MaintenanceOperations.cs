@@ -9,12 +9,16 @@ namespace VDiskPS.Formats
     public static class CheckOperation
     {
         /// <summary>
-        /// Checks one image (not its backing files). A format without consistency metadata (raw)
-        /// is valid when it opens; repairing such a format is "not supported".
+        /// Checks one image's own metadata, and (when only checking) that its backing chain opens: a missing
+        /// backing file, or one whose identity no longer matches, is a check error, as qemu-img check and
+        /// Test-VHD report it. A format without consistency metadata (raw) is valid when it opens;
+        /// repairing such a format is "not supported".
         /// </summary>
-        public static VDiskCheckResult Run(string path, DiskFormat? format, RepairMode repair, bool shareWithWriters = false)
+        public static VDiskCheckResult Run(string path, DiskFormat? format, RepairMode repair, bool shareWithWriters = false, bool ignoreParentMismatch = false)
         {
-            var options = new OpenOptions { Writable = repair != RepairMode.None, ShareWithWriters = shareWithWriters && repair == RepairMode.None };
+            // The image's own metadata is checked whatever its parent; the chain is judged after.
+            bool checkOnly = repair == RepairMode.None;
+            var options = new OpenOptions { Writable = !checkOnly, ShareWithWriters = shareWithWriters && checkOnly, IgnoreParentMismatch = checkOnly || ignoreParentMismatch };
             using (ImageLayer layer = FormatRegistry.Default.Open(path, format, options))
             {
                 VDiskCheckResult result;
@@ -34,7 +38,39 @@ namespace VDiskPS.Formats
 
                 result.Path = layer.Path;
                 result.Format = layer.Format.ToName();
+                if (checkOnly)
+                {
+                    CheckBackingChain(layer, shareWithWriters, ignoreParentMismatch, result);
+                }
+
                 return result;
+            }
+        }
+
+        private static void CheckBackingChain(ImageLayer layer, bool shareWithWriters, bool ignoreParentMismatch, VDiskCheckResult result)
+        {
+            try
+            {
+                if (layer.Backing == null)
+                {
+                    return;
+                }
+
+                var open = new ChainOptions { Format = layer.Format, ShareWithWriters = shareWithWriters, IgnoreParentMismatch = ignoreParentMismatch };
+                using (var chain = ImageChain.Open(layer.Path, open))
+                {
+                    // Some formats compare the parent's identity on first access.
+                    if (chain.Size > 0)
+                    {
+                        chain.Top.GetBlockStatus(0, 1);
+                    }
+                }
+            }
+            catch (ImageException e) when (!(e is ImageLockedException))
+            {
+                result.CheckErrors++;
+                result.ParentIdMismatch = e is ImageParentMismatchException;
+                result.Messages.Add($"the backing chain cannot be opened: {e.Message}");
             }
         }
     }

@@ -20,6 +20,9 @@ namespace VDiskPS.Formats
         /// <summary>Read an image another process has open for writing (qemu-img -U).</summary>
         public bool ShareWithWriters { get; set; }
 
+        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
+        public bool IgnoreParentMismatch { get; set; }
+
         /// <summary>The formats to open the image with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
@@ -35,7 +38,7 @@ namespace VDiskPS.Formats
         public static IReadOnlyList<VDiskExtent> Run(string path, MapOptions options = null, CancellationToken cancel = default)
         {
             options = options ?? new MapOptions();
-            var open = new ChainOptions { Format = options.Format, ShareWithWriters = options.ShareWithWriters, Registry = options.Registry ?? FormatRegistry.Default };
+            var open = new ChainOptions { Format = options.Format, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = options.Registry ?? FormatRegistry.Default };
             using (var chain = ImageChain.Open(path, open))
             {
                 return Map(chain, options.StartOffset, options.Length, cancel);

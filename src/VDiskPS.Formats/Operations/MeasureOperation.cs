@@ -23,6 +23,9 @@ namespace VDiskPS.Formats
         /// <summary>Read a source another process has open for writing (qemu-img -U).</summary>
         public bool ShareWithWriters { get; set; }
 
+        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
+        public bool IgnoreParentMismatch { get; set; }
+
         /// <summary>The formats to open the source and measure the target with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
@@ -55,7 +58,7 @@ namespace VDiskPS.Formats
                 return driver.Measure(request, 0);
             }
 
-            using (var chain = ImageChain.Open(sourcePath, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, Registry = registry }))
+            using (var chain = ImageChain.Open(sourcePath, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
             {
                 ImageChain view = chain;
                 ImageLayer snapshot = null;

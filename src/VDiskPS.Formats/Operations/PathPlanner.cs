@@ -28,6 +28,44 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>
+        /// The parent path a child at <paramref name="childPath"/> records for the parent at
+        /// <paramref name="parentFullPath"/>: relative to the child's folder when <paramref name="relative"/>
+        /// (the user named the parent relatively, so the pair can be moved together) and the two share a root,
+        /// else absolute. Separators are '/', which qemu, VMware and Windows all follow; VHD and VHDX
+        /// derive their locators' own relative and absolute forms from it.
+        /// </summary>
+        public static string RecordedParentPath(string childPath, string parentFullPath, bool relative)
+        {
+            string parent = Path.GetFullPath(parentFullPath);
+            if (relative)
+            {
+                string fromDirectory = Path.GetDirectoryName(Path.GetFullPath(childPath)) ?? string.Empty;
+                string relativePath = RelativePath(fromDirectory, parent);
+                if (relativePath != null)
+                {
+                    return relativePath;
+                }
+            }
+
+            return BackingReference.ToPortable(parent);
+        }
+
+        /// <summary>The path of <paramref name="toFile"/> relative to <paramref name="fromDirectory"/>, with '/' separators; null across roots.</summary>
+        internal static string RelativePath(string fromDirectory, string toFile)
+        {
+            string separator = Path.DirectorySeparatorChar.ToString();
+            var from = new Uri(fromDirectory.EndsWith(separator, StringComparison.Ordinal) ? fromDirectory : fromDirectory + separator);
+            var to = new Uri(toFile);
+            if (from.Scheme != to.Scheme || !string.Equals(from.Host, to.Host, StringComparison.OrdinalIgnoreCase))
+            {
+                return null;
+            }
+
+            string relative = Uri.UnescapeDataString(from.MakeRelativeUri(to).ToString());
+            return Path.IsPathRooted(relative) || relative.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? null : relative;
+        }
+
+        /// <summary>
         /// Where Convert-VDisk writes: <paramref name="destination"/> as a file; inside it when it is an
         /// existing folder; beside the source when omitted. A folder or omitted destination takes the
         /// source's name with the target format's extension.

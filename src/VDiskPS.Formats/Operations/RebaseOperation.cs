@@ -31,6 +31,12 @@ namespace VDiskPS.Formats
         /// <summary>Also drop overlay clusters whose content equals the new parent's (qemu-img rebase keeps them); not with <see cref="Unsafe"/>.</summary>
         public bool Deduplicate { get; set; }
 
+        /// <summary>
+        /// Open the overlay (and the new parent's chain) even where a recorded parent identity no longer
+        /// matches; the rebase then records the new parent's current identity (Set-VHD -IgnoreIdMismatch).
+        /// </summary>
+        public bool IgnoreParentMismatch { get; set; }
+
         /// <summary>The formats to open the images with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
@@ -77,7 +83,7 @@ namespace VDiskPS.Formats
                     string newPath = BackingReference.ResolveAgainst(Path.GetDirectoryName(overlayPath) ?? string.Empty, options.NewParentPath);
                     if (!options.Unsafe || File.Exists(newPath))
                     {
-                        newChain = ImageChain.Open(newPath, new ChainOptions { Format = options.NewParentFormat, NoBacking = options.Unsafe, Registry = registry });
+                        newChain = ImageChain.Open(newPath, new ChainOptions { Format = options.NewParentFormat, NoBacking = options.Unsafe, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry });
                     }
 
                     // The new parent must not be, or stand on, the overlay itself.
@@ -91,7 +97,7 @@ namespace VDiskPS.Formats
                     reference = new BackingReference(options.NewParentPath, options.NewParentFormat ?? newChain?.Top.Format);
                 }
 
-                using (var chain = ImageChain.Open(overlayPath, new ChainOptions { Format = options.Format, Writable = true, NoBacking = options.Unsafe, Registry = registry }))
+                using (var chain = ImageChain.Open(overlayPath, new ChainOptions { Format = options.Format, Writable = true, NoBacking = options.Unsafe, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
                 {
                     ImageLayer overlay = chain.Top;
                     var changer = Capability.Require<IParentChangeableLayer>(overlay, "changing the backing file");

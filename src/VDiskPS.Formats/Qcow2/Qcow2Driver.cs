@@ -21,8 +21,9 @@ namespace VDiskPS.Formats.Qcow2
                 return 0;
             }
 
-            // Version 1 (the original qcow) shares the magic but is another format.
-            return context.Head.Length >= 8 && (context.Head[7] == 2 || context.Head[7] == 3) ? 100 : 0;
+            // Version 1 (the original qcow) shares the magic but is another format (ForeignFormats refuses it);
+            // any other version is a qcow2 image, opened or refused by its header reader, never raw.
+            return System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(context.Head.AsSpan(4)) == 1 ? 0 : 100;
         }
 
         public override ImageLayer Open(string path, OpenOptions options) => Qcow2Layer.Open(path, options);
@@ -257,7 +258,7 @@ namespace VDiskPS.Formats.Qcow2
                 throw new ImageOptionException(path, "backing_file", $"the backing_file option ('{backingFile}') and the backing file given ('{request.Backing.RecordedPath}') disagree");
             }
 
-            o.BackingFile = backingFile ?? request.Backing?.RecordedPath;
+            o.BackingFile = BackingReference.ToPortable(backingFile ?? request.Backing?.RecordedPath);
             if (backingFormat != null)
             {
                 DiskFormat parsed = DiskFormatNames.Parse(backingFormat);

@@ -185,7 +185,7 @@ namespace VDiskPS.Formats.Qcow2
 
                 string oldFile = _header.BackingFile;
                 string oldFormat = _header.BackingFormat;
-                _header.BackingFile = backing?.RecordedPath;
+                _header.BackingFile = backing?.PortablePath;
                 _header.BackingFormat = backing == null ? null : backing.Format?.ToQemuName() ?? parent?.Format.ToQemuName();
                 try
                 {

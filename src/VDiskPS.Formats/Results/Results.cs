@@ -57,6 +57,9 @@ namespace VDiskPS
 
         public long ImageEndOffset { get; set; }
 
+        /// <summary>The backing chain failed because a parent's identity no longer matches the one the image records.</summary>
+        public bool ParentIdMismatch { get; set; }
+
         public IList<string> Messages { get; } = new List<string>();
     }
 

@@ -165,6 +165,7 @@ namespace VDiskPS.Formats.Vdi
         public void SetBacking(BackingReference backing, ImageLayer parent)
         {
             EnsureWritable();
+            _parentNotFound = null;
             if (backing == null)
             {
                 if (IsDifferencing)

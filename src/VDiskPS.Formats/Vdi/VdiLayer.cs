@@ -32,6 +32,10 @@ namespace VDiskPS.Formats.Vdi
         private uint _nextDataIndex;
         private BackingReference _backing;
 
+        // A parent UUID that no image nearby carries: reported when the parent is asked for, so that a
+        // pointer-only rebase (which does not open the old parent) can still give the child a parent.
+        private ImageChainException _parentNotFound;
+
         private VdiLayer(HostFile file, VdiHeader header, uint[] map)
             : base(file.Path, file.CanWrite)
         {
@@ -50,7 +54,7 @@ namespace VDiskPS.Formats.Vdi
         public override DiskType DiskType => _header.ImageType == VdiImageType.Static ? DiskType.Fixed
             : _header.ImageType == VdiImageType.Differencing ? DiskType.Differencing : DiskType.Dynamic;
 
-        public override BackingReference Backing => _backing;
+        public override BackingReference Backing => _parentNotFound != null ? throw _parentNotFound : _backing;
 
         /// <summary>The image UUID (VirtualBox's medium id).</summary>
         public Guid ImageUuid => _header.UuidCreate;
@@ -93,7 +97,14 @@ namespace VDiskPS.Formats.Vdi
             layer.FindBadBlocks();
             if (layer.IsDifferencing)
             {
-                layer._backing = layer.FindParent(options);
+                try
+                {
+                    layer._backing = layer.FindParent(options);
+                }
+                catch (ImageChainException e)
+                {
+                    layer._parentNotFound = e;
+                }
             }
 
             return layer;

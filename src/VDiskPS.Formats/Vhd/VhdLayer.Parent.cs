@@ -200,8 +200,8 @@ namespace VDiskPS.Formats.Vhd
 
             if (!id.AsSpan().SequenceEqual(_header.ParentUniqueId) && !options.IgnoreParentMismatch)
             {
-                throw new ImageChainException(Path, "parent unique id",
-                    $"the parent '{parentPath}' has unique id {VhdFooter.ToGuid(id)}, but this differencing disk was made from {VhdFooter.ToGuid(_header.ParentUniqueId)}; its content may have changed (open with IgnoreParentMismatch to read it anyway)");
+                throw new ImageParentMismatchException(Path, "parent unique id", parentPath,
+                    $"the parent '{parentPath}' has unique id {VhdFooter.ToGuid(id)}, but this differencing disk was made from {VhdFooter.ToGuid(_header.ParentUniqueId)}; its content may have changed");
             }
         }
 
@@ -236,10 +236,7 @@ namespace VDiskPS.Formats.Vhd
         private static string RelativeTo(string childPath, string target)
         {
             string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(childPath)) ?? string.Empty;
-            var from = new Uri(dir.EndsWith(System.IO.Path.DirectorySeparatorChar.ToString(), StringComparison.Ordinal) ? dir : dir + System.IO.Path.DirectorySeparatorChar);
-            var to = new Uri(target);
-            string relative = Uri.UnescapeDataString(from.MakeRelativeUri(to).ToString());
-            return relative.Replace('/', '\\');
+            return (PathPlanner.RelativePath(dir, target) ?? target).Replace('/', '\\');
         }
     }
 }

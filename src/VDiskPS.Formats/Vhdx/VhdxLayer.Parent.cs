@@ -105,15 +105,8 @@ namespace VDiskPS.Formats.Vhdx
         /// <summary>".\name.vhdx" or "..\dir\name.vhdx", as Hyper-V records relative_path.</summary>
         private static string RelativeWindowsPath(string fromDirectory, string toFile)
         {
-            var from = new Uri(fromDirectory.EndsWith(System.IO.Path.DirectorySeparatorChar.ToString(), StringComparison.Ordinal) ? fromDirectory : fromDirectory + System.IO.Path.DirectorySeparatorChar);
-            var to = new Uri(toFile);
-            if (from.Scheme != to.Scheme || !string.Equals(from.Host, to.Host, StringComparison.OrdinalIgnoreCase))
-            {
-                return toFile;
-            }
-
-            string relative = Uri.UnescapeDataString(from.MakeRelativeUri(to).ToString()).Replace('/', '\\');
-            if (System.IO.Path.IsPathRooted(relative) || relative.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+            string relative = PathPlanner.RelativePath(fromDirectory, toFile)?.Replace('/', '\\');
+            if (relative == null)
             {
                 return toFile;
             }
@@ -233,8 +226,8 @@ namespace VDiskPS.Formats.Vhdx
             Guid actual = ReadDataWriteGuid(parentPath, options.ShareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read, Path);
             if (actual != linkage && actual != linkage2)
             {
-                throw new ImageChainException(Path, LinkageKey,
-                    $"the parent '{parentPath}' has DataWriteGuid {actual:B} but this image was made from {linkage:B}: the parent changed since (use -IgnoreParentMismatch to open anyway)");
+                throw new ImageParentMismatchException(Path, LinkageKey, parentPath,
+                    $"the parent '{parentPath}' has DataWriteGuid {actual:B} but this image was made from {linkage:B}: the parent changed since");
             }
         }
 

@@ -25,7 +25,7 @@ namespace VDiskPS.Formats.Vmdk
                     throw new ImageNotSupportedException(Path, "parentFileNameHint", null, $"a {Descriptor.CreateType} disk stores every sector and cannot be a delta disk");
                 }
 
-                Descriptor.ParentFileNameHint = backing.RecordedPath;
+                Descriptor.ParentFileNameHint = backing.PortablePath;
 
                 // Without the opened parent its CID is unknown; ffffffff tells readers not to check it.
                 Descriptor.ParentCid = parent is VmdkLayer vmdkParent ? vmdkParent.Cid : VmdkDescriptor.NoParentCid;

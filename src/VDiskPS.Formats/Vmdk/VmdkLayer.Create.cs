@@ -24,7 +24,7 @@ namespace VDiskPS.Formats.Vmdk
                 Cid = NewCid(),
                 ParentCid = options.Backing != null ? ParentCidFor(path, options.Backing, request.BackingLayer) : VmdkDescriptor.NoParentCid,
                 CreateType = options.IsVmfs ? VmdkCreateOptions.Vmfs : options.Subformat,
-                ParentFileNameHint = options.Backing?.RecordedPath,
+                ParentFileNameHint = options.Backing?.PortablePath,
             };
             if (options.Subformat == VmdkCreateOptions.StreamOptimized || options.IsVmfs)
             {

@@ -342,8 +342,8 @@ namespace VDiskPS.Formats.Vmdk
 
             if (parent is VmdkLayer vmdkParent && !_ignoreParentMismatch && Descriptor.ParentCid != VmdkDescriptor.NoParentCid && vmdkParent.Cid != Descriptor.ParentCid)
             {
-                throw new ImageChainException(Path, "parentCID",
-                    $"the parent '{parent.Path}' has CID {vmdkParent.Cid:x8}, but this delta disk was made against CID {Descriptor.ParentCid:x8}: the parent changed since; open with IgnoreParentMismatch to read anyway");
+                throw new ImageParentMismatchException(Path, "parentCID", parent.Path,
+                    $"the parent '{parent.Path}' has CID {vmdkParent.Cid:x8}, but this delta disk was made against CID {Descriptor.ParentCid:x8}: the parent changed since");
             }
 
             _verifiedParent = parent;

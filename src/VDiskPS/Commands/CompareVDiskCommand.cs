@@ -44,6 +44,10 @@ namespace VDiskPS.Commands
 
         protected override bool ForceSharesWithWriters => true;
 
+        /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
+        [Parameter]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         protected override void ProcessRecord()
         {
             string reference = ResolveExistingFiles(new[] { ReferencePath }, literal: true).FirstOrDefault();
@@ -61,6 +65,7 @@ namespace VDiskPS.Commands
                     DifferenceFormat = ParseFormat(DifferenceFormat),
                     Strict = Strict.IsPresent,
                     ShareWithWriters = Force.IsPresent,
+                    IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                 };
                 VDiskComparison result = RunEngine($"Compare-VDisk {reference} {difference}", (p, c) => CompareOperation.Run(reference, difference, options, p, c));
                 if (Quiet)

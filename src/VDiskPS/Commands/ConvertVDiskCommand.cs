@@ -52,7 +52,7 @@ namespace VDiskPS.Commands
         [ValidateNotNullOrEmpty]
         public string Snapshot { get; set; }
 
-        /// <summary>Make the output an overlay of this image holding only what differs from it.</summary>
+        /// <summary>Make the output an overlay of this image holding only what differs from it. A relative path resolves against the current PowerShell location and is recorded relative to the output's folder.</summary>
         [Parameter]
         [Alias("BackingFile")]
         [ValidateNotNullOrEmpty]
@@ -96,11 +96,15 @@ namespace VDiskPS.Commands
 
         protected override bool ForceSharesWithWriters => true;
 
-        /// <summary>Output a VDiskInfo object for each image written.</summary>
+        /// <summary>Read a source whose parent's identity changed since it was made (VMDK parentCID, VHD parent unique id, VHDX parent_linkage no longer match).</summary>
+        [Parameter]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         /// <summary>Delete the source image once the output has been compared with it and found identical (not with -Snapshot or -Force).</summary>
         [Parameter]
         public SwitchParameter DeleteSource { get; set; }
 
+        /// <summary>Output a VDiskInfo object for each image written.</summary>
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
@@ -123,7 +127,6 @@ namespace VDiskPS.Commands
                         CompressionType = IsBound(nameof(CompressionType)) ? (CompressionType?)CompressionType : null,
                         SparseSize = IsBound(nameof(SparseSize)) ? (long?)checked((long)SparseSize) : null,
                         Snapshot = Snapshot,
-                        ParentPath = ParentPath,
                         ParentFormat = ParseFormat(ParentFormat),
                         ClusterSize = IsBound(nameof(ClusterSize)) ? (long?)checked((long)ClusterSize) : null,
                         NoCreate = NoCreate.IsPresent,
@@ -134,8 +137,10 @@ namespace VDiskPS.Commands
                         Force = Force.IsPresent,
                         ShareWithWriters = Force.IsPresent,
                         DeleteSource = DeleteSource.IsPresent,
+                        IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                     };
                     destination = plan.ResolveDestination(out DiskFormat targetFormat);
+                    plan.ParentPath = ParentPathToRecord(destination, ParentPath);
                     ConvertOptions options = plan.BuildOptions(destination, targetFormat);
                     if (!ShouldProcess(destination, $"Convert '{source}' to {targetFormat.ToName()}{(DeleteSource ? ", then delete the source" : string.Empty)}"))
                     {

@@ -54,6 +54,10 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
+        [Parameter]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         protected override void ProcessRecord()
         {
             foreach (string file in ResolvedImagePaths())
@@ -85,6 +89,7 @@ namespace VDiskPS.Commands
                         Skip = checked((long)Skip),
                         NoCreate = NoCreate.IsPresent,
                         ShareWithWriters = Force.IsPresent,
+                        IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                         Target = new CreateRequest { Overwrite = Force.IsPresent, Options = OptionSet.From(Unwrap(Option)) },
                     };
                     VDiskInfo info = RunEngine($"Copy-VDiskData {file} -> {destination}", (p, c) => DdOperation.Run(file, destination, options, p, c));

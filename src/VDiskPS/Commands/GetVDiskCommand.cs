@@ -19,13 +19,17 @@ namespace VDiskPS.Commands
 
         protected override bool ForceSharesWithWriters => true;
 
+        /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
+        [Parameter]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         protected override void ProcessRecord()
         {
             foreach (string file in ResolvedImagePaths())
             {
                 try
                 {
-                    WriteObject(ImageInspector.Get(file, ParseFormat(Format), Force.IsPresent));
+                    WriteObject(WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format), Force.IsPresent, IgnoreIdMismatch.IsPresent)));
                 }
                 catch (ImageException e)
                 {

@@ -29,6 +29,10 @@ namespace VDiskPS.Commands
 
         protected override bool ForceSharesWithWriters => true;
 
+        /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
+        [Parameter]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         protected override void ProcessRecord()
         {
             foreach (string file in ResolvedImagePaths())
@@ -41,6 +45,7 @@ namespace VDiskPS.Commands
                         StartOffset = checked((long)StartOffset),
                         Length = IsBound(nameof(Length)) ? (long?)checked((long)Length) : null,
                         ShareWithWriters = Force.IsPresent,
+                        IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                     };
                     foreach (var extent in MapOperation.Run(file, options, Cancellation))
                     {

@@ -41,6 +41,10 @@ namespace VDiskPS.Commands
 
         protected override bool ForceSharesWithWriters => true;
 
+        /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
+        [Parameter]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         protected override void ProcessRecord()
         {
             var options = new MeasureOptions
@@ -49,6 +53,7 @@ namespace VDiskPS.Commands
                 SourceFormat = ParseFormat(SourceFormat),
                 Snapshot = Snapshot,
                 ShareWithWriters = Force.IsPresent,
+                IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
             };
             try
             {

@@ -34,7 +34,7 @@ namespace VDiskPS.Commands
         [ValidateNotNullOrEmpty]
         public string Subformat { get; set; }
 
-        /// <summary>Create a differencing image (overlay) of this parent. Relative paths are recorded relative and resolve against the new image's folder.</summary>
+        /// <summary>Create a differencing image (overlay) of this parent. A relative path resolves against the current PowerShell location (as New-VHD does) and is recorded relative to the new image's folder, so the two can be moved together; separators are recorded in the form the format expects ('/' for qcow2 and VMDK, the VHD/VHDX locators' own relative and absolute forms).</summary>
         [Parameter]
         [Alias("BackingFile")]
         [ValidateNotNullOrEmpty]
@@ -110,7 +110,7 @@ namespace VDiskPS.Commands
                         Format = ParseFormat(Format),
                         Type = IsBound(nameof(Type)) ? (DiskType?)Type : null,
                         Subformat = Subformat,
-                        ParentPath = ParentPath,
+                        ParentPath = ParentPathToRecord(path, ParentPath),
                         ParentFormat = ParseFormat(ParentFormat),
                         Unsafe = Unsafe.IsPresent,
                         ClusterSize = IsBound(nameof(ClusterSize)) ? (long?)checked((long)ClusterSize) : null,

@@ -27,7 +27,7 @@ namespace VDiskPS.Commands
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
         public string Format { get; set; }
 
-        /// <summary>Shrink without the extra confirmation that -Shrink otherwise asks for.</summary>
+        /// <summary>Shrink without the extra confirmation that -Shrink otherwise asks for (-Confirm:$false settles it too).</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
 
@@ -55,7 +55,7 @@ namespace VDiskPS.Commands
                     continue;
                 }
 
-                if (Shrink && !Force && !ShouldContinue($"Shrinking '{file}' discards its data past the new end. Continue?", "Shrink virtual disk"))
+                if (Shrink && !ConfirmLargeChange($"Shrinking '{file}' discards its data past the new end. Continue?", "Shrink virtual disk", Force))
                 {
                     continue;
                 }

@@ -31,7 +31,7 @@ namespace VDiskPS.Commands
         [ValidateNotNullOrEmpty]
         public string[] LiteralPath { get; set; }
 
-        /// <summary>The new parent. Recorded as written (relative paths resolve against the image's folder). An empty string flattens: the parent's data is copied in and the link removed.</summary>
+        /// <summary>The new parent. A relative path resolves against the current PowerShell location and is recorded relative to the image's folder, so the two can be moved together; separators are recorded in the form the format expects. An empty string flattens: the parent's data is copied in and the link removed.</summary>
         [Parameter(Mandatory = true, ParameterSetName = PathParent)]
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathParent)]
         [Alias("BackingFile")]
@@ -59,6 +59,11 @@ namespace VDiskPS.Commands
         [Parameter(ParameterSetName = LiteralPathParent)]
         public SwitchParameter Deduplicate { get; set; }
 
+        /// <summary>Rebase a child whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id, VHDX parent_linkage no longer match) and record the parent's current identity: with -ParentPath naming the same parent, the child is re-pinned to it. Use it only when the parent's content is known to be what the child was made from. A VDI child finds its parent by UUID, so one whose parent got a new UUID is re-pinned with -Unsafe instead.</summary>
+        [Parameter(ParameterSetName = PathParent)]
+        [Parameter(ParameterSetName = LiteralPathParent)]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         /// <summary>Format options to change, as a hashtable or "k=v,k=v" (qemu-img amend), e.g. @{ compat = '1.1'; lazy_refcounts = 'on' }.</summary>
         [Parameter(Mandatory = true, ParameterSetName = PathOption)]
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption)]
@@ -74,7 +79,7 @@ namespace VDiskPS.Commands
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
         public string Format { get; set; }
 
-        /// <summary>Flatten without the extra confirmation that an empty -ParentPath otherwise asks for.</summary>
+        /// <summary>Flatten without the extra confirmation that an empty -ParentPath otherwise asks for (-Confirm:$false settles it too).</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
 
@@ -98,7 +103,7 @@ namespace VDiskPS.Commands
                     continue;
                 }
 
-                if (parent && string.IsNullOrEmpty(ParentPath) && !Unsafe && !Force && !ShouldContinue($"Flattening '{file}' copies all of its parent's data into it and removes the link. Continue?", "Flatten virtual disk"))
+                if (parent && string.IsNullOrEmpty(ParentPath) && !Unsafe && !ConfirmLargeChange($"Flattening '{file}' copies all of its parent's data into it and removes the link. Continue?", "Flatten virtual disk", Force))
                 {
                     continue;
                 }
@@ -115,11 +120,12 @@ namespace VDiskPS.Commands
                         var options = new RebaseOptions
                         {
                             Format = ParseFormat(Format),
-                            NewParentPath = ParentPath,
+                            NewParentPath = ParentPathToRecord(file, ParentPath),
                             NewParentFormat = ParseFormat(ParentFormat),
                             Unsafe = Unsafe.IsPresent,
                             Compress = Compress.IsPresent,
                             Deduplicate = Deduplicate.IsPresent,
+                            IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                         };
                         RebaseResult result = RunEngine($"Set-VDisk {file}", (p, c) => RebaseOperation.Run(file, options, p, c));
                         info = result.Image;

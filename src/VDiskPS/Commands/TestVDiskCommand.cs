@@ -23,6 +23,10 @@ namespace VDiskPS.Commands
 
         protected override bool ForceSharesWithWriters => true;
 
+        /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
+        [Parameter]
+        public SwitchParameter IgnoreIdMismatch { get; set; }
+
         protected override void ProcessRecord()
         {
             foreach (string file in ResolvedImagePaths())
@@ -30,7 +34,11 @@ namespace VDiskPS.Commands
                 VDiskCheckResult result;
                 try
                 {
-                    result = CheckOperation.Run(file, ParseFormat(Format), RepairMode.None, Force.IsPresent);
+                    result = WithImageWarnings(() => CheckOperation.Run(file, ParseFormat(Format), RepairMode.None, Force.IsPresent, IgnoreIdMismatch.IsPresent));
+                    if (result.ParentIdMismatch)
+                    {
+                        result.Messages.Add($"use -IgnoreIdMismatch to check it against the changed parent anyway, or Set-VDisk -Path '{file}' -ParentPath <parent> -IgnoreIdMismatch to record the parent's current identity");
+                    }
                 }
                 catch (ImageCorruptException e)
                 {

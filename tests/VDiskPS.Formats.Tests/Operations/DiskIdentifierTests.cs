@@ -226,7 +226,7 @@ namespace VDiskPS.Formats.Tests.Operations
 
             DiskIdentifierOperation.Reset(dir.File("parent.vhd"), DiskFormat.Vhd);
 
-            var e = Assert.Throws<ImageChainException>(() => TestData.ReadAll(child));
+            var e = Assert.Throws<ImageParentMismatchException>(() => TestData.ReadAll(child));
             Assert.Contains("unique id", e.Reason);
         }
 

@@ -143,7 +143,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             MakeChild(dir.File("child.vhd"), "base.vhd");
             File.Delete(dir.File("base.vhd"));
             MakeBase(dir.File("base.vhd"));
-            var error = Assert.Throws<ImageChainException>(() => ImageChain.Open(dir.File("child.vhd")));
+            var error = Assert.Throws<ImageParentMismatchException>(() => ImageChain.Open(dir.File("child.vhd")));
             Assert.Contains("unique id", error.Message);
             using var chain = ImageChain.Open(dir.File("child.vhd"), new ChainOptions { IgnoreParentMismatch = true });
             Assert.Equal(2, chain.Layers.Count);

@@ -173,7 +173,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 parent.Write(0, new byte[] { 1 });
             }
 
-            var e = Assert.Throws<ImageChainException>(() => TestData.ReadAll(dir.File("child.vhdx")));
+            var e = Assert.Throws<ImageParentMismatchException>(() => TestData.ReadAll(dir.File("child.vhdx")));
             Assert.Equal("parent_linkage", e.Field);
             using var chain = ImageChain.Open(dir.File("child.vhdx"), new ChainOptions { IgnoreParentMismatch = true });
             Assert.Equal(2, chain.Layers.Count);

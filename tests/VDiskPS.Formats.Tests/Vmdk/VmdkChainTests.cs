@@ -84,7 +84,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
                 layer.Write(0, new byte[512]);
             }
 
-            var e = Assert.Throws<ImageChainException>(() => TestData.ReadAll(child));
+            var e = Assert.Throws<ImageParentMismatchException>(() => TestData.ReadAll(child));
             Assert.Equal("parentCID", e.Field);
             using var chain = ImageChain.Open(child, new ChainOptions { IgnoreParentMismatch = true });
             var buffer = new byte[512];

@@ -1,0 +1,166 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Text;
+using Xunit;
+
+namespace VDiskPS.Formats.Tests.Core
+{
+    /// <summary>
+    /// Probing never reads an image it does not understand as raw: files of formats QEMU knows but this
+    /// module does not implement are refused by name, and an image extension over foreign content is an error.
+    /// </summary>
+    public class ForeignFormatProbeTests
+    {
+        [Theory]
+        [InlineData("qed", "img.qed")]
+        [InlineData("qcow", "img.qcow")]
+        [InlineData("parallels", "img.hds")]
+        public void ImagesMadeByQemuImgAreRefusedByName(string format, string name)
+        {
+            using var dir = new TempDir();
+            string path = dir.File(name);
+            Qemu.Img("create", "-q", "-f", format, path, "4M");
+            AssertRefused(path, format);
+        }
+
+        [Fact]
+        public void LuksImagesMadeByQemuImgAreRefusedByName()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("disk.img");
+            Qemu.Img("create", "-q", "--object", "secret,id=s0,data=x", "-f", "luks", "-o", "key-secret=s0,iter-time=10", path, "4M");
+            AssertRefused(path, "luks");
+        }
+
+        [Fact]
+        public void ABochsRedologHeaderIsRefusedByName()
+        {
+            // A minimal valid header (block/bochs.h), which qemu-img info accepts as bochs.
+            using var dir = new TempDir();
+            string path = dir.File("disk.img");
+            var header = new byte[512];
+            Encoding.ASCII.GetBytes("Bochs Virtual HD Image").CopyTo(header, 0);
+            Encoding.ASCII.GetBytes("Redolog").CopyTo(header, 32);
+            Encoding.ASCII.GetBytes("Growing").CopyTo(header, 48);
+            BitConverter.GetBytes(0x00020000u).CopyTo(header, 64);
+            BitConverter.GetBytes(512u).CopyTo(header, 68);
+            BitConverter.GetBytes(1u).CopyTo(header, 72);
+            BitConverter.GetBytes(512u).CopyTo(header, 76);
+            BitConverter.GetBytes(1u << 20).CopyTo(header, 80);
+            BitConverter.GetBytes((ulong)(1 << 20)).CopyTo(header, 88);
+            var file = new List<byte>(header);
+            file.AddRange(new byte[] { 0xff, 0xff, 0xff, 0xff });
+            File.WriteAllBytes(path, file.ToArray());
+            Assert.Contains("bochs", Qemu.Img("info", path));
+            AssertRefused(path, "bochs");
+        }
+
+        [Fact]
+        public void ACloopPreambleIsRefusedByName()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("disk.img");
+            var content = new byte[1024];
+            Encoding.ASCII.GetBytes("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n").CopyTo(content, 0);
+            File.WriteAllBytes(path, content);
+            // qemu-img probes it as cloop too: its cloop driver then rejects the empty block table.
+            Assert.Contains("block_size cannot be zero", Qemu.Run("qemu-img", new[] { "info", path }).Output);
+            AssertRefused(path, "cloop");
+        }
+
+        [Fact]
+        public void ADmgKolyTrailerIsRefusedByName()
+        {
+            // qemu-img recognises dmg by its extension; the koly trailer is what makes the content a DMG.
+            using var dir = new TempDir();
+            string path = dir.File("disk.img");
+            var content = new byte[4096];
+            Encoding.ASCII.GetBytes("koly").CopyTo(content, content.Length - 512);
+            File.WriteAllBytes(path, content);
+            AssertRefused(path, "dmg");
+        }
+
+        [Fact]
+        public void AQcow2HeaderOfAnUnknownVersionIsNotReadAsRaw()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("disk.img");
+            Qemu.Img("create", "-q", "-f", "qcow2", path, "4M");
+            using (var stream = new FileStream(path, FileMode.Open))
+            {
+                stream.Position = 7;
+                stream.WriteByte(4);
+            }
+
+            Assert.Equal(DiskFormat.Qcow2, FormatRegistry.Default.Probe(path));
+            Assert.Throws<ImageNotSupportedException>(() => ImageChain.Open(path));
+        }
+
+        [Theory]
+        [InlineData("notes.vhdx", "vhdx", "some text, not a disk\n")]
+        [InlineData("empty.qcow2", "qcow2", "")]
+        [InlineData("old.vmdk", "vmdk", "hello")]
+        [InlineData("archive.qed", "qed", "plain bytes")]
+        public void AnImageExtensionOverForeignContentIsAnErrorNamingBoth(string name, string format, string content)
+        {
+            using var dir = new TempDir();
+            string path = dir.File(name);
+            File.WriteAllText(path, content);
+            var e = Assert.Throws<ImageFormatMismatchException>(() => FormatRegistry.Default.Probe(path));
+            Assert.Contains(Path.GetExtension(name), e.Message);
+            Assert.Contains($"not {format}", e.Message);
+            Assert.Contains(content.Length == 0 ? "empty" : "no known image signature", e.Message);
+        }
+
+        [Fact]
+        public void AFileWithoutSignatureOrImageExtensionStaysRawAsForQemuImg()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("disk.bin");
+            File.WriteAllBytes(path, new byte[8192]);
+            Assert.Contains("file format: raw", Qemu.Img("info", path));
+            using (ImageWarnings.Capture(out var warnings))
+            {
+                Assert.Equal(DiskFormat.Raw, FormatRegistry.Default.Probe(path));
+                Assert.Empty(warnings);
+            }
+        }
+
+        [Fact]
+        public void AFileShorterThanASectorIsRawWithAWarning()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("tiny");
+            File.WriteAllBytes(path, new byte[100]);
+            using (ImageWarnings.Capture(out var warnings))
+            {
+                Assert.Equal(DiskFormat.Raw, FormatRegistry.Default.Probe(path));
+                string warning = Assert.Single(warnings);
+                Assert.Contains("100 bytes", warning);
+                Assert.StartsWith(path, warning);
+            }
+        }
+
+        [Fact]
+        public void ConvertingAQedImageRefusesInsteadOfCopyingItsContainer()
+        {
+            using var dir = new TempDir();
+            string source = dir.File("vm.qed");
+            Qemu.Img("create", "-q", "-f", "qed", source, "4M");
+            var e = Assert.Throws<ImageNotSupportedException>(() =>
+                ConvertOperation.Run(source, dir.File("vm.qcow2"), new ConvertOptions { TargetFormat = DiskFormat.Qcow2, Target = new CreateRequest() }));
+            Assert.Contains("qed images are not supported yet", e.Message);
+            Assert.False(File.Exists(dir.File("vm.qcow2")));
+        }
+
+        private static void AssertRefused(string path, string format)
+        {
+            var e = Assert.Throws<ImageNotSupportedException>(() => FormatRegistry.Default.Probe(path));
+            Assert.Contains($"{format} images are not supported yet", e.Message);
+            Assert.Equal(path, e.FilePath);
+            Assert.Equal("NotSupported", e.ErrorId);
+            Assert.Throws<ImageNotSupportedException>(() => ImageInspector.Get(path));
+        }
+    }
+}
