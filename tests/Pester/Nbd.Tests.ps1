@@ -72,6 +72,21 @@ Describe 'Start-VDiskServer' {
         $LASTEXITCODE | Should -Be 0
     }
 
+    It 'serves over TLS with a certificate from a PFX file' {
+        $dir = Join-Path $script:Root 'tls'
+        New-Item -ItemType Directory $dir | Out-Null
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/key.pem" -out "$dir/ca-cert.pem" -days 2 -subj /CN=127.0.0.1 -addext 'subjectAltName=IP:127.0.0.1' -addext 'basicConstraints=critical,CA:TRUE' 2>$null
+        openssl pkcs12 -export -out "$dir/server.pfx" -inkey "$dir/key.pem" -in "$dir/ca-cert.pem" -passout pass:
+        $server = Start-VDiskServer -Path served.qcow2 -Port 0 -ExportName disk -Certificate "$dir/server.pfx"
+        try {
+            $server.Tls | Should -BeTrue
+            qemu-img info --object "tls-creds-x509,id=tls0,dir=$dir,endpoint=client" --image-opts "driver=nbd,host=127.0.0.1,port=$($server.Port),export=disk,tls-creds=tls0" | Out-Null
+            $LASTEXITCODE | Should -Be 0
+        } finally {
+            $server | Stop-VDiskServer
+        }
+    }
+
     It 'does nothing with -WhatIf' {
         Start-VDiskServer -Path served.qcow2 -Port 0 -WhatIf | Should -BeNullOrEmpty
         Get-VDiskServer | Should -BeNullOrEmpty
