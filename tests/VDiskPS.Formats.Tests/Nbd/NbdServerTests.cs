@@ -107,6 +107,72 @@ namespace VDiskPS.Formats.Tests.Nbd
         }
 
         [Fact]
+        public void WriteZeroesWithNoHoleStaysAllocatedAndMayUnmapDoesNot()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("z.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", path, "4M");
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x11 0 4M", path);
+            using (var server = Serve(path, writable: true))
+            {
+                // qemu-io's write -z sends NBD_CMD_FLAG_NO_HOLE unless -u allows unmapping.
+                ToolOk("qemu-io", "-f", "raw", "-c", "write -z 0 64k", "-c", "write -z -u 1M 64k", server.Uri);
+            }
+
+            var runs = DataZeroRuns(ToolOk("qemu-img", "map", "--output=json", "-f", "qcow2", path));
+            Assert.Contains(runs, r => r.Start == 0 && r.Data);
+            Assert.Contains(runs, r => r.Start == 1 << 20 && r.Length == 65536 && !r.Data && r.Zero);
+            ToolOk("qemu-io", "-f", "qcow2", "-c", "read -P 0 0 64k", "-c", "read -P 0 1M 64k", "-c", "read -P 0x11 64k 960k", path);
+        }
+
+        [Theory]
+        [InlineData("qcow2")]
+        [InlineData("raw")]
+        public void NbdcopyWritesIntoAWritableExport(string format)
+        {
+            // nbdcopy zeroes the destination with NBD_CMD_FLAG_FAST_ZERO first; raw answers ENOTSUP (zeroing
+            // there is a write), qcow2 sets zero clusters; either way the copy must be exact.
+            using var dir = new TempDir();
+            string source = TestData.WriteRaw(dir, "source.raw", 8L << 20);
+            string target = dir.File("target." + format);
+            Qemu.Img("create", "-q", "-f", format, target, "8M");
+            if (format == "raw")
+            {
+                Qemu.Io("-f", "raw", "-c", "write -P 0x99 0 8M", target);
+            }
+
+            using (var server = Serve(target, writable: true))
+            {
+                ToolOk("nbdcopy", source, server.Uri);
+            }
+
+            var (identical, output) = Qemu.Compare(source, "raw", target, format);
+            Assert.True(identical, output);
+        }
+
+        [Fact]
+        public void StructuredReadsSendHolesUnlessNotToFragment()
+        {
+            using var dir = new TempDir();
+            string path = MakeQcow2(dir);
+            using var server = Serve(path);
+            using var client = new RawNbdClient(server.Port);
+            client.Connect(structured: true);
+            client.SendRequest(0, 0, 1 << 20);
+            Assert.Equal(0u, client.ReadReply());
+            Assert.Equal(new ushort[] { 1, 2 }, client.ChunkTypes); // data 0..300k, then a hole
+
+            client.SendRequest(0, 0, 1 << 20, flags: 4); // NBD_CMD_FLAG_DF
+            Assert.Equal(0u, client.ReadReply());
+            Assert.Equal(new ushort[] { 1 }, client.ChunkTypes);
+
+            client.SendRequest(5, 0, 1 << 20); // NBD_CMD_CACHE
+            Assert.Equal(0u, client.ReadReply());
+            client.SendRequest(3, 0, 0); // NBD_CMD_FLUSH on a read-only export is harmless
+            Assert.Equal(0u, client.ReadReply());
+        }
+
+        [Fact]
         public void ReadOnlyExportRefusesWrites()
         {
             using var dir = new TempDir();

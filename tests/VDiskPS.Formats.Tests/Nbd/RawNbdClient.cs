@@ -29,6 +29,9 @@ namespace VDiskPS.Formats.Tests.Nbd
 
         public bool Structured { get; private set; }
 
+        /// <summary>The chunk types of the last structured reply, in order.</summary>
+        public System.Collections.Generic.List<ushort> ChunkTypes { get; } = new System.Collections.Generic.List<ushort>();
+
         /// <summary>Reads the server's greeting and answers with fixed newstyle flags.</summary>
         public void Greet(uint clientFlags = 1)
         {
@@ -141,6 +144,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             }
 
             uint result = 0;
+            ChunkTypes.Clear();
             while (true)
             {
                 byte[] chunk = ReadExact(16);
@@ -148,6 +152,7 @@ namespace VDiskPS.Formats.Tests.Nbd
                 ushort type = BinaryPrimitives.ReadUInt16BigEndian(chunk.AsSpan(2));
                 uint length = BinaryPrimitives.ReadUInt32BigEndian(chunk.AsSpan(12));
                 byte[] payload = ReadExact((int)length);
+                ChunkTypes.Add(type);
                 if ((type & 0x8000) != 0)
                 {
                     result = BinaryPrimitives.ReadUInt32BigEndian(payload);
