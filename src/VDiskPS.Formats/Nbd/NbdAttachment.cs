@@ -50,7 +50,8 @@ namespace VDiskPS.Formats.Nbd
         {
             if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux))
             {
-                throw new ImageNotSupportedException(export.Path, "attach", null, "attaching through NBD needs Linux");
+                throw new ImageNotSupportedException(export.Path, "attach", null,
+                    "attaching is done through NBD on Linux (nbd-client or nbdfuse); on Windows, attach a VHD or VHDX with the operating system (Mount-DiskImage) and convert other formats to VHDX first");
             }
 
             string nbdClient = FindTool("nbd-client");

@@ -111,13 +111,7 @@ namespace VDiskPS.Formats.Nbd
                 if (!string.IsNullOrEmpty(options.Snapshot))
                 {
                     snapshot = Capability.Require<ISnapshotLayer>(chain.Top, "internal snapshots").OpenSnapshot(options.Snapshot);
-                    var layers = new List<ImageLayer> { snapshot };
-                    for (int i = 1; i < chain.Layers.Count; i++)
-                    {
-                        layers.Add(chain.Layers[i]);
-                    }
-
-                    view = ImageChain.FromLayers(layers);
+                    view = chain.WithTop(snapshot);
                 }
 
                 return new NbdExport(options, chain, snapshot, view);

@@ -51,16 +51,13 @@ namespace VDiskPS.Formats.Nbd
         public const uint RepErrUnsup = RepFlagError + 1;
         public const uint RepErrPolicy = RepFlagError + 2;
         public const uint RepErrInvalid = RepFlagError + 3;
-        public const uint RepErrPlatform = RepFlagError + 4;
         public const uint RepErrTlsReqd = RepFlagError + 5;
         public const uint RepErrUnknown = RepFlagError + 6;
-        public const uint RepErrShutdown = RepFlagError + 7;
         public const uint RepErrTooBig = RepFlagError + 9;
 
         // NBD_REP_INFO types
         public const ushort InfoExport = 0;
         public const ushort InfoName = 1;
-        public const ushort InfoDescription = 2;
         public const ushort InfoBlockSize = 3;
 
         // "Command flags"
@@ -77,7 +74,6 @@ namespace VDiskPS.Formats.Nbd
         public const ushort ReplyTypeOffsetHole = 2;
         public const ushort ReplyTypeBlockStatus = 5;
         public const ushort ReplyTypeError = (1 << 15) + 1;
-        public const ushort ReplyTypeErrorOffset = (1 << 15) + 2;
 
         // "Request types"
         public const ushort CmdRead = 0;
@@ -92,12 +88,10 @@ namespace VDiskPS.Formats.Nbd
         // "Error values"
         public const uint EPerm = 1;
         public const uint EIO = 5;
-        public const uint ENoMem = 12;
         public const uint EInval = 22;
         public const uint ENoSpc = 28;
         public const uint EOverflow = 75;
         public const uint ENotSup = 95;
-        public const uint EShutdown = 108;
 
         // "base:allocation metadata context"; qemu's docs/interop/nbd.txt for qemu:dirty-bitmap.
         public const uint StateHole = 1 << 0;
