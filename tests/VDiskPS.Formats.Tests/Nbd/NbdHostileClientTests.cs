@@ -104,6 +104,8 @@ namespace VDiskPS.Formats.Tests.Nbd
             Assert.Equal(22u, client.ReadReply()); // unknown command
             client.SendRequest(0, 0, 4096, flags: 0x40);
             Assert.Equal(22u, client.ReadReply()); // unknown flag
+            client.SendRequest(7, 0, 4096);
+            Assert.Equal(22u, client.ReadReply()); // block status without a selected metadata context
             client.SendRequest(0, 0, 4096);
             Assert.Equal(0u, client.ReadReply(4096));
         }

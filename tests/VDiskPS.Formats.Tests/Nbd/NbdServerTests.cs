@@ -172,6 +172,50 @@ namespace VDiskPS.Formats.Tests.Nbd
             Assert.Equal(0u, client.ReadReply());
         }
 
+        [Theory]
+        [InlineData("qcow2")]
+        [InlineData("vmdk")]
+        [InlineData("vhdx")]
+        [InlineData("vpc")]
+        [InlineData("vdi")]
+        public void EveryWritableFormatTakesQemuIoWrites(string qemuFormat)
+        {
+            using var dir = new TempDir();
+            string path = dir.File("disk." + qemuFormat);
+            Qemu.Img("create", "-q", "-f", qemuFormat, path, "8M");
+            using (var server = Serve(path, writable: true))
+            {
+                ToolOk("qemu-io", "-f", "raw", "-c", "write -P 0x5c 0 100k", "-c", "write -P 0x5d 3M 1M", "-c", "write -z 3M 64k", "-c", "flush", server.Uri);
+            }
+
+            if (qemuFormat != "vpc")
+            {
+                // qemu-img check has no checker for vpc.
+                var check = Qemu.Check(path, qemuFormat);
+                Assert.True(check.ExitCode == 0, check.Output);
+            }
+
+            ToolOk("qemu-io", "-f", qemuFormat, "-c", "read -P 0x5c 0 100k", "-c", "read -P 0 100k 2972k", "-c", "read -P 0 3M 64k", "-c", "read -P 0x5d 3136k 960k", path);
+        }
+
+        [Fact]
+        public void AChainIsServedAsOneDisk()
+        {
+            using var dir = new TempDir();
+            string basePath = dir.File("base.vmdk");
+            string overlay = dir.File("overlay.qcow2");
+            Qemu.Img("create", "-q", "-f", "vmdk", basePath, "8M");
+            Qemu.Io("-f", "vmdk", "-c", "write -P 0x01 0 4M", basePath);
+            Qemu.Img("create", "-q", "-f", "qcow2", "-b", basePath, "-F", "vmdk", overlay);
+            Qemu.Io("-f", "qcow2", "-c", "write -P 0x02 1M 64k", overlay);
+            using var server = Serve(overlay);
+            var (identical, output) = Qemu.Compare(overlay, "qcow2", server.Uri, "raw");
+            Assert.True(identical, output);
+            Assert.Equal(
+                DataZeroRuns(ToolOk("qemu-img", "map", "--output=json", "-f", "qcow2", overlay)),
+                DataZeroRuns(ToolOk("qemu-img", "map", "--output=json", "-f", "raw", server.Uri)));
+        }
+
         [Fact]
         public void ReadOnlyExportRefusesWrites()
         {
