@@ -19,8 +19,8 @@ namespace VDiskPS.Formats.Nbd
     /// </summary>
     internal sealed class NbdConnection
     {
-        /// <summary>Option data longer than this is refused (names and queries are at most 4096 bytes each).</summary>
-        internal const int MaxOptionLength = 64 * 1024;
+        /// <summary>Option data longer than this is refused (names and queries are at most 4096 bytes each); with the connection limit it bounds handshake memory.</summary>
+        internal const int MaxOptionLength = 16 * 1024;
 
         /// <summary>Metadata context queries per option; more is refused as too big.</summary>
         private const int MaxQueries = 1024;
