@@ -96,6 +96,12 @@ namespace VDiskPS.Formats
         void SetBitmapEnabled(string name, bool enabled);
 
         void MergeBitmap(string target, ImageLayer source, string sourceName);
+
+        /// <summary>
+        /// Whether the bitmap marks the guest bytes at <paramref name="offset"/> dirty; <paramref name="length"/>
+        /// gets how far (at most <paramref name="maxLength"/>) that state goes on.
+        /// </summary>
+        bool GetBitmapRun(string name, long offset, long maxLength, out long length);
     }
 
     /// <summary>Reclaim zero-filled allocation units in place and shrink the file (Optimize-VDisk).</summary>

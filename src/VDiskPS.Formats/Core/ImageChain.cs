@@ -162,6 +162,21 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>
+        /// A view of this chain with <paramref name="top"/> (a snapshot view of the top layer) in place of the
+        /// top. The lower layers stay this chain's: dispose only <paramref name="top"/>, never the view.
+        /// </summary>
+        public ImageChain WithTop(ImageLayer top)
+        {
+            var layers = new List<ImageLayer> { top };
+            for (int i = 1; i < _layers.Count; i++)
+            {
+                layers.Add(_layers[i]);
+            }
+
+            return FromLayers(layers);
+        }
+
+        /// <summary>
         /// The status of the run at <paramref name="offset"/> as the chain answers it: the first layer
         /// (from the top) that has the run allocated, at its depth. A run unallocated in every layer is
         /// Unallocated at the depth of the last layer asked.

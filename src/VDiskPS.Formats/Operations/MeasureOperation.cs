@@ -67,13 +67,7 @@ namespace VDiskPS.Formats
                     if (!string.IsNullOrEmpty(options.Snapshot))
                     {
                         snapshot = Capability.Require<ISnapshotLayer>(chain.Top, "internal snapshots").OpenSnapshot(options.Snapshot);
-                        var layers = new List<ImageLayer> { snapshot };
-                        for (int i = 1; i < chain.Layers.Count; i++)
-                        {
-                            layers.Add(chain.Layers[i]);
-                        }
-
-                        view = ImageChain.FromLayers(layers);
+                        view = chain.WithTop(snapshot);
                     }
 
                     request.Size = view.Size;

@@ -189,6 +189,32 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
+        public bool GetBitmapRun(string name, long offset, long maxLength, out long length)
+        {
+            lock (_gate)
+            {
+                Qcow2Bitmap bitmap = FindBitmap(name);
+                byte[] bits = BitsOf(bitmap);
+                int shift = bitmap.GranularityBits;
+                long end = Math.Min(_size, offset + maxLength);
+                long granule = offset >> shift;
+                bool dirty = IsSet(bits, granule);
+                long next = granule + 1;
+                byte uniform = dirty ? (byte)0xFF : (byte)0;
+                while ((next << shift) < end && IsSet(bits, next) == dirty)
+                {
+                    // Whole bytes of one state are skipped at once.
+                    next += (next & 7) == 0 && (next >> 3) < bits.Length && bits[next >> 3] == uniform ? 8 : 1;
+                }
+
+                length = Math.Min(end, next << shift) - offset;
+                return dirty;
+            }
+        }
+
+        private static bool IsSet(byte[] bits, long granule)
+            => (granule >> 3) < bits.Length && (bits[granule >> 3] & (1 << (int)(granule & 7))) != 0;
+
         /// <summary>Marks [offset, offset + length) in every enabled bitmap; the first time, flags them in-use on disk.</summary>
         private void MarkBitmaps(long offset, long length)
         {

@@ -42,6 +42,10 @@ namespace VDiskPS.Formats.Tests.Module
             ["Enable-VDiskBitmap"] = "Medium",
             ["Disable-VDiskBitmap"] = "Medium",
             ["Merge-VDiskBitmap"] = "Medium",
+            ["Start-VDiskServer"] = "Medium",
+            ["Stop-VDiskServer"] = "Medium",
+            ["Mount-VDisk"] = "Medium",
+            ["Dismount-VDisk"] = "Medium",
         };
 
         [Fact]
