@@ -28,6 +28,9 @@ namespace VDiskPS.Formats
         /// <summary>Runs of zeros at least this long (and aligned to it) stay unallocated; 0 writes every byte.</summary>
         public long SparseSize { get; set; } = 4096;
 
+        /// <summary>Virtual size of a new output; null takes the source's. Smaller than the source is refused.</summary>
+        public long? TargetSize { get; set; }
+
         /// <summary>Write into an existing destination of the same size instead of creating it.</summary>
         public bool NoCreate { get; set; }
 
@@ -159,15 +162,17 @@ namespace VDiskPS.Formats
             }
         }
 
-        /// <summary>Copies the chain into the destination; returns the files it created (none with NoCreate).</summary>
+        /// <summary>
+        /// Copies the chain into the destination; returns the files it created (none with NoCreate). A new
+        /// output is written under temporary names and renamed into place only when complete and flushed.
+        /// </summary>
         private static IReadOnlyList<string> Copy(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             CreateRequest request = options.Target ?? new CreateRequest();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             ImageChain targetParent = null;
             ImageLayer target = null;
-            bool created = false;
-            IReadOnlyList<string> createdFiles = Array.Empty<string>();
+            StagedOutput staging = null;
             try
             {
                 if (request.Backing != null)
@@ -191,11 +196,17 @@ namespace VDiskPS.Formats
                 }
                 else
                 {
-                    request.Size = source.Size;
+                    long size = options.TargetSize ?? source.Size;
+                    if (size < source.Size)
+                    {
+                        throw new ImageOptionException(destination, "size", $"the requested size ({size} bytes) is smaller than the source ({source.Size} bytes)");
+                    }
+
+                    request.Size = size;
                     request.SyncOnFlush = options.FlushToDisk || options.DeleteSource;
+                    staging = new StagedOutput(destination, request.Overwrite);
+                    request.Staging = staging;
                     target = registry.Get(options.TargetFormat).Create(destination, request);
-                    created = true;
-                    createdFiles = target.HostFiles;
                 }
 
                 if (targetParent != null)
@@ -214,17 +225,20 @@ namespace VDiskPS.Formats
                 target.Flush();
                 target.Dispose();
                 target = null;
-                return createdFiles;
-            }
-            catch
-            {
-                target?.Dispose();
-                if (created)
+                if (staging == null)
                 {
-                    foreach (string file in createdFiles)
-                    {
-                        TryDelete(file);
-                    }
+                    return Array.Empty<string>();
+                }
+
+                staging.Commit();
+                return staging.FinalFiles;
+            }
+            catch (Exception e)
+            {
+                ImageException reported = OperationSupport.AbandonOutput(target, staging, destination, e);
+                if (reported != null)
+                {
+                    throw reported;
                 }
 
                 throw;
@@ -232,20 +246,10 @@ namespace VDiskPS.Formats
             finally
             {
                 targetParent?.Dispose();
-            }
-        }
-
-        internal static void TryDelete(string file)
-        {
-            try
-            {
-                File.Delete(file);
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
+                if (staging != null)
+                {
+                    request.Staging = null;
+                }
             }
         }
 
