@@ -1,0 +1,161 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace VDiskPS.Formats.Tests.Crash
+{
+    /// <summary>
+    /// Kills a real conversion (tests/VDiskPS.CrashChild) with SIGKILL at seeded moments and judges what
+    /// it left with qemu-img: the destination is absent or complete (qemu-img compare identical with the
+    /// source, qemu-img check clean), never a file under its name that opens and holds part of the data.
+    /// What a kill may leave is a partial file clearly named as one (".NAME.vdiskps-partial-..."), which
+    /// the next conversion to that destination removes. The source is never changed.
+    /// Seeds per pair: VDISKPS_CRASH_SEEDS (default 3; 20 or more for the long run).
+    /// </summary>
+    public class ConvertCrashTests
+    {
+        private const int SourceMiB = 64;
+
+        private readonly ITestOutputHelper _output;
+
+        public ConvertCrashTests(ITestOutputHelper output) => _output = output;
+
+        public static IEnumerable<object[]> Pairs => new[]
+        {
+            new object[] { "raw", "qcow2" },
+            new object[] { "qcow2", "vhdx" },
+            new object[] { "vmdk", "vhdx" },
+            new object[] { "raw", "vmdk-stream" },
+            new object[] { "raw", "vdi" },
+            new object[] { "raw", "vhd" },
+        };
+
+        [Theory]
+        [MemberData(nameof(Pairs))]
+        public void KilledConvertLeavesTheDestinationAbsentOrComplete(string sourceFormat, string targetName)
+        {
+            OutputTarget target = OutputTarget.Named(targetName);
+            using var dir = new TempDir();
+            string content = OutputTarget.RandomRaw(dir.File("content.raw"), SourceMiB, sourceFormat.Length * 31 + targetName.Length);
+            string source = content;
+            if (sourceFormat != "raw")
+            {
+                source = dir.File("source." + sourceFormat);
+                Qemu.Img("convert", "-f", "raw", "-O", sourceFormat, content, source);
+            }
+
+            string sourceHash = Hash(source);
+            string work = Path.Combine(dir.Path, "out");
+            Directory.CreateDirectory(work);
+            string destination = Path.Combine(work, "dst" + target.Extension);
+            string[] convert = { "convert", source, destination, target.Format.ToName(), target.Subformat };
+
+            var measured = CrashChild.Run(convert);
+            Assert.True(measured.ExitCode == 0, measured.Error);
+            AssertComplete(content, destination, target);
+            File.Delete(destination);
+
+            var tally = new Tally();
+            var rng = new Random((sourceFormat + targetName).Aggregate(17, (h, c) => (h * 31) + c));
+            for (int seed = 0; seed < CrashChild.Seeds; seed++)
+            {
+                var delay = TimeSpan.FromTicks((long)(rng.NextDouble() * measured.Duration.Ticks));
+                bool killed = CrashChild.RunAndKill(delay, convert);
+                Judge(content, destination, target, killed, tally);
+
+                if (File.Exists(destination))
+                {
+                    File.Delete(destination);
+                }
+
+                // Whatever a kill left, the next conversion to the same place succeeds and cleans up
+                // (shown once per pair, to keep the short run short).
+                if (tally.LastLeftPartials && !tally.CleanedUp)
+                {
+                    tally.CleanedUp = true;
+                    var rerun = CrashChild.Run(convert);
+                    Assert.True(rerun.ExitCode == 0, rerun.Error);
+                    Assert.Equal(new[] { Path.GetFileName(destination) }, OutputTarget.FilesIn(work));
+                    AssertComplete(content, destination, target);
+                    File.Delete(destination);
+                }
+            }
+
+            _output.WriteLine($"{sourceFormat} -> {targetName}: {CrashChild.Seeds} seeds, run {measured.Duration.TotalMilliseconds:0} ms; {tally}");
+            Assert.Equal(sourceHash, Hash(source));
+            Assert.Equal(0, tally.SilentPartial);
+            Assert.Equal(0, tally.Unexpected);
+        }
+
+        private static void Judge(string content, string destination, OutputTarget target, bool killed, Tally tally)
+        {
+            string folder = Path.GetDirectoryName(destination);
+            string partialPrefix = "." + Path.GetFileName(destination) + StagedOutput.PartialMarker;
+            string[] files = OutputTarget.FilesIn(folder);
+            tally.Kills += killed ? 1 : 0;
+            tally.LastLeftPartials = files.Any(f => f.StartsWith(partialPrefix, StringComparison.Ordinal));
+            tally.LeftPartials += tally.LastLeftPartials ? 1 : 0;
+            tally.Unexpected += files.Count(f => f != Path.GetFileName(destination) && !f.StartsWith(partialPrefix, StringComparison.Ordinal));
+            if (!File.Exists(destination))
+            {
+                tally.Absent++;
+                return;
+            }
+
+            if (IsComplete(content, destination, target))
+            {
+                tally.Complete++;
+            }
+            else
+            {
+                tally.SilentPartial++;
+            }
+        }
+
+        private static bool IsComplete(string content, string destination, OutputTarget target)
+        {
+            if (!Qemu.Compare(content, "raw", destination, target.QemuFormat).Identical)
+            {
+                return false;
+            }
+
+            // qemu-img has no check for raw and vpc; compare above is the judge there.
+            return target.Format == DiskFormat.Raw || target.Format == DiskFormat.Vhd || Qemu.Check(destination, target.QemuFormat).ExitCode == 0;
+        }
+
+        private static void AssertComplete(string content, string destination, OutputTarget target)
+            => Assert.True(IsComplete(content, destination, target), $"{destination} is not a complete copy of {content}");
+
+        private static string Hash(string path)
+        {
+            using var stream = File.OpenRead(path);
+            return Convert.ToHexString(SHA256.HashData(stream));
+        }
+
+        private sealed class Tally
+        {
+            public int Kills { get; set; }
+
+            public int Absent { get; set; }
+
+            public int Complete { get; set; }
+
+            public int SilentPartial { get; set; }
+
+            public int LeftPartials { get; set; }
+
+            public int Unexpected { get; set; }
+
+            public bool LastLeftPartials { get; set; }
+
+            public bool CleanedUp { get; set; }
+
+            public override string ToString()
+                => $"killed mid-run {Kills}; destination absent {Absent}, complete {Complete}, silently partial {SilentPartial}; runs leaving a named partial file {LeftPartials} (removed by the next convert: {(CleanedUp ? "shown" : "none to show")}); unexpected files {Unexpected}";
+        }
+    }
+}
