@@ -31,7 +31,11 @@ namespace VDiskPS.Formats
         /// <summary>Virtual size of a new output; null takes the source's. Smaller than the source is refused.</summary>
         public long? TargetSize { get; set; }
 
-        /// <summary>Write into an existing destination of the same size instead of creating it.</summary>
+        /// <summary>
+        /// Write into an existing destination of the same size instead of creating it. Where the format
+        /// has a "do not use" flag (qcow2 v3: the corrupt bit) it is set until the end, and stays set
+        /// when the conversion fails or is interrupted.
+        /// </summary>
         public bool NoCreate { get; set; }
 
         /// <summary>The existing destination reads as zeros already, so zero runs need not be written.</summary>
@@ -173,6 +177,7 @@ namespace VDiskPS.Formats
             ImageChain targetParent = null;
             ImageLayer target = null;
             StagedOutput staging = null;
+            IIncompleteMarkerLayer marker = null;
             try
             {
                 if (request.Backing != null)
@@ -193,6 +198,10 @@ namespace VDiskPS.Formats
                     {
                         throw new ImageOptionException(destination, "size", $"the existing destination ({target.Size} bytes) is smaller than the source ({source.Size} bytes)");
                     }
+
+                    // Rewritten in place, it cannot be renamed into place: where the format has a "do not
+                    // use" flag, it stays set until the last write is flushed, and after any failure.
+                    marker = (target as IIncompleteMarkerLayer)?.MarkIncomplete() == true ? (IIncompleteMarkerLayer)target : null;
                 }
                 else
                 {
@@ -223,6 +232,7 @@ namespace VDiskPS.Formats
                 var copier = new ChunkCopier(source, target, targetParent, options, compressor, progress, cancel);
                 copier.Run();
                 target.Flush();
+                marker?.ClearIncomplete();
                 target.Dispose();
                 target = null;
                 if (staging == null)

@@ -14,7 +14,8 @@ namespace VDiskPS.Formats.Tests.Crash
     /// source, qemu-img check clean), never a file under its name that opens and holds part of the data.
     /// What a kill may leave is a partial file clearly named as one (".NAME.vdiskps-partial-..."), which
     /// the next conversion to that destination removes. The source is never changed.
-    /// Seeds per pair: VDISKPS_CRASH_SEEDS (default 3; 20 or more for the long run).
+    /// Kills per pair: VDISKPS_CRASH_SEEDS (default 3; 20 or more for the long run); a seeded delay that
+    /// lands after the run's end counts as a run but not as a kill, and another seed follows.
     /// </summary>
     public class ConvertCrashTests
     {
@@ -61,7 +62,7 @@ namespace VDiskPS.Formats.Tests.Crash
 
             var tally = new Tally();
             var rng = new Random((sourceFormat + targetName).Aggregate(17, (h, c) => (h * 31) + c));
-            for (int seed = 0; seed < CrashChild.Seeds; seed++)
+            for (int attempt = 0; tally.Kills < CrashChild.Seeds && attempt < CrashChild.MaxAttempts; attempt++)
             {
                 var delay = TimeSpan.FromTicks((long)(rng.NextDouble() * measured.Duration.Ticks));
                 bool killed = CrashChild.RunAndKill(delay, convert);
@@ -85,10 +86,60 @@ namespace VDiskPS.Formats.Tests.Crash
                 }
             }
 
-            _output.WriteLine($"{sourceFormat} -> {targetName}: {CrashChild.Seeds} seeds, run {measured.Duration.TotalMilliseconds:0} ms; {tally}");
+            _output.WriteLine($"{sourceFormat} -> {targetName}: {tally.Runs} runs for {CrashChild.Seeds} kills, unkilled run {measured.Duration.TotalMilliseconds:0} ms; {tally}");
             Assert.Equal(sourceHash, Hash(source));
             Assert.Equal(0, tally.SilentPartial);
             Assert.Equal(0, tally.Unexpected);
+        }
+
+        [Fact]
+        public void KilledConvertIntoAQcow2LeavesItFlaggedCorruptOrComplete()
+        {
+            using var dir = new TempDir();
+            string content = OutputTarget.RandomRaw(dir.File("content.raw"), SourceMiB, 5);
+            string destination = dir.File("dst.qcow2");
+            OutputTarget target = OutputTarget.Named("qcow2");
+            string[] convert = { "convert-into", content, destination, "qcow2" };
+            void Fresh()
+            {
+                File.Delete(destination);
+                Qemu.Img("create", "-q", "-f", "qcow2", destination, SourceMiB + "M");
+            }
+
+            Fresh();
+            var measured = CrashChild.Run(convert);
+            Assert.True(measured.ExitCode == 0, measured.Error);
+            AssertComplete(content, destination, target);
+            Assert.False(InPlaceConvertTests.QemuSaysCorrupt(destination));
+
+            int kills = 0, flagged = 0, complete = 0, silentPartial = 0, inconsistent = 0;
+            var rng = new Random(4242);
+            int runs = 0;
+            for (; kills < CrashChild.Seeds && runs < CrashChild.MaxAttempts; runs++)
+            {
+                Fresh();
+                kills += CrashChild.RunAndKill(TimeSpan.FromTicks((long)(rng.NextDouble() * measured.Duration.Ticks)), convert) ? 1 : 0;
+
+                // Flagged or not, the structure is consistent or merely leaking (qemu-img check 0 or 3).
+                int check = Qemu.Check(destination, "qcow2").ExitCode;
+                inconsistent += check == 0 || check == 3 ? 0 : 1;
+                if (InPlaceConvertTests.QemuSaysCorrupt(destination))
+                {
+                    flagged++;
+                }
+                else if (IsComplete(content, destination, target))
+                {
+                    complete++;
+                }
+                else
+                {
+                    silentPartial++;
+                }
+            }
+
+            _output.WriteLine($"raw -> existing qcow2: {runs} runs for {CrashChild.Seeds} kills, unkilled run {measured.Duration.TotalMilliseconds:0} ms; killed mid-run {kills}; flagged corrupt {flagged}, complete {complete}, silently partial {silentPartial}; inconsistent {inconsistent}");
+            Assert.Equal(0, silentPartial);
+            Assert.Equal(0, inconsistent);
         }
 
         private static void Judge(string content, string destination, OutputTarget target, bool killed, Tally tally)
@@ -96,6 +147,7 @@ namespace VDiskPS.Formats.Tests.Crash
             string folder = Path.GetDirectoryName(destination);
             string partialPrefix = "." + Path.GetFileName(destination) + StagedOutput.PartialMarker;
             string[] files = OutputTarget.FilesIn(folder);
+            tally.Runs++;
             tally.Kills += killed ? 1 : 0;
             tally.LastLeftPartials = files.Any(f => f.StartsWith(partialPrefix, StringComparison.Ordinal));
             tally.LeftPartials += tally.LastLeftPartials ? 1 : 0;
@@ -138,6 +190,8 @@ namespace VDiskPS.Formats.Tests.Crash
 
         private sealed class Tally
         {
+            public int Runs { get; set; }
+
             public int Kills { get; set; }
 
             public int Absent { get; set; }

@@ -8,8 +8,11 @@ namespace VDiskPS.Formats.Tests.Crash
     /// <summary>Starts tests/VDiskPS.CrashChild (the real engine in its own process) and kills it with SIGKILL.</summary>
     public static class CrashChild
     {
-        /// <summary>Seeds per operation: VDISKPS_CRASH_SEEDS, else a short run of 3.</summary>
+        /// <summary>Kills per operation: VDISKPS_CRASH_SEEDS, else a short run of 3.</summary>
         public static int Seeds => int.TryParse(Environment.GetEnvironmentVariable("VDISKPS_CRASH_SEEDS"), out int n) && n > 0 ? n : 3;
+
+        /// <summary>Runs per operation at most, for kills whose seeded moment falls after the run ended.</summary>
+        public static int MaxAttempts => 3 * Seeds;
 
         private static string ChildPath
         {
