@@ -130,6 +130,12 @@ namespace VDiskPS.Formats
                     FlushDurably(handle, pair.Value);
                 }
 
+                if (s_isWindows)
+                {
+                    // Windows renames files nobody has open; the lock window is the renames alone.
+                    CloseAll(handles);
+                }
+
                 CheckReplaceable(Destination);
                 bool mainFirst = false;
                 for (int i = 1; i < _files.Count; i++)
@@ -161,10 +167,7 @@ namespace VDiskPS.Formats
             }
             finally
             {
-                foreach (var handle in handles)
-                {
-                    handle.Dispose();
-                }
+                CloseAll(handles);
             }
         }
 
@@ -192,6 +195,12 @@ namespace VDiskPS.Formats
             string prefix = "." + Path.GetFileName(destination) + PartialMarker;
             foreach (string file in Directory.GetFiles(folder, prefix + "*"))
             {
+                if (!Path.GetFileName(file).StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    // The name held a wildcard character that matched another destination's files.
+                    continue;
+                }
+
                 try
                 {
                     using (new FileStream(file, FileMode.Open, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None))
@@ -244,6 +253,16 @@ namespace VDiskPS.Formats
 
             // Opening for writing takes the writer's lock: refused while a VM (or any writer) holds it.
             HostFile.Open(finalPath, HostAccess.ReadWrite).Dispose();
+        }
+
+        private static void CloseAll(List<FileStream> handles)
+        {
+            foreach (var handle in handles)
+            {
+                handle.Dispose();
+            }
+
+            handles.Clear();
         }
 
         private static FileStream OpenForFlush(string path)

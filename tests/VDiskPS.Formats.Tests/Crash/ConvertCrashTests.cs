@@ -61,11 +61,10 @@ namespace VDiskPS.Formats.Tests.Crash
             File.Delete(destination);
 
             var tally = new Tally();
-            var rng = new Random((sourceFormat + targetName).Aggregate(17, (h, c) => (h * 31) + c));
+            var clock = new CrashChild.KillClock((sourceFormat + targetName).Aggregate(17, (h, c) => (h * 31) + c), measured.Duration);
             for (int attempt = 0; tally.Kills < CrashChild.Seeds && attempt < CrashChild.MaxAttempts; attempt++)
             {
-                var delay = TimeSpan.FromTicks((long)(rng.NextDouble() * measured.Duration.Ticks));
-                bool killed = CrashChild.RunAndKill(delay, convert);
+                bool killed = clock.Run(convert);
                 Judge(content, destination, target, killed, tally);
 
                 if (File.Exists(destination))
@@ -112,13 +111,20 @@ namespace VDiskPS.Formats.Tests.Crash
             AssertComplete(content, destination, target);
             Assert.False(InPlaceConvertTests.QemuSaysCorrupt(destination));
 
-            int kills = 0, flagged = 0, complete = 0, silentPartial = 0, inconsistent = 0;
-            var rng = new Random(4242);
+            int kills = 0, untouched = 0, flagged = 0, complete = 0, silentPartial = 0, inconsistent = 0;
+            var clock = new CrashChild.KillClock(4242, measured.Duration);
             int runs = 0;
             for (; kills < CrashChild.Seeds && runs < CrashChild.MaxAttempts; runs++)
             {
                 Fresh();
-                kills += CrashChild.RunAndKill(TimeSpan.FromTicks((long)(rng.NextDouble() * measured.Duration.Ticks)), convert) ? 1 : 0;
+                string freshHash = Hash(destination);
+                kills += clock.Run(convert) ? 1 : 0;
+                if (Hash(destination) == freshHash)
+                {
+                    // Killed before its first write: the image is as it was.
+                    untouched++;
+                    continue;
+                }
 
                 // Flagged or not, the structure is consistent or merely leaking (qemu-img check 0 or 3).
                 int check = Qemu.Check(destination, "qcow2").ExitCode;
@@ -137,7 +143,7 @@ namespace VDiskPS.Formats.Tests.Crash
                 }
             }
 
-            _output.WriteLine($"raw -> existing qcow2: {runs} runs for {CrashChild.Seeds} kills, unkilled run {measured.Duration.TotalMilliseconds:0} ms; killed mid-run {kills}; flagged corrupt {flagged}, complete {complete}, silently partial {silentPartial}; inconsistent {inconsistent}");
+            _output.WriteLine($"raw -> existing qcow2: {runs} runs for {CrashChild.Seeds} kills, unkilled run {measured.Duration.TotalMilliseconds:0} ms; killed mid-run {kills}; untouched {untouched}, flagged corrupt {flagged}, complete {complete}, silently partial {silentPartial}; inconsistent {inconsistent}");
             Assert.Equal(0, silentPartial);
             Assert.Equal(0, inconsistent);
         }

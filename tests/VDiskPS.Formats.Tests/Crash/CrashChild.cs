@@ -36,18 +36,51 @@ namespace VDiskPS.Formats.Tests.Crash
             return (process.ExitCode, error.Result, clock.Elapsed);
         }
 
-        /// <summary>Runs the operation and kills it (SIGKILL) <paramref name="delay"/> after it started; true when the kill came before its end.</summary>
-        public static bool RunAndKill(TimeSpan delay, params string[] args)
+        /// <summary>
+        /// Runs the operation and kills it (SIGKILL) <paramref name="delay"/> after it started. Returns
+        /// whether the kill came before its end, and otherwise how long the run took (else the delay).
+        /// </summary>
+        public static (bool Killed, TimeSpan Ran) RunAndKill(TimeSpan delay, params string[] args)
         {
             using Process process = Start(args);
+            var clock = Stopwatch.StartNew();
             if (process.WaitForExit(delay))
             {
-                return false;
+                return (false, clock.Elapsed);
             }
 
             process.Kill();
             process.WaitForExit();
-            return true;
+            return (true, delay);
+        }
+
+        /// <summary>
+        /// Seeded kill moments within a run's duration, which shrinks to the shortest run seen (on a
+        /// busy machine the measured run can be much slower than the next ones).
+        /// </summary>
+        public sealed class KillClock
+        {
+            private readonly Random _random;
+            private TimeSpan _window;
+
+            public KillClock(int seed, TimeSpan measured)
+            {
+                _random = new Random(seed);
+                _window = measured;
+            }
+
+            public TimeSpan Next() => TimeSpan.FromTicks((long)(_random.NextDouble() * _window.Ticks));
+
+            public bool Run(params string[] args)
+            {
+                var (killed, ran) = RunAndKill(Next(), args);
+                if (!killed && ran < _window)
+                {
+                    _window = ran;
+                }
+
+                return killed;
+            }
         }
 
         /// <summary>Starts the child and returns once it printed "ready" (the operation starts right after).</summary>

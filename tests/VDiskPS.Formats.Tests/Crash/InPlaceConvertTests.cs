@@ -13,15 +13,6 @@ namespace VDiskPS.Formats.Tests.Crash
     /// </summary>
     public class InPlaceConvertTests
     {
-        private sealed class OnProgress : IProgress<OperationProgress>
-        {
-            private readonly Action<OperationProgress> _action;
-
-            public OnProgress(Action<OperationProgress> action) => _action = action;
-
-            public void Report(OperationProgress value) => _action(value);
-        }
-
         internal static bool QemuSaysCorrupt(string path)
         {
             using var info = Qemu.Info(path, "qcow2");

@@ -70,4 +70,14 @@ namespace VDiskPS.Formats.Tests.Crash
 
         public override string ToString() => Name;
     }
+
+    /// <summary>Calls back on every progress report, on the reporting thread (a test's view into a running operation).</summary>
+    internal sealed class OnProgress : IProgress<OperationProgress>
+    {
+        private readonly Action<OperationProgress> _action;
+
+        public OnProgress(Action<OperationProgress> action) => _action = action;
+
+        public void Report(OperationProgress value) => _action(value);
+    }
 }

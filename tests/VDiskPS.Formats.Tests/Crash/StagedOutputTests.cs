@@ -16,16 +16,6 @@ namespace VDiskPS.Formats.Tests.Crash
     {
         private const int SourceMiB = 8;
 
-        /// <summary>Calls back on every progress report, on the reporting thread.</summary>
-        private sealed class OnProgress : IProgress<OperationProgress>
-        {
-            private readonly Action<OperationProgress> _action;
-
-            public OnProgress(Action<OperationProgress> action) => _action = action;
-
-            public void Report(OperationProgress value) => _action(value);
-        }
-
         private static string[] Partials(string folder, string destination)
             => OutputTarget.FilesIn(folder).Where(n => n.StartsWith("." + Path.GetFileName(destination) + StagedOutput.PartialMarker, StringComparison.Ordinal)).ToArray();
 
@@ -155,6 +145,27 @@ namespace VDiskPS.Formats.Tests.Crash
             Assert.Contains("already exists", e.Message);
             Assert.Equal("keep me", File.ReadAllText(destination));
             Assert.Equal(new[] { "dst.vhdx", "src.raw" }, OutputTarget.FilesIn(dir.Path));
+        }
+
+        [Fact]
+        public void DestinationCreatedByAnotherProgramMeanwhileIsNotReplacedWithoutOverwrite()
+        {
+            using var dir = new TempDir();
+            string source = OutputTarget.RandomRaw(dir.File("src.raw"), SourceMiB, 12);
+            string destination = dir.File("dst.vmdk");
+            var progress = new OnProgress(p =>
+            {
+                if (!File.Exists(destination))
+                {
+                    File.WriteAllText(destination, "written by someone else");
+                }
+            });
+
+            var e = Assert.Throws<ImageIOException>(() => ConvertOperation.Run(source, destination, OutputTarget.Named("vmdk-split").Options(), progress));
+
+            Assert.Contains("already exists", e.Message);
+            Assert.Equal("written by someone else", File.ReadAllText(destination));
+            Assert.Equal(new[] { "dst.vmdk", "src.raw" }, OutputTarget.FilesIn(dir.Path));
         }
 
         [Fact]
