@@ -41,6 +41,22 @@ namespace VDiskPS.Formats
     }
 
     /// <summary>
+    /// A flag in the image that other tools honour as "do not use", set while an operation rewrites the
+    /// content in place, so that an interrupted rewrite is never taken for a finished image.
+    /// </summary>
+    public interface IIncompleteMarkerLayer
+    {
+        /// <summary>
+        /// Sets the flag durably before the content changes; false when this image has no place for it.
+        /// Refuses an image that carries the flag already (its content cannot be told from damage).
+        /// </summary>
+        bool MarkIncomplete();
+
+        /// <summary>Flushes the content, then clears the flag durably.</summary>
+        void ClearIncomplete();
+    }
+
+    /// <summary>
     /// Write and WriteZeroes may be called from several threads at once for disjoint ranges (the
     /// layer keeps no allocation state, as raw), so a copy can write from all of its readers.
     /// </summary>

@@ -65,8 +65,24 @@ namespace VDiskPS.Formats
         /// </summary>
         public bool SyncOnFlush { get; set; } = true;
 
+        /// <summary>
+        /// When set, every new file is written under the temporary name this output gives it (the
+        /// image records the final names) and the caller renames them into place once complete.
+        /// </summary>
+        public StagedOutput Staging { get; set; }
+
         /// <summary>What the driver changed from what was asked (a size rounded up, ...), for the caller to show.</summary>
         public IList<string> Warnings { get; } = new List<string>();
+    }
+
+    /// <summary>How drivers create the files of a new image.</summary>
+    internal static class CreateRequestFiles
+    {
+        /// <summary>Creates the file the image calls <paramref name="path"/>: under its temporary name when staged, else in place.</summary>
+        public static HostFile CreateFile(this CreateRequest request, string path)
+            => request.Staging != null
+                ? HostFile.Create(request.Staging.TemporaryPathFor(path), false, request.SyncOnFlush)
+                : HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
     }
 
     /// <summary>What a driver sees when asked whether a file is its format.</summary>

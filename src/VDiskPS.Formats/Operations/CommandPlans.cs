@@ -131,20 +131,10 @@ namespace VDiskPS.Formats
                 return created;
             }
 
+            // Created at its final size, so the image appears under its name only when filled.
             request.Size = 0;
-            ConvertOperation.Run(SourcePath, Path, new ConvertOptions { TargetFormat = format, Target = request }, progress, cancel);
+            ConvertOperation.Run(SourcePath, Path, new ConvertOptions { TargetFormat = format, Target = request, TargetSize = Size }, progress, cancel);
             AddWarnings(request);
-            if (Size.HasValue)
-            {
-                using (var chain = ImageChain.Open(Path, new ChainOptions { Format = format, Writable = true }))
-                {
-                    if (Size.Value != chain.Size)
-                    {
-                        Capability.Require<IResizableLayer>(chain.Top, "resize").Resize(Size.Value, false, request.Preallocation ?? VDiskPS.Formats.Preallocation.Off);
-                    }
-                }
-            }
-
             return ImageInspector.Get(Path, format);
         }
 

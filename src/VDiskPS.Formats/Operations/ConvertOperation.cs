@@ -31,7 +31,14 @@ namespace VDiskPS.Formats
         /// <summary>Runs of zeros at least this long (and aligned to it) stay unallocated; 0 writes every byte.</summary>
         public long SparseSize { get; set; } = 4096;
 
-        /// <summary>Write into an existing destination of the same size instead of creating it.</summary>
+        /// <summary>Virtual size of a new output; null takes the source's. Smaller than the source is refused.</summary>
+        public long? TargetSize { get; set; }
+
+        /// <summary>
+        /// Write into an existing destination of the same size instead of creating it. Where the format
+        /// has a "do not use" flag (qcow2 v3: the corrupt bit) it is set until the end, and stays set
+        /// when the conversion fails or is interrupted.
+        /// </summary>
         public bool NoCreate { get; set; }
 
         /// <summary>The existing destination reads as zeros already, so zero runs need not be written.</summary>
@@ -162,15 +169,18 @@ namespace VDiskPS.Formats
             }
         }
 
-        /// <summary>Copies the chain into the destination; returns the files it created (none with NoCreate).</summary>
+        /// <summary>
+        /// Copies the chain into the destination; returns the files it created (none with NoCreate). A new
+        /// output is written under temporary names and renamed into place only when complete and flushed.
+        /// </summary>
         private static IReadOnlyList<string> Copy(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
             CreateRequest request = options.Target ?? new CreateRequest();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             ImageChain targetParent = null;
             ImageLayer target = null;
-            bool created = false;
-            IReadOnlyList<string> createdFiles = Array.Empty<string>();
+            StagedOutput staging = null;
+            IIncompleteMarkerLayer marker = null;
             try
             {
                 if (request.Backing != null)
@@ -191,14 +201,24 @@ namespace VDiskPS.Formats
                     {
                         throw new ImageOptionException(destination, "size", $"the existing destination ({target.Size} bytes) is smaller than the source ({source.Size} bytes)");
                     }
+
+                    // Rewritten in place, it cannot be renamed into place: where the format has a "do not
+                    // use" flag, it stays set until the last write is flushed, and after any failure.
+                    marker = (target as IIncompleteMarkerLayer)?.MarkIncomplete() == true ? (IIncompleteMarkerLayer)target : null;
                 }
                 else
                 {
-                    request.Size = source.Size;
+                    long size = options.TargetSize ?? source.Size;
+                    if (size < source.Size)
+                    {
+                        throw new ImageOptionException(destination, "size", $"the requested size ({size} bytes) is smaller than the source ({source.Size} bytes)");
+                    }
+
+                    request.Size = size;
                     request.SyncOnFlush = options.FlushToDisk || options.DeleteSource;
+                    staging = new StagedOutput(destination, request.Overwrite);
+                    request.Staging = staging;
                     target = registry.Get(options.TargetFormat).Create(destination, request);
-                    created = true;
-                    createdFiles = target.HostFiles;
                 }
 
                 if (targetParent != null)
@@ -216,19 +236,23 @@ namespace VDiskPS.Formats
                 copier.Run();
                 source.CheckUnchanged();
                 target.Flush();
+                marker?.ClearIncomplete();
                 target.Dispose();
                 target = null;
-                return createdFiles;
-            }
-            catch
-            {
-                target?.Dispose();
-                if (created)
+                if (staging == null)
                 {
-                    foreach (string file in createdFiles)
-                    {
-                        TryDelete(file);
-                    }
+                    return Array.Empty<string>();
+                }
+
+                staging.Commit();
+                return staging.FinalFiles;
+            }
+            catch (Exception e)
+            {
+                ImageException reported = OperationSupport.AbandonOutput(target, staging, destination, e);
+                if (reported != null)
+                {
+                    throw reported;
                 }
 
                 throw;
@@ -236,20 +260,10 @@ namespace VDiskPS.Formats
             finally
             {
                 targetParent?.Dispose();
-            }
-        }
-
-        internal static void TryDelete(string file)
-        {
-            try
-            {
-                File.Delete(file);
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
+                if (staging != null)
+                {
+                    request.Staging = null;
+                }
             }
         }
 

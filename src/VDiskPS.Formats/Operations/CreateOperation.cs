@@ -42,21 +42,42 @@ namespace VDiskPS.Formats
                     throw new ImageOptionException(path, "size", "the size must not be negative");
                 }
 
-                using (ImageLayer layer = FormatRegistry.Default.Get(format).Create(path, request))
+                // Written under a temporary name and renamed into place once complete (a full
+                // preallocation can take long), so an interrupted create leaves no image under the name.
+                var staging = new StagedOutput(path, request.Overwrite);
+                request.Staging = staging;
+                ImageLayer layer = null;
+                try
                 {
+                    layer = FormatRegistry.Default.Get(format).Create(path, request);
                     if (parent != null)
                     {
                         layer.Parent = parent.Top;
                     }
 
                     layer.Flush();
-                    return ImageInspector.Describe(layer);
+                    layer.Dispose();
+                    layer = null;
+                    staging.Commit();
+                }
+                catch (Exception e)
+                {
+                    ImageException reported = OperationSupport.AbandonOutput(layer, staging, path, e);
+                    if (reported != null)
+                    {
+                        throw reported;
+                    }
+
+                    throw;
                 }
             }
             finally
             {
+                request.Staging = null;
                 parent?.Dispose();
             }
+
+            return ImageInspector.Get(path, format);
         }
     }
 }

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 
 namespace VDiskPS.Formats
 {
@@ -16,8 +17,52 @@ namespace VDiskPS.Formats
         {
             foreach (string file in files)
             {
-                ConvertOperation.TryDelete(file);
+                StagedOutput.TryDelete(file);
             }
+        }
+
+        /// <summary>
+        /// After a failed or cancelled write of <paramref name="destination"/>: closes the target (whose own
+        /// closing writes may fail too, as on a full disk, without stopping the clean-up), deletes the
+        /// staged files, and returns the error to report instead of <paramref name="failure"/> (a full
+        /// disk named as such, a temporary file named by its final name), or null to rethrow it.
+        /// </summary>
+        public static ImageException AbandonOutput(ImageLayer target, StagedOutput staging, string destination, Exception failure)
+        {
+            try
+            {
+                target?.Dispose();
+            }
+            catch (Exception)
+            {
+            }
+
+            staging?.Abandon();
+            if (IsDiskFull(failure))
+            {
+                return new ImageIOException(destination, "no space left on device" + (staging != null ? "; the partial output was removed" : string.Empty), failure);
+            }
+
+            string stagedFile = staging?.FinalPathOf((failure as ImageException)?.FilePath);
+            return stagedFile != null && failure is ImageIOException io ? new ImageIOException(stagedFile, io.Reason, failure) : null;
+        }
+
+        /// <summary>Whether the failure, or one beneath it, is the host volume running out of space.</summary>
+        private static bool IsDiskFull(Exception exception)
+        {
+            const int UnixNoSpace = 28;
+            const int UnixQuota = 122;
+            const int WindowsHandleDiskFull = unchecked((int)0x80070027);
+            const int WindowsDiskFull = unchecked((int)0x80070070);
+            for (Exception e = exception; e != null; e = e.InnerException)
+            {
+                if (e is IOException io && (io.HResult == UnixNoSpace || io.HResult == UnixQuota || io.HResult == WindowsHandleDiskFull || io.HResult == WindowsDiskFull))
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         /// <summary>A chunk length: at most <paramref name="limit"/> bytes and never past <paramref name="end"/>.</summary>

@@ -31,7 +31,7 @@ namespace VDiskPS.Formats.Qcow2
         public override ImageLayer Create(string path, CreateRequest request)
         {
             var options = Qcow2CreateOptions.Parse(path, request);
-            return Qcow2Layer.Create(path, options, request.Overwrite, request.SyncOnFlush);
+            return Qcow2Layer.Create(path, options, request);
         }
 
         public override bool SupportsCompression(CreateRequest request)

@@ -8,10 +8,10 @@ namespace VDiskPS.Formats.Qcow2
     /// <summary>Creating an image: header at cluster 0, L1 table after it, refcount structure after that, then preallocation.</summary>
     internal sealed partial class Qcow2Layer
     {
-        internal static Qcow2Layer Create(string path, Qcow2CreateOptions options, bool overwrite, bool syncOnFlush = true)
+        internal static Qcow2Layer Create(string path, Qcow2CreateOptions options, CreateRequest request)
         {
             string fullPath = System.IO.Path.GetFullPath(path);
-            HostFile file = HostFile.Create(fullPath, overwrite, syncOnFlush);
+            HostFile file = request.CreateFile(fullPath);
             HostFile dataFile = null;
             string createdDataFile = null;
             try
@@ -83,8 +83,8 @@ namespace VDiskPS.Formats.Qcow2
                     }
                     else
                     {
-                        dataFile = HostFile.Create(dataPath, false, syncOnFlush);
-                        createdDataFile = dataPath;
+                        dataFile = request.CreateFile(dataPath);
+                        createdDataFile = dataFile.Path;
                     }
 
                     if (dataFile.Length < options.Size)
@@ -106,27 +106,13 @@ namespace VDiskPS.Formats.Qcow2
             {
                 dataFile?.Dispose();
                 file.Dispose();
-                TryDelete(fullPath);
+                StagedOutput.TryDelete(file.Path);
                 if (createdDataFile != null)
                 {
-                    TryDelete(createdDataFile);
+                    StagedOutput.TryDelete(createdDataFile);
                 }
 
                 throw;
-            }
-        }
-
-        private static void TryDelete(string path)
-        {
-            try
-            {
-                File.Delete(path);
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
             }
         }
 

@@ -79,7 +79,8 @@ namespace VDiskPS.Formats.Qcow2
 
         private void EnsureWritableImage()
         {
-            if (_header.Corrupt)
+            // The corrupt bit this layer set itself (Qcow2Layer.Incomplete.cs) marks its own rewrite, not damage.
+            if (_header.Corrupt && !_markedIncomplete)
             {
                 throw new ImageCorruptException(Path, "incompatible_features", Qcow2Header.IncompatibleFeaturesOffset,
                     "the image is marked corrupt; repair it (qemu-img check -r all) before writing");

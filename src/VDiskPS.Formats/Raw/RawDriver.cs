@@ -48,7 +48,7 @@ namespace VDiskPS.Formats.Raw
                 throw ImageNotSupportedException.Capability(DiskFormat.Raw, "a cluster size", path);
             }
 
-            var file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
+            var file = request.CreateFile(path);
             try
             {
                 var layer = new RawLayer(file);
@@ -58,7 +58,7 @@ namespace VDiskPS.Formats.Raw
             catch
             {
                 file.Dispose();
-                System.IO.File.Delete(path);
+                System.IO.File.Delete(file.Path);
                 throw;
             }
         }

@@ -115,12 +115,17 @@ namespace VDiskPS.Formats.Raw
 
         protected override void Dispose(bool disposing)
         {
-            if (IsWritable)
+            try
             {
-                _file.Flush();
+                if (IsWritable)
+                {
+                    _file.Flush();
+                }
             }
-
-            _file.Dispose();
+            finally
+            {
+                _file.Dispose();
+            }
         }
 
         private long PunchZeroBlocks(long offset, Span<byte> buffer)

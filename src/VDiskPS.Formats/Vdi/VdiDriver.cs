@@ -49,7 +49,7 @@ namespace VDiskPS.Formats.Vdi
                         : $"the parent of a differencing VDI must be a VDI, not {request.BackingLayer.Format.ToName()}");
             }
 
-            var file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
+            var file = request.CreateFile(path);
             try
             {
                 return VdiLayer.Create(file, plan.Size, plan.Type, parent, plan.Preallocation);
@@ -57,7 +57,7 @@ namespace VDiskPS.Formats.Vdi
             catch
             {
                 file.Dispose();
-                File.Delete(path);
+                File.Delete(file.Path);
                 throw;
             }
         }

@@ -258,12 +258,17 @@ namespace VDiskPS.Formats.Vdi
 
         protected override void Dispose(bool disposing)
         {
-            if (IsWritable)
+            try
             {
-                _file.Flush();
+                if (IsWritable)
+                {
+                    _file.Flush();
+                }
             }
-
-            _file.Dispose();
+            finally
+            {
+                _file.Dispose();
+            }
         }
 
         private long DataHost(uint entry) => _header.DataOffset + (entry * BlockSize);

@@ -96,7 +96,7 @@ namespace VDiskPS.Formats.Vhd
                 OriginalSize = (ulong)plan.Size,
             };
             footer.SetSize(plan.Size);
-            var file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
+            var file = request.CreateFile(path);
             try
             {
                 if (plan.Fixed)
@@ -110,7 +110,7 @@ namespace VDiskPS.Formats.Vhd
             catch
             {
                 file.Dispose();
-                File.Delete(path);
+                File.Delete(file.Path);
                 throw;
             }
         }

@@ -333,12 +333,17 @@ namespace VDiskPS.Formats.Vhd
 
         protected override void Dispose(bool disposing)
         {
-            if (IsWritable)
+            try
             {
-                _file.Flush();
+                if (IsWritable)
+                {
+                    _file.Flush();
+                }
             }
-
-            _file.Dispose();
+            finally
+            {
+                _file.Dispose();
+            }
         }
 
         internal static long RoundUp(long value, long unit) => (value + unit - 1) / unit * unit;

@@ -27,7 +27,7 @@ namespace VDiskPS.Formats.Vhdx
         public override ImageLayer Create(string path, CreateRequest request)
         {
             VhdxCreateOptions options = VhdxCreateOptions.From(path, request);
-            HostFile file = HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
+            HostFile file = request.CreateFile(path);
             try
             {
                 WriteNewImage(file, options);
@@ -36,7 +36,7 @@ namespace VDiskPS.Formats.Vhdx
             catch
             {
                 file.Dispose();
-                System.IO.File.Delete(path);
+                System.IO.File.Delete(file.Path);
                 throw;
             }
         }

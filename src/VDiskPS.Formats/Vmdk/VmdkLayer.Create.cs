@@ -41,7 +41,7 @@ namespace VDiskPS.Formats.Vmdk
             var created = new List<string>();
             try
             {
-                VmdkLayer layer = CreateFiles(path, request.Overwrite, request.SyncOnFlush, options, descriptor, files, created);
+                VmdkLayer layer = CreateFiles(path, request, options, descriptor, files, created);
                 layer.WriteDescriptor();
                 layer.SetCidFresh();
                 return layer;
@@ -55,18 +55,18 @@ namespace VDiskPS.Formats.Vmdk
 
                 foreach (string file in created)
                 {
-                    ConvertOperation.TryDelete(file);
+                    StagedOutput.TryDelete(file);
                 }
 
                 throw;
             }
         }
 
-        private static VmdkLayer CreateFiles(string path, bool overwrite, bool syncOnFlush, VmdkCreateOptions options, VmdkDescriptor descriptor, List<HostFile> files, List<string> created)
+        private static VmdkLayer CreateFiles(string path, CreateRequest request, VmdkCreateOptions options, VmdkDescriptor descriptor, List<HostFile> files, List<string> created)
         {
             long sectors = options.Size / SparseHeader.SectorSize;
             string fileName = System.IO.Path.GetFileName(path);
-            HostFile main = CreateFile(path, overwrite, syncOnFlush, files, created);
+            HostFile main = CreateFile(path, request, files, created);
             switch (options.Subformat)
             {
                 case VmdkCreateOptions.MonolithicSparse:
@@ -103,7 +103,7 @@ namespace VDiskPS.Formats.Vmdk
                             ? (options.IsSparse ? "-s" : "-f") + (i + 1).ToString("000", System.Globalization.CultureInfo.InvariantCulture)
                             : "-flat";
                         string extentName = stem + suffix + extension;
-                        HostFile file = CreateFile(System.IO.Path.Combine(directory, extentName), overwrite, syncOnFlush, files, created);
+                        HostFile file = CreateFile(System.IO.Path.Combine(directory, extentName), request, files, created);
                         var line = new ExtentLine { Sectors = extentSectors, FileName = extentName };
                         if (options.IsSparse)
                         {
@@ -125,9 +125,9 @@ namespace VDiskPS.Formats.Vmdk
             }
         }
 
-        private static HostFile CreateFile(string path, bool overwrite, bool syncOnFlush, List<HostFile> files, List<string> created)
+        private static HostFile CreateFile(string path, CreateRequest request, List<HostFile> files, List<string> created)
         {
-            HostFile file = HostFile.Create(path, overwrite, syncOnFlush);
+            HostFile file = request.CreateFile(path);
             files.Add(file);
             created.Add(file.Path);
             return file;
