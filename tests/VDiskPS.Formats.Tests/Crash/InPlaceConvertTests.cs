@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System;
 using System.IO;
 using System.Security.Cryptography;
@@ -15,7 +16,8 @@ namespace VDiskPS.Formats.Tests.Crash
     {
         internal static bool QemuSaysCorrupt(string path)
         {
-            using var info = Qemu.Info(path, "qcow2");
+            // -U: the convert under test holds the image open for writing (QEMU's lock bytes).
+            using var info = JsonDocument.Parse(Qemu.Img("info", "-U", "--output=json", "-f", "qcow2", path));
             return info.RootElement.GetProperty("format-specific").GetProperty("data").GetProperty("corrupt").GetBoolean();
         }
 

@@ -228,7 +228,8 @@ namespace VDiskPS.Formats.Tests.Nbd
             client.Connect(structured: false);
             client.SendRequest(1, 0, 512, payload: new byte[512]);
             Assert.Equal(1u, client.ReadReply()); // NBD_EPERM
-            ToolOk("qemu-io", "-f", "qcow2", "-c", "read -P 0x11 0 64k", path);
+            // The served image is unchanged; -r -U: a reader beside the server, which holds it open.
+            ToolOk("qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -P 0x11 0 64k", path);
         }
 
         [Fact]
