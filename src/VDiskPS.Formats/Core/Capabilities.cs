@@ -57,6 +57,29 @@ namespace VDiskPS.Formats
     }
 
     /// <summary>
+    /// A layer that pins its parent's content identity (VMDK parentCID, VHDX parent_linkage), so it would
+    /// no longer open once the parent is written. Before a commit writes into the parent, the child
+    /// records the identity the parent is going to take beside its current one, so the chain opens,
+    /// and reads the same, before, during and after the parent's change.
+    /// </summary>
+    public interface IParentIdentityLayer
+    {
+        /// <summary>
+        /// Fixes the identity <paramref name="parent"/> (opened writable) takes at its next content change
+        /// and records it here, durably (flushed), as accepted beside the parent's current identity. The
+        /// parent may take the new identity at once.
+        /// </summary>
+        void AcceptParentChange(ImageLayer parent);
+
+        /// <summary>
+        /// Pins the parent's identity from before <see cref="AcceptParentChange"/> again, durably: this layer
+        /// did not follow the change (a commit dropped it from the chain), so it must no longer open over the
+        /// changed parent. A layer that follows the change is re-pinned with <see cref="IParentChangeableLayer.SetBacking"/>.
+        /// </summary>
+        void AbandonParentChange();
+    }
+
+    /// <summary>
     /// Write and WriteZeroes may be called from several threads at once for disjoint ranges (the
     /// layer keeps no allocation state, as raw), so a copy can write from all of its readers.
     /// </summary>

@@ -26,6 +26,9 @@ namespace VDiskPS.Formats
 
         /// <summary>The formats to open the chain with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
+
+        /// <summary>Test hook: told the name of each step the commit has finished (every write into the base among them).</summary>
+        internal Action<string> StepObserver { get; set; }
     }
 
     /// <summary>What a commit did.</summary>
@@ -48,8 +51,12 @@ namespace VDiskPS.Formats
     /// qemu-img commit: copies every run the layers above the base allocate into the base (growing the
     /// base when the top is larger), then empties the top unless asked to keep it. When the base is
     /// not the direct parent, the top is re-pointed at the base, dropping the layers between
-    /// (qemu-img commit -b). A cancelled commit leaves the base holding part of the data, which the
-    /// unchanged top still hides, so the chain reads the same.
+    /// (qemu-img commit -b).
+    /// An interrupted commit (cancelled, failed, or the process killed) leaves a chain that opens and reads
+    /// the top's content: before the base is written, the layer whose parent it is records the identity the
+    /// base is about to take (<see cref="IParentIdentityLayer"/>), so its pin on the base holds throughout;
+    /// the top still holds every run being copied until the base is flushed; and the top is re-linked before
+    /// it is emptied. Running the commit again completes it.
     /// </summary>
     public static class CommitOperation
     {
@@ -59,6 +66,7 @@ namespace VDiskPS.Formats
         {
             options = options ?? new CommitOptions();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
+            Action<string> step = options.StepObserver ?? (_ => { });
             int baseDepth = FindBaseDepth(topPath, options, registry);
             bool repoint = baseDepth > 1;
             var open = new ChainOptions
@@ -80,22 +88,38 @@ namespace VDiskPS.Formats
                     parentChanger = options.KeepTop ? top as IParentChangeableLayer : Capability.Require<IParentChangeableLayer>(top, "changing the backing file");
                 }
 
+                // Before the base's first change (a resize is one): its child accepts the identity it will take.
+                var pinned = chain.Layers[baseDepth - 1] as IParentIdentityLayer;
+                pinned?.AcceptParentChange(baseLayer);
+                step("accepted");
+
                 var result = new CommitResult();
                 if (baseLayer.Size < top.Size)
                 {
                     Capability.Require<IResizableLayer>(baseLayer, "resize").Resize(top.Size, false, Preallocation.Off);
+                    step("resized");
                 }
 
-                result.BytesCommitted = CopyAbove(chain, baseDepth, baseLayer, options.RateLimit, progress, cancel);
+                result.BytesCommitted = CopyAbove(chain, baseDepth, baseLayer, options.RateLimit, progress, step, cancel);
+
+                // The base holds everything durably before any layer stops covering it.
                 baseLayer.Flush();
+                step("flushed");
                 if (parentChanger != null)
                 {
                     parentChanger.SetBacking(new BackingReference(RecordedPathFor(top, baseLayer), baseLayer.Format), baseLayer);
+                    top.Flush();
+                    step("relinked");
+
+                    // The dropped layer no longer describes its content over the changed base: it must not open as if it did.
+                    pinned?.AbandonParentChange();
                 }
                 else if (top is IParentChangeableLayer sameParent && top.Backing != null)
                 {
-                    // Writing changed the base's identity (VMDK CID, VHDX DataWriteGuid); record the new one.
+                    // Writing changed the base's identity (VMDK CID, VHDX DataWriteGuid); record the new one alone.
                     sameParent.SetBacking(top.Backing, baseLayer);
+                    top.Flush();
+                    step("relinked");
                 }
 
                 if (!options.KeepTop)
@@ -112,6 +136,7 @@ namespace VDiskPS.Formats
                 }
 
                 top.Flush();
+                step("done");
                 result.Base = ImageInspector.Describe(baseLayer, baseDepth);
                 return result;
             }
@@ -151,7 +176,7 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>Copies what the layers above <paramref name="baseDepth"/> allocate into the base; returns the bytes copied.</summary>
-        private static long CopyAbove(ImageChain chain, int baseDepth, ImageLayer baseLayer, long rateLimit, IProgress<OperationProgress> progress, CancellationToken cancel)
+        private static long CopyAbove(ImageChain chain, int baseDepth, ImageLayer baseLayer, long rateLimit, IProgress<OperationProgress> progress, Action<string> step, CancellationToken cancel)
         {
             long size = chain.Size;
             long committed = 0;
@@ -174,6 +199,7 @@ namespace VDiskPS.Formats
                 pendingRead.GetAwaiter().GetResult();
                 pendingRead = null;
                 baseLayer.Write(pendingOffset, current.AsSpan(0, pendingLength));
+                step("write");
                 committed += pendingLength;
                 Throttle(committed, rateLimit, clock, cancel);
                 OperationSupport.Report(progress, "Committing", pendingOffset + pendingLength, size);
@@ -207,6 +233,7 @@ namespace VDiskPS.Formats
                         {
                             // A zero run above the base (a zero marker, or past a shorter parent's end).
                             baseLayer.WriteZeroes(offset, length);
+                            step("write");
                             committed += length;
                             Throttle(committed, rateLimit, clock, cancel);
                         }

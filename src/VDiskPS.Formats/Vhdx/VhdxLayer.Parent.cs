@@ -6,7 +6,7 @@ using System.IO;
 namespace VDiskPS.Formats.Vhdx
 {
     // The parent of a differencing image: the parent locator ([MS-VHDX] 2.6.2.6) and its linkage check.
-    public sealed partial class VhdxLayer : IParentChangeableLayer
+    public sealed partial class VhdxLayer : IParentChangeableLayer, IParentIdentityLayer
     {
         internal const string RelativePathKey = "relative_path";
         internal const string VolumePathKey = "volume_path";
@@ -33,14 +33,63 @@ namespace VDiskPS.Formats.Vhdx
             }
 
             Guid linkage = ParentLinkageFor(backing, parent, Path);
-            _metadata.ParentLocator = BuildParentLocator(backing.RecordedPath, Path, linkage);
 
             // The opened Parent (if any) is the old one: its path must not be written back.
             _parentPathsSettled = true;
+            CommitParentLocator(BuildParentLocator(backing.RecordedPath, Path, linkage));
+            _backing = ReadParentLocator(new OpenOptions());
+        }
+
+        /// <summary>
+        /// Records the DataWriteGuid the parent takes for the change as parent_linkage, which the parent then
+        /// writes at once, and its current one as parent_linkage2, which [MS-VHDX] 2.6.2.6.3 keeps "to recover
+        /// from a failed merge". The linkage check accepts either; libvhdi, which compares parent_linkage alone,
+        /// reads the chain at every moment but the one between the two writes.
+        /// </summary>
+        public void AcceptParentChange(ImageLayer parent)
+        {
+            EnsureWritable();
+            if (!_metadata.HasParent)
+            {
+                return;
+            }
+
+            if (parent == null)
+            {
+                throw new ArgumentNullException(nameof(parent));
+            }
+
+            Guid current = ParentLinkageFor(_backing, parent, Path);
+            var vhdxParent = (VhdxLayer)parent;
+            var locator = new List<KeyValuePair<string, string>>
+            {
+                new KeyValuePair<string, string>(LinkageKey, vhdxParent.PrepareDataWriteGuid().ToString("B")),
+                new KeyValuePair<string, string>(Linkage2Key, current.ToString("B")),
+            };
+            locator.AddRange(_metadata.ParentLocator.FindAll(entry => entry.Key != LinkageKey && entry.Key != Linkage2Key));
+            CommitParentLocator(locator);
+            vhdxParent.BeginModification(userVisible: true);
+        }
+
+        /// <summary>Pins the parent's DataWriteGuid from before the change (parent_linkage2) again: this image did not follow it.</summary>
+        public void AbandonParentChange()
+        {
+            EnsureWritable();
+            string previous = _metadata.HasParent ? _metadata.GetLocator(Linkage2Key) : null;
+            if (previous != null)
+            {
+                var locator = new List<KeyValuePair<string, string>> { new KeyValuePair<string, string>(LinkageKey, previous) };
+                locator.AddRange(_metadata.ParentLocator.FindAll(entry => entry.Key != LinkageKey && entry.Key != Linkage2Key));
+                CommitParentLocator(locator);
+            }
+        }
+
+        private void CommitParentLocator(List<KeyValuePair<string, string>> locator)
+        {
+            _metadata.ParentLocator = locator;
             BeginModification(userVisible: false);
             QueueMetadataRewrite();
             CommitMetadata();
-            _backing = ReadParentLocator(new OpenOptions());
         }
 
         /// <summary>The DataWriteGuid a child of <paramref name="parent"/> records; the parent must be VHDX.</summary>

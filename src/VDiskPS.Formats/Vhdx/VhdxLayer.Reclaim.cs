@@ -37,6 +37,12 @@ namespace VDiskPS.Formats.Vhdx
                 }
                 else if (n == _blockSize)
                 {
+                    if (_metadata.HasParent && (state == BatState.PartiallyPresent || state == BatState.FullyPresent))
+                    {
+                        // libvhdi reads a not-present block of a differencing image by its sector bitmap: no present bit may outlive the block.
+                        DiscardSectors(block, index, offset, n);
+                    }
+
                     SetBatEntry(index, 0);
                 }
                 else

@@ -16,6 +16,7 @@ namespace VDiskPS.Formats.Vhdx
         private readonly SortedDictionary<long, byte[]> _pendingPages = new SortedDictionary<long, byte[]>();
         private bool _fileModified;
         private bool _dataModified;
+        private Guid? _nextDataWriteGuid;
 
         public override void Flush() => CommitMetadata();
 
@@ -262,6 +263,21 @@ namespace VDiskPS.Formats.Vhdx
             _dirtyBatPages.Add(index * 8 / VhdxConstants.LogSectorLength);
         }
 
+        /// <summary>
+        /// The DataWriteGuid this image carries once its data changes in this session: chosen now (and kept
+        /// for the first guest-visible change) so a child can record it before the change reaches the disk.
+        /// </summary>
+        internal Guid PrepareDataWriteGuid()
+        {
+            if (_dataModified)
+            {
+                return _header.DataWriteGuid;
+            }
+
+            _nextDataWriteGuid = _nextDataWriteGuid ?? Guid.NewGuid();
+            return _nextDataWriteGuid.Value;
+        }
+
         /// <summary>Before the first change of a session: new FileWriteGuid (and DataWriteGuid for guest-visible changes), [MS-VHDX] 2.2.2.</summary>
         private void BeginModification(bool userVisible)
         {
@@ -277,7 +293,7 @@ namespace VDiskPS.Formats.Vhdx
 
             if (userVisible)
             {
-                _header.DataWriteGuid = Guid.NewGuid();
+                _header.DataWriteGuid = _nextDataWriteGuid ?? Guid.NewGuid();
                 _dataModified = true;
             }
 

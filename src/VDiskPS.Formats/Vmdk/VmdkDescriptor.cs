@@ -95,6 +95,11 @@ namespace VDiskPS.Formats.Vmdk
             Database.Add(new KeyValuePair<string, string>(key, value));
         }
 
+        public void RemoveDatabase(string key)
+        {
+            Database.RemoveAll(entry => string.Equals(entry.Key, key, StringComparison.OrdinalIgnoreCase));
+        }
+
         /// <summary>True when the bytes look like descriptor text (for probing a separate descriptor file).</summary>
         public static bool LooksLikeDescriptor(ReadOnlySpan<byte> head)
         {

@@ -25,6 +25,7 @@ namespace VDiskPS.Formats.Vmdk
         private long _size;
         private bool _cidUpdated;
         private ImageLayer _verifiedParent;
+        private uint? _nextCid;
 
         protected VmdkLayer(string path, bool writable, VmdkDescriptor descriptor, List<VmdkExtent> extents, List<HostFile> files, HostFile descriptorFile, long descriptorOffset, long descriptorCapacity, bool ignoreParentMismatch)
             : base(path, writable)
@@ -319,17 +320,43 @@ namespace VDiskPS.Formats.Vmdk
             }
 
 
+            RenewCid();
+        }
+
+        /// <summary>
+        /// VMware and qemu give the disk a new content id on its first modification, so children pinned to
+        /// the old content notice the change; the one <see cref="PrepareCid"/> chose, if any.
+        /// </summary>
+        private void RenewCid()
+        {
             // A bare sparse extent opened on its own has no descriptor to carry a CID.
             if (_cidUpdated || _descriptorFile == null)
             {
                 return;
             }
 
-            // VMware and qemu give the disk a new content id on its first modification, so children
-            // pinned to the old content notice the change.
-            Descriptor.Cid = NewCid();
+            Descriptor.Cid = _nextCid ?? NewCid();
             WriteDescriptor();
             _cidUpdated = true;
+        }
+
+        /// <summary>Writes the CID <see cref="PrepareCid"/> chose now, before any content changes, and flushes it.</summary>
+        internal void ApplyPreparedCid()
+        {
+            RenewCid();
+            Flush();
+        }
+
+        /// <summary>The CID this disk carries once its content changes in this session, chosen now so a child can record it first.</summary>
+        internal uint PrepareCid()
+        {
+            if (_cidUpdated || _descriptorFile == null)
+            {
+                return Descriptor.Cid;
+            }
+
+            _nextCid = _nextCid ?? NewCid();
+            return _nextCid.Value;
         }
 
         private void VerifyParent()
@@ -340,7 +367,7 @@ namespace VDiskPS.Formats.Vmdk
                 return;
             }
 
-            if (parent is VmdkLayer vmdkParent && !_ignoreParentMismatch && Descriptor.ParentCid != VmdkDescriptor.NoParentCid && vmdkParent.Cid != Descriptor.ParentCid)
+            if (parent is VmdkLayer vmdkParent && !_ignoreParentMismatch && Descriptor.ParentCid != VmdkDescriptor.NoParentCid && vmdkParent.Cid != Descriptor.ParentCid && vmdkParent.Cid != PreviousParentCid)
             {
                 throw new ImageParentMismatchException(Path, "parentCID", parent.Path,
                     $"the parent '{parent.Path}' has CID {vmdkParent.Cid:x8}, but this delta disk was made against CID {Descriptor.ParentCid:x8}: the parent changed since");

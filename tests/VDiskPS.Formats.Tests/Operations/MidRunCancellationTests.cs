@@ -37,11 +37,11 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.Equal(hash, Hash(source));
         }
 
-        // VMDK and VHDX are not here: a cancelled commit leaves the top pinned to the base's old
-        // identity (VMDK parentCID, VHDX parent linkage), which the commit rework re-pins.
         [Theory]
         [InlineData("qcow2")]
+        [InlineData("vmdk")]
         [InlineData("vpc")]
+        [InlineData("vhdx")]
         [InlineData("vdi")]
         public void CancelledCommitLeavesAConsistentBaseAndAChainThatReadsTheSame(string format)
         {
