@@ -21,6 +21,7 @@ namespace VDiskPS.Formats.Vhdx
 
         protected override void WriteCore(long offset, ReadOnlySpan<byte> data)
         {
+            ThrowIfAnyBad(offset, data.Length);
             BeginModification(userVisible: true);
             long pendingHost = -1;
             int pendingStart = 0;
@@ -63,6 +64,7 @@ namespace VDiskPS.Formats.Vhdx
 
         protected override void WriteZeroesCore(long offset, long length)
         {
+            ThrowIfAnyBad(offset, length);
             BeginModification(userVisible: true);
             long end = offset + length;
             while (offset < end)
@@ -90,6 +92,15 @@ namespace VDiskPS.Formats.Vhdx
 
                 base.WriteZeroesCore(offset, n);
                 offset += n;
+            }
+        }
+
+        /// <summary>Refuses a write touching a bad BAT entry before anything (the headers included) changes.</summary>
+        private void ThrowIfAnyBad(long offset, long length)
+        {
+            for (long block = offset / _blockSize; block * _blockSize < offset + length; block++)
+            {
+                ThrowIfBad(BatIndexOfBlock(block));
             }
         }
 
