@@ -77,6 +77,10 @@ namespace VDiskPS.Formats.Tests
             }
         }
 
+        /// <summary>Judges the image against <paramref name="expected"/>, the whole virtual content.</summary>
+        public static void AssertSameContent(string image, DiskFormat format, byte[] expected)
+            => AssertSameContent(image, format, expected.LongLength, (0L, expected));
+
         /// <summary>
         /// Asserts the image is structurally clean: qemu-img check where qemu has a checker for the
         /// format, else (VHD, differencing or 4 KiB-sector VHDX) libvhdi opening and reading every byte.
