@@ -16,6 +16,9 @@ namespace VDiskPS.Formats.Tests.Operations
     {
         private const long Size = 8L << 20;
 
+        /// <summary>The formats with backing files that a tool here reads with their parents.</summary>
+        public static TheoryData<DiskFormat> ChainFormats => new TheoryData<DiskFormat> { DiskFormat.Qcow2, DiskFormat.Vmdk, DiskFormat.Vhd, DiskFormat.Vhdx };
+
         /// <summary>base &lt;- mid &lt;- top, each writing over parts of the one below; returns the paths and the expected content.</summary>
         private static (string Base, string Mid, string Top, byte[] Model) ThreeLayers(TempDir dir, DiskFormat format)
         {
@@ -57,10 +60,7 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
+        [MemberData(nameof(ChainFormats))]
         public void TheChainItselfReadsAsTheModel(DiskFormat format)
         {
             using var dir = new TempDir();
@@ -69,10 +69,7 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
+        [MemberData(nameof(ChainFormats))]
         public void TheJudgeSeesOneWrongByte(DiskFormat format)
         {
             using var dir = new TempDir();
@@ -82,10 +79,7 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
+        [MemberData(nameof(ChainFormats))]
         public void CommitIntoTheParentKeepsTheContent(DiskFormat format)
         {
             using var dir = new TempDir();
@@ -96,10 +90,7 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
+        [MemberData(nameof(ChainFormats))]
         public void CommitIntoTheGrandparentRepointsTheTop(DiskFormat format)
         {
             using var dir = new TempDir();
@@ -112,10 +103,7 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
+        [MemberData(nameof(ChainFormats))]
         public void SafeRebaseOntoTheGrandparentKeepsTheContent(DiskFormat format)
         {
             using var dir = new TempDir();
@@ -139,10 +127,7 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
+        [MemberData(nameof(ChainFormats))]
         public void ConvertWithAParentWritesADeltaThatReadsAsTheSource(DiskFormat format)
         {
             using var dir = new TempDir();
