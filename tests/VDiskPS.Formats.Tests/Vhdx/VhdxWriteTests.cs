@@ -60,7 +60,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 layer.Write(4097, data);
             }
 
-            // qemu 7.2 opens only 512-byte-sector VHDX files, so this module is its own judge here.
+            // qemu 7.2 opens only 512-byte-sector VHDX files: libvhdi judges the content.
             var info = ImageInspector.Get(path);
             Assert.Equal(4096, info.LogicalSectorSize);
             Assert.Equal(4096, info.PhysicalSectorSize);
