@@ -63,7 +63,7 @@ for f in "${formats[@]}"; do
     done
   done
   if [ "$keep" -gt 0 ]; then
-    ls -S -r "$work/out/$f/default/queue"/id:* 2>/dev/null | grep -v ',orig:' | head -n "$keep" | while read -r input; do
+    { ls -S -r "$work/out/$f/default/queue"/id:* 2>/dev/null | grep -v ',orig:' || true; } | head -n "$keep" | while read -r input; do
       cp "$input" "$corpus/$f/queue-$(sha256sum "$input" | cut -c1-16).bin"
     done
   fi
