@@ -31,7 +31,7 @@ namespace VDiskPS.Formats
         public string Resolve(string childPath)
         {
             string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(childPath)) ?? string.Empty;
-            return ResolveAgainst(dir, RecordedPath);
+            return ResolveAgainst(dir, Checked(childPath, RecordedPath));
         }
 
         /// <summary>The first of the recorded paths (main, then alternates) that exists, resolved; else the main one.</summary>
@@ -46,7 +46,7 @@ namespace VDiskPS.Formats
             string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(childPath)) ?? string.Empty;
             foreach (string alt in AlternatePaths)
             {
-                string candidate = ResolveAgainst(dir, alt);
+                string candidate = ResolveAgainst(dir, Checked(childPath, alt));
                 if (File.Exists(candidate))
                 {
                     return candidate;
@@ -57,6 +57,18 @@ namespace VDiskPS.Formats
         }
 
         internal static string ToPortable(string path) => path?.Replace('\\', '/');
+
+        /// <summary>A recorded path with a NUL character names no file: the image is damaged.</summary>
+        private static string Checked(string childPath, string recorded)
+        {
+            int nul = recorded.IndexOf('\0');
+            if (nul >= 0)
+            {
+                throw new ImageCorruptException(childPath, "backing file name", null, $"the recorded parent path has a NUL character at position {nul}");
+            }
+
+            return recorded;
+        }
 
         internal static string ResolveAgainst(string directory, string recorded)
         {

@@ -129,6 +129,17 @@ namespace VDiskPS.Formats.Vhd
                     throw new ImageIOException(Path, "the file would grow past the 2 TiB a VHD block table can address");
                 }
 
+                // A bad entry may claim the space past the end of a truncated file: a new block placed
+                // there would become unreadable too, so such an image takes no new blocks.
+                foreach (long bad in _badBlocks)
+                {
+                    long badStart = _bat[bad] * (long)SectorSize;
+                    if (badStart < hostStart + total && hostStart < badStart + span)
+                    {
+                        ThrowIfBad(bad);
+                    }
+                }
+
                 _file.WriteAt(hostStart, staging.AsSpan(0, total));
                 _nextFree = hostStart + total;
                 _file.WriteAt(_nextFree, _footer.ToBytes());

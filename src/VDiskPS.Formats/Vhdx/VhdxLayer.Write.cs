@@ -22,6 +22,7 @@ namespace VDiskPS.Formats.Vhdx
 
         protected override void WriteCore(long offset, ReadOnlySpan<byte> data)
         {
+            ThrowIfAnyBad(offset, data.Length);
             BeginModification(userVisible: true);
             long pendingHost = -1;
             int pendingStart = 0;
@@ -64,6 +65,7 @@ namespace VDiskPS.Formats.Vhdx
 
         protected override void WriteZeroesCore(long offset, long length)
         {
+            ThrowIfAnyBad(offset, length);
             BeginModification(userVisible: true);
             long end = offset + length;
             while (offset < end)
@@ -91,6 +93,15 @@ namespace VDiskPS.Formats.Vhdx
 
                 base.WriteZeroesCore(offset, n);
                 offset += n;
+            }
+        }
+
+        /// <summary>Refuses a write touching a bad BAT entry before anything (the headers included) changes.</summary>
+        private void ThrowIfAnyBad(long offset, long length)
+        {
+            for (long block = offset / _blockSize; block * _blockSize < offset + length; block++)
+            {
+                ThrowIfBad(BatIndexOfBlock(block));
             }
         }
 

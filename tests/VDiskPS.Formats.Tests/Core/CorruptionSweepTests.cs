@@ -75,30 +75,86 @@ namespace VDiskPS.Formats.Tests.Core
                 Assert.True(failure == null || failure is ImageException, $"{qemuFormat} round {round}: {failure}");
                 Assert.Equal(hashBefore, SHA256.HashData(File.ReadAllBytes(path)));
 
-                // Writing into the damaged image is refused with a typed error, or works.
+                // One write a round (data, or zeroes every other round) into the damaged image is
+                // refused with a typed error and leaves the file byte-identical, or it works: the engine then reads back what it wrote, and where
+                // qemu-img read the damaged image before, qemu reads the written bytes too and its
+                // check is no worse than before the write (clean stays clean; leaks may only go).
+                int qemuCheckBefore = Qemu.Check(path, qemuFormat).ExitCode;
+                bool qemuReadBefore = QemuRaw(path, qemuFormat, dir) != null;
                 long writeAt = rng.Next(6 << 20);
-                var write = Task.Run(() => OpenAndWrite(path, writeAt));
+                bool zeroes = round % 2 == 1;
+                var write = Task.Run(() => OpenAndWrite(path, writeAt, zeroes));
                 Assert.True(await Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds(30))) == write, $"{qemuFormat} round {round}: a write gave no answer within 30 s");
-                Exception writeFailure = await write;
+                var (writeFailure, writtenAt, length) = await write;
                 Assert.True(writeFailure == null || writeFailure is ImageException, $"{qemuFormat} round {round} write at {writeAt}: {writeFailure}");
+                if (writeFailure != null)
+                {
+                    Assert.True(hashBefore.AsSpan().SequenceEqual(SHA256.HashData(File.ReadAllBytes(path))), $"{qemuFormat} round {round}: a refused write ({writeFailure.Message}) changed the file");
+                    continue;
+                }
+
+                byte[] expected = zeroes ? new byte[length] : TestData.Pattern(length, 9);
+                Assert.True(expected.AsSpan().SequenceEqual(ReadBack(path, writtenAt, length)), $"{qemuFormat} round {round}: the engine does not read back its write at {writtenAt}");
+                if (qemuReadBefore)
+                {
+                    byte[] qemuRaw = QemuRaw(path, qemuFormat, dir);
+                    Assert.True(qemuRaw != null, $"{qemuFormat} round {round}: qemu-img read the damaged image but not after the write at {writtenAt}");
+                    if (qemuRaw.Length >= writtenAt + length)
+                    {
+                        Assert.True(expected.AsSpan().SequenceEqual(qemuRaw.AsSpan((int)writtenAt, length)), $"{qemuFormat} round {round}: qemu-img reads other bytes than were written at {writtenAt}");
+                    }
+                }
+
+                if (qemuCheckBefore == 0 || qemuCheckBefore == 3)
+                {
+                    var after = Qemu.Check(path, qemuFormat);
+                    Assert.True(after.ExitCode == 0 || after.ExitCode == qemuCheckBefore, $"{qemuFormat} round {round}: qemu-img check went from exit {qemuCheckBefore} to {after.ExitCode} after a write at {writtenAt}: {after.Output}");
+                }
             }
         }
 
-        private static Exception OpenAndWrite(string path, long offset)
+        /// <summary>The image converted to raw by qemu-img, or null when qemu cannot read it.</summary>
+        private static byte[] QemuRaw(string path, string qemuFormat, TempDir dir)
         {
+            string raw = dir.File("qemu-view.raw");
+            var (code, _) = Qemu.Run("qemu-img", new[] { "convert", "-f", qemuFormat, "-O", "raw", path, raw });
+            byte[] bytes = code == 0 ? File.ReadAllBytes(raw) : null;
+            File.Delete(raw);
+            return bytes;
+        }
+
+        private static byte[] ReadBack(string path, long at, int length)
+        {
+            using var chain = ImageChain.Open(path, new ChainOptions { NoBacking = true });
+            var buffer = new byte[length];
+            chain.Read(at, buffer);
+            return buffer;
+        }
+
+        private static (Exception Failure, long At, int Length) OpenAndWrite(string path, long offset, bool zeroes)
+        {
+            long at = 0;
+            int length = 0;
             try
             {
                 using var chain = ImageChain.Open(path, new ChainOptions { NoBacking = true, Writable = true });
-                long at = Math.Min(offset, Math.Max(0, chain.Size - 70_000));
-                int length = (int)Math.Min(70_000, chain.Size - at);
-                chain.Top.Write(at, TestData.Pattern(length, 9));
-                chain.Top.WriteZeroes(0, Math.Min(chain.Size, 4096));
+                at = Math.Min(offset, Math.Max(0, chain.Size - 70_000));
+                length = (int)Math.Min(70_000, chain.Size - at);
+                if (zeroes)
+                {
+                    chain.Top.WriteZeroes(at, length);
+                }
+                else
+                {
+                    chain.Top.Write(at, TestData.Pattern(length, 9));
+                }
+
                 chain.Top.Flush();
-                return null;
+                return (null, at, length);
             }
             catch (Exception e)
             {
-                return e;
+                return (e, at, length);
             }
         }
 

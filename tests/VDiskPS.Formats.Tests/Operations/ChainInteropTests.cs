@@ -115,10 +115,19 @@ namespace VDiskPS.Formats.Tests.Operations
                 chain.Top.Write(2L << 20, TestData.Pattern(1 << 20, 8));
             }
 
-            byte[] before = TestData.ReadAll(child);
             CommitOperation.Run(child, new CommitOptions { KeepTop = true });
-            Assert.Equal(before, TestData.ReadAll(child));
-            Assert.Equal(before, TestData.ReadAll(parent));
+            var expected = new[] { (0L, TestData.Pattern(1 << 20, 7)), (2L << 20, TestData.Pattern(1 << 20, 8)) };
+            if (format == DiskFormat.Vdi)
+            {
+                // No tool here reads a VDI differencing image (qemu-img has no VDI backing support,
+                // VirtualBox is absent): the committed parent is judged by qemu, the child by the engine.
+                Judge.AssertSameContent(parent, format, 8L << 20, expected);
+                Assert.Equal(File.ReadAllBytes(ExpectedRaw(dir, expected)), TestData.ReadAll(child));
+                return;
+            }
+
+            Judge.AssertSameContent(parent, format, 8L << 20, expected);
+            Judge.AssertSameContent(child, format, 8L << 20, expected);
         }
 
         [Theory]
@@ -146,17 +155,38 @@ namespace VDiskPS.Formats.Tests.Operations
 
             string child = dir.File("child" + ext);
             CreateOperation.Create(child, format, new CreateRequest { Backing = new BackingReference("old" + ext, format), ClusterSize = unit });
+            // The child also keeps data of its own: libvhdi 20210425 misreads a differencing VHDX
+            // whose sector bitmap block is absent (it reads the bitmap at file offset 0).
+            byte[] own = TestData.Pattern(64 << 10, 4);
             using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
             {
                 chain.Top.Write(4L << 20, shared);
+                chain.Top.Write(1L << 20, own);
             }
 
-            byte[] before = TestData.ReadAll(child);
-                        var result = RebaseOperation.Run(child, new RebaseOptions { NewParentPath = "new" + ext, NewParentFormat = format, Deduplicate = true });
-            Assert.Equal(before, TestData.ReadAll(child));
+            var result = RebaseOperation.Run(child, new RebaseOptions { NewParentPath = "new" + ext, NewParentFormat = format, Deduplicate = true });
+            Judge.AssertSameContent(child, format, 8L << 20, (1L << 20, own), (4L << 20, shared));
             Assert.True(result.BytesDeduplicated >= 1 << 20, $"deduplicated {result.BytesDeduplicated}");
             Assert.Equal(dir.File("new" + ext), ImageInspector.Get(child).ParentFullPath);
+            // What was dropped from the child is absent in the child alone, judged by qemu where it reads the format.
+            if (format == DiskFormat.Qcow2 || format == DiskFormat.Vmdk)
+            {
+                using var map = System.Text.Json.JsonDocument.Parse(Qemu.Img("map", "--output=json", "-f", format.ToQemuName(), child));
+                long inChild = 0;
+                foreach (var entry in map.RootElement.EnumerateArray())
+                {
+                    if (entry.GetProperty("depth").GetInt32() == 0 && entry.GetProperty("data").GetBoolean())
+                    {
+                        inChild += entry.GetProperty("length").GetInt64();
+                    }
+                }
+
+                Assert.True(inChild <= (2L << 20) + own.Length - result.BytesDeduplicated, $"child still holds {inChild} bytes after dropping {result.BytesDeduplicated}");
+            }
         }
+
+        private static string ExpectedRaw(TempDir dir, (long Offset, byte[] Data)[] writes)
+            => RawImages.Make(dir, "expected-" + System.Guid.NewGuid().ToString("N") + ".raw", 8L << 20, writes);
 
         [Fact]
         public void DeduplicatingAVdiIsRefusedPrecisely()

@@ -5,6 +5,11 @@ using Xunit;
 namespace VDiskPS.Formats.Tests.Operations
 {
     /// <summary>Compare and map over backing chains (built with the test double).</summary>
+    /// <remarks>
+    /// Engine unit tests on the in-memory test format (the engine reads its own output back: no tool
+    /// reads that format). ChainInteropTests checks map and compare of qemu-made qcow2 chains against
+    /// qemu-img map and qemu-img compare.
+    /// </remarks>
     public class ChainOperationTests
     {
         private const int C = Chains.Cluster;

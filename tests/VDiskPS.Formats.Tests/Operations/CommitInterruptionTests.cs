@@ -144,7 +144,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string top = CommitChains.Build(dir, kind, layers: 3);
             CommitOperation.Run(top, new CommitOptions { BasePath = dir.File("base.vmdk") });
             Assert.DoesNotContain("ddb.vdiskps.commitParentCID", CommitChains.VmdkDescriptorText(dir.File("mid.vmdk")));
-            Assert.Throws<ImageChainException>(() => TestData.ReadAll(dir.File("mid.vmdk")));
+            Assert.Throws<ImageParentMismatchException>(() => TestData.ReadAll(dir.File("mid.vmdk")));
         }
 
         /// <summary>Runs the commit and returns a copy of the chain's files as they were after its first write into the base.</summary>

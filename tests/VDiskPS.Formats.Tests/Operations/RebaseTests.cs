@@ -5,6 +5,11 @@ using Xunit;
 
 namespace VDiskPS.Formats.Tests.Operations
 {
+    /// <remarks>
+    /// Engine unit tests on the in-memory test format (the engine reads its own output back: no tool
+    /// reads that format). ChainJudgedTests runs these operations on qcow2, vmdk, VHD and VHDX chains
+    /// judged by qemu-img, libvhdi and libvmdk.
+    /// </remarks>
     public class RebaseTests
     {
         private static RebaseOptions Options(string newParent, Action<RebaseOptions> change = null)

@@ -120,10 +120,18 @@ namespace VDiskPS.Formats.Tests.Raw
         {
             using var dir = new TempDir();
             string path = dir.File("share.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            byte[] data = TestData.Pattern(1 << 20, 5);
+            File.WriteAllBytes(path, data);
             using var a = FormatRegistry.Default.Open(path, null, new OpenOptions());
             using var b = FormatRegistry.Default.Open(path, null, new OpenOptions());
-            Assert.Equal(a.Size, b.Size);
+            var fromA = new byte[data.Length];
+            var fromB = new byte[data.Length];
+            a.Read(0, fromA);
+            b.Read(0, fromB);
+            Assert.Equal(data, fromA);
+            Assert.Equal(data, fromB);
+            // The readers' shared lock still keeps a writer out.
+            Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, DiskFormat.Raw, new OpenOptions { Writable = true }));
         }
     }
 }

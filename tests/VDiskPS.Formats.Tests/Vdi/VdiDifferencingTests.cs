@@ -4,6 +4,12 @@ using Xunit;
 
 namespace VDiskPS.Formats.Tests.Vdi
 {
+    /// <summary>VDI differencing images (VirtualBox snapshots).</summary>
+    /// <remarks>
+    /// Engine-judged where a child is read: no tool here reads a VDI differencing image (qemu-img has
+    /// no VDI backing support and VirtualBox is not installed). Bases and flattened copies are judged
+    /// by qemu-img.
+    /// </remarks>
     public class VdiDifferencingTests
     {
         private const long DiskSize = 5L << 20;

@@ -108,14 +108,15 @@ namespace VDiskPS.Formats.Tests.Vdi
             CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = size });
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
-                layer.Write(size / 2, TestData.Pattern(4096, 1));
+                layer.Write(size / 2, Operations.RawImages.Fill(4096, 0x5A));
             }
 
             Assert.True(new FileInfo(path).Length < (8L << 20));
             var check = Qemu.Check(path, "vdi");
             Assert.True(check.ExitCode == 0, check.Output);
-            var (identical, output) = Qemu.Compare(path, "vdi", path, "vdi");
-            Assert.True(identical, output);
+            // qemu-io verifies the written block and the zeros around it (exit 1 on a mismatch).
+            var read = Qemu.Run("qemu-io", new[] { "-f", "vdi", "-r", "-c", $"read -P 0x5a {size / 2} 4096", "-c", $"read -P 0 {(size / 2) - (1 << 20)} 1M", "-c", $"read -P 0 {(size / 2) + 4096} 1M", path });
+            Assert.True(read.ExitCode == 0 && !read.Output.Contains("failed"), read.Output);
         }
 
         [Fact]

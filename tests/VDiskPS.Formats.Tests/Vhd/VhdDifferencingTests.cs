@@ -39,6 +39,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             byte[] expected = MakeBase(dir.File("base.vhd"));
             MakeChild(dir.File("child.vhd"), "base.vhd");
             Assert.Equal(expected, TestData.ReadAll(dir.File("child.vhd")));
+            Judge.AssertSameContent(dir.File("child.vhd"), DiskFormat.Vhd, expected);
         }
 
         [Fact]
@@ -53,6 +54,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             WriteThrough(child, expected, 5000, TestData.Pattern(3000, 3));
             WriteThrough(child, expected, (5L << 20) + 1, TestData.Pattern(700, 4));
             Assert.Equal(expected, TestData.ReadAll(child));
+            // Engine-judged: libvhdi 20210425 reads a VHD sector bitmap a byte (8 sectors) at a time, so it cannot judge partial sectors; qemu-img opens no VHD child.
         }
 
         [Fact]
@@ -88,6 +90,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             WriteThrough(dir.File("top.vhd"), expected, 7000, TestData.Pattern(2 << 20, 6));
             WriteThrough(dir.File("top.vhd"), expected, (6L << 20) - 100, TestData.Pattern(100, 7));
             Assert.Equal(expected, TestData.ReadAll(dir.File("top.vhd")));
+            // Engine-judged: libvhdi 20210425 reads a VHD sector bitmap a byte (8 sectors) at a time, and these writes end inside such runs; ChainJudgedTests has a libvhdi-judged VHD chain of whole 4 KiB runs.
             using var chain = ImageChain.Open(dir.File("top.vhd"));
             Assert.Equal(3, chain.Layers.Count);
         }
@@ -133,6 +136,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             File.Move(dir.File("base.vhd"), Path.Combine(moved, "base.vhd"));
             File.Move(dir.File("child.vhd"), Path.Combine(moved, "child.vhd"));
             Assert.Equal(expected, TestData.ReadAll(Path.Combine(moved, "child.vhd")));
+            Judge.AssertSameContent(Path.Combine(moved, "child.vhd"), DiskFormat.Vhd, expected);
         }
 
         [Fact]
@@ -166,6 +170,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             byte[] expected = MakeBase(dir.File("base.vhd"));
             CreateOperation.Create(dir.File("child.vhd"), DiskFormat.Vhd, new CreateRequest { Size = DiskSize, Backing = new BackingReference("base.vhd", DiskFormat.Vhd) }, unsafeBacking: true);
             Assert.Equal(expected, TestData.ReadAll(dir.File("child.vhd")));
+            // No tool judges this: libvhdi refuses a child whose parent identifier does not match its parent (the point of the test).
         }
 
         [Fact]
@@ -184,6 +189,7 @@ namespace VDiskPS.Formats.Tests.Vhd
                 Target = new CreateRequest { Backing = new BackingReference("base.vhd", DiskFormat.Vhd) },
             });
             Assert.Equal(changed, TestData.ReadAll(delta));
+            Judge.AssertSameContent(delta, DiskFormat.Vhd, changed);
             using var layer = FormatRegistry.Default.Open(delta, null, new OpenOptions());
             Assert.Equal(DiskType.Differencing, layer.DiskType);
             Assert.True(new FileInfo(delta).Length < (3L << 20), $"the delta is {new FileInfo(delta).Length} bytes");

@@ -204,6 +204,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = MakeDynamic(dir);
+            var before = Judge.Library("vhdi", path);
             Patch(path, new FileInfo(path).Length - 512 + 40, new byte[] { 0x55 });
             using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vhd, new OpenOptions { Writable = true }))
             {
@@ -213,8 +214,15 @@ namespace VDiskPS.Formats.Tests.Vhd
                 Assert.Equal(1, ((ICheckableLayer)layer).Check(RepairMode.All).CorruptionsFixed);
             }
 
-            using var reopened = Open(path);
-            Assert.True(((ICheckableLayer)reopened).Check(RepairMode.None).IsValid);
+            using (var reopened = Open(path))
+            {
+                Assert.True(((ICheckableLayer)reopened).Check(RepairMode.None).IsValid);
+            }
+
+            // vhdiinfo opens the repaired image, and libvhdi reads the same content as before the damage.
+            var footer = Qemu.Run("vhdiinfo", new[] { path });
+            Assert.True(footer.ExitCode == 0, footer.Output);
+            Assert.Equal(before, Judge.Library("vhdi", path));
         }
 
         [Fact]

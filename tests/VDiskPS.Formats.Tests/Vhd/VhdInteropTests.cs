@@ -24,6 +24,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             FillWithQemu(path, "vpc");
             byte[] expected = Qemu.ToRawBytes(path, "vpc", dir.Path);
             Assert.Equal(expected, TestData.ReadAll(path));
+            Judge.AssertSameContent(path, DiskFormat.Vhd, expected);
         }
 
         [Fact]
@@ -71,6 +72,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             var (identical, output) = Qemu.Compare(raw, "raw", vhd, "vpc");
             Assert.True(identical, output);
             Assert.Equal(File.ReadAllBytes(raw), TestData.ReadAll(vhd));
+            Judge.AssertSameContent(vhd, DiskFormat.Vhd, File.ReadAllBytes(raw));
         }
 
         [Fact]
@@ -96,6 +98,7 @@ namespace VDiskPS.Formats.Tests.Vhd
 
             Assert.Equal(expected, Qemu.ToRawBytes(path, "vpc", dir.Path));
             Assert.Equal(expected, TestData.ReadAll(path));
+            Judge.AssertSameContent(path, DiskFormat.Vhd, expected);
         }
 
         [Fact]

@@ -39,6 +39,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             byte[] content = MakeParent(dir.File("parent.vhdx"));
             MakeChild(dir.File("child.vhdx"), "parent.vhdx");
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+            // Engine-judged: libvhdi 20210425 misreads a differencing VHDX without a sector bitmap block (a new child has none), and qemu-img opens no VHDX child.
         }
 
         [Fact]
@@ -84,6 +85,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+            Judge.AssertSameContent(dir.File("child.vhdx"), DiskFormat.Vhdx, content);
             Assert.Equal(parentHash, SHA256.HashData(File.ReadAllBytes(dir.File("parent.vhdx"))));
         }
 
@@ -114,6 +116,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             WriteChild(dir.File("child.vhdx"), 2 * MiB, data);
             data.CopyTo(content, (int)(2 * MiB));
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+            // Engine-judged: libvhdi 20210425 misreads a differencing VHDX without a sector bitmap block (a fully present block needs none), and qemu-img opens no VHDX child.
             Assert.Equal(BatState.FullyPresent, BatState.StateOf(VhdxSurgery.ReadBatEntry(dir.File("child.vhdx"), 2)));
         }
 
@@ -159,6 +162,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             WriteChild(dir.File("child.vhdx"), MiB + 5000, data);
             data.CopyTo(content, (int)MiB + 5000);
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+            Judge.AssertSameContent(dir.File("child.vhdx"), DiskFormat.Vhdx, content);
             Assert.Equal(4096, ImageInspector.Get(dir.File("child.vhdx")).LogicalSectorSize);
         }
 
@@ -186,6 +190,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             byte[] content = MakeParent(dir.File("parent.vhdx"));
             CreateOperation.Create(dir.File("child.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 6 * MiB, Backing = new BackingReference("parent.vhdx", DiskFormat.Vhdx) }, unsafeBacking: true);
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+            // Engine-judged: libvhdi 20210425 misreads a differencing VHDX without a sector bitmap block (this child has none yet), and qemu-img opens no VHDX child.
         }
 
         [Fact]
@@ -206,6 +211,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             MakeChild(dir.File("child.vhdx"), "parent.vhdx");
             File.Move(dir.File("child.vhdx"), dir.File("sub/child.vhdx"));
             Assert.Equal(content, TestData.ReadAll(dir.File("sub/child.vhdx")));
+            // Engine-judged: libvhdi 20210425 misreads a differencing VHDX without a sector bitmap block (this child has none yet), and qemu-img opens no VHDX child.
         }
 
         [Fact]
@@ -253,6 +259,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+            // Engine-judged: libvhdi 20210425 misreads a differencing VHDX without a sector bitmap block (this child has none), and qemu-img opens no VHDX child.
             using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
             Assert.Equal(".\\moved\\p2.vhdx", layer.Backing.RecordedPath);
         }
@@ -275,6 +282,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             Assert.Equal(".\\copy.vhdx", layer.Backing.RecordedPath);
             content[0] = 9;
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
+            Judge.AssertSameContent(dir.File("child.vhdx"), DiskFormat.Vhdx, content);
         }
 
         [Fact]
@@ -306,6 +314,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             WriteChild(dir.File("top.vhdx"), MiB + 4000, b);
             b.CopyTo(content, (int)MiB + 4000);
             Assert.Equal(content, TestData.ReadAll(dir.File("top.vhdx")));
+            Judge.AssertSameContent(dir.File("top.vhdx"), DiskFormat.Vhdx, content);
         }
 
         [Fact]

@@ -198,6 +198,9 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 Assert.Equal(1, result.CorruptionsFixed);
                 Assert.True(result.IsValid);
             }
+
+            // qemu-img refuses an image with a pending log; after the replay it checks it clean.
+            Judge.AssertClean(path, DiskFormat.Vhdx);
         }
 
         [Fact]
@@ -229,7 +232,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("l.vhdx");
-            MakeImage(path, 4 * MiB);
+            byte[] content = MakeImage(path, 4 * MiB);
             VhdxSurgery.InjectLog(path, Guid.NewGuid());
             using (var reader = FormatRegistry.Default.Open(path, null, new OpenOptions()))
             {
@@ -242,6 +245,8 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             Assert.Equal(Guid.Empty, VhdxSurgery.ReadHeader(path).LogGuid);
+            Judge.AssertClean(path, DiskFormat.Vhdx);
+            Assert.Equal(content, Qemu.ToRawBytes(path, "vhdx", dir.Path));
         }
 
         [Fact]

@@ -45,6 +45,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             var compare = Qemu.Compare(source, "raw", target, "vhdx");
             Assert.True(compare.Identical, compare.Output);
             Assert.Equal(File.ReadAllBytes(source), TestData.ReadAll(target));
+            Judge.AssertSameContent(target, DiskFormat.Vhdx, File.ReadAllBytes(source));
         }
 
         [Fact]
@@ -59,13 +60,14 @@ namespace VDiskPS.Formats.Tests.Vhdx
                 layer.Write(4097, data);
             }
 
-            // qemu 7.2 opens only 512-byte-sector VHDX files, so this module is its own judge here.
+            // qemu 7.2 opens only 512-byte-sector VHDX files: libvhdi judges the content.
             var info = ImageInspector.Get(path);
             Assert.Equal(4096, info.LogicalSectorSize);
             Assert.Equal(4096, info.PhysicalSectorSize);
             var expected = new byte[8L << 20];
             data.CopyTo(expected, 4097);
             Assert.Equal(expected, TestData.ReadAll(path));
+            Judge.AssertSameContent(path, DiskFormat.Vhdx, expected);
         }
 
         [Fact]
@@ -91,6 +93,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             AssertQemuClean(path);
             Assert.Equal(expected, Qemu.ToRawBytes(path, "vhdx", dir.Path));
             Assert.Equal(expected, TestData.ReadAll(path));
+            Judge.AssertSameContent(path, DiskFormat.Vhdx, expected);
         }
 
         [Fact]
@@ -110,6 +113,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             byte[] raw = Qemu.ToRawBytes(path, "vhdx", dir.Path);
             Assert.Equal(TestData.Pattern(4096, 5), raw.AsSpan(2 << 20, 4096).ToArray());
             Assert.Equal(raw, TestData.ReadAll(path));
+            Judge.AssertSameContent(path, DiskFormat.Vhdx, raw);
         }
 
         [Fact]
@@ -132,6 +136,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
 
             AssertQemuClean(snapshot);
             Assert.Equal(new byte[4L << 20], TestData.ReadAll(snapshot));
+            Judge.AssertSameContent(snapshot, DiskFormat.Vhdx, new byte[4L << 20]);
         }
 
         [Fact]

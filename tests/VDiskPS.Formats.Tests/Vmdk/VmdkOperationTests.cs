@@ -63,6 +63,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = VmdkFixtures.QemuImage(dir, "monolithicSparse");
+            byte[] content = Qemu.ToRawBytes(path, "vmdk", dir.Path);
             long length = new FileInfo(path).Length;
             using (var file = File.OpenWrite(path))
             {
@@ -72,6 +73,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Assert.Equal(3, Check(path, RepairMode.None).Leaks);
             Assert.Equal(3, Check(path, RepairMode.Leaks).LeaksFixed);
             Assert.Equal(length, new FileInfo(path).Length);
+            Assert.Equal(0, Qemu.Check(path, "vmdk").ExitCode);
+            Assert.Equal(content, Qemu.ToRawBytes(path, "vmdk", dir.Path));
         }
 
         [Fact]
@@ -79,6 +82,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = VmdkFixtures.QemuImage(dir, "monolithicSparse");
+            byte[] content = Qemu.ToRawBytes(path, "vmdk", dir.Path);
             byte[] header = new byte[512];
             using (var file = File.OpenRead(path))
             {
@@ -91,6 +95,12 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Assert.Equal(1, Check(path, RepairMode.None).Corruptions);
             Assert.Equal(1, Check(path, RepairMode.All).CorruptionsFixed);
             Assert.True(Check(path, RepairMode.None).IsValid);
+            // qemu-img check reads only the primary directory: the redundant table is judged by its
+            // bytes, which now equal the primary table's again.
+            long gd = (long)BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(56)) * 512;
+            Assert.Equal(ReadUInt32(path, (long)ReadUInt32(path, gd) * 512), ReadUInt32(path, (long)redundantTable * 512));
+            Assert.Equal(0, Qemu.Check(path, "vmdk").ExitCode);
+            Assert.Equal(content, Qemu.ToRawBytes(path, "vmdk", dir.Path));
         }
 
         [Fact]

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Writes small qemu-made seed images for every fuzz target into DIR/<format>/.
+# usage: make-seeds.sh DIR
+set -euo pipefail
+out=$1
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi}
+io() { qemu-io "$@" >/dev/null; }
+
+# qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
+# a tiny-cluster version 2 image; zstd compression with 1-bit refcounts.
+qemu-img create -q -f qcow2 -o cluster_size=4k "$out/qcow2/features.qcow2" 1M
+io -f qcow2 -c "write -P 0x11 0 8k" -c "write -z 64k 4k" -c "write -c -P 0x22 128k 4k" "$out/qcow2/features.qcow2"
+qemu-img snapshot -c s1 "$out/qcow2/features.qcow2"
+io -f qcow2 -c "write -P 0x33 4k 4k" "$out/qcow2/features.qcow2"
+qemu-img bitmap --add "$out/qcow2/features.qcow2" b0
+qemu-img create -q -f qcow2 -o cluster_size=512,compat=0.10 "$out/qcow2/v2.qcow2" 256K
+io -f qcow2 -c "write -P 0x11 0 1k" "$out/qcow2/v2.qcow2"
+qemu-img create -q -f qcow2 -o cluster_size=4k,compression_type=zstd,refcount_bits=1 "$out/qcow2/zstd.qcow2" 1M
+io -f qcow2 -c "write -c -P 0x11 0 4k" "$out/qcow2/zstd.qcow2"
+
+# vmdk: monolithicSparse (descriptor, sparse header, grain directory) and streamOptimized (markers).
+qemu-img create -q -f vmdk -o subformat=monolithicSparse "$out/vmdk/sparse.vmdk" 1M
+io -f vmdk -c "write -P 0x11 0 4k" "$out/vmdk/sparse.vmdk"
+qemu-img convert -f qcow2 -O vmdk -o subformat=streamOptimized "$out/qcow2/features.qcow2" "$out/vmdk/stream.vmdk"
+
+# vhd: dynamic (footer, dynamic header, BAT) and fixed.
+qemu-img create -q -f vpc -o subformat=dynamic "$out/vhd/dynamic.vhd" 1M
+qemu-img create -q -f vpc -o subformat=fixed "$out/vhd/fixed.vhd" 256K
+
+# vdi: header and block map.
+qemu-img create -q -f vdi "$out/vdi/dynamic.vdi" 1M
+
+# vhdx: a 1 MiB-block image with data, packed as FuzzTarget.Materialize expects: the first
+# 256 KiB (headers, region tables), then 128 KiB of the log, the BAT and the metadata region.
+qemu-img create -q -f vhdx -o block_size=1M,log_size=1M "$scratch/x.vhdx" 4M
+io -f vhdx -c "write -P 0x11 0 4k" "$scratch/x.vhdx"
+{
+  head -c $((256 * 1024)) "$scratch/x.vhdx"
+  for mib in 1 2 3; do
+    dd if="$scratch/x.vhdx" bs=128k skip=$((mib * 8)) count=1 status=none
+  done
+} > "$out/vhdx/dynamic.vhdx"
