@@ -28,7 +28,7 @@ namespace VDiskPS.Formats.Tests.Core
         [MemberData(nameof(FixedFormats))]
         public void PreallocationWithoutTheSpaceFailsAndLeavesNoFile(DiskFormat format, Preallocation mode)
         {
-            using var fs = new SmallFileSystem("8m");
+            using var fs = new SmallVolume("8m");
             string path = Path.Combine(fs.Path, "disk." + format.ToName());
             var e = Assert.ThrowsAny<ImageIOException>(() => Create(path, format, mode));
             Assert.Contains("no space left on device", e.Message, StringComparison.OrdinalIgnoreCase);
@@ -39,7 +39,7 @@ namespace VDiskPS.Formats.Tests.Core
         [MemberData(nameof(FixedFormats))]
         public void PreallocationWithTheSpaceAllocatesEveryBlock(DiskFormat format, Preallocation mode)
         {
-            using var fs = new SmallFileSystem("96m");
+            using var fs = new SmallVolume("96m");
             string path = Path.Combine(fs.Path, "disk." + format.ToName());
             Create(path, format, mode);
             // The image's files (a flat VMDK has a descriptor and an extent) hold a block for every guest
@@ -73,7 +73,7 @@ namespace VDiskPS.Formats.Tests.Core
         [Fact]
         public void GrowingWithFullPreallocationWithoutTheSpaceKeepsTheOldSize()
         {
-            using var fs = new SmallFileSystem("8m");
+            using var fs = new SmallVolume("8m");
             string path = Path.Combine(fs.Path, "disk.raw");
             CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20, Preallocation = Preallocation.Full });
             var e = Assert.ThrowsAny<ImageIOException>(() => ResizeOperation.Run(path, new ResizeOptions { Size = new DiskSize(ImageSize), Preallocation = Preallocation.Full }));
@@ -92,26 +92,5 @@ namespace VDiskPS.Formats.Tests.Core
         }
 
         private static string Run(string tool, params string[] args) => Qemu.Run(tool, args, expectSuccess: true).Output;
-
-        /// <summary>A tmpfs of a given size mounted for the test (the tests run as root), unmounted after.</summary>
-        private sealed class SmallFileSystem : IDisposable
-        {
-            private readonly TempDir _dir = new TempDir();
-
-            public SmallFileSystem(string size)
-            {
-                Path = _dir.File("fs");
-                Directory.CreateDirectory(Path);
-                PreallocationTests.Run("mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", Path);
-            }
-
-            public string Path { get; }
-
-            public void Dispose()
-            {
-                PreallocationTests.Run("umount", Path);
-                _dir.Dispose();
-            }
-        }
     }
 }

@@ -1,5 +1,4 @@
 using System;
-using System.Diagnostics;
 using System.IO;
 using Xunit;
 
@@ -13,18 +12,17 @@ namespace VDiskPS.Formats.Tests.Crash
     public sealed class DiskFullTests : IDisposable
     {
         private readonly TempDir _dir = new TempDir();
+        private readonly SmallVolume _volume = new SmallVolume("8m");
         private readonly string _full;
 
         public DiskFullTests()
         {
-            _full = _dir.File("full");
-            Directory.CreateDirectory(_full);
-            Run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", _full);
+            _full = _volume.Path;
         }
 
         public void Dispose()
         {
-            Run("umount", _full);
+            _volume.Dispose();
             _dir.Dispose();
         }
 
@@ -51,23 +49,6 @@ namespace VDiskPS.Formats.Tests.Crash
             Assert.Equal(destination, e.FilePath);
             Assert.Contains("no space left on device", e.Message);
             Assert.Empty(Directory.GetFileSystemEntries(_full));
-        }
-
-        private static void Run(string tool, params string[] args)
-        {
-            var psi = new ProcessStartInfo(tool) { RedirectStandardError = true, UseShellExecute = false };
-            foreach (string a in args)
-            {
-                psi.ArgumentList.Add(a);
-            }
-
-            using var p = Process.Start(psi);
-            string error = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            if (p.ExitCode != 0)
-            {
-                throw new InvalidOperationException($"{tool} {string.Join(" ", args)} exited {p.ExitCode}: {error}");
-            }
         }
     }
 }
