@@ -24,17 +24,11 @@ namespace VDiskPS.Formats.Tests.Crash
         public void KilledResizeLosesNoDataAndLeavesTheImageConsistentOrLeaking()
         {
             using var dir = new TempDir();
-            string content = OutputTarget.RandomRaw(dir.File("content.raw"), DataMiB, 61);
-            string pristine = dir.File("pristine.qcow2");
-            Qemu.Img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", content, pristine);
-            string image = dir.File("image.qcow2");
+            var (content, pristine, image) = Qcow2WithData(dir, 61);
             string[] resize = { "resize", image, "1T" };
+            var measured = MeasureUnkilled(pristine, image, resize);
 
-            File.Copy(pristine, image, true);
-            var measured = CrashChild.Run(resize);
-            Assert.True(measured.ExitCode == 0, measured.Error);
-
-            var clock = new CrashChild.KillClock(6161, measured.Duration);
+            var clock = new CrashChild.KillClock(6161, measured);
             int kills = 0, runs = 0, leaking = 0, grown = 0;
             for (; kills < CrashChild.Seeds && runs < CrashChild.MaxAttempts; runs++)
             {
@@ -61,17 +55,11 @@ namespace VDiskPS.Formats.Tests.Crash
         public void KilledSnapshotLosesNoDataAndLeavesARepairableImage()
         {
             using var dir = new TempDir();
-            string content = OutputTarget.RandomRaw(dir.File("content.raw"), DataMiB, 62);
-            string pristine = dir.File("pristine.qcow2");
-            Qemu.Img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", content, pristine);
-            string image = dir.File("image.qcow2");
+            var (content, pristine, image) = Qcow2WithData(dir, 62);
             string[] snapshot = { "snapshot-create", image, "nightly" };
+            var measured = MeasureUnkilled(pristine, image, snapshot);
 
-            File.Copy(pristine, image, true);
-            var measured = CrashChild.Run(snapshot);
-            Assert.True(measured.ExitCode == 0, measured.Error);
-
-            var clock = new CrashChild.KillClock(6262, measured.Duration);
+            var clock = new CrashChild.KillClock(6262, measured);
             int kills = 0, runs = 0, clean = 0, leaking = 0, copiedFlags = 0, taken = 0;
             for (; kills < CrashChild.Seeds && runs < CrashChild.MaxAttempts; runs++)
             {
@@ -107,6 +95,24 @@ namespace VDiskPS.Formats.Tests.Crash
             }
 
             _output.WriteLine($"qcow2 snapshot: {runs} runs, {kills} killed mid-run; clean {clean}, leaking {leaking}, OFLAG_COPIED (repaired) {copiedFlags}; snapshot taken {taken}");
+        }
+
+        /// <summary>A qcow2 of 4 KiB clusters holding random data (many clusters, so a kill lands mid-run), and the raw content.</summary>
+        private static (string Content, string Pristine, string Image) Qcow2WithData(TempDir dir, int seed)
+        {
+            string content = OutputTarget.RandomRaw(dir.File("content.raw"), DataMiB, seed);
+            string pristine = dir.File("pristine.qcow2");
+            Qemu.Img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", content, pristine);
+            return (content, pristine, dir.File("image.qcow2"));
+        }
+
+        /// <summary>Runs the operation once to its end on a fresh copy, for the kill window.</summary>
+        private static System.TimeSpan MeasureUnkilled(string pristine, string image, string[] operation)
+        {
+            File.Copy(pristine, image, true);
+            var measured = CrashChild.Run(operation);
+            Assert.True(measured.ExitCode == 0, measured.Error);
+            return measured.Duration;
         }
     }
 }
