@@ -25,6 +25,12 @@ namespace VDiskPS.CrashChild
                 NoCreate = true,
             })),
             ["commit"] = ("commit TOP", 1, a => CommitOperation.Run(a[0])),
+            ["commit-into"] = ("commit-into TOP BASE|- KEEPTOP(0|1) RATE(bytes/s)", 4, a => CommitOperation.Run(a[0], new CommitOptions
+            {
+                BasePath = a[1] == "-" ? null : a[1],
+                KeepTop = a[2] == "1",
+                RateLimit = long.Parse(a[3], System.Globalization.CultureInfo.InvariantCulture),
+            })),
             ["resize"] = ("resize IMAGE SIZE", 2, a => ResizeOperation.Run(a[0], new ResizeOptions { Size = DiskSize.Parse(a[1]) })),
             ["snapshot-create"] = ("snapshot-create IMAGE NAME", 2, a => SnapshotOperations.Create(a[0], a[1])),
         };

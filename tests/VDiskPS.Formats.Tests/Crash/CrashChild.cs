@@ -37,21 +37,24 @@ namespace VDiskPS.Formats.Tests.Crash
         }
 
         /// <summary>
-        /// Runs the operation and kills it (SIGKILL) <paramref name="delay"/> after it started. Returns
-        /// whether the kill came before its end, and otherwise how long the run took (else the delay).
+        /// Runs the operation and kills it (SIGKILL: no finally block, dispose or flush runs in the child)
+        /// <paramref name="delay"/> after it started. Returns whether the kill came before its end, and
+        /// otherwise how long the run took (else the delay) and its exit code and stderr.
         /// </summary>
-        public static (bool Killed, TimeSpan Ran) RunAndKill(TimeSpan delay, params string[] args)
+        public static (bool Killed, TimeSpan Ran, int ExitCode, string Error) RunAndKill(TimeSpan delay, params string[] args)
         {
             using Process process = Start(args);
             var clock = Stopwatch.StartNew();
+            var error = process.StandardError.ReadToEndAsync();
             if (process.WaitForExit(delay))
             {
-                return (false, clock.Elapsed);
+                process.WaitForExit();
+                return (false, clock.Elapsed, process.ExitCode, error.Result);
             }
 
             process.Kill();
             process.WaitForExit();
-            return (true, delay);
+            return (true, delay, -1, null);
         }
 
         /// <summary>
@@ -73,7 +76,7 @@ namespace VDiskPS.Formats.Tests.Crash
 
             public bool Run(params string[] args)
             {
-                var (killed, ran) = RunAndKill(Next(), args);
+                var (killed, ran, _, _) = RunAndKill(Next(), args);
                 if (!killed && ran < _window)
                 {
                     _window = ran;
