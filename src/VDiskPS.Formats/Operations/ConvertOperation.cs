@@ -102,15 +102,7 @@ namespace VDiskPS.Formats
                 ImageChain snapshotView = null;
                 if (!string.IsNullOrEmpty(options.Snapshot))
                 {
-                    var snapshots = Capability.Require<ISnapshotLayer>(sourceTop, "internal snapshots");
-                    ImageLayer view = snapshots.OpenSnapshot(options.Snapshot);
-                    var layers = new List<ImageLayer> { view };
-                    for (int i = 1; i < chain.Layers.Count; i++)
-                    {
-                        layers.Add(chain.Layers[i]);
-                    }
-
-                    snapshotView = ImageChain.FromLayers(layers);
+                    snapshotView = chain.WithTop(Capability.Require<ISnapshotLayer>(sourceTop, "internal snapshots").OpenSnapshot(options.Snapshot));
                 }
 
                 try
