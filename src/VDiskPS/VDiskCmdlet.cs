@@ -29,7 +29,8 @@ namespace VDiskPS
 
         /// <summary>
         /// Resolves existing files: -Path expands wildcards, -LiteralPath does not. Paths are provider
-        /// paths relative to the PowerShell location. Unresolvable paths become error records.
+        /// paths relative to the PowerShell location. A URL (nbd://, https://, ...) passes through as
+        /// given: the engine's transports open it. Unresolvable paths become error records.
         /// </summary>
         protected IEnumerable<string> ResolveExistingFiles(string[] paths, bool literal)
         {
@@ -38,7 +39,11 @@ namespace VDiskPS
                 List<string> resolved = new List<string>();
                 try
                 {
-                    if (literal)
+                    if (Transports.IsRemote(path))
+                    {
+                        resolved.Add(path);
+                    }
+                    else if (literal)
                     {
                         string full = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
                         if (!File.Exists(full))
@@ -89,7 +94,7 @@ namespace VDiskPS
         }
 
         /// <summary>A path for a file to be created, relative to the PowerShell location, no wildcards.</summary>
-        protected string ResolveNewPath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+        protected string ResolveNewPath(string path) => Transports.IsRemote(path) ? path : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 
         /// <summary>Whether this cmdlet's -Force reads an image another process writes (qemu-img -U).</summary>
         protected virtual bool ForceSharesWithWriters => false;

@@ -37,7 +37,7 @@ namespace VDiskPS.Formats
         /// <summary>The format a new file gets from its extension, or null when the extension says nothing.</summary>
         public DiskFormat? FromExtension(string path)
         {
-            string ext = Path.GetExtension(path ?? string.Empty);
+            string ext = Path.GetExtension(Transports.FileNameOf(path ?? string.Empty));
             if (string.IsNullOrEmpty(ext))
             {
                 return null;
@@ -101,7 +101,7 @@ namespace VDiskPS.Formats
                     throw ForeignFormats.NotSupported(file.Path, foreign);
                 }
 
-                string extension = Path.GetExtension(file.Path);
+                string extension = Path.GetExtension(Transports.FileNameOf(file.Path));
                 DiskFormat? named = FromExtension(file.Path);
                 string namedForeign = ForeignFormats.FromExtension(extension);
                 if ((named.HasValue && named.Value != DiskFormat.Raw) || namedForeign != null)
@@ -123,8 +123,8 @@ namespace VDiskPS.Formats
         /// <summary>Opens one layer (no backing chain): the explicit format as given, else the probed one.</summary>
         public ImageLayer Open(string path, DiskFormat? format, OpenOptions options)
         {
-            string full = Path.GetFullPath(path);
-            if (!File.Exists(full))
+            string full = Transports.GetFullLocation(path);
+            if (!Transports.Exists(full))
             {
                 throw new ImageIOException(full, Directory.Exists(full) ? "is a directory, not an image file" : "file not found");
             }

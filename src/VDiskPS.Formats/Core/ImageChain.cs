@@ -76,7 +76,7 @@ namespace VDiskPS.Formats
             var seen = new HashSet<string>(PathComparer);
             try
             {
-                string current = Path.GetFullPath(path);
+                string current = Transports.GetFullLocation(path);
                 DiskFormat? format = options.Format;
                 bool formatWasProbed = format == null;
                 string namedBy = null;
@@ -92,7 +92,7 @@ namespace VDiskPS.Formats
                         throw new ImageChainException(namedBy, "backing file", $"the backing chain is deeper than {options.MaxDepth} layers");
                     }
 
-                    if (namedBy != null && !File.Exists(current))
+                    if (namedBy != null && !Transports.Exists(current))
                     {
                         throw new ImageChainException(namedBy, "backing file", $"the backing file '{current}' does not exist");
                     }

@@ -28,26 +28,21 @@ namespace VDiskPS.Formats
         public IReadOnlyList<string> AlternatePaths { get; set; } = Array.Empty<string>();
 
         /// <summary>Resolves the recorded path against the directory of the image that names it.</summary>
-        public string Resolve(string childPath)
-        {
-            string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(childPath)) ?? string.Empty;
-            return ResolveAgainst(dir, Checked(childPath, RecordedPath));
-        }
+        public string Resolve(string childPath) => Transports.Resolve(childPath, Checked(childPath, RecordedPath), ResolveAgainst);
 
         /// <summary>The first of the recorded paths (main, then alternates) that exists, resolved; else the main one.</summary>
         public string ResolveExisting(string childPath)
         {
             string main = Resolve(childPath);
-            if (File.Exists(main))
+            if (Transports.IsRemote(main) || File.Exists(main))
             {
                 return main;
             }
 
-            string dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(childPath)) ?? string.Empty;
             foreach (string alt in AlternatePaths)
             {
-                string candidate = ResolveAgainst(dir, Checked(childPath, alt));
-                if (File.Exists(candidate))
+                string candidate = Transports.Resolve(childPath, Checked(childPath, alt), ResolveAgainst);
+                if (!Transports.IsRemote(candidate) && File.Exists(candidate))
                 {
                     return candidate;
                 }

@@ -188,7 +188,7 @@ namespace VDiskPS.Formats
                 throw new ImageIOException(destination, "the file already exists (use -Force to overwrite it)");
             }
 
-            if (NoCreate && !File.Exists(destination))
+            if (NoCreate && !Transports.Exists(destination))
             {
                 throw new ImageIOException(destination, "-NoCreate needs an existing destination, and the file was not found");
             }

@@ -82,8 +82,8 @@ namespace VDiskPS.Formats
         public static void Run(string sourcePath, string destinationPath, ConvertOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             options = options ?? new ConvertOptions();
-            string source = Path.GetFullPath(sourcePath);
-            string destination = Path.GetFullPath(destinationPath);
+            string source = Transports.GetFullLocation(sourcePath);
+            string destination = Transports.GetFullLocation(destinationPath);
             if (string.Equals(source, destination, StringComparison.OrdinalIgnoreCase) && ImageChain.PathComparer.Equals(source, destination))
             {
                 throw new ImageOptionException(destination, "destination", "the destination is the source image itself");

@@ -64,7 +64,7 @@ namespace VDiskPS.Formats
                 throw new ImageOptionException(null, "count", "skip and count must not be negative");
             }
 
-            if (ImageChain.PathComparer.Equals(Path.GetFullPath(sourcePath), Path.GetFullPath(destinationPath)))
+            if (ImageChain.PathComparer.Equals(Transports.GetFullLocation(sourcePath), Transports.GetFullLocation(destinationPath)))
             {
                 throw new ImageOptionException(destinationPath, "of", "the output is the input image itself");
             }

@@ -46,7 +46,7 @@ namespace VDiskPS.Formats
         {
             options = options ?? new SyncOptions();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
-            if (ImageChain.PathComparer.Equals(System.IO.Path.GetFullPath(sourcePath), System.IO.Path.GetFullPath(destinationPath)))
+            if (ImageChain.PathComparer.Equals(Transports.GetFullLocation(sourcePath), Transports.GetFullLocation(destinationPath)))
             {
                 throw new ImageOptionException(destinationPath, "destination", "the destination is the source image itself");
             }
