@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using VDiskPS.Formats;
+using VDiskPS.Formats.Attach;
 using VDiskPS.Formats.Nbd;
 
 namespace VDiskPS
@@ -15,7 +16,8 @@ namespace VDiskPS
     internal static class VDiskServers
     {
         private static readonly ConcurrentDictionary<int, NbdServer> s_servers = new ConcurrentDictionary<int, NbdServer>();
-        private static readonly ConcurrentDictionary<int, NbdAttachment> s_mounts = new ConcurrentDictionary<int, NbdAttachment>();
+        private static readonly ConcurrentDictionary<IDiskAttachment, long> s_mounts = new ConcurrentDictionary<IDiskAttachment, long>();
+        private static long s_mountCount;
 
         static VDiskServers()
         {
@@ -24,11 +26,11 @@ namespace VDiskPS
 
         public static IEnumerable<NbdServer> Servers => s_servers.Values.OrderBy(s => s.Id).ToList();
 
-        public static IEnumerable<NbdAttachment> Mounts => s_mounts.Values.OrderBy(m => m.Server.Id).ToList();
+        public static IEnumerable<IDiskAttachment> Mounts => s_mounts.OrderBy(m => m.Value).Select(m => m.Key).ToList();
 
         public static void Add(NbdServer server) => s_servers[server.Id] = server;
 
-        public static void Add(NbdAttachment mount) => s_mounts[mount.Server.Id] = mount;
+        public static void Add(IDiskAttachment mount) => s_mounts[mount] = System.Threading.Interlocked.Increment(ref s_mountCount);
 
         public static NbdServer FindServer(int id) => s_servers.TryGetValue(id, out NbdServer server) ? server : null;
 
@@ -45,7 +47,7 @@ namespace VDiskPS
             }
         }
 
-        public static void Detach(NbdAttachment mount)
+        public static void Detach(IDiskAttachment mount)
         {
             try
             {
@@ -53,14 +55,14 @@ namespace VDiskPS
             }
             finally
             {
-                s_mounts.TryRemove(mount.Server.Id, out _);
+                s_mounts.TryRemove(mount, out _);
             }
         }
 
         /// <summary>Detaches every disk and stops every server; failures of one do not keep the others running.</summary>
         public static void StopAll()
         {
-            foreach (NbdAttachment mount in Mounts)
+            foreach (IDiskAttachment mount in Mounts)
             {
                 try
                 {

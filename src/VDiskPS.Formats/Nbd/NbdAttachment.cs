@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
+using VDiskPS.Formats.Attach;
 
 namespace VDiskPS.Formats.Nbd
 {
@@ -11,7 +12,7 @@ namespace VDiskPS.Formats.Nbd
     /// image is served on a private Unix socket and a client of the system turns the export into a
     /// block device (nbd-client) or into a file under a mount point (nbdfuse, from libnbd).
     /// </summary>
-    public sealed class NbdAttachment : IDisposable
+    internal sealed class NbdAttachment : IDiskAttachment
     {
         private const string FuseFileName = "disk";
         private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(30);
@@ -32,6 +33,12 @@ namespace VDiskPS.Formats.Nbd
 
         public NbdServer Server { get; }
 
+        public string Path => Server.Path;
+
+        public bool ReadOnly => !Server.Writable;
+
+        public string Uri => Server.Uri;
+
         /// <summary>"nbd-client" (a /dev/nbdN block device) or "nbdfuse" (a file under the mount point).</summary>
         public string Method { get; }
 
@@ -48,12 +55,6 @@ namespace VDiskPS.Formats.Nbd
         /// </summary>
         public static NbdAttachment Attach(NbdExportOptions export, string mountPoint)
         {
-            if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux))
-            {
-                throw new ImageNotSupportedException(export.Path, "attach", null,
-                    "attaching is done through NBD on Linux (nbd-client or nbdfuse); on Windows, attach a VHD or VHDX with the operating system (Mount-DiskImage) and convert other formats to VHDX first");
-            }
-
             string nbdClient = FindTool("nbd-client");
             bool kernelNbd = Directory.Exists("/sys/module/nbd") && File.Exists("/dev/nbd0");
             string nbdfuse = FindTool("nbdfuse");

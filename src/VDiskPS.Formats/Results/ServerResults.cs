@@ -1,4 +1,5 @@
 using VDiskPS.Formats;
+using VDiskPS.Formats.Attach;
 using VDiskPS.Formats.Nbd;
 
 namespace VDiskPS
@@ -46,24 +47,25 @@ namespace VDiskPS
     /// <summary>An attached disk, as Mount-VDisk shows it.</summary>
     public sealed class VDiskMount
     {
-        private readonly NbdAttachment _mount;
+        private readonly IDiskAttachment _mount;
 
-        public VDiskMount(NbdAttachment mount) => _mount = mount;
+        public VDiskMount(IDiskAttachment mount) => _mount = mount;
 
-        public string Path => _mount.Server.Path;
+        public string Path => _mount.Path;
 
-        public string FullName => _mount.Server.Path;
+        public string FullName => _mount.Path;
 
-        /// <summary>/dev/nbdN, or the file under the FUSE mount point that holds the guest disk.</summary>
+        /// <summary>/dev/nbdN, the file under the FUSE mount point that holds the guest disk, or \\.\PhysicalDriveN on Windows.</summary>
         public string DevicePath => _mount.DevicePath;
 
         public string MountPoint => _mount.MountPoint;
 
-        /// <summary>nbd-client or nbdfuse.</summary>
+        /// <summary>nbd-client, nbdfuse or virtdisk.</summary>
         public string Method => _mount.Method;
 
-        public bool ReadOnly => !_mount.Server.Writable;
+        public bool ReadOnly => _mount.ReadOnly;
 
-        public string Uri => _mount.Server.Uri;
+        /// <summary>The NBD URI the disk is served on; null where Windows opens the image itself.</summary>
+        public string Uri => _mount.Uri;
     }
 }

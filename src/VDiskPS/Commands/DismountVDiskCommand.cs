@@ -22,7 +22,7 @@ namespace VDiskPS.Commands
         {
             foreach (string file in ResolvedImagePaths())
             {
-                var mounts = VDiskServers.Mounts.Where(m => string.Equals(m.Server.Path, file, PathComparison)).ToList();
+                var mounts = VDiskServers.Mounts.Where(m => string.Equals(m.Path, file, PathComparison)).ToList();
                 if (mounts.Count == 0)
                 {
                     WriteError(new ErrorRecord(new ItemNotFoundException($"'{file}' is not attached by Mount-VDisk in this session."), "VDisk.NotMounted", ErrorCategory.ObjectNotFound, file));

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VDiskPS.Formats;
+using VDiskPS.Formats.Attach;
 using VDiskPS.Formats.Nbd;
 
 namespace VDiskPS.Commands
@@ -41,7 +42,7 @@ namespace VDiskPS.Commands
                         ExportName = System.IO.Path.GetFileName(file),
                         Writable = !ReadOnly,
                     };
-                    NbdAttachment mount = NbdAttachment.Attach(export, MountPoint == null ? null : ResolveNewPath(MountPoint));
+                    IDiskAttachment mount = DiskAttachments.Attach(export, MountPoint == null ? null : ResolveNewPath(MountPoint));
                     VDiskServers.Add(mount);
                     WriteObject(new VDiskMount(mount));
                 }
