@@ -144,7 +144,7 @@ namespace VDiskPS.Formats
             }
             catch (IOException e) when (!overwrite && File.Exists(path))
             {
-                throw new ImageIOException(path, "the file already exists (use -Force to overwrite it)", e);
+                throw ImageIOException.OutputExists(path, e);
             }
             catch (UnauthorizedAccessException e)
             {

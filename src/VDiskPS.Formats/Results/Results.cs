@@ -118,6 +118,9 @@ namespace VDiskPS
     /// <summary>The result of Measure-VDisk (qemu-img measure).</summary>
     public sealed class VDiskMeasurement
     {
+        /// <summary>The image measured, so a table of several says which is which; null when an empty image of a size was measured.</summary>
+        public string Path { get; set; }
+
         public string Format { get; set; }
 
         /// <summary>Bytes required for the image with its current data.</summary>

@@ -33,7 +33,8 @@ namespace VDiskPS.Commands
                 try
                 {
                     var options = new OptimizeOptions { Mode = Mode, Format = ParseFormat(Format) };
-                    OptimizeResult result = RunEngine($"Optimize-VDisk {file}", (p, c) => OptimizeOperation.Run(file, options, p, c));
+                    WriteVerboseChain(file, options.Format);
+                    OptimizeResult result = RunEngine(Activity("Optimize-VDisk", file), (p, c) => OptimizeOperation.Run(file, options, p, c));
                     WriteVerbose($"{file}: {DiskSize.Format(result.BytesReclaimed)} reclaimed");
                     if (PassThru)
                     {

@@ -10,6 +10,7 @@ namespace VDiskPS.Commands
     {
         /// <summary>Leaks (only reclaim leaked clusters, always safe) or All (also fix corruptions; may lose data the corruption already damaged). Default: All.</summary>
         [Parameter]
+        [ArgumentCompleter(typeof(RepairModeCompleter))]
         public RepairMode Mode { get; set; } = RepairMode.All;
 
         /// <summary>The image's format; probed from the content when omitted.</summary>
@@ -21,7 +22,7 @@ namespace VDiskPS.Commands
         {
             if (Mode == RepairMode.None)
             {
-                ThrowTerminatingError(new ErrorRecord(new PSArgumentException("-Mode must be Leaks or All; use Test-VDisk to check without repairing."), "VDisk.InvalidOption", ErrorCategory.InvalidArgument, Mode));
+                ThrowTerminatingError(ErrorMessages.Record(ErrorCode.InvalidOption, new PSArgumentException("-Mode must be Leaks or All; use Test-VDisk to check without repairing."), Mode));
             }
 
             foreach (string file in ResolvedImagePaths())

@@ -152,24 +152,6 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.False(options.Compress);
         }
 
-        [Theory]
-        [InlineData(typeof(ImageCorruptException), "VDisk.CorruptImage", "InvalidData")]
-        [InlineData(typeof(ImageNotSupportedException), "VDisk.NotSupported", "NotImplemented")]
-        [InlineData(typeof(ImageLockedException), "VDisk.ImageInUse", "ResourceBusy")]
-        public void EngineErrorsMapToStableIds(System.Type type, string id, string category)
-        {
-            System.Exception e = type == typeof(ImageCorruptException) ? new ImageCorruptException("f", "x", 1, "bad")
-                : type == typeof(ImageNotSupportedException) ? new ImageNotSupportedException("f", null, null, "no")
-                : (System.Exception)new ImageLockedException("f", "busy");
-            Assert.Equal((id, category), ErrorClassifier.Classify(e));
-        }
-
-        [Fact]
-        public void ExistingFileErrorHasItsOwnId()
-        {
-            Assert.Equal(("VDisk.FileExists", "ResourceExists"), ErrorClassifier.Classify(new ImageIOException("f", "the file already exists (use -Force to overwrite it)")));
-        }
-
         [Fact]
         public void AzureVhdRoundsUpToWholeMiBWithAWarning()
         {
