@@ -4,7 +4,6 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Language;
-using System.Management.Automation.Runspaces;
 using VDiskPS.Formats;
 
 namespace VDiskPS
@@ -51,25 +50,15 @@ namespace VDiskPS
                 return null;
             }
 
-            try
+            // A completer runs inside the pipeline of the completion: a nested command of the current
+            // runspace reaches its location (the session state proxy refuses while a pipeline runs).
+            using (var shell = PowerShell.Create(RunspaceMode.CurrentRunspace))
             {
-                PathIntrinsics paths = Runspace.DefaultRunspace?.SessionStateProxy.Path;
-                if (paths == null)
-                {
-                    return System.IO.Path.GetFullPath(path);
-                }
-
-                if (literal)
-                {
-                    return paths.GetUnresolvedProviderPathFromPSPath(path);
-                }
-
-                var found = paths.GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider);
-                return provider.Name == "FileSystem" ? found.FirstOrDefault() : null;
-            }
-            catch (Exception e) when (e is ItemNotFoundException || e is ArgumentException || e is NotSupportedException || e is ProviderNotFoundException || e is DriveNotFoundException || e is PSInvalidOperationException)
-            {
-                return null;
+                shell.AddCommand("Microsoft.PowerShell.Management\\Resolve-Path")
+                    .AddParameter(literal ? "LiteralPath" : "Path", path)
+                    .AddParameter("ErrorAction", ActionPreference.Ignore);
+                PathInfo found = shell.Invoke<PathInfo>().FirstOrDefault();
+                return found != null && found.Provider.Name == "FileSystem" ? found.ProviderPath : null;
             }
         }
 
@@ -124,13 +113,6 @@ namespace VDiskPS
                 : VDiskPS.Formats.Vmdk.VmdkDriver.Subformats;
             return Completion.Matching(values, wordToComplete);
         }
-    }
-
-    /// <summary>Repair-VDisk -Mode: the modes that repair (None would only check).</summary>
-    public sealed class RepairModeCompleter : IArgumentCompleter
-    {
-        public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
-            => Completion.Matching(new[] { nameof(RepairMode.Leaks), nameof(RepairMode.All) }, wordToComplete);
     }
 
     /// <summary>A snapshot name (-Name, -Snapshot): the snapshots of the image given in -Path.</summary>

@@ -10,6 +10,7 @@ namespace VDiskPS.Commands
     {
         /// <summary>Quick: reclaim what the format already knows is free. Full: also find allocated clusters holding only zeros and release them first.</summary>
         [Parameter]
+        [PSDefaultValue(Value = nameof(OptimizeMode.Quick))]
         public OptimizeMode Mode { get; set; } = OptimizeMode.Quick;
 
         /// <summary>The image's format; probed when omitted.</summary>
