@@ -164,10 +164,13 @@ namespace VDiskPS
                 ? FormatRegistry.Default.Get(format.Value).CreateOptionNames
                 : DiskFormatNames.AllNames.SelectMany(f => FormatRegistry.Default.Get(DiskFormatNames.Parse(f)).CreateOptionNames);
 
-            // Completes the key being typed in "k=v,k=v": what precedes it stays as written.
-            string typed = (wordToComplete ?? string.Empty).Trim('\'', '"');
+            // Completes the key being typed in a quoted "k=v,k=v" (unquoted, PowerShell hands over only the
+            // text after the last comma): what precedes it, and the opening quote, stay as written.
+            string word = wordToComplete ?? string.Empty;
+            string quote = word.StartsWith("'", StringComparison.Ordinal) || word.StartsWith("\"", StringComparison.Ordinal) ? word.Substring(0, 1) : string.Empty;
+            string typed = word.Trim('\'', '"');
             int comma = typed.LastIndexOf(',');
-            string done = comma < 0 ? string.Empty : typed.Substring(0, comma + 1);
+            string done = quote + (comma < 0 ? string.Empty : typed.Substring(0, comma + 1));
             string key = typed.Substring(comma + 1);
             if (key.Contains("="))
             {

@@ -154,7 +154,7 @@ namespace VDiskPS
             }
 
             string parameter = parameterFor(entry.Parameter);
-            return parameter == null ? null : string.Format(System.Globalization.CultureInfo.InvariantCulture, entry.Advice, "-" + parameter);
+            return string.IsNullOrEmpty(parameter) ? null : string.Format(System.Globalization.CultureInfo.InvariantCulture, entry.Advice, "-" + parameter);
         }
     }
 }
