@@ -27,8 +27,6 @@ namespace VDiskPS
         InvalidPath,
         ServerNotFound,
         NotMounted,
-        SnapshotNotFound,
-        BitmapNotFound,
     }
 
     /// <summary>
@@ -57,8 +55,6 @@ namespace VDiskPS
             [ErrorCode.InvalidPath] = ErrorCategory.InvalidArgument,
             [ErrorCode.ServerNotFound] = ErrorCategory.ObjectNotFound,
             [ErrorCode.NotMounted] = ErrorCategory.ObjectNotFound,
-            [ErrorCode.SnapshotNotFound] = ErrorCategory.ObjectNotFound,
-            [ErrorCode.BitmapNotFound] = ErrorCategory.ObjectNotFound,
         };
 
         /// <summary>

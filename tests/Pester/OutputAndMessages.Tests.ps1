@@ -11,11 +11,6 @@ BeforeAll {
     $script:Pwsh = Join-Path $PSHOME ($(if ($IsWindows) { 'pwsh.exe' } else { 'pwsh' }))
     $script:Module = (Resolve-Path $script:ModulePath).Path
 
-    function Write-Bytes([string] $Path, [long] $Offset, [byte[]] $Bytes) {
-        $fs = [System.IO.File]::OpenWrite($ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path))
-        try { $fs.Position = $Offset; $fs.Write($Bytes, 0, $Bytes.Length) } finally { $fs.Dispose() }
-    }
-
     # The lines of a table as the default view renders it in an 80-column console.
     function Get-TableLines($InputObject) {
         , @(($InputObject | Out-String -Width 80) -split "`r?`n" | Where-Object { $_.Trim() })
@@ -160,6 +155,10 @@ Describe 'JSON' {
         qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse split.vmdk 64M
         qemu-img create -q -f vhdx disk.vhdx 64M
         qemu-img create -q -f raw disk.raw 64M
+        qemu-img create -q -f vmdk -o subformat=streamOptimized stream.vmdk 64M
+        qemu-img create -q -f qcow2 -o compat=0.10 old.qcow2 64M
+        qemu-img create -q -f vdi disk.vdi 64M
+        qemu-img create -q -f vpc disk.vhd 64M
         qemu-io -f raw -c 'write -P 1 1M 64k' disk.raw | Out-Null
     }
     AfterAll { Pop-Location }
@@ -175,7 +174,8 @@ Describe 'JSON' {
     }
 
     It 'Get-VDisk -AsQemuJson of <Name> has the keys and values of qemu-img info --output=json' -TestCases @(
-        @{ Name = 'base.qcow2' }, @{ Name = 'top.qcow2' }, @{ Name = 'disk.vmdk' }, @{ Name = 'split.vmdk' }, @{ Name = 'disk.vhdx' }, @{ Name = 'disk.raw' }
+        @{ Name = 'base.qcow2' }, @{ Name = 'top.qcow2' }, @{ Name = 'disk.vmdk' }, @{ Name = 'split.vmdk' }, @{ Name = 'disk.vhdx' }, @{ Name = 'disk.raw' },
+        @{ Name = 'stream.vmdk' }, @{ Name = 'old.qcow2' }, @{ Name = 'disk.vdi' }, @{ Name = 'disk.vhd' }
     ) {
         param($Name)
         $path = Join-Path $script:Root $Name
@@ -188,8 +188,7 @@ Describe 'JSON' {
 Describe 'Progress' {
     BeforeAll {
         Push-Location TestDrive:
-        New-VDisk -Path source.raw -SizeBytes 48MB | Out-Null
-        Write-Bytes source.raw 0 (New-TestBytes 48MB 5)
+        [System.IO.File]::WriteAllBytes((Join-Path $script:Root 'source.raw'), (New-TestBytes 48MB 5))
     }
     AfterAll { Pop-Location }
 

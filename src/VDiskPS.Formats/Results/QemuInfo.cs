@@ -70,46 +70,33 @@ namespace VDiskPS.Formats
         /// <summary>Writes members in the order given: qemu's order, where the caller keeps it.</summary>
         internal static void WriteMembers(StringBuilder sb, IEnumerable<(string Key, object Value)> members, bool indent, int level)
         {
-            var items = members.ToList();
-            if (items.Count == 0)
+            WriteContainer(sb, '{', '}', members.ToList(), indent, level, member =>
             {
-                sb.Append("{}");
-                return;
-            }
-
-            sb.Append('{');
-            for (int i = 0; i < items.Count; i++)
-            {
-                sb.Append(i == 0 ? string.Empty : ",");
-                NewLine(sb, indent, level + 1);
-                WriteString(sb, items[i].Key);
+                WriteString(sb, member.Key);
                 sb.Append(indent ? ": " : ":");
-                Write(sb, items[i].Value, indent, level + 1);
-            }
-
-            NewLine(sb, indent, level);
-            sb.Append('}');
+                Write(sb, member.Value, indent, level + 1);
+            });
         }
 
         private static void WriteItems(StringBuilder sb, IEnumerable<object> values, bool indent, int level)
-        {
-            var items = values.ToList();
-            if (items.Count == 0)
-            {
-                sb.Append("[]");
-                return;
-            }
+            => WriteContainer(sb, '[', ']', values.ToList(), indent, level, item => Write(sb, item, indent, level + 1));
 
-            sb.Append('[');
+        private static void WriteContainer<T>(StringBuilder sb, char open, char close, IReadOnlyList<T> items, bool indent, int level, Action<T> writeItem)
+        {
+            sb.Append(open);
             for (int i = 0; i < items.Count; i++)
             {
                 sb.Append(i == 0 ? string.Empty : ",");
                 NewLine(sb, indent, level + 1);
-                Write(sb, items[i], indent, level + 1);
+                writeItem(items[i]);
             }
 
-            NewLine(sb, indent, level);
-            sb.Append(']');
+            if (items.Count > 0)
+            {
+                NewLine(sb, indent, level);
+            }
+
+            sb.Append(close);
         }
 
         private static void NewLine(StringBuilder sb, bool indent, int level)
