@@ -95,7 +95,7 @@ namespace VDiskPS
                     return read().ToList();
                 }
             }
-            catch (ImageException)
+            catch (Exception e) when (e is ImageException || e is System.IO.IOException || e is UnauthorizedAccessException)
             {
                 return Array.Empty<string>();
             }

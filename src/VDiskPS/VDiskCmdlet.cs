@@ -171,7 +171,18 @@ namespace VDiskPS
                 return;
             }
 
-            VDiskInfo info = ImageInspector.Get(file);
+            VDiskInfo info;
+            try
+            {
+                info = ImageInspector.Get(file);
+            }
+            catch (ImageException e)
+            {
+                // The operation succeeded; only its description failed (an output another process took).
+                WriteVerbose($"'{file}': the output could not be described ({e.Reason})");
+                return;
+            }
+
             string options = string.Join(", ", info.FormatSpecific.Where(kv => !(kv.Value is System.Collections.IEnumerable) || kv.Value is string).Select(kv => $"{kv.Key}={kv.Value}"));
             WriteVerbose($"Wrote '{file}': {info.Format}{(string.IsNullOrEmpty(info.Subformat) ? string.Empty : " " + info.Subformat)}, {info.Type}, {DiskSize.Format(info.Size)}, cluster {DiskSize.Format(info.ClusterSize)}, {DiskSize.Format(info.FileSize)} on the host{(options.Length == 0 ? string.Empty : "; " + options)}");
         }
