@@ -159,6 +159,7 @@ Describe 'JSON' {
         qemu-img create -q -f qcow2 -o compat=0.10 old.qcow2 64M
         qemu-img create -q -f vdi disk.vdi 64M
         qemu-img create -q -f vpc disk.vhd 64M
+        qemu-img create -q -f vpc -o subformat=fixed fixed.vhd 64M
         qemu-io -f raw -c 'write -P 1 1M 64k' disk.raw | Out-Null
     }
     AfterAll { Pop-Location }
@@ -175,11 +176,13 @@ Describe 'JSON' {
 
     It 'Get-VDisk -AsQemuJson of <Name> has the keys and values of qemu-img info --output=json' -TestCases @(
         @{ Name = 'base.qcow2' }, @{ Name = 'top.qcow2' }, @{ Name = 'disk.vmdk' }, @{ Name = 'split.vmdk' }, @{ Name = 'disk.vhdx' }, @{ Name = 'disk.raw' },
-        @{ Name = 'stream.vmdk' }, @{ Name = 'old.qcow2' }, @{ Name = 'disk.vdi' }, @{ Name = 'disk.vhd' }
+        @{ Name = 'stream.vmdk' }, @{ Name = 'old.qcow2' }, @{ Name = 'disk.vdi' }, @{ Name = 'disk.vhd' },
+        # qemu-img probes a fixed VHD as raw (its footer is at the end); it is told the format.
+        @{ Name = 'fixed.vhd'; Qemu = @('-f', 'vpc') }
     ) {
-        param($Name)
+        param($Name, $Qemu)
         $path = Join-Path $script:Root $Name
-        $qemu = qemu-img info --output=json $path | Out-String | ConvertFrom-Json -AsHashtable
+        $qemu = qemu-img info --output=json @Qemu $path | Out-String | ConvertFrom-Json -AsHashtable
         $ours = Get-VDisk $path -AsQemuJson | ConvertFrom-Json -AsHashtable
         Compare-Json $qemu $ours | Should -BeNullOrEmpty
     }
