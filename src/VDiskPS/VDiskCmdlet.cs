@@ -59,7 +59,7 @@ namespace VDiskPS
                         var found = SessionState.Path.GetResolvedProviderPathFromPSPath(path, out provider);
                         if (provider.Name != "FileSystem")
                         {
-                            WriteError(new ErrorRecord(new ArgumentException($"'{path}' is not a file system path."), "VDisk.NotAFile", ErrorCategory.InvalidArgument, path));
+                            WriteError(ErrorMessages.Record(ErrorCode.NotAFile, new ArgumentException($"'{path}' is not a file system path."), path));
                             continue;
                         }
 
@@ -67,7 +67,7 @@ namespace VDiskPS
                         {
                             if (Directory.Exists(f))
                             {
-                                WriteError(new ErrorRecord(new ArgumentException($"'{f}' is a folder, not an image file."), "VDisk.NotAFile", ErrorCategory.InvalidArgument, f));
+                                WriteError(ErrorMessages.Record(ErrorCode.NotAFile, new ArgumentException($"'{f}' is a folder, not an image file."), f));
                                 continue;
                             }
 
@@ -77,12 +77,12 @@ namespace VDiskPS
                 }
                 catch (ItemNotFoundException e)
                 {
-                    WriteError(new ErrorRecord(e, "VDisk.PathNotFound", ErrorCategory.ObjectNotFound, path));
+                    WriteError(ErrorMessages.Record(ErrorCode.PathNotFound, e, path));
                     continue;
                 }
                 catch (Exception e) when (e is ArgumentException || e is NotSupportedException || e is ProviderNotFoundException || e is System.Management.Automation.DriveNotFoundException)
                 {
-                    WriteError(new ErrorRecord(e, "VDisk.InvalidPath", ErrorCategory.InvalidArgument, path));
+                    WriteError(ErrorMessages.Record(ErrorCode.InvalidPath, e, path));
                     continue;
                 }
 
@@ -99,30 +99,97 @@ namespace VDiskPS
         /// <summary>Whether this cmdlet's -Force reads an image another process writes (qemu-img -U).</summary>
         protected virtual bool ForceSharesWithWriters => false;
 
-        /// <summary>Writes a non-terminating error for an engine failure on one item.</summary>
+        /// <summary>
+        /// Writes a non-terminating error for an engine failure on one item. Its target is the file the
+        /// error is about (the engine names it; <paramref name="target"/> when it does not), and its advice
+        /// names this cmdlet's own switch, or nothing when this cmdlet has none for it.
+        /// </summary>
         protected void WriteImageError(Exception exception, object target)
         {
-            var (id, category) = ErrorClassifier.Classify(exception);
-            if (!Enum.TryParse(category, out ErrorCategory errorCategory))
-            {
-                errorCategory = ErrorCategory.NotSpecified;
-            }
-
-            var record = new ErrorRecord(exception, id, errorCategory, target);
+            var image = exception as ImageException;
+            object about = !string.IsNullOrEmpty(image?.FilePath) ? image.FilePath : target;
+            ErrorRecord record = ErrorMessages.Record(ErrorMessages.Classify(exception), exception, about);
+            string advice = image == null ? null : ErrorMessages.Advice(image.Kind, OwnParameter);
             if (exception is ImageLockedException locked && locked.WriterBlocksReading && ForceSharesWithWriters)
             {
-                record.ErrorDetails = new ErrorDetails(exception.Message + ". Use -Force to read it anyway (the content may be inconsistent).");
+                advice = "Use -Force to read it anyway (the content may be inconsistent).";
             }
 
             if (exception is ImageParentMismatchException mismatch)
             {
                 string repin = $"Set-VDisk -Path '{mismatch.FilePath}' -ParentPath '{mismatch.ParentPath}' -IgnoreIdMismatch records the parent's current identity";
-                record.ErrorDetails = new ErrorDetails(MyInvocation.MyCommand.Parameters.ContainsKey(IgnoreIdMismatchParameter)
-                    ? $"{exception.Message}. Use -IgnoreIdMismatch to open it anyway; {repin}."
-                    : $"{exception.Message}. {repin}.");
+                advice = OwnParameter(IgnoreIdMismatchParameter) != null
+                    ? $"Use -IgnoreIdMismatch to open it anyway; {repin}."
+                    : $"{repin}.";
+            }
+
+            if (advice != null)
+            {
+                record.ErrorDetails = new ErrorDetails($"{exception.Message}. {advice}");
             }
 
             WriteError(record);
+        }
+
+        /// <summary>
+        /// This cmdlet's parameter for one the error table names (a cmdlet may name it otherwise, as
+        /// Copy-VDiskData's -DestinationFormat), or null when it has none.
+        /// </summary>
+        protected virtual string OwnParameter(string parameter)
+            => MyInvocation.MyCommand.Parameters.ContainsKey(parameter) ? parameter : null;
+
+        /// <summary>Whether -Verbose output is shown, so that what only it needs is not computed otherwise.</summary>
+        protected bool VerboseShown
+            => MyInvocation.BoundParameters.TryGetValue("Verbose", out object verbose)
+                ? ((SwitchParameter)verbose).IsPresent
+                : GetVariableValue("VerbosePreference") is ActionPreference preference && preference != ActionPreference.SilentlyContinue && preference != ActionPreference.Ignore;
+
+        /// <summary>With -Verbose: each layer of the chain an operation opens, its format and whether it was probed.</summary>
+        protected void WriteVerboseChain(string file, DiskFormat? format, bool shareWithWriters = false)
+        {
+            if (!VerboseShown)
+            {
+                return;
+            }
+
+            try
+            {
+                IReadOnlyList<VDiskInfo> layers = ImageInspector.GetChain(file, format, shareWithWriters, ignoreParentMismatch: true);
+                foreach (VDiskInfo layer in layers)
+                {
+                    string how = layer.Depth > 0 ? "backing file" : format.HasValue ? "format given" : "format probed";
+                    WriteVerbose($"Layer {layer.Depth}: '{layer.Path}' is {layer.Format} ({how}), {layer.Type}, {DiskSize.Format(layer.Size)}");
+                }
+            }
+            catch (ImageException e)
+            {
+                // The operation itself reports what is wrong with the chain.
+                WriteVerbose($"'{file}': the chain could not be described ({e.Reason})");
+            }
+        }
+
+        /// <summary>With -Verbose: what an operation wrote, as the output's options now read.</summary>
+        protected void WriteVerboseOutput(string file)
+        {
+            if (!VerboseShown)
+            {
+                return;
+            }
+
+            VDiskInfo info;
+            try
+            {
+                info = ImageInspector.Get(file);
+            }
+            catch (ImageException e)
+            {
+                // The operation succeeded; only its description failed (an output another process took).
+                WriteVerbose($"'{file}': the output could not be described ({e.Reason})");
+                return;
+            }
+
+            string options = string.Join(", ", info.FormatSpecific.Where(kv => !(kv.Value is System.Collections.IEnumerable) || kv.Value is string).Select(kv => $"{kv.Key}={kv.Value}"));
+            WriteVerbose($"Wrote '{file}': {info.Format}{(string.IsNullOrEmpty(info.Subformat) ? string.Empty : " " + info.Subformat)}, {info.Type}, {DiskSize.Format(info.Size)}, cluster {DiskSize.Format(info.ClusterSize)}, {DiskSize.Format(info.FileSize)} on the host{(options.Length == 0 ? string.Empty : "; " + options)}");
         }
 
         /// <summary>The Hyper-V name of the switch that opens a child whose parent's identity changed.</summary>
@@ -149,7 +216,10 @@ namespace VDiskPS
         /// scheduled (non-interactive) runs need no prompt.
         /// </summary>
         protected bool ConfirmLargeChange(string query, string caption, bool force)
-            => force || IsBound("Confirm") || ShouldContinue(query, caption);
+            => force || IsBound("Confirm") || ShouldContinue(query, caption, ref _yesToAll, ref _noToAll);
+
+        private bool _yesToAll;
+        private bool _noToAll;
 
         /// <summary>Runs engine work that opens images on this thread, writing the warnings it raised (a tiny file read as raw, ...).</summary>
         protected T WithImageWarnings<T>(Func<T> work)
@@ -173,7 +243,8 @@ namespace VDiskPS
 
         /// <summary>
         /// Runs engine work on a worker thread while this thread relays its progress to Write-Progress;
-        /// Ctrl+C cancels the work. Exceptions of the work are rethrown here.
+        /// Ctrl+C cancels the work. Exceptions of the work are rethrown here. <paramref name="activity"/>
+        /// names the operation and the file names, not full paths; -Verbose reports the bytes and time.
         /// </summary>
         protected T RunEngine<T>(string activity, Func<IProgress<OperationProgress>, CancellationToken, T> work)
             => WithImageWarnings(() => RunEngineWithProgress(activity, work));
@@ -195,26 +266,24 @@ namespace VDiskPS
                 }
             });
 
-            var record = new ProgressRecord(activityId, activity, "Starting");
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             DateTime lastShown = DateTime.MinValue;
+            OperationProgress last = default;
             try
             {
                 foreach (OperationProgress update in updates.GetConsumingEnumerable())
                 {
+                    last = update;
                     if ((DateTime.UtcNow - lastShown).TotalMilliseconds < 200 && update.BytesDone < update.BytesTotal)
                     {
                         continue;
                     }
 
                     lastShown = DateTime.UtcNow;
-                    record.StatusDescription = update.Phase ?? "Working";
-                    record.PercentComplete = update.Percent;
-                    record.CurrentOperation = $"{DiskSize.Format(update.BytesDone)} of {DiskSize.Format(update.BytesTotal)}";
-                    WriteProgress(record);
+                    WriteProgress(ProgressOf(activityId, activity, update, clock.Elapsed));
                 }
 
-                record.RecordType = ProgressRecordType.Completed;
-                WriteProgress(record);
+                WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
             }
             catch
             {
@@ -228,13 +297,39 @@ namespace VDiskPS
 
             try
             {
-                return task.GetAwaiter().GetResult();
+                T result = task.GetAwaiter().GetResult();
+                WriteVerbose($"{activity}: {DiskSize.Format(last.BytesDone)} of {DiskSize.Format(last.BytesTotal)} processed in {clock.Elapsed.TotalSeconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)} s");
+                return result;
             }
             catch (OperationCanceledException) when (_cancel.IsCancellationRequested)
             {
                 throw new PipelineStoppedException();
             }
         }
+
+        /// <summary>
+        /// A new record for each update (a host may keep the records it was given): the phase and
+        /// "360 MiB of 1 GiB" as the status, and the time left at the rate so far.
+        /// </summary>
+        private static ProgressRecord ProgressOf(int activityId, string activity, OperationProgress update, TimeSpan elapsed)
+        {
+            string status = $"{update.Phase ?? "Working"}: {DiskSize.Format(update.BytesDone)} of {DiskSize.Format(update.BytesTotal)}";
+            int remaining = -1;
+            if (update.BytesDone >= update.BytesTotal)
+            {
+                remaining = 0;
+            }
+            else if (update.BytesDone > 0)
+            {
+                remaining = (int)Math.Min(int.MaxValue, Math.Ceiling(elapsed.TotalSeconds * (update.BytesTotal - update.BytesDone) / update.BytesDone));
+            }
+
+            return new ProgressRecord(activityId, activity, status) { PercentComplete = update.Percent, SecondsRemaining = remaining };
+        }
+
+        /// <summary>The activity text of an operation on files: their names, not their full paths.</summary>
+        protected static string Activity(string operation, params string[] files)
+            => files.Length == 0 ? operation : $"{operation} {string.Join(" -> ", files.Select(f => System.IO.Path.GetFileName(f)))}";
 
         /// <summary>Waits for cancelled engine work to end; its own error (the cancellation) adds nothing to the stop being reported.</summary>
         private static void WaitQuietly(Task task)

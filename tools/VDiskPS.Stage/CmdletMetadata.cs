@@ -28,6 +28,8 @@ namespace VDiskPS.Stage
         public List<string> ValidValues { get; } = new List<string>();
         public List<ParameterSetEntry> Sets { get; } = new List<ParameterSetEntry>();
         public string Summary { get; set; }
+        /// <summary>The default a [PSDefaultValue(Value = ...)] attribute states, or null.</summary>
+        public string DefaultValue { get; set; }
     }
 
     public sealed class CmdletModel
@@ -183,6 +185,9 @@ namespace VDiskPS.Stage
                     {
                         parameter.ValidValues.AddRange(property.PropertyType.GetEnumNames());
                     }
+
+                    var defaultValue = property.GetCustomAttributesData().FirstOrDefault(a => a.AttributeType.FullName == "System.Management.Automation.PSDefaultValueAttribute");
+                    parameter.DefaultValue = defaultValue?.NamedArguments.Where(n => n.MemberName == "Value").Select(n => n.TypedValue.Value?.ToString()).FirstOrDefault();
 
                     model.Parameters.Add(parameter);
                 }

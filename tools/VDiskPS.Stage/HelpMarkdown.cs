@@ -202,7 +202,7 @@ namespace VDiskPS.Stage
                     ? string.Join(", ", p.Sets.Select(s => $"{(s.Mandatory ? "True" : "False")} ({s.Name})"))
                     : (first.Mandatory ? "True" : "False");
                 hp.Fields["Position"] = first.Position == int.MinValue ? "Named" : first.Position.ToString();
-                hp.Fields["Default value"] = "None";
+                hp.Fields["Default value"] = p.DefaultValue ?? "None";
                 var pipeline = new List<string>();
                 if (p.Sets.Any(s => s.ValueFromPipelineByPropertyName)) pipeline.Add("ByPropertyName");
                 if (p.Sets.Any(s => s.ValueFromPipeline)) pipeline.Add("ByValue");

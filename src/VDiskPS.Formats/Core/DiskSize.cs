@@ -147,7 +147,7 @@ namespace VDiskPS.Formats
             return true;
         }
 
-        /// <summary>Human form with binary units, as qemu-img info prints ("20 GiB", "1.5 MiB").</summary>
+        /// <summary>Human form with binary units and at most two decimals, as qemu-img info prints ("20 GiB", "465.66 GiB"): never more than 11 characters, so a table column holds it whole.</summary>
         public static string Format(long bytes)
         {
             string[] units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
@@ -159,7 +159,7 @@ namespace VDiskPS.Formats
                 u++;
             }
 
-            return u == 0 ? $"{bytes} B" : v.ToString(v == Math.Floor(v) ? "0" : "0.###", CultureInfo.InvariantCulture) + " " + units[u];
+            return u == 0 ? $"{bytes} B" : v.ToString("0.##", CultureInfo.InvariantCulture) + " " + units[u];
         }
 
         public override string ToString() => (Sign > 0 ? "+" : Sign < 0 ? "-" : string.Empty) + Bytes.ToString(CultureInfo.InvariantCulture);

@@ -127,7 +127,10 @@ namespace VDiskPS.Formats
                     if (formatWasProbed && depth > 0 && !options.AllowProbedBackingChain)
                     {
                         throw new ImageChainException(layer.Path, "backing format",
-                            $"this backing file's format was probed, not recorded, and it names a further backing file ('{backing.RecordedPath}'); record the format (Set-VDisk -ParentFormat) or allow it explicitly");
+                            $"this backing file's format was probed, not recorded, and it names a further backing file ('{backing.RecordedPath}'); the image that names it must record its format")
+                        {
+                            Kind = ImageErrorKind.BackingFormatNotRecorded,
+                        };
                     }
 
                     namedBy = layer.Path;

@@ -33,6 +33,12 @@ namespace VDiskPS.Formats
         /// <summary>A stable identifier the cmdlets use for error records (VDisk.&lt;ErrorId&gt;).</summary>
         public virtual string ErrorId => "ImageError";
 
+        /// <summary>
+        /// What the caller could change to succeed, for the cmdlet layer to word with the switch of the
+        /// cmdlet being run: the engine's own message names no cmdlet and no switch.
+        /// </summary>
+        public ImageErrorKind Kind { get; set; }
+
         private static string Compose(string filePath, string field, long? offset, string message)
         {
             var sb = new StringBuilder();
@@ -59,6 +65,61 @@ namespace VDiskPS.Formats
             sb.Append(message);
             return sb.ToString();
         }
+    }
+
+    /// <summary>The caller's choice that would avoid an <see cref="ImageException"/>, when there is one.</summary>
+    public enum ImageErrorKind
+    {
+        /// <summary>Nothing the caller chose: the file or the host is at fault.</summary>
+        Unspecified,
+
+        /// <summary>The output file exists; overwriting it is the caller's choice.</summary>
+        OutputExists,
+
+        /// <summary>The new size is smaller than the image; data past it would be lost.</summary>
+        ShrinkNotAllowed,
+
+        /// <summary>The output's format cannot be told from its name (no or an unknown extension, a folder).</summary>
+        FormatNotNamed,
+
+        /// <summary>The format named contradicts the output's extension, which names another format.</summary>
+        FormatContradictsExtension,
+
+        /// <summary>The output would replace the source; an output path must be named.</summary>
+        OutputIsSource,
+
+        /// <summary>A differencing image was asked for without a parent.</summary>
+        ParentNotNamed,
+
+        /// <summary>A parent format was given without a parent.</summary>
+        ParentFormatWithoutParent,
+
+        /// <summary>A fixed image was asked for with a parent (a child of a parent is differencing).</summary>
+        FixedWithParent,
+
+        /// <summary>A subformat was given for a format that has none (only VMDK has create types).</summary>
+        SubformatNotApplicable,
+
+        /// <summary>No size was given, and no parent or source to take it from.</summary>
+        SizeNotNamed,
+
+        /// <summary>No size was given, and the parent is not opened to take it from.</summary>
+        SizeNeededUnopenedParent,
+
+        /// <summary>Writing into an existing output was asked for, and the output does not exist.</summary>
+        ExistingOutputMissing,
+
+        /// <summary>The promise that the output reads as zeros was given without writing into an existing output.</summary>
+        TargetIsZeroWithoutExistingOutput,
+
+        /// <summary>The format must open the parent (a VDI child records its parent's UUID).</summary>
+        ParentMustBeOpened,
+
+        /// <summary>A backing file's format was probed, not recorded, and it names a further backing file.</summary>
+        BackingFormatNotRecorded,
+
+        /// <summary>The image's metadata is damaged; a check reports what is damaged.</summary>
+        DamageNeedsCheck,
     }
 
     /// <summary>The file's structures are invalid: truncated, out of range, bad checksum, loops.</summary>
@@ -105,6 +166,10 @@ namespace VDiskPS.Formats
             : base(filePath, option, null, message)
         {
         }
+
+        /// <summary>A resize to a smaller size that shrinking was not allowed for.</summary>
+        public static ImageOptionException ShrinkNotAllowed(string filePath, long size, long newSize)
+            => new ImageOptionException(filePath, "size", $"shrinking from {size} to {newSize} bytes discards data") { Kind = ImageErrorKind.ShrinkNotAllowed };
 
         public override string ErrorId => "InvalidOption";
     }
@@ -160,6 +225,10 @@ namespace VDiskPS.Formats
             : base(filePath, null, null, message, inner)
         {
         }
+
+        /// <summary>The output exists and overwriting it was not asked for.</summary>
+        public static ImageIOException OutputExists(string filePath, Exception inner = null)
+            => new ImageIOException(filePath, "the file already exists", inner) { Kind = ImageErrorKind.OutputExists };
 
         public override string ErrorId => "IOError";
     }

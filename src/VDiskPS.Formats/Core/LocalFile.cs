@@ -126,7 +126,7 @@ namespace VDiskPS.Formats
             }
             catch (IOException e) when (!overwrite && File.Exists(path))
             {
-                throw new ImageIOException(path, "the file already exists (use -Force to overwrite it)", e);
+                throw ImageIOException.OutputExists(path, e);
             }
             catch (UnauthorizedAccessException e)
             {
@@ -549,8 +549,59 @@ namespace VDiskPS.Formats
             public bool IsData { get; }
         }
 
+        /// <summary>
+        /// Bytes the host file system allocates to the file (st_blocks * 512, what du and qemu-img's
+        /// actual-size report; the compressed or sparse size on Windows); null where the platform does not tell.
+        /// </summary>
+        public static long? AllocatedBytes(string path)
+        {
+            try
+            {
+                if (s_isWindows)
+                {
+                    uint low = NativeWindows.GetCompressedFileSizeW(path, out uint high);
+                    return low == uint.MaxValue && Marshal.GetLastWin32Error() != 0 ? (long?)null : ((long)high << 32) | low;
+                }
+
+                if (!s_isLinux)
+                {
+                    return null;
+                }
+
+                // struct stat of glibc on x86-64 and arm64 alike: st_blocks (512-byte units) at offset 64.
+                var buffer = new byte[256];
+                int result;
+                try
+                {
+                    result = NativeUnix.stat(path, buffer);
+                }
+                catch (EntryPointNotFoundException)
+                {
+                    result = NativeUnix.__xstat(RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 1 : 0, path, buffer);
+                }
+
+                return result == 0 ? BitConverter.ToInt64(buffer, 64) * 512 : (long?)null;
+            }
+            catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
+            {
+                return null;
+            }
+        }
+
+        private static class NativeWindows
+        {
+            [DllImport("kernel32", SetLastError = true, CharSet = CharSet.Unicode)]
+            public static extern uint GetCompressedFileSizeW(string path, out uint high);
+        }
+
         private static class NativeUnix
         {
+            [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi)]
+            public static extern int stat(string path, byte[] buffer);
+
+            [DllImport("libc", SetLastError = true, CharSet = CharSet.Ansi)]
+            public static extern int __xstat(int version, string path, byte[] buffer);
+
             public const int SEEK_DATA = 3;
             public const int SEEK_HOLE = 4;
             public const int ENXIO = 6;

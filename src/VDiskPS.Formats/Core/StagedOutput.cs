@@ -248,7 +248,7 @@ namespace VDiskPS.Formats
 
             if (!Overwrite)
             {
-                throw new ImageIOException(finalPath, "the file already exists (use -Force to overwrite it)");
+                throw ImageIOException.OutputExists(finalPath);
             }
 
             // Opening for writing takes the writer's lock: refused while a VM (or any writer) holds it.
@@ -298,7 +298,7 @@ namespace VDiskPS.Formats
                 {
                     if (!Overwrite)
                     {
-                        throw new ImageIOException(finalPath, "the file already exists (use -Force to overwrite it)");
+                        throw ImageIOException.OutputExists(finalPath);
                     }
 
                     // One atomic rename over the old file (rename(2) on Unix, ReplaceFile on Windows).
@@ -311,7 +311,7 @@ namespace VDiskPS.Formats
             }
             catch (IOException e) when (!(e is FileNotFoundException) && File.Exists(finalPath) && !Overwrite)
             {
-                throw new ImageIOException(finalPath, "the file already exists (use -Force to overwrite it)", e);
+                throw ImageIOException.OutputExists(finalPath, e);
             }
             catch (IOException e)
             {

@@ -33,34 +33,62 @@ namespace VDiskPS.Formats
 
         public bool Force { get; set; }
 
-        /// <summary>The CreateRequest these parameters describe (size left to the caller).</summary>
-        public CreateRequest ToCreateRequest(string path)
+        /// <summary>
+        /// The CreateRequest these parameters describe for an image of <paramref name="format"/> (size left
+        /// to the caller). Parameters that contradict each other or the format are refused, not ignored.
+        /// </summary>
+        public CreateRequest ToCreateRequest(string path, DiskFormat format)
         {
-            if (Type == DiskType.Differencing && string.IsNullOrEmpty(ParentPath))
+            bool hasParent = !string.IsNullOrEmpty(ParentPath);
+            if (Type == DiskType.Differencing && !hasParent)
             {
-                throw new ImageOptionException(path, "ParentPath", "a differencing image needs -ParentPath");
+                throw new ImageOptionException(path, "parent", "a differencing image needs a parent") { Kind = ImageErrorKind.ParentNotNamed };
             }
 
-            if (ParentFormat.HasValue && string.IsNullOrEmpty(ParentPath))
+            if (Type == DiskType.Fixed && hasParent)
             {
-                throw new ImageOptionException(path, "ParentFormat", "-ParentFormat needs -ParentPath");
+                throw new ImageOptionException(path, "type", "an image with a parent is a differencing image, not a fixed one") { Kind = ImageErrorKind.FixedWithParent };
+            }
+
+            if (ParentFormat.HasValue && !hasParent)
+            {
+                throw new ImageOptionException(path, "parent format", "a parent format was given without a parent") { Kind = ImageErrorKind.ParentFormatWithoutParent };
             }
 
             if (LogicalSectorSize.HasValue && LogicalSectorSize != 512 && LogicalSectorSize != 4096)
             {
-                throw new ImageOptionException(path, "LogicalSectorSizeBytes", "must be 512 or 4096");
+                throw new ImageOptionException(path, "logical sector size", "must be 512 or 4096");
             }
 
             if (PhysicalSectorSize.HasValue && PhysicalSectorSize != 512 && PhysicalSectorSize != 4096)
             {
-                throw new ImageOptionException(path, "PhysicalSectorSizeBytes", "must be 512 or 4096");
+                throw new ImageOptionException(path, "physical sector size", "must be 512 or 4096");
             }
 
             OptionSet options = OptionSet.From(Option);
+            string subformat = Subformat;
+            if (!string.IsNullOrEmpty(subformat) && format != DiskFormat.Vmdk)
+            {
+                // VMDK create types are the subformat proper; VHD and VHDX take qemu's subformat option
+                // (dynamic, fixed), which validates the value; the other formats have none.
+                if (!System.Linq.Enumerable.Contains(FormatRegistry.Default.Get(format).CreateOptionNames, "subformat"))
+                {
+                    throw new ImageOptionException(path, "subformat", $"{format.ToName()} images have no subformat; '{subformat}' is a VMDK create type") { Kind = ImageErrorKind.SubformatNotApplicable };
+                }
+
+                if (options.Contains("subformat"))
+                {
+                    throw new ImageOptionException(path, "subformat", "the subformat is given twice");
+                }
+
+                options.Set("subformat", subformat);
+                subformat = null;
+            }
+
             return new CreateRequest
             {
                 Type = Type == DiskType.Differencing ? (DiskType?)null : Type,
-                Subformat = Subformat,
+                Subformat = subformat,
                 Backing = string.IsNullOrEmpty(ParentPath) ? null : new BackingReference(ParentPath, ParentFormat),
                 ClusterSize = ClusterSize,
                 LogicalSectorSize = LogicalSectorSize,
@@ -91,12 +119,18 @@ namespace VDiskPS.Formats
         /// <summary>What the format changed from what was asked, after <see cref="Execute"/>.</summary>
         public IList<string> Warnings { get; } = new List<string>();
 
-        /// <summary>Refuses what cannot work before anything is created.</summary>
+        /// <summary>Refuses what cannot work before anything is created: contradictions first, then an existing file.</summary>
         public CreateRequest BuildRequest()
         {
-            if (File.Exists(Path) && !Force)
+            CreateRequest request = ToCreateRequest(Path, ResolveFormat());
+            if (!Size.HasValue && request.Backing == null && string.IsNullOrEmpty(SourcePath))
             {
-                throw new ImageIOException(Path, "the file already exists (use -Force to overwrite it)");
+                throw new ImageOptionException(Path, "size", "no size was given, and no parent or source image to take it from") { Kind = ImageErrorKind.SizeNotNamed };
+            }
+
+            if (Size.HasValue && Size.Value < 0)
+            {
+                throw new ImageOptionException(Path, "size", "the size must not be negative");
             }
 
             if (Directory.Exists(Path))
@@ -104,15 +138,9 @@ namespace VDiskPS.Formats
                 throw new ImageIOException(Path, "is a folder");
             }
 
-            CreateRequest request = ToCreateRequest(Path);
-            if (!Size.HasValue && request.Backing == null && string.IsNullOrEmpty(SourcePath))
+            if (File.Exists(Path) && !Force)
             {
-                throw new ImageOptionException(Path, "SizeBytes", "give -SizeBytes (or -ParentPath / -SourcePath to take the size from)");
-            }
-
-            if (Size.HasValue && Size.Value < 0)
-            {
-                throw new ImageOptionException(Path, "SizeBytes", "the size must not be negative");
+                throw ImageIOException.OutputExists(Path);
             }
 
             request.Size = Size ?? 0;
@@ -181,34 +209,35 @@ namespace VDiskPS.Formats
         public string ResolveDestination(out DiskFormat targetFormat)
             => PathPlanner.ConvertDestination(SourcePath, Destination, Format, out targetFormat);
 
+        /// <summary>Refuses what cannot work before anything is written: contradictions first, then the destination's existence.</summary>
         public ConvertOptions BuildOptions(string destination, DiskFormat targetFormat)
         {
-            if (!NoCreate && File.Exists(destination) && !Force)
-            {
-                throw new ImageIOException(destination, "the file already exists (use -Force to overwrite it)");
-            }
-
-            if (NoCreate && !Transports.Exists(destination))
-            {
-                throw new ImageIOException(destination, "-NoCreate needs an existing destination, and the file was not found");
-            }
-
             if (TargetIsZero && !NoCreate)
             {
-                throw new ImageOptionException(destination, "TargetIsZero", "-TargetIsZero only applies with -NoCreate");
+                throw new ImageOptionException(destination, "target is zero", "the promise that the destination reads as zeros applies only when writing into an existing image") { Kind = ImageErrorKind.TargetIsZeroWithoutExistingOutput };
             }
 
             if (SparseSize.HasValue && SparseSize.Value < 0)
             {
-                throw new ImageOptionException(destination, "SparseSize", "must be 0 (fully allocated) or a positive size");
+                throw new ImageOptionException(destination, "sparse size", "must be 0 (fully allocated) or a positive size");
             }
 
             if (ThrottleLimit.HasValue && ThrottleLimit.Value < 1)
             {
-                throw new ImageOptionException(destination, "ThrottleLimit", "must be at least 1");
+                throw new ImageOptionException(destination, "parallel reads", "must be at least 1");
             }
 
-            CreateRequest request = ToCreateRequest(destination);
+            CreateRequest request = ToCreateRequest(destination, targetFormat);
+            if (!NoCreate && File.Exists(destination) && !Force)
+            {
+                throw ImageIOException.OutputExists(destination);
+            }
+
+            if (NoCreate && !Transports.Exists(destination))
+            {
+                throw new ImageIOException(destination, "writing into an existing image was asked for, and the file was not found") { Kind = ImageErrorKind.ExistingOutputMissing };
+            }
+
             if (Compress && CompressionType.HasValue)
             {
                 request.CompressionType = CompressionType;

@@ -34,7 +34,7 @@ namespace VDiskPS.Formats
                 }
                 else if (request.Backing != null && request.Size == 0)
                 {
-                    throw new ImageOptionException(path, "size", "a size is required when the backing file is not opened (-Unsafe)");
+                    throw new ImageOptionException(path, "size", "a size is required when the backing file is not opened") { Kind = ImageErrorKind.SizeNeededUnopenedParent };
                 }
 
                 if (request.Size < 0)

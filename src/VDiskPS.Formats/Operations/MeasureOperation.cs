@@ -72,7 +72,9 @@ namespace VDiskPS.Formats
 
                     request.Size = view.Size;
                     long allocated = AllocatedBytes(view, Granularity(options.TargetFormat, request), cancel);
-                    return driver.Measure(request, allocated);
+                    VDiskMeasurement measurement = driver.Measure(request, allocated);
+                    measurement.Path = sourcePath;
+                    return measurement;
                 }
                 finally
                 {

@@ -9,13 +9,23 @@ namespace VDiskPS.Formats
         /// <summary>The format of a file to be created: the explicit one, else the extension's.</summary>
         public static DiskFormat FormatForNewFile(string path, DiskFormat? explicitFormat, FormatRegistry registry = null)
         {
+            registry = registry ?? FormatRegistry.Default;
+            DiskFormat? fromExtension = registry.FromExtension(path);
             if (explicitFormat.HasValue)
             {
+                // .img and .raw hold any format by custom (qemu-img create -f qcow2 disk.img); a
+                // format's own extension does not.
+                if (fromExtension.HasValue && fromExtension.Value != DiskFormat.Raw && fromExtension.Value != explicitFormat.Value)
+                {
+                    throw new ImageOptionException(path, "format", $"the format {explicitFormat.Value.ToName()} contradicts the extension '{Path.GetExtension(path)}', which names {fromExtension.Value.ToName()}")
+                    {
+                        Kind = ImageErrorKind.FormatContradictsExtension,
+                    };
+                }
+
                 return explicitFormat.Value;
             }
 
-            registry = registry ?? FormatRegistry.Default;
-            DiskFormat? fromExtension = registry.FromExtension(path);
             if (fromExtension.HasValue)
             {
                 return fromExtension.Value;
@@ -23,8 +33,11 @@ namespace VDiskPS.Formats
 
             string ext = Path.GetExtension(path);
             throw new ImageOptionException(path, "format", string.IsNullOrEmpty(ext)
-                ? "the file name has no extension to tell the format by; use -Format"
-                : $"the extension '{ext}' does not name a format; use -Format ({string.Join(", ", DiskFormatNames.AllNames)})");
+                ? "the file name has no extension to tell the format by"
+                : $"the extension '{ext}' does not name a format ({string.Join(", ", DiskFormatNames.AllNames)})")
+            {
+                Kind = ImageErrorKind.FormatNotNamed,
+            };
         }
 
         /// <summary>
@@ -93,7 +106,7 @@ namespace VDiskPS.Formats
 
             if (!explicitFormat.HasValue)
             {
-                throw new ImageOptionException(source, "format", "-Format is required when the destination is a folder or omitted");
+                throw new ImageOptionException(source, "format", "a format is required when the destination is a folder or omitted") { Kind = ImageErrorKind.FormatNotNamed };
             }
 
             targetFormat = explicitFormat.Value;
@@ -101,7 +114,7 @@ namespace VDiskPS.Formats
             string result = Path.Combine(folder, name);
             if (ImageChain.PathComparer.Equals(Path.GetFullPath(result), source))
             {
-                throw new ImageOptionException(source, "destination", "the destination would overwrite the source; give -Destination");
+                throw new ImageOptionException(source, "destination", "the destination would overwrite the source") { Kind = ImageErrorKind.OutputIsSource };
             }
 
             return result;

@@ -42,7 +42,7 @@ namespace VDiskPS.Formats
                 long target = options.Size.Resolve(current);
                 if (target < current && !options.AllowShrink)
                 {
-                    throw new ImageOptionException(layer.Path, "size", $"shrinking from {current} to {target} bytes discards data; allow shrinking to do it");
+                    throw ImageOptionException.ShrinkNotAllowed(layer.Path, current, target);
                 }
 
                 cancel.ThrowIfCancellationRequested();

@@ -539,7 +539,7 @@ namespace VDiskPS.Formats.Qcow2
                     flags.Add("auto");
                 }
 
-                list.Add(new SortedDictionary<string, object>(StringComparer.Ordinal)
+                list.Add(new QemuRecord
                 {
                     ["name"] = bitmap.Name,
                     ["granularity"] = 1L << bitmap.GranularityBits,

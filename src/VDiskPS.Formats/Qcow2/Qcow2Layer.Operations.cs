@@ -110,7 +110,7 @@ namespace VDiskPS.Formats.Qcow2
         {
             if (!allowShrink)
             {
-                throw new ImageOptionException(Path, "size", $"shrinking from {_size} to {newSize} bytes discards data; use -Shrink to allow it");
+                throw ImageOptionException.ShrinkNotAllowed(Path, _size, newSize);
             }
 
             if (_snapshots.Count > 0)

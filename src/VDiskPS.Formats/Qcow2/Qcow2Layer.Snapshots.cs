@@ -27,6 +27,9 @@ namespace VDiskPS.Formats.Qcow2
                         Date = DateTimeOffset.FromUnixTimeSeconds(s.DateSeconds).UtcDateTime.AddTicks(s.DateNanoseconds / 100),
                         VmClock = TimeSpan.FromTicks((long)Math.Min(s.VmClockNanoseconds / 100, (ulong)TimeSpan.MaxValue.Ticks)),
                         Size = s.DiskSize,
+                        DateNanoseconds = s.DateNanoseconds,
+                        VmClockNanoseconds = (long)Math.Min(s.VmClockNanoseconds, long.MaxValue),
+                        Icount = s.Icount == -1 ? (long?)null : s.Icount,
                     });
                 }
 

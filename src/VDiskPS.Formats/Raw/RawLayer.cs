@@ -47,7 +47,7 @@ namespace VDiskPS.Formats.Raw
             EnsureWritable();
             if (newSize < _size && !allowShrink)
             {
-                throw new ImageOptionException(Path, "size", $"shrinking from {_size} to {newSize} bytes discards data; use -Shrink to allow it");
+                throw ImageOptionException.ShrinkNotAllowed(Path, _size, newSize);
             }
 
             if (newSize < _size)

@@ -79,6 +79,15 @@ namespace VDiskPS
         public TimeSpan VmClock { get; set; }
 
         public long Size { get; set; }
+
+        /// <summary>The nanoseconds of <see cref="Date"/> past its second, as recorded (a DateTime keeps only 100 ns).</summary>
+        public long DateNanoseconds { get; set; }
+
+        /// <summary>The guest clock at the snapshot in nanoseconds, as recorded.</summary>
+        public long VmClockNanoseconds { get; set; }
+
+        /// <summary>The guest's instruction count at the snapshot (record/replay), or null when not recorded.</summary>
+        public long? Icount { get; set; }
     }
 
     /// <summary>One persistent dirty bitmap.</summary>
@@ -118,6 +127,9 @@ namespace VDiskPS
     /// <summary>The result of Measure-VDisk (qemu-img measure).</summary>
     public sealed class VDiskMeasurement
     {
+        /// <summary>The image measured, so a table of several says which is which; null when an empty image of a size was measured.</summary>
+        public string Path { get; set; }
+
         public string Format { get; set; }
 
         /// <summary>Bytes required for the image with its current data.</summary>

@@ -43,10 +43,13 @@ namespace VDiskPS.Formats.Vdi
             VdiLayer parent = null;
             if (plan.Type == VdiImageType.Differencing)
             {
+                if (request.BackingLayer == null)
+                {
+                    throw new ImageOptionException(path, "backing file", "a differencing VDI records its parent's UUID, so the parent must be opened") { Kind = ImageErrorKind.ParentMustBeOpened };
+                }
+
                 parent = request.BackingLayer as VdiLayer
-                    ?? throw new ImageOptionException(path, "backing file", request.BackingLayer == null
-                        ? "a differencing VDI records its parent's UUID, so the parent must be opened (not -Unsafe)"
-                        : $"the parent of a differencing VDI must be a VDI, not {request.BackingLayer.Format.ToName()}");
+                    ?? throw new ImageOptionException(path, "backing file", $"the parent of a differencing VDI must be a VDI, not {request.BackingLayer.Format.ToName()}");
             }
 
             var file = request.CreateFile(path);

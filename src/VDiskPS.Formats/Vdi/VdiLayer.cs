@@ -278,7 +278,7 @@ namespace VDiskPS.Formats.Vdi
             if (_badBlocks.Contains(block))
             {
                 throw new ImageCorruptException(Path, $"block map entry {block}", _header.BlocksOffset + (block * 4),
-                    $"data block {_map[block]} is out of range or used twice (run Test-VDisk)");
+                    $"data block {_map[block]} is out of range or used twice") { Kind = ImageErrorKind.DamageNeedsCheck };
             }
         }
 

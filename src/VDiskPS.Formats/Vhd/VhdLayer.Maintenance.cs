@@ -21,7 +21,7 @@ namespace VDiskPS.Formats.Vhd
 
             if (newSize < _size && !allowShrink)
             {
-                throw new ImageOptionException(Path, "size", $"shrinking from {_size} to {newSize} bytes discards data; use -Shrink to allow it");
+                throw ImageOptionException.ShrinkNotAllowed(Path, _size, newSize);
             }
 
             if (!IsFixed && preallocation != Preallocation.Off)

@@ -369,7 +369,7 @@ namespace VDiskPS.Formats.Vhd
             if (_badBlocks.Contains(block))
             {
                 throw new ImageCorruptException(Path, $"block allocation table entry {block}", (long)_header.TableOffset + (block * 4),
-                    $"block at sector {_bat[block]} lies past the end of the file or overlaps metadata or another block (run Test-VDisk)");
+                    $"block at sector {_bat[block]} lies past the end of the file or overlaps metadata or another block") { Kind = ImageErrorKind.DamageNeedsCheck };
             }
         }
 

@@ -17,7 +17,7 @@ namespace VDiskPS.Formats.Vhdx
 
             if (newSize < Size && !allowShrink)
             {
-                throw new ImageOptionException(Path, "size", $"shrinking from {Size} to {newSize} bytes discards data; use -Shrink to allow it");
+                throw ImageOptionException.ShrinkNotAllowed(Path, Size, newSize);
             }
 
             if (preallocation != Preallocation.Off && DiskType != DiskType.Fixed)

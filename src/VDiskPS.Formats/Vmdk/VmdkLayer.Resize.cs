@@ -18,7 +18,7 @@ namespace VDiskPS.Formats.Vmdk
 
             if (newSize < _size && !allowShrink)
             {
-                throw new ImageOptionException(Path, "size", $"shrinking from {_size} to {newSize} bytes discards data; use -Shrink to allow it");
+                throw ImageOptionException.ShrinkNotAllowed(Path, _size, newSize);
             }
 
             if (newSize > (1L << 40) * SparseHeader.SectorSize)

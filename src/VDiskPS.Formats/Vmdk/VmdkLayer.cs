@@ -153,7 +153,7 @@ namespace VDiskPS.Formats.Vmdk
             var extents = new List<IDictionary<string, object>>();
             foreach (var extent in _extents)
             {
-                var entry = new SortedDictionary<string, object>(StringComparer.Ordinal)
+                var entry = new QemuRecord
                 {
                     ["filename"] = extent.File?.Path ?? string.Empty,
                     ["format"] = extent.DescribedType ?? extent.Line.Type,

@@ -1,3 +1,4 @@
+using System.Linq;
 using System.Management.Automation;
 using VDiskPS.Formats;
 
@@ -12,6 +13,7 @@ namespace VDiskPS.Commands
         [Parameter(Position = 1)]
         [SupportsWildcards]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(BitmapNameCompleter))]
         public string Name { get; set; }
 
         /// <summary>List the bitmaps even while another process writes the image.</summary>
@@ -49,9 +51,14 @@ namespace VDiskPS.Commands
         /// <summary>The bitmap's name. Binds from Get-VDiskBitmap output.</summary>
         [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(BitmapNameCompleter))]
         public string Name { get; set; }
 
         protected abstract string Action { get; }
+
+        /// <summary>The bitmap named -Name as the image now records it.</summary>
+        protected System.Collections.Generic.List<VDiskBitmapInfo> Current(string file)
+            => BitmapOperations.List(file).Where(b => b.Name == Name).ToList();
 
         protected abstract void Apply(string file);
 
@@ -76,6 +83,29 @@ namespace VDiskPS.Commands
         }
     }
 
+    /// <summary>Base of the bitmap changes that output nothing unless -PassThru is given.</summary>
+    public abstract class VDiskBitmapPassThruCmdlet : VDiskBitmapChangeCmdlet
+    {
+        /// <summary>Output the bitmap's info after the change (for Remove-VDiskBitmap: as it was before).</summary>
+        [Parameter]
+        public SwitchParameter PassThru { get; set; }
+
+        /// <summary>Whether the output is the bitmap as it was before the change (it is gone after).</summary>
+        protected virtual bool OutputBeforeChange => false;
+
+        protected abstract void Change(string file);
+
+        protected sealed override void Apply(string file)
+        {
+            var before = PassThru && OutputBeforeChange ? Current(file) : null;
+            Change(file);
+            if (PassThru)
+            {
+                WriteObject(before ?? Current(file), enumerateCollection: true);
+            }
+        }
+    }
+
     /// <summary>Add-VDiskBitmap: adds a persistent dirty bitmap (qemu-img bitmap --add).</summary>
     [Cmdlet(VerbsCommon.Add, "VDiskBitmap", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskBitmapInfo))]
@@ -95,64 +125,61 @@ namespace VDiskPS.Commands
         protected override void Apply(string file)
         {
             BitmapOperations.Change(file, null, b => b.AddBitmap(Name, IsBound(nameof(Granularity)) ? checked((long)Granularity) : 0, Disabled.IsPresent));
-            foreach (var bitmap in BitmapOperations.List(file))
-            {
-                if (bitmap.Name == Name)
-                {
-                    WriteObject(bitmap);
-                }
-            }
+            WriteObject(Current(file), enumerateCollection: true);
         }
     }
 
     /// <summary>Remove-VDiskBitmap: deletes a persistent bitmap (qemu-img bitmap --remove).</summary>
     [Cmdlet(VerbsCommon.Remove, "VDiskBitmap", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
     [OutputType(typeof(VDiskBitmapInfo))]
-    public sealed class RemoveVDiskBitmapCommand : VDiskBitmapChangeCmdlet
+    public sealed class RemoveVDiskBitmapCommand : VDiskBitmapPassThruCmdlet
     {
         protected override string Action => "Remove";
 
-        protected override void Apply(string file) => BitmapOperations.Change(file, null, b => b.RemoveBitmap(Name));
+        protected override bool OutputBeforeChange => true;
+
+        protected override void Change(string file) => BitmapOperations.Change(file, null, b => b.RemoveBitmap(Name));
     }
 
     /// <summary>Clear-VDiskBitmap: marks every bit of a bitmap clean (qemu-img bitmap --clear).</summary>
     [Cmdlet(VerbsCommon.Clear, "VDiskBitmap", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskBitmapInfo))]
-    public sealed class ClearVDiskBitmapCommand : VDiskBitmapChangeCmdlet
+    public sealed class ClearVDiskBitmapCommand : VDiskBitmapPassThruCmdlet
     {
         protected override string Action => "Clear";
 
-        protected override void Apply(string file) => BitmapOperations.Change(file, null, b => b.ClearBitmap(Name));
+        protected override void Change(string file) => BitmapOperations.Change(file, null, b => b.ClearBitmap(Name));
     }
 
     /// <summary>Enable-VDiskBitmap: makes a bitmap record writes again (qemu-img bitmap --enable).</summary>
     [Cmdlet(VerbsLifecycle.Enable, "VDiskBitmap", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskBitmapInfo))]
-    public sealed class EnableVDiskBitmapCommand : VDiskBitmapChangeCmdlet
+    public sealed class EnableVDiskBitmapCommand : VDiskBitmapPassThruCmdlet
     {
         protected override string Action => "Enable";
 
-        protected override void Apply(string file) => BitmapOperations.Change(file, null, b => b.SetBitmapEnabled(Name, true));
+        protected override void Change(string file) => BitmapOperations.Change(file, null, b => b.SetBitmapEnabled(Name, true));
     }
 
     /// <summary>Disable-VDiskBitmap: stops a bitmap recording writes (qemu-img bitmap --disable).</summary>
     [Cmdlet(VerbsLifecycle.Disable, "VDiskBitmap", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskBitmapInfo))]
-    public sealed class DisableVDiskBitmapCommand : VDiskBitmapChangeCmdlet
+    public sealed class DisableVDiskBitmapCommand : VDiskBitmapPassThruCmdlet
     {
         protected override string Action => "Disable";
 
-        protected override void Apply(string file) => BitmapOperations.Change(file, null, b => b.SetBitmapEnabled(Name, false));
+        protected override void Change(string file) => BitmapOperations.Change(file, null, b => b.SetBitmapEnabled(Name, false));
     }
 
     /// <summary>Merge-VDiskBitmap: ORs another bitmap into this one (qemu-img bitmap --merge).</summary>
     [Cmdlet(VerbsData.Merge, "VDiskBitmap", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskBitmapInfo))]
-    public sealed class MergeVDiskBitmapCommand : VDiskBitmapChangeCmdlet
+    public sealed class MergeVDiskBitmapCommand : VDiskBitmapPassThruCmdlet
     {
         /// <summary>The bitmap to merge from.</summary>
         [Parameter(Mandatory = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(BitmapNameCompleter))]
         public string SourceName { get; set; }
 
         /// <summary>The image holding -SourceName; default: the same image (qemu-img bitmap -b).</summary>
@@ -162,7 +189,7 @@ namespace VDiskPS.Commands
 
         protected override string Action => "Merge into";
 
-        protected override void Apply(string file)
+        protected override void Change(string file)
         {
             string source = string.IsNullOrEmpty(SourcePath) ? null : GetUnresolvedProviderPathFromPSPath(SourcePath);
             BitmapOperations.Merge(file, null, Name, source, null, SourceName);

@@ -67,7 +67,9 @@ namespace VDiskPS.Commands
                     ShareWithWriters = Force.IsPresent,
                     IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                 };
-                VDiskComparison result = RunEngine($"Compare-VDisk {reference} {difference}", (p, c) => CompareOperation.Run(reference, difference, options, p, c));
+                WriteVerboseChain(reference, options.ReferenceFormat, Force.IsPresent);
+                WriteVerboseChain(difference, options.DifferenceFormat, Force.IsPresent);
+                VDiskComparison result = RunEngine(Activity("Compare-VDisk", reference, difference), (p, c) => CompareOperation.Run(reference, difference, options, p, c));
                 if (Quiet)
                 {
                     WriteObject(result.Identical);

@@ -32,6 +32,7 @@ namespace VDiskPS.Commands
         /// <summary>Target subformat: VMDK create type (monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized, vmfs, vmfsThin).</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SubformatCompleter))]
         public string Subformat { get; set; }
 
         /// <summary>Write compressed clusters (qcow2, streamOptimized VMDK).</summary>
@@ -50,6 +51,7 @@ namespace VDiskPS.Commands
         /// <summary>Convert the disk as it was in this internal snapshot (id or name).</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Snapshot { get; set; }
 
         /// <summary>Make the output an overlay of this image holding only what differs from it. A relative path resolves against the current PowerShell location and is recorded relative to the output's folder.</summary>
@@ -88,6 +90,7 @@ namespace VDiskPS.Commands
 
         /// <summary>Target format options as a hashtable (@{cluster_size='64k'}) or a qemu-style string ("cluster_size=64k,lazy_refcounts=on"). Unknown options are refused by name.</summary>
         [Parameter]
+        [ArgumentCompleter(typeof(OptionKeyCompleter))]
         public object Option { get; set; }
 
         /// <summary>Overwrite an existing destination; read a source another process writes.</summary>
@@ -142,13 +145,16 @@ namespace VDiskPS.Commands
                     destination = plan.ResolveDestination(out DiskFormat targetFormat);
                     plan.ParentPath = ParentPathToRecord(destination, ParentPath);
                     ConvertOptions options = plan.BuildOptions(destination, targetFormat);
-                    if (!ShouldProcess(destination, $"Convert '{source}' to {targetFormat.ToName()}{(DeleteSource ? ", then delete the source" : string.Empty)}"))
+                    string kind = targetFormat.ToName() + (string.IsNullOrEmpty(Subformat) ? string.Empty : " " + Subformat) + (string.IsNullOrEmpty(Type) ? string.Empty : " " + Type);
+                    if (!ShouldProcess(destination, $"Convert '{source}' to {kind}{(string.IsNullOrEmpty(ParentPath) ? string.Empty : $" over the parent '{ParentPath}'")}{(DeleteSource ? ", then delete the source" : string.Empty)}"))
                     {
                         continue;
                     }
 
                     string target = destination;
-                    RunEngine($"Convert-VDisk {source} -> {target}", (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    WriteVerboseChain(source, options.SourceFormat, Force.IsPresent);
+                    RunEngine(Activity("Convert-VDisk", source, target), (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    WriteVerboseOutput(destination);
                     foreach (string warning in options.Target.Warnings)
                     {
                         WriteWarning($"{destination}: {warning}");
@@ -165,7 +171,7 @@ namespace VDiskPS.Commands
                 }
                 catch (System.OverflowException e)
                 {
-                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, source));
+                    WriteError(ErrorMessages.Record(ErrorCode.InvalidOption, e, source));
                 }
             }
         }

@@ -42,6 +42,7 @@ namespace VDiskPS.Commands
 
         /// <summary>Output create options, as a hashtable or "k=v,k=v".</summary>
         [Parameter]
+        [ArgumentCompleter(typeof(OptionKeyCompleter))]
         public object Option { get; set; }
 
         /// <summary>Overwrite an existing output; read an input another process is writing.</summary>
@@ -57,6 +58,10 @@ namespace VDiskPS.Commands
         /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
         [Parameter]
         public SwitchParameter IgnoreIdMismatch { get; set; }
+
+        /// <summary>The output's format is -DestinationFormat here (-Format is the input's).</summary>
+        protected override string OwnParameter(string parameter)
+            => parameter == "Format" ? nameof(DestinationFormat) : base.OwnParameter(parameter);
 
         protected override void ProcessRecord()
         {
@@ -74,10 +79,6 @@ namespace VDiskPS.Commands
                     if (!NoCreate)
                     {
                         destinationFormat = PathPlanner.FormatForNewFile(destination, destinationFormat);
-                        if (System.IO.File.Exists(destination) && !Force)
-                        {
-                            throw new ImageIOException(destination, "the file already exists (use -Force to overwrite it)");
-                        }
                     }
 
                     var options = new DdOptions
@@ -92,7 +93,14 @@ namespace VDiskPS.Commands
                         IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                         Target = new CreateRequest { Overwrite = Force.IsPresent, Options = OptionSet.From(Unwrap(Option)) },
                     };
-                    VDiskInfo info = RunEngine($"Copy-VDiskData {file} -> {destination}", (p, c) => DdOperation.Run(file, destination, options, p, c));
+                    if (!NoCreate && System.IO.File.Exists(destination) && !Force)
+                    {
+                        throw ImageIOException.OutputExists(destination);
+                    }
+
+                    WriteVerboseChain(file, options.SourceFormat, Force.IsPresent);
+                    VDiskInfo info = RunEngine(Activity("Copy-VDiskData", file, destination), (p, c) => DdOperation.Run(file, destination, options, p, c));
+                    WriteVerboseOutput(destination);
                     if (PassThru)
                     {
                         WriteObject(info);
@@ -104,7 +112,7 @@ namespace VDiskPS.Commands
                 }
                 catch (System.OverflowException e)
                 {
-                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, file));
+                    WriteError(ErrorMessages.Record(ErrorCode.InvalidOption, e, destination));
                 }
             }
         }

@@ -25,7 +25,7 @@ namespace VDiskPS.Commands
                 var mounts = VDiskServers.Mounts.Where(m => string.Equals(m.Path, file, PathComparison)).ToList();
                 if (mounts.Count == 0)
                 {
-                    WriteError(new ErrorRecord(new ItemNotFoundException($"'{file}' is not attached by Mount-VDisk in this session."), "VDisk.NotMounted", ErrorCategory.ObjectNotFound, file));
+                    WriteError(ErrorMessages.Record(ErrorCode.NotMounted, new ItemNotFoundException($"'{file}' is not attached by Mount-VDisk in this session."), file));
                     continue;
                 }
 

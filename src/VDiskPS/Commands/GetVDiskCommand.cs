@@ -5,7 +5,7 @@ namespace VDiskPS.Commands
 {
     /// <summary>Get-VDisk: what an image is (qemu-img info, Get-VHD).</summary>
     [Cmdlet(VerbsCommon.Get, "VDisk", DefaultParameterSetName = ParameterSets.Path)]
-    [OutputType(typeof(VDiskInfo))]
+    [OutputType(typeof(VDiskInfo), typeof(string))]
     public sealed class GetVDiskCommand : VDiskPathCmdlet
     {
         /// <summary>The image's format; probed from the content when omitted.</summary>
@@ -23,13 +23,19 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter IgnoreIdMismatch { get; set; }
 
+        /// <summary>Output the text qemu-img info --output=json writes for the image instead of a VDiskInfo: the same field names (filename, format, virtual-size, actual-size, cluster-size, dirty-flag, backing-filename, snapshots, format-specific, ...) with the same values, for scripts written against qemu-img.</summary>
+        [Parameter]
+        public SwitchParameter AsQemuJson { get; set; }
+
         protected override void ProcessRecord()
         {
             foreach (string file in ResolvedImagePaths())
             {
                 try
                 {
-                    WriteObject(WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format), Force.IsPresent, IgnoreIdMismatch.IsPresent)));
+                    WriteObject(AsQemuJson
+                        ? (object)WithImageWarnings(() => QemuImageInfo.Json(file, ParseFormat(Format), Force.IsPresent, IgnoreIdMismatch.IsPresent))
+                        : WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format), Force.IsPresent, IgnoreIdMismatch.IsPresent)));
                 }
                 catch (ImageException e)
                 {

@@ -29,7 +29,7 @@ namespace VDiskPS.Commands
                 var server = VDiskServers.FindServer(id);
                 if (server == null)
                 {
-                    WriteError(new ErrorRecord(new ItemNotFoundException($"There is no NBD server with id {id} in this session."), "VDisk.ServerNotFound", ErrorCategory.ObjectNotFound, id));
+                    WriteError(ErrorMessages.Record(ErrorCode.ServerNotFound, new ItemNotFoundException($"There is no NBD server with id {id} in this session."), id));
                     continue;
                 }
 

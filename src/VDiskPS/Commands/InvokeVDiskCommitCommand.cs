@@ -37,15 +37,17 @@ namespace VDiskPS.Commands
             foreach (string file in ResolvedImagePaths())
             {
                 string basePath = string.IsNullOrEmpty(Base) ? null : GetUnresolvedProviderPathFromPSPath(Base);
-                if (!ShouldProcess(file, $"Commit its changes into {(basePath ?? "its parent")}"))
-                {
-                    continue;
-                }
-
                 try
                 {
+                    string into = basePath ?? WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format))).ParentFullPath;
+                    if (!ShouldProcess(file, into == null ? "Commit its changes into its parent" : $"Commit its changes into '{into}'"))
+                    {
+                        continue;
+                    }
+
                     var options = new CommitOptions { Format = ParseFormat(Format), BasePath = basePath, KeepTop = KeepTop.IsPresent, RateLimit = checked((long)RateLimit) };
-                    CommitResult result = RunEngine($"Invoke-VDiskCommit {file}", (p, c) => CommitOperation.Run(file, options, p, c));
+                    WriteVerboseChain(file, options.Format);
+                    CommitResult result = RunEngine(Activity("Invoke-VDiskCommit", file), (p, c) => CommitOperation.Run(file, options, p, c));
                     if (!string.IsNullOrEmpty(result.Warning))
                     {
                         WriteWarning(result.Warning);

@@ -29,10 +29,12 @@ namespace VDiskPS.Commands
         [Parameter(ParameterSetName = ParameterSets.Path)]
         [Parameter(ParameterSetName = ParameterSets.LiteralPath)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Snapshot { get; set; }
 
         /// <summary>Target create options (cluster_size, subformat, preallocation, ...) as a hashtable or "k=v,k=v".</summary>
         [Parameter]
+        [ArgumentCompleter(typeof(OptionKeyCompleter))]
         public object Option { get; set; }
 
         /// <summary>Measure a source another process is writing (qemu-img -U).</summary>

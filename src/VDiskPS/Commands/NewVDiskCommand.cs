@@ -32,6 +32,7 @@ namespace VDiskPS.Commands
         /// <summary>VMDK create type (monolithicSparse, streamOptimized, vmfsThin, ...).</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SubformatCompleter))]
         public string Subformat { get; set; }
 
         /// <summary>Create a differencing image (overlay) of this parent. A relative path resolves against the current PowerShell location (as New-VHD does) and is recorded relative to the new image's folder, so the two can be moved together; separators are recorded in the form the format expects ('/' for qcow2 and VMDK, the VHD/VHDX locators' own relative and absolute forms).</summary>
@@ -80,6 +81,7 @@ namespace VDiskPS.Commands
 
         /// <summary>Format options: a hashtable or "cluster_size=64k,lazy_refcounts=on".</summary>
         [Parameter]
+        [ArgumentCompleter(typeof(OptionKeyCompleter))]
         public object Option { get; set; }
 
         /// <summary>Overwrite an existing file.</summary>
@@ -97,7 +99,7 @@ namespace VDiskPS.Commands
                 }
                 catch (System.Exception e) when (e is ItemNotFoundException || e is System.Management.Automation.DriveNotFoundException || e is ProviderNotFoundException || e is System.ArgumentException)
                 {
-                    WriteError(new ErrorRecord(e, "VDisk.InvalidPath", ErrorCategory.InvalidArgument, rawPath));
+                    WriteError(ErrorMessages.Record(ErrorCode.InvalidPath, e, rawPath));
                     continue;
                 }
 
@@ -122,8 +124,8 @@ namespace VDiskPS.Commands
                         Force = Force.IsPresent,
                         SourcePath = string.IsNullOrEmpty(SourcePath) ? null : GetUnresolvedProviderPathFromPSPath(SourcePath),
                     };
-                    DiskFormat format = plan.ResolveFormat();
                     plan.BuildRequest();
+                    DiskFormat format = plan.ResolveFormat();
                     string what = plan.SourcePath != null
                         ? $"Create {format.ToName()} image from '{plan.SourcePath}'"
                         : plan.Size.HasValue ? $"Create {format.ToName()} image of {DiskSize.Format(plan.Size.Value)}" : $"Create {format.ToName()} image";
@@ -132,7 +134,8 @@ namespace VDiskPS.Commands
                         continue;
                     }
 
-                    VDiskInfo info = RunEngine("New-VDisk " + path, (progress, cancel) => plan.Execute(progress, cancel));
+                    VDiskInfo info = RunEngine(Activity("New-VDisk", path), (progress, cancel) => plan.Execute(progress, cancel));
+                    WriteVerboseOutput(path);
                     foreach (string warning in plan.Warnings)
                     {
                         WriteWarning($"{path}: {warning}");
@@ -146,7 +149,7 @@ namespace VDiskPS.Commands
                 }
                 catch (System.OverflowException e)
                 {
-                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, path));
+                    WriteError(ErrorMessages.Record(ErrorCode.InvalidOption, e, path));
                 }
             }
         }

@@ -10,6 +10,7 @@ namespace VDiskPS.Commands
     {
         /// <summary>Quick: reclaim what the format already knows is free. Full: also find allocated clusters holding only zeros and release them first.</summary>
         [Parameter]
+        [PSDefaultValue(Value = nameof(OptimizeMode.Quick))]
         public OptimizeMode Mode { get; set; } = OptimizeMode.Quick;
 
         /// <summary>The image's format; probed when omitted.</summary>
@@ -33,7 +34,8 @@ namespace VDiskPS.Commands
                 try
                 {
                     var options = new OptimizeOptions { Mode = Mode, Format = ParseFormat(Format) };
-                    OptimizeResult result = RunEngine($"Optimize-VDisk {file}", (p, c) => OptimizeOperation.Run(file, options, p, c));
+                    WriteVerboseChain(file, options.Format);
+                    OptimizeResult result = RunEngine(Activity("Optimize-VDisk", file), (p, c) => OptimizeOperation.Run(file, options, p, c));
                     WriteVerbose($"{file}: {DiskSize.Format(result.BytesReclaimed)} reclaimed");
                     if (PassThru)
                     {

@@ -10,7 +10,9 @@ namespace VDiskPS.Commands
     {
         /// <summary>Leaks (only reclaim leaked clusters, always safe) or All (also fix corruptions; may lose data the corruption already damaged). Default: All.</summary>
         [Parameter]
-        public RepairMode Mode { get; set; } = RepairMode.All;
+        [ValidateSet(nameof(RepairMode.Leaks), nameof(RepairMode.All), IgnoreCase = true)]
+        [PSDefaultValue(Value = nameof(RepairMode.All))]
+        public string Mode { get; set; } = nameof(RepairMode.All);
 
         /// <summary>The image's format; probed from the content when omitted.</summary>
         [Parameter]
@@ -19,11 +21,7 @@ namespace VDiskPS.Commands
 
         protected override void ProcessRecord()
         {
-            if (Mode == RepairMode.None)
-            {
-                ThrowTerminatingError(new ErrorRecord(new PSArgumentException("-Mode must be Leaks or All; use Test-VDisk to check without repairing."), "VDisk.InvalidOption", ErrorCategory.InvalidArgument, Mode));
-            }
-
+            var mode = (RepairMode)System.Enum.Parse(typeof(RepairMode), Mode, ignoreCase: true);
             foreach (string file in ResolvedImagePaths())
             {
                 if (!ShouldProcess(file, $"Repair ({Mode})"))
@@ -33,7 +31,7 @@ namespace VDiskPS.Commands
 
                 try
                 {
-                    WriteObject(CheckOperation.Run(file, ParseFormat(Format), Mode));
+                    WriteObject(CheckOperation.Run(file, ParseFormat(Format), mode));
                 }
                 catch (ImageException e)
                 {

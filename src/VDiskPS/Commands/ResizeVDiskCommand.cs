@@ -44,24 +44,26 @@ namespace VDiskPS.Commands
             }
             catch (ImageOptionException e)
             {
-                ThrowTerminatingError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, Size));
+                ThrowTerminatingError(ErrorMessages.Record(ErrorCode.InvalidOption, e, Size));
                 return;
             }
 
             foreach (string file in ResolvedImagePaths())
             {
-                if (!ShouldProcess(file, $"Resize to {Size}{(Shrink ? " (shrinking allowed)" : string.Empty)}"))
-                {
-                    continue;
-                }
-
-                if (Shrink && !ConfirmLargeChange($"Shrinking '{file}' discards its data past the new end. Continue?", "Shrink virtual disk", Force))
-                {
-                    continue;
-                }
-
                 try
                 {
+                    long current = WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format))).Size;
+                    long target = size.Resolve(current);
+                    if (!ShouldProcess(file, $"Resize from {DiskSize.Format(current)} to {DiskSize.Format(target)} ({target} bytes){(Shrink ? " (shrinking allowed)" : string.Empty)}"))
+                    {
+                        continue;
+                    }
+
+                    if (Shrink && target < current && !ConfirmLargeChange($"Shrinking '{file}' from {DiskSize.Format(current)} to {DiskSize.Format(target)} discards its data past the new end. Continue?", "Shrink virtual disk", Force))
+                    {
+                        continue;
+                    }
+
                     var options = new ResizeOptions
                     {
                         Size = size,
@@ -69,7 +71,8 @@ namespace VDiskPS.Commands
                         Preallocation = IsBound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
                         Format = ParseFormat(Format),
                     };
-                    VDiskInfo info = RunEngine($"Resize-VDisk {file}", (p, c) => ResizeOperation.Run(file, options, p, c));
+                    WriteVerboseChain(file, options.Format);
+                    VDiskInfo info = RunEngine(Activity("Resize-VDisk", file), (p, c) => ResizeOperation.Run(file, options, p, c));
                     if (PassThru)
                     {
                         WriteObject(info);

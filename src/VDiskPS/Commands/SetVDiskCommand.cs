@@ -67,6 +67,7 @@ namespace VDiskPS.Commands
         /// <summary>Format options to change, as a hashtable or "k=v,k=v" (qemu-img amend), e.g. @{ compat = '1.1'; lazy_refcounts = 'on' }.</summary>
         [Parameter(Mandatory = true, ParameterSetName = PathOption)]
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption)]
+        [ArgumentCompleter(typeof(OptionKeyCompleter))]
         public object Option { get; set; }
 
         /// <summary>Give the image a new random disk identifier (the VHD unique id, the VHDX Page 83 data, the VDI image UUID or the VMDK ddb.uuid), so a copy can be attached next to the original; the data is unchanged. Differencing VHD and VDI images made from this image name it by the old identifier and no longer match it. raw and qcow2 images have no disk identifier.</summary>
@@ -127,7 +128,8 @@ namespace VDiskPS.Commands
                             Deduplicate = Deduplicate.IsPresent,
                             IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                         };
-                        RebaseResult result = RunEngine($"Set-VDisk {file}", (p, c) => RebaseOperation.Run(file, options, p, c));
+                        WriteVerboseChain(file, options.Format);
+                        RebaseResult result = RunEngine(Activity("Set-VDisk", file), (p, c) => RebaseOperation.Run(file, options, p, c));
                         info = result.Image;
                     }
                     else

@@ -1,3 +1,4 @@
+using System.Linq;
 using System.Management.Automation;
 using VDiskPS.Formats;
 
@@ -12,6 +13,7 @@ namespace VDiskPS.Commands
         [Parameter(Position = 1)]
         [SupportsWildcards]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Name { get; set; }
 
         /// <summary>Only the snapshot with this id.</summary>
@@ -87,6 +89,7 @@ namespace VDiskPS.Commands
         /// <summary>The snapshot's name. Binds from Get-VDiskSnapshot output.</summary>
         [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Name { get; set; }
 
         /// <summary>The snapshot's id, instead of its name. Binds from Get-VDiskSnapshot output.</summary>
@@ -138,12 +141,17 @@ namespace VDiskPS.Commands
         /// <summary>The snapshot's name. Binds from Get-VDiskSnapshot output.</summary>
         [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Name { get; set; }
 
         /// <summary>The snapshot's id, instead of its name. Binds from Get-VDiskSnapshot output.</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
         public string Id { get; set; }
+
+        /// <summary>Output the deleted snapshot's info, as it was before the deletion.</summary>
+        [Parameter]
+        public SwitchParameter PassThru { get; set; }
 
         protected override void ProcessRecord()
         {
@@ -157,7 +165,12 @@ namespace VDiskPS.Commands
 
                 try
                 {
+                    var removed = PassThru ? SnapshotOperations.List(file).Where(sn => sn.Id == target || sn.Name == target).ToList() : null;
                     SnapshotOperations.Delete(file, target);
+                    if (PassThru)
+                    {
+                        WriteObject(removed, enumerateCollection: true);
+                    }
                 }
                 catch (ImageException e)
                 {
@@ -175,7 +188,7 @@ namespace VDiskPS.Commands
             string target = !string.IsNullOrEmpty(id) ? id : name;
             if (string.IsNullOrEmpty(target))
             {
-                cmdlet.ThrowTerminatingError(new ErrorRecord(new PSArgumentException("Give the snapshot's -Name or -Id."), "VDisk.InvalidOption", ErrorCategory.InvalidArgument, null));
+                cmdlet.ThrowTerminatingError(ErrorMessages.Record(ErrorCode.InvalidOption, new PSArgumentException("Give the snapshot's -Name or -Id."), null));
             }
 
             return target;

@@ -58,7 +58,10 @@ namespace VDiskPS.Commands
                         ResizeDestination = ResizeDestination.IsPresent,
                         ShareWithWriters = Force.IsPresent,
                     };
-                    WriteObject(RunEngine($"Sync-VDisk {file} -> {destination}", (p, c) => SyncOperation.Run(file, destination, options, p, c)));
+                    WriteVerboseChain(file, options.SourceFormat, Force.IsPresent);
+                    VDiskSyncResult result = RunEngine(Activity("Sync-VDisk", file, destination), (p, c) => SyncOperation.Run(file, destination, options, p, c));
+                    WriteVerbose($"'{destination}': {DiskSize.Format(result.Written)} written, {DiskSize.Format(result.Skipped)} already equal");
+                    WriteObject(result);
                 }
                 catch (ImageException e)
                 {
@@ -66,7 +69,7 @@ namespace VDiskPS.Commands
                 }
                 catch (System.OverflowException e)
                 {
-                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, file));
+                    WriteError(ErrorMessages.Record(ErrorCode.InvalidOption, e, destination));
                 }
             }
         }

@@ -59,6 +59,8 @@ namespace VDiskPS.Formats.Tests.Core
         [InlineData(512L, "512 B")]
         [InlineData(1L << 30, "1 GiB")]
         [InlineData(3L << 29, "1.5 GiB")]
+        [InlineData(500_000_000_000L, "465.66 GiB")]
+        [InlineData((1L << 20) - 1, "1024 KiB")]
         public void FormatUsesBinaryUnits(long bytes, string expected)
         {
             Assert.Equal(expected, DiskSize.Format(bytes));

@@ -7,13 +7,23 @@ namespace VDiskPS.Formats.Tests.Operations
     public class CommandPlanTests
     {
         [Theory]
-        [InlineData("disk.qcow2", DiskFormat.Raw)]
-        [InlineData("disk.img", DiskFormat.Raw)]
-        [InlineData("disk.raw", DiskFormat.Raw)]
+        [InlineData("disk.img", DiskFormat.Qcow2)]
+        [InlineData("disk.raw", DiskFormat.Vmdk)]
         [InlineData("DISK.IMG", DiskFormat.Raw)]
-        public void ExplicitFormatWinsOverTheExtension(string name, DiskFormat format)
+        [InlineData("disk.qcow2", DiskFormat.Qcow2)]
+        public void ExplicitFormatWinsOverARawExtension(string name, DiskFormat format)
         {
-            Assert.Equal(format, PathPlanner.FormatForNewFile(name, DiskFormat.Raw));
+            Assert.Equal(format, PathPlanner.FormatForNewFile(name, format));
+        }
+
+        [Theory]
+        [InlineData("y.vhdx", DiskFormat.Qcow2)]
+        [InlineData("disk.qcow2", DiskFormat.Raw)]
+        [InlineData("disk.VMDK", DiskFormat.Vhd)]
+        public void ExplicitFormatContradictingTheExtensionIsRefused(string name, DiskFormat format)
+        {
+            var e = Assert.Throws<ImageOptionException>(() => PathPlanner.FormatForNewFile(name, format));
+            Assert.Equal(ImageErrorKind.FormatContradictsExtension, e.Kind);
         }
 
         [Fact]
@@ -26,7 +36,7 @@ namespace VDiskPS.Formats.Tests.Operations
         public void UnknownExtensionAsksForFormat()
         {
             var e = Assert.Throws<ImageOptionException>(() => PathPlanner.FormatForNewFile("/x/disk.bak", null));
-            Assert.Contains("-Format", e.Message);
+            Assert.Equal(ImageErrorKind.FormatNotNamed, e.Kind);
             Assert.Equal("format", e.Field);
         }
 
@@ -55,7 +65,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             var e = Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(dir.File("vm.disk"), dir.Path, null, out _));
-            Assert.Contains("-Format", e.Message);
+            Assert.Equal(ImageErrorKind.FormatNotNamed, e.Kind);
         }
 
         [Fact]
@@ -71,7 +81,8 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             var plan = new NewDiskPlan { Path = dir.File("a.raw") };
             var e = Assert.Throws<ImageOptionException>(() => plan.BuildRequest());
-            Assert.Equal("SizeBytes", e.Field);
+            Assert.Equal("size", e.Field);
+            Assert.Equal(ImageErrorKind.SizeNotNamed, e.Kind);
         }
 
         [Fact]
@@ -88,7 +99,8 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             var e = Assert.Throws<ImageOptionException>(() => new NewDiskPlan { Path = dir.File("a.raw"), Size = 1, Type = DiskType.Differencing }.BuildRequest());
-            Assert.Equal("ParentPath", e.Field);
+            Assert.Equal("parent", e.Field);
+            Assert.Equal(ImageErrorKind.ParentNotNamed, e.Kind);
         }
 
         [Fact]
@@ -150,24 +162,6 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.Equal(4096, options.SparseSize);
             Assert.Equal(System.Environment.ProcessorCount, options.ThrottleLimit);
             Assert.False(options.Compress);
-        }
-
-        [Theory]
-        [InlineData(typeof(ImageCorruptException), "VDisk.CorruptImage", "InvalidData")]
-        [InlineData(typeof(ImageNotSupportedException), "VDisk.NotSupported", "NotImplemented")]
-        [InlineData(typeof(ImageLockedException), "VDisk.ImageInUse", "ResourceBusy")]
-        public void EngineErrorsMapToStableIds(System.Type type, string id, string category)
-        {
-            System.Exception e = type == typeof(ImageCorruptException) ? new ImageCorruptException("f", "x", 1, "bad")
-                : type == typeof(ImageNotSupportedException) ? new ImageNotSupportedException("f", null, null, "no")
-                : (System.Exception)new ImageLockedException("f", "busy");
-            Assert.Equal((id, category), ErrorClassifier.Classify(e));
-        }
-
-        [Fact]
-        public void ExistingFileErrorHasItsOwnId()
-        {
-            Assert.Equal(("VDisk.FileExists", "ResourceExists"), ErrorClassifier.Classify(new ImageIOException("f", "the file already exists (use -Force to overwrite it)")));
         }
 
         [Fact]
