@@ -97,13 +97,7 @@ namespace VDiskPS
         /// <summary>Writes a non-terminating error for an engine failure on one item.</summary>
         protected void WriteImageError(Exception exception, object target)
         {
-            var (id, category) = ErrorClassifier.Classify(exception);
-            if (!Enum.TryParse(category, out ErrorCategory errorCategory))
-            {
-                errorCategory = ErrorCategory.NotSpecified;
-            }
-
-            var record = new ErrorRecord(exception, id, errorCategory, target);
+            ErrorRecord record = NewImageErrorRecord(exception, target);
             if (exception is ImageLockedException locked && locked.WriterBlocksReading && ForceSharesWithWriters)
             {
                 record.ErrorDetails = new ErrorDetails(exception.Message + ". Use -Force to read it anyway (the content may be inconsistent).");
@@ -118,6 +112,18 @@ namespace VDiskPS
             }
 
             WriteError(record);
+        }
+
+        /// <summary>The error record of an engine failure: the VDisk.* id and category the classifier gives it.</summary>
+        internal static ErrorRecord NewImageErrorRecord(Exception exception, object target)
+        {
+            var (id, category) = ErrorClassifier.Classify(exception);
+            if (!Enum.TryParse(category, out ErrorCategory errorCategory))
+            {
+                errorCategory = ErrorCategory.NotSpecified;
+            }
+
+            return new ErrorRecord(exception, id, errorCategory, target);
         }
 
         /// <summary>The Hyper-V name of the switch that opens a child whose parent's identity changed.</summary>

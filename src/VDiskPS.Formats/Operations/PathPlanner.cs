@@ -22,6 +22,11 @@ namespace VDiskPS.Formats
             }
 
             string ext = Path.GetExtension(path);
+            if (ForeignFormats.FromExtension(ext) == ForeignFormats.VhdSetName)
+            {
+                throw ForeignFormats.NotSupported(path, ForeignFormats.VhdSetName);
+            }
+
             throw new ImageOptionException(path, "format", string.IsNullOrEmpty(ext)
                 ? "the file name has no extension to tell the format by; use -Format"
                 : $"the extension '{ext}' does not name a format; use -Format ({string.Join(", ", DiskFormatNames.AllNames)})");

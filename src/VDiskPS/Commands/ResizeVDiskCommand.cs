@@ -8,11 +8,15 @@ namespace VDiskPS.Commands
     [OutputType(typeof(VDiskInfo))]
     public sealed class ResizeVDiskCommand : VDiskPathCmdlet
     {
-        /// <summary>The new size: absolute (30GB, "30G") or relative ("+10G", "-1G").</summary>
-        [Parameter(Mandatory = true, Position = 1)]
+        /// <summary>The new size: absolute (30GB, "30G") or relative ("+10G", "-1G"). Give it or -ToMinimumSize.</summary>
+        [Parameter(Position = 1)]
         [Alias("SizeBytes")]
         [ValidateNotNullOrEmpty]
         public string Size { get; set; }
+
+        /// <summary>Shrink to the disk's MinimumSize (as Resize-VHD -ToMinimumSize): the end of the last partition of the guest's MBR or GPT, plus the backup GPT, which is moved to the new end. A disk with no partition table is refused. Implies -Shrink.</summary>
+        [Parameter]
+        public SwitchParameter ToMinimumSize { get; set; }
 
         /// <summary>Allow a smaller size; data past the new end is lost.</summary>
         [Parameter]
@@ -27,7 +31,7 @@ namespace VDiskPS.Commands
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
         public string Format { get; set; }
 
-        /// <summary>Shrink without the extra confirmation that -Shrink otherwise asks for (-Confirm:$false settles it too).</summary>
+        /// <summary>Shrink without the extra confirmation that -Shrink otherwise asks for (-Confirm:$false settles it too), and allow a size below the disk's MinimumSize, which cuts its last partitions.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
 
@@ -37,10 +41,20 @@ namespace VDiskPS.Commands
 
         protected override void ProcessRecord()
         {
-            DiskSize size;
+            bool toMinimum = ToMinimumSize.IsPresent;
+            if (toMinimum == !string.IsNullOrEmpty(Size))
+            {
+                ThrowTerminatingError(new ErrorRecord(new PSArgumentException("Give the new size (-SizeBytes) or -ToMinimumSize, not both."), "VDisk.InvalidOption", ErrorCategory.InvalidArgument, Size));
+                return;
+            }
+
+            DiskSize size = default;
             try
             {
-                size = DiskSize.Parse(Size, "Size");
+                if (!toMinimum)
+                {
+                    size = DiskSize.Parse(Size, "Size");
+                }
             }
             catch (ImageOptionException e)
             {
@@ -48,14 +62,15 @@ namespace VDiskPS.Commands
                 return;
             }
 
+            bool shrink = Shrink || toMinimum;
             foreach (string file in ResolvedImagePaths())
             {
-                if (!ShouldProcess(file, $"Resize to {Size}{(Shrink ? " (shrinking allowed)" : string.Empty)}"))
+                if (!ShouldProcess(file, toMinimum ? "Resize to its minimum size (the end of its last partition)" : $"Resize to {Size}{(Shrink ? " (shrinking allowed)" : string.Empty)}"))
                 {
                     continue;
                 }
 
-                if (Shrink && !ConfirmLargeChange($"Shrinking '{file}' discards its data past the new end. Continue?", "Shrink virtual disk", Force))
+                if (shrink && !ConfirmLargeChange($"Shrinking '{file}' discards its data past the new end. Continue?", "Shrink virtual disk", Force))
                 {
                     continue;
                 }
@@ -65,7 +80,9 @@ namespace VDiskPS.Commands
                     var options = new ResizeOptions
                     {
                         Size = size,
-                        AllowShrink = Shrink.IsPresent,
+                        AllowShrink = shrink,
+                        ToMinimumSize = toMinimum,
+                        AllowBelowMinimum = Force.IsPresent,
                         Preallocation = IsBound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
                         Format = ParseFormat(Format),
                     };
@@ -74,6 +91,14 @@ namespace VDiskPS.Commands
                     {
                         WriteObject(info);
                     }
+                }
+                catch (ImageOptionException e) when (e.Field == ResizeOperation.MinimumSizeField)
+                {
+                    var record = new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, file)
+                    {
+                        ErrorDetails = new ErrorDetails($"{e.Message}. Use -Force to shrink it anyway."),
+                    };
+                    WriteError(record);
                 }
                 catch (ImageException e)
                 {
