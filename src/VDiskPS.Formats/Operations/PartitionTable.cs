@@ -18,6 +18,7 @@ namespace VDiskPS.Formats
         private const int GptHeaderCrcOffset = 16;
         private const int GptMyLbaOffset = 24;
         private const int GptAlternateLbaOffset = 32;
+        private const int GptFirstUsableOffset = 40;
         private const int GptLastUsableOffset = 48;
         private const int GptEntriesLbaOffset = 72;
         private const int GptEntryCountOffset = 80;
@@ -44,7 +45,7 @@ namespace VDiskPS.Formats
 
         public long SectorSize { get; }
 
-        /// <summary>Byte offset just past the last partition (0 when the table has no partitions).</summary>
+        /// <summary>Byte offset just past the last partition; without partitions, just past the table itself (the MBR sector, or GPT's first usable LBA).</summary>
         public long LastPartitionEnd { get; }
 
         /// <summary>Bytes the table itself needs after the last partition: GPT's backup entries and header.</summary>
@@ -76,7 +77,7 @@ namespace VDiskPS.Formats
             }
 
             bool protective = false;
-            long mbrEnd = 0;
+            long mbrEnd = sector;
             for (int i = 0; i < 4; i++)
             {
                 int entry = MbrEntriesOffset + (i * MbrEntrySize);
@@ -134,7 +135,13 @@ namespace VDiskPS.Formats
                 return null;
             }
 
-            long end = 0;
+            ulong firstUsable = BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(GptFirstUsableOffset));
+            if (firstUsable >= (ulong)(disk.Size / sector))
+            {
+                return null;
+            }
+
+            long end = (long)firstUsable * sector;
             for (long i = 0; i < count; i++)
             {
                 Span<byte> entry = entries.AsSpan((int)(i * entrySize), (int)entrySize);

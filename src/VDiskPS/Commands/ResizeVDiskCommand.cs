@@ -14,7 +14,7 @@ namespace VDiskPS.Commands
         [ValidateNotNullOrEmpty]
         public string Size { get; set; }
 
-        /// <summary>Shrink to the disk's MinimumSize (as Resize-VHD -ToMinimumSize): the end of the last partition of the guest's MBR or GPT, plus the backup GPT, which is moved to the new end. A disk with no partition table is refused. Implies -Shrink.</summary>
+        /// <summary>Shrink to the disk's MinimumSize (as Resize-VHD -ToMinimumSize): the end of the last partition of the guest's MBR or GPT, plus the backup GPT, which is moved to the new end. A disk with no partition table is refused. Implies -Shrink, without its extra confirmation (nothing inside a partition is discarded).</summary>
         [Parameter]
         public SwitchParameter ToMinimumSize { get; set; }
 
@@ -70,7 +70,8 @@ namespace VDiskPS.Commands
                     continue;
                 }
 
-                if (shrink && !ConfirmLargeChange($"Shrinking '{file}' discards its data past the new end. Continue?", "Shrink virtual disk", Force))
+                // -ToMinimumSize discards only what lies past the last partition: no second confirmation.
+                if (Shrink && !ConfirmLargeChange($"Shrinking '{file}' discards its data past the new end. Continue?", "Shrink virtual disk", Force))
                 {
                     continue;
                 }
