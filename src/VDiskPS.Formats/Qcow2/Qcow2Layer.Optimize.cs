@@ -20,14 +20,7 @@ namespace VDiskPS.Formats.Qcow2
             cancel.ThrowIfCancellationRequested();
             lock (_gate)
             {
-                EnsureWritableImage();
-
-                // The refcounts on disk must be the ones judged here before any byte is given back.
-                StoreTrackedBitmaps();
-                Refcounts.Flush();
-                _file.Flush();
-                RefuseInconsistentRefcounts();
-
+                PrepareToRelease();
                 long before = _file.Length;
                 OperationSupport.Report(progress, OptimizePhase, 0, before);
                 cancel.ThrowIfCancellationRequested();
@@ -49,12 +42,7 @@ namespace VDiskPS.Formats.Qcow2
             cancel.ThrowIfCancellationRequested();
             lock (_gate)
             {
-                EnsureWritableImage();
-                StoreTrackedBitmaps();
-                Refcounts.Flush();
-                _file.Flush();
-                RefuseInconsistentRefcounts();
-
+                PrepareToRelease();
                 long length = _file.Length;
                 long usedEnd = Refcounts.UsedEnd();
                 long punched = PunchFreeClusters(usedEnd, progress, cancel, 0, length);
@@ -68,6 +56,16 @@ namespace VDiskPS.Formats.Qcow2
                 OperationSupport.Report(progress, OptimizePhase, length, length);
                 return punched;
             }
+        }
+
+        /// <summary>The refcounts on disk must be the ones judged here before any byte is given back.</summary>
+        private void PrepareToRelease()
+        {
+            EnsureWritableImage();
+            StoreTrackedBitmaps();
+            Refcounts.Flush();
+            _file.Flush();
+            RefuseInconsistentRefcounts();
         }
 
         /// <summary>Releasing clusters on refcounts that undercount references would destroy live data.</summary>
