@@ -11,6 +11,7 @@
     CompatiblePSEditions   = @('Desktop', 'Core')
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess       = @('VDiskPS.Format.ps1xml')
+    TypesToProcess         = @('VDiskPS.Types.ps1xml')
     CmdletsToExport        = @(
         'Add-VDiskBitmap'
         'Clear-VDiskBitmap'
@@ -28,6 +29,7 @@
         'Get-VDiskSnapshot'
         'Invoke-VDiskCommit'
         'Measure-VDisk'
+        'Merge-VDisk'
         'Merge-VDiskBitmap'
         'Mount-VDisk'
         'New-VDisk'

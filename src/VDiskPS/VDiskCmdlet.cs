@@ -104,7 +104,10 @@ namespace VDiskPS
         /// error is about (the engine names it; <paramref name="target"/> when it does not), and its advice
         /// names this cmdlet's own switch, or nothing when this cmdlet has none for it.
         /// </summary>
-        protected void WriteImageError(Exception exception, object target)
+        protected void WriteImageError(Exception exception, object target) => WriteError(ImageErrorRecord(exception, target));
+
+        /// <summary>The error record <see cref="WriteImageError"/> writes (also what an -AsJob job reports).</summary>
+        internal ErrorRecord ImageErrorRecord(Exception exception, object target)
         {
             var image = exception as ImageException;
             object about = !string.IsNullOrEmpty(image?.FilePath) ? image.FilePath : target;
@@ -128,7 +131,7 @@ namespace VDiskPS
                 record.ErrorDetails = new ErrorDetails($"{exception.Message}. {advice}");
             }
 
-            WriteError(record);
+            return record;
         }
 
         /// <summary>

@@ -129,7 +129,7 @@ Describe 'Parent paths that qemu and Hyper-V can follow' {
         New-VDisk base/golden.qcow2 -SizeBytes 4MB | Out-Null
         qemu-io -c 'write -P 0x5a 0 64k' (Join-Path $script:Case 'base/golden.qcow2') | Out-Null
         $child = New-VDisk ov/a.qcow2 -ParentPath .\base\golden.qcow2
-        $child.ParentPath | Should -Be '../base/golden.qcow2'
+        $child.BackingFile | Should -Be '../base/golden.qcow2'
         qemu-img info --backing-chain (Join-Path $script:Case 'ov/a.qcow2') | Out-Null
         $LASTEXITCODE | Should -Be 0
         qemu-img compare (Join-Path $script:Case 'ov/a.qcow2') (Join-Path $script:Case 'base/golden.qcow2') | Out-Null
@@ -183,7 +183,7 @@ Describe 'Parent paths that qemu and Hyper-V can follow' {
         New-VDisk base/new.qcow2 -SizeBytes 4MB | Out-Null
         New-VDisk ov/a.qcow2 -ParentPath ./base/old.qcow2 | Out-Null
         Set-VDisk ov/a.qcow2 -ParentPath .\base\new.qcow2 -Confirm:$false
-        (Get-VDisk ov/a.qcow2).ParentPath | Should -Be '../base/new.qcow2'
+        (Get-VDisk ov/a.qcow2).BackingFile | Should -Be '../base/new.qcow2'
         $json = qemu-img info --output=json --backing-chain (Join-Path $script:Case 'ov/a.qcow2') | ConvertFrom-Json
         $json[1].filename | Should -Be (Join-Path $script:Case 'ov/../base/new.qcow2')
     }
@@ -193,7 +193,7 @@ Describe 'Parent paths that qemu and Hyper-V can follow' {
         Copy-Item base/b.qcow2 ov/full.qcow2
         qemu-io -c 'write -P 0x33 1M 64k' (Join-Path $script:Case 'ov/full.qcow2') | Out-Null
         Convert-VDisk ov/full.qcow2 -Destination ov/delta.qcow2 -ParentPath .\base\b.qcow2
-        (Get-VDisk ov/delta.qcow2).ParentPath | Should -Be '../base/b.qcow2'
+        (Get-VDisk ov/delta.qcow2).BackingFile | Should -Be '../base/b.qcow2'
         qemu-img compare (Join-Path $script:Case 'ov/delta.qcow2') (Join-Path $script:Case 'ov/full.qcow2') | Out-Null
         $LASTEXITCODE | Should -Be 0
     }

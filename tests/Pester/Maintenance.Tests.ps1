@@ -80,7 +80,7 @@ Describe 'Chains: gold image, department image, user image' {
 
     It 'writes the user delta against the gold image in one command' {
         Convert-VDisk -Path user.qcow2 -Destination delta.qcow2 -ParentPath gold.qcow2
-        (Get-VDisk delta.qcow2).ParentPath | Should -Be 'gold.qcow2'
+        (Get-VDisk delta.qcow2).BackingFile | Should -Be 'gold.qcow2'
         Compare-VDisk user.qcow2 delta.qcow2 -Quiet | Should -BeTrue
     }
 
@@ -92,14 +92,14 @@ Describe 'Chains: gold image, department image, user image' {
     It 'rebases onto a new base keeping only real differences' {
         Convert-VDisk -Path gold.qcow2 -Destination gold2.qcow2
         Set-VDisk -Path dept.qcow2 -ParentPath gold2.qcow2 -Deduplicate
-        (Get-VDisk dept.qcow2).ParentPath | Should -Be 'gold2.qcow2'
+        (Get-VDisk dept.qcow2).BackingFile | Should -Be 'gold2.qcow2'
     }
 
     It 'rebases pointer-only after the base moved' {
         New-Item -ItemType Directory base | Out-Null
         Copy-Item gold.qcow2 base/gold.qcow2
         Set-VDisk -Path user.qcow2 -ParentPath base/gold.qcow2 -Unsafe
-        (Get-VDisk user.qcow2).ParentPath | Should -Be 'base/gold.qcow2'
+        (Get-VDisk user.qcow2).BackingFile | Should -Be 'base/gold.qcow2'
     }
 }
 

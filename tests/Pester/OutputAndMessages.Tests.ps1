@@ -409,7 +409,7 @@ Describe 'Tab completion' {
 
     It 'completes -Mode with the modes each cmdlet takes' {
         Get-Completion 'Repair-VDisk vm.qcow2 -Mode ' | Sort-Object | Should -Be @('All', 'Leaks')
-        Get-Completion 'Optimize-VDisk vm.qcow2 -Mode ' | Sort-Object | Should -Be @('Full', 'Quick')
+        Get-Completion 'Optimize-VDisk vm.qcow2 -Mode ' | Sort-Object | Should -Be @('Full', 'Pretrimmed', 'Prezeroed', 'Quick', 'Retrim')
     }
 
     It 'completes snapshot names from the image in -Path' {
@@ -480,7 +480,7 @@ Describe 'Help' {
     }
 
     It 'states the real default of <Cmdlet> -Mode' -TestCases @(
-        @{ Cmdlet = 'Optimize-VDisk'; Default = 'Quick' }
+        @{ Cmdlet = 'Optimize-VDisk'; Default = 'Full for VHD, Quick for other formats' }
         @{ Cmdlet = 'Repair-VDisk'; Default = 'All' }
     ) {
         param($Cmdlet, $Default)

@@ -71,6 +71,7 @@ namespace VDiskPS.Stage
             Directory.CreateDirectory(output);
             File.Copy(Path.Combine(repo, "VDiskPS.psd1"), Path.Combine(output, "VDiskPS.psd1"));
             File.Copy(Path.Combine(repo, "src", "VDiskPS", "VDiskPS.Format.ps1xml"), Path.Combine(output, "VDiskPS.Format.ps1xml"));
+            File.Copy(Path.Combine(repo, "src", "VDiskPS", "VDiskPS.Types.ps1xml"), Path.Combine(output, "VDiskPS.Types.ps1xml"));
             foreach (var edition in Edition.All)
             {
                 StageAssemblies(BuildOutput(repo, configuration, edition), Path.Combine(output, edition.Name));

@@ -150,6 +150,22 @@ namespace VDiskPS.Formats
         long Optimize(IProgress<OperationProgress> progress, System.Threading.CancellationToken cancel);
     }
 
+    /// <summary>Change the physical sector size the disk reports to the guest (Set-VHD -PhysicalSectorSizeBytes); the data is not touched.</summary>
+    public interface IPhysicalSectorSizeLayer
+    {
+        void SetPhysicalSectorSize(int bytes);
+    }
+
+    /// <summary>
+    /// Give the host the file space the image does not use (Optimize-VHD -Mode Retrim): punch holes where
+    /// the file holds no live block or structure, moving nothing and keeping the file's length.
+    /// </summary>
+    public interface IRetrimmableLayer
+    {
+        /// <summary>Returns the host bytes released by the holes punched (0 where the host cannot punch holes).</summary>
+        long Retrim(IProgress<OperationProgress> progress, System.Threading.CancellationToken cancel);
+    }
+
     /// <summary>
     /// Give the disk a new unique identifier (Set-VHD -ResetDiskIdentifier), so that a copy can be attached
     /// next to the original. The current identifier is <see cref="VDiskInfo.DiskIdentifier"/>.

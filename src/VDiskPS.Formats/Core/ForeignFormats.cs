@@ -60,7 +60,13 @@ namespace VDiskPS.Formats
             new Foreign("bochs", new[] { ".bochs" }, IsBochs),
             new Foreign("cloop", new[] { ".cloop" }, c => StartsWith(c.Head, 0, s_cloopMagic)),
             new Foreign("dmg", new[] { ".dmg" }, c => c.Tail.Length == 512 && StartsWith(c.Tail, 0, s_dmgTrailer)),
+
+            // Hyper-V's VHD Set, known here by its extension only: its content is never read as anything.
+            new Foreign(VhdSetName, new[] { ".vhds" }, c => false),
         };
+
+        /// <summary>The name the VHD Set (.vhds) format is refused by.</summary>
+        public const string VhdSetName = "VHD Set";
 
         /// <summary>The name of the unimplemented format whose signature the file carries, or null.</summary>
         public static string Recognise(ProbeContext context)
@@ -95,7 +101,9 @@ namespace VDiskPS.Formats
 
         /// <summary>The refusal for a file of an unimplemented format.</summary>
         public static ImageNotSupportedException NotSupported(string path, string name)
-            => new ImageNotSupportedException(path, "format", 0, $"{name} images are not supported yet (the file carries the {name} signature; it is not read as raw)");
+            => name == VhdSetName
+                ? new ImageNotSupportedException(path, "format", 0, "VHD Set (.vhds) files are not supported: a VHD Set is Hyper-V's shared-disk container, a small file that names the .avhdx files holding the data; neither reading nor creating one is implemented (for a shared disk make a .vhdx; to read a VHD Set, convert it to .vhdx on Hyper-V first)")
+                : new ImageNotSupportedException(path, "format", 0, $"{name} images are not supported yet (the file carries the {name} signature; it is not read as raw)");
 
         private static bool IsParallels(ProbeContext context)
         {

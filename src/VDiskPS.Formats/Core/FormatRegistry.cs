@@ -104,6 +104,11 @@ namespace VDiskPS.Formats
                 string extension = Path.GetExtension(Transports.FileNameOf(file.Path));
                 DiskFormat? named = FromExtension(file.Path);
                 string namedForeign = ForeignFormats.FromExtension(extension);
+                if (namedForeign == ForeignFormats.VhdSetName)
+                {
+                    throw ForeignFormats.NotSupported(file.Path, namedForeign);
+                }
+
                 if ((named.HasValue && named.Value != DiskFormat.Raw) || namedForeign != null)
                 {
                     string expected = namedForeign ?? named.Value.ToName();

@@ -74,6 +74,39 @@ namespace VDiskPS.Formats
         public virtual bool PunchHole(long offset, long length) => false;
 
         /// <summary>
+        /// Punches the parts of [start, end) the file holds data for (all of it where the host cannot tell its
+        /// holes); returns the bytes released, or -1 when the host cannot punch holes at all.
+        /// </summary>
+        public long PunchDataIn(long start, long end)
+        {
+            long punched = 0;
+            long at = start;
+            while (at < end)
+            {
+                var allocation = QueryAllocation(at, end - at);
+                long length = allocation?.Length ?? end - at;
+                if (length <= 0)
+                {
+                    break;
+                }
+
+                if (allocation == null || allocation.Value.IsData)
+                {
+                    if (!PunchHole(at, length))
+                    {
+                        return punched > 0 ? punched : -1;
+                    }
+
+                    punched += length;
+                }
+
+                at += length;
+            }
+
+            return punched;
+        }
+
+        /// <summary>
         /// Where the source's data and holes are: returns the kind at <paramref name="offset"/> and the
         /// length of the run of that kind (bounded by <paramref name="maxLength"/>), or null where the
         /// source cannot tell (then callers treat everything as data and detect zeros).

@@ -114,6 +114,15 @@ namespace VDiskPS.Formats
         /// <summary>Fill the new image from this one (New-VHD -SourceDisk).</summary>
         public string SourcePath { get; set; }
 
+        /// <summary>Give a VHDX without a parent New-VHD's defaults where nothing was asked: 32 MiB blocks, 4096-byte physical sectors.</summary>
+        public bool HyperVDefaults { get; set; }
+
+        /// <summary>New-VHD's VHDX block size.</summary>
+        public const long HyperVBlockSize = 32L * 1024 * 1024;
+
+        /// <summary>New-VHD's VHDX physical sector size.</summary>
+        public const int HyperVPhysicalSectorSize = 4096;
+
         public DiskFormat ResolveFormat() => PathPlanner.FormatForNewFile(Path, Format);
 
         /// <summary>What the format changed from what was asked, after <see cref="Execute"/>.</summary>
@@ -144,6 +153,16 @@ namespace VDiskPS.Formats
             }
 
             request.Size = Size ?? 0;
+            if (HyperVDefaults && request.Backing == null && string.IsNullOrEmpty(SourcePath) && ResolveFormat() == DiskFormat.Vhdx)
+            {
+                if (!request.ClusterSize.HasValue && !request.Options.Contains("block_size"))
+                {
+                    request.ClusterSize = HyperVBlockSize;
+                }
+
+                request.PhysicalSectorSize = request.PhysicalSectorSize ?? HyperVPhysicalSectorSize;
+            }
+
             return request;
         }
 
@@ -257,6 +276,7 @@ namespace VDiskPS.Formats
                 TargetIsZero = TargetIsZero,
                 ThrottleLimit = ThrottleLimit ?? Environment.ProcessorCount,
                 DeleteSource = DeleteSource,
+                KeepSourceType = true,
             };
         }
     }

@@ -66,6 +66,12 @@ namespace VDiskPS.Formats
 
         /// <summary>The formats to open the source and create the target with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
+
+        /// <summary>
+        /// A fixed VHD, VHDX or VDI source gives a fixed VHD, VHDX or VDI output unless a type, subformat or
+        /// preallocation was asked for (Convert-VHD keeps the type; qemu-img convert makes the target's default).
+        /// </summary>
+        public bool KeepSourceType { get; set; }
     }
 
     /// <summary>
@@ -161,6 +167,16 @@ namespace VDiskPS.Formats
             }
         }
 
+        /// <summary>Whether a fixed source's type carries over: both ends have fixed images and nothing else was asked.</summary>
+        private static bool KeepsFixed(ImageLayer source, DiskFormat targetFormat, CreateRequest request)
+        {
+            bool sourceHasTypes = source.Format == DiskFormat.Vhd || source.Format == DiskFormat.Vhdx || source.Format == DiskFormat.Vdi;
+            bool targetHasTypes = targetFormat == DiskFormat.Vhd || targetFormat == DiskFormat.Vhdx || targetFormat == DiskFormat.Vdi;
+            return sourceHasTypes && targetHasTypes && source.DiskType == DiskType.Fixed
+                && request.Type == null && request.Backing == null && request.Subformat == null && request.Preallocation == null
+                && !request.Options.Contains("subformat") && !request.Options.Contains("static") && !request.Options.Contains("preallocation");
+        }
+
         /// <summary>
         /// Copies the chain into the destination; returns the files it created (none with NoCreate). A new
         /// output is written under temporary names and renamed into place only when complete and flushed.
@@ -207,6 +223,11 @@ namespace VDiskPS.Formats
                     }
 
                     request.Size = size;
+                    if (options.KeepSourceType && KeepsFixed(source.Top, options.TargetFormat, request))
+                    {
+                        request.Type = DiskType.Fixed;
+                    }
+
                     request.SyncOnFlush = options.FlushToDisk || options.DeleteSource;
                     staging = new StagedOutput(destination, request.Overwrite);
                     request.Staging = staging;

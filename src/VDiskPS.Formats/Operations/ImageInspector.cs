@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.IO;
 using VDiskPS;
@@ -15,7 +16,8 @@ namespace VDiskPS.Formats
                 Format = layer.Format.ToName(),
                 Type = layer.DiskType.ToString(),
                 Size = layer.Size,
-                FileSize = HostSize(layer),
+                FileSize = HostSize(layer, f => new FileInfo(f).Length),
+                AllocatedSize = HostSize(layer, f => LocalFile.AllocatedBytes(f) ?? new FileInfo(f).Length),
                 ClusterSize = layer.ClusterSize,
                 LogicalSectorSize = layer.LogicalSectorSize,
                 PhysicalSectorSize = layer.PhysicalSectorSize,
@@ -24,18 +26,104 @@ namespace VDiskPS.Formats
             BackingReference backing = layer.Backing;
             if (backing != null)
             {
-                info.ParentPath = backing.RecordedPath;
+                info.BackingFile = backing.RecordedPath;
                 info.ParentFullPath = layer.Parent?.Path ?? backing.ResolveExisting(layer.Path);
+                info.ParentPath = info.ParentFullPath;
                 info.ParentFormat = backing.Format?.ToName() ?? layer.Parent?.Format.ToName();
+            }
+
+            DescribeLayout(layer, info);
+            if (backing == null || layer.Parent != null)
+            {
+                info.MinimumSize = MinimumSize(layer);
             }
 
             layer.Describe(info);
             return info;
         }
 
+        /// <summary>The end of the guest's last partition plus what its table needs after it; null without a readable table.</summary>
+        public static long? MinimumSize(ImageLayer disk)
+        {
+            try
+            {
+                return PartitionTable.Read(disk, disk.LogicalSectorSize)?.MinimumSize;
+            }
+            catch (ImageException)
+            {
+                return null;
+            }
+        }
+
+        /// <summary>Fragmentation and alignment from the layer's own block map, walked in guest order.</summary>
+        private static void DescribeLayout(ImageLayer layer, VDiskInfo info)
+        {
+            bool blockBased = layer.Format != DiskFormat.Raw;
+            long cluster = Math.Max(1, (long)layer.ClusterSize);
+            long blockAlignment = blockBased ? Math.Min(MiB, cluster) : 1;
+            long physical = Math.Max(1, layer.PhysicalSectorSize);
+            long blocks = 0;
+            long outOfOrder = 0;
+            bool aligned = true;
+            string previousFile = null;
+            long previousEnd = -1;
+            try
+            {
+                long offset = 0;
+                while (offset < layer.Size)
+                {
+                    BlockStatus status = layer.GetBlockStatus(offset, layer.Size - offset);
+                    if (status.Length <= 0)
+                    {
+                        return;
+                    }
+
+                    offset = status.End;
+                    if (status.Kind != ExtentKind.Data || status.HostOffset < 0 || status.Compressed)
+                    {
+                        continue;
+                    }
+
+                    blocks += (status.Length + cluster - 1) / cluster;
+                    if (previousEnd >= 0 && string.Equals(previousFile, status.HostFile, StringComparison.Ordinal) && status.HostOffset != previousEnd)
+                    {
+                        outOfOrder++;
+                    }
+
+                    if (status.HostOffset % physical != 0 || (status.GuestOffset % cluster == 0 && status.HostOffset % blockAlignment != 0))
+                    {
+                        aligned = false;
+                    }
+
+                    previousFile = status.HostFile;
+                    previousEnd = status.HostOffset + status.Length;
+                }
+            }
+            catch (ImageException)
+            {
+                return;
+            }
+
+            info.Alignment = aligned ? 1 : 0;
+            info.FragmentationPercentage = !blockBased ? (int?)null : blocks == 0 ? 0 : (int)Math.Min(100, (outOfOrder * 100 + (blocks / 2)) / blocks);
+        }
+
         /// <summary>One image, without opening its parents.</summary>
         public static VDiskInfo Get(string path, DiskFormat? format = null, bool shareWithWriters = false, bool ignoreParentMismatch = false)
         {
+            // With its parents open the guest's partition table can be read through a differencing image;
+            // a chain that does not open (a parent missing or changed) still describes the image itself.
+            try
+            {
+                using (var chain = ImageChain.Open(path, new ChainOptions { Format = format, ShareWithWriters = shareWithWriters, IgnoreParentMismatch = ignoreParentMismatch }))
+                {
+                    return Describe(chain.Top);
+                }
+            }
+            catch (ImageException) when (HasBacking(path, format, shareWithWriters))
+            {
+            }
+
             using (var layer = FormatRegistry.Default.Open(path, format, new OpenOptions { ShareWithWriters = shareWithWriters, IgnoreParentMismatch = ignoreParentMismatch }))
             {
                 return Describe(layer);
@@ -57,15 +145,32 @@ namespace VDiskPS.Formats
             }
         }
 
-        private static long HostSize(ImageLayer layer)
+        private const long MiB = 1024 * 1024;
+
+        /// <summary>Whether the image names a parent (so a chain that failed to open may still describe the image alone).</summary>
+        private static bool HasBacking(string path, DiskFormat? format, bool shareWithWriters)
+        {
+            try
+            {
+                using (var layer = FormatRegistry.Default.Open(path, format, new OpenOptions { ShareWithWriters = shareWithWriters, IgnoreParentMismatch = true }))
+                {
+                    return layer.Backing != null;
+                }
+            }
+            catch (ImageException)
+            {
+                return false;
+            }
+        }
+
+        private static long HostSize(ImageLayer layer, Func<string, long> size)
         {
             long total = 0;
             foreach (string file in layer.HostFiles)
             {
-                var fi = new FileInfo(file);
-                if (fi.Exists)
+                if (File.Exists(file))
                 {
-                    total += fi.Length;
+                    total += size(file);
                 }
             }
 

@@ -47,6 +47,32 @@ namespace VDiskPS.Formats
             }
         }
 
+        /// <summary>A parent with corruptions or check errors makes the child's chain invalid (one check error per such parent); its leaks are only reported.</summary>
+        private static void CheckParent(ImageLayer parent, VDiskCheckResult result)
+        {
+            result.ParentsChecked++;
+            if (!(parent is ICheckableLayer checkable))
+            {
+                return;
+            }
+
+            VDiskCheckResult own = checkable.Check(RepairMode.None);
+            if (own.Corruptions > 0 || own.CheckErrors > 0)
+            {
+                result.CheckErrors++;
+                result.Messages.Add($"the parent '{parent.Path}' is not consistent: {own.Corruptions} corruption(s), {own.CheckErrors} check error(s)");
+            }
+            else if (own.Leaks > 0)
+            {
+                result.Messages.Add($"the parent '{parent.Path}' has {own.Leaks} leaked cluster(s) (harmless; a leak repair of that image reclaims them)");
+            }
+
+            foreach (string message in own.Messages)
+            {
+                result.Messages.Add($"{parent.Path}: {message}");
+            }
+        }
+
         private static void CheckBackingChain(ImageLayer layer, bool shareWithWriters, bool ignoreParentMismatch, VDiskCheckResult result)
         {
             try
@@ -63,6 +89,12 @@ namespace VDiskPS.Formats
                     if (chain.Size > 0)
                     {
                         chain.Top.GetBlockStatus(0, 1);
+                    }
+
+                    // Test-VHD judges the whole chain: every parent's own metadata is checked too.
+                    for (int depth = 1; depth < chain.Layers.Count; depth++)
+                    {
+                        CheckParent(chain.Layers[depth], result);
                     }
                 }
             }
@@ -218,6 +250,21 @@ namespace VDiskPS.Formats
             using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
             {
                 Capability.Require<IDiskIdentifierLayer>(layer, "disk identifiers").SetDiskIdentifier(identifier ?? Guid.NewGuid());
+                layer.Flush();
+                return ImageInspector.Describe(layer);
+            }
+        }
+    }
+
+    /// <summary>Set-VDisk -PhysicalSectorSizeBytes: the sector size the disk reports as physical.</summary>
+    public static class SectorSizeOperation
+    {
+        /// <summary>Records <paramref name="bytes"/> as the image's physical sector size; returns the image's description.</summary>
+        public static VDiskInfo SetPhysical(string path, DiskFormat? format, int bytes)
+        {
+            using (ImageLayer layer = FormatRegistry.Default.Open(path, format, new OpenOptions { Writable = true }))
+            {
+                Capability.Require<IPhysicalSectorSizeLayer>(layer, "changing the physical sector size").SetPhysicalSectorSize(bytes);
                 layer.Flush();
                 return ImageInspector.Describe(layer);
             }

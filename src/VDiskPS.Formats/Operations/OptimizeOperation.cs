@@ -5,20 +5,33 @@ using VDiskPS;
 
 namespace VDiskPS.Formats
 {
-    /// <summary>How thoroughly Optimize-VDisk works.</summary>
+    /// <summary>
+    /// How thoroughly Optimize-VDisk works: Optimize-VHD's modes, as a tool that reads the image file (and
+    /// not the guest's file system inside it) can honour them.
+    /// </summary>
     public enum OptimizeMode
     {
-        /// <summary>Let the format reclaim what it already knows is free or zero.</summary>
+        /// <summary>Let the format reclaim what it already knows is free (unallocated, discarded or zero units) and shorten the file.</summary>
         Quick,
 
-        /// <summary>First find allocated clusters that hold only zeros and release them, then reclaim.</summary>
+        /// <summary>First find allocated units that hold only zeros and release them, then reclaim as <see cref="Quick"/> does.</summary>
         Full,
+
+        /// <summary>Move nothing and keep the file's length: punch holes in the host file where the image uses no space.</summary>
+        Retrim,
+
+        /// <summary>As <see cref="Quick"/>: the guest's trims are already recorded as free units, which is all this mode relies on.</summary>
+        Pretrimmed,
+
+        /// <summary>Treat allocated units the guest filled with zeros as free, then reclaim: the same work as <see cref="Full"/>.</summary>
+        Prezeroed,
     }
 
     /// <summary>Options of Optimize-VDisk.</summary>
     public sealed class OptimizeOptions
     {
-        public OptimizeMode Mode { get; set; } = OptimizeMode.Quick;
+        /// <summary>The mode; null for Optimize-VHD's default: Full for VHD, Quick for the other formats.</summary>
+        public OptimizeMode? Mode { get; set; }
 
         /// <summary>The image's format; null to probe.</summary>
         public DiskFormat? Format { get; set; }
@@ -30,6 +43,9 @@ namespace VDiskPS.Formats
     /// <summary>What an optimization did.</summary>
     public sealed class OptimizeResult
     {
+        /// <summary>The mode the image was optimized in (the format's default when none was asked for).</summary>
+        public OptimizeMode Mode { get; set; }
+
         /// <summary>The image afterwards.</summary>
         public VDiskInfo Image { get; set; }
 
@@ -54,10 +70,20 @@ namespace VDiskPS.Formats
             using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, Registry = options.Registry ?? FormatRegistry.Default }))
             {
                 ImageLayer layer = chain.Top;
+                OptimizeMode mode = options.Mode ?? (layer.Format == DiskFormat.Vhd ? OptimizeMode.Full : OptimizeMode.Quick);
+                var result = new OptimizeResult { Mode = mode };
+                if (mode == OptimizeMode.Retrim)
+                {
+                    result.BytesReclaimed = Capability.Require<IRetrimmableLayer>(layer, "retrim").Retrim(progress, cancel);
+                    layer.Flush();
+                    result.Image = ImageInspector.Describe(layer);
+                    return result;
+                }
+
                 var optimizable = Capability.Require<IOptimizableLayer>(layer, "optimize");
-                var result = new OptimizeResult();
+
                 // Without discard a format has no way to release a cluster; its own optimize judges zeros.
-                if (options.Mode == OptimizeMode.Full && layer is IDiscardableLayer)
+                if ((mode == OptimizeMode.Full || mode == OptimizeMode.Prezeroed) && layer is IDiscardableLayer)
                 {
                     result.ZeroBytesReleased = ReleaseZeroClusters(chain, progress, cancel);
                     layer.Flush();

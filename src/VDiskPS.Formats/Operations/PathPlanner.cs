@@ -32,6 +32,11 @@ namespace VDiskPS.Formats
             }
 
             string ext = Path.GetExtension(path);
+            if (ForeignFormats.FromExtension(ext) == ForeignFormats.VhdSetName)
+            {
+                throw ForeignFormats.NotSupported(path, ForeignFormats.VhdSetName);
+            }
+
             throw new ImageOptionException(path, "format", string.IsNullOrEmpty(ext)
                 ? "the file name has no extension to tell the format by"
                 : $"the extension '{ext}' does not name a format ({string.Join(", ", DiskFormatNames.AllNames)})")

@@ -37,6 +37,12 @@ namespace VDiskPS.Formats
         /// </summary>
         public bool IgnoreParentMismatch { get; set; }
 
+        /// <summary>
+        /// The leaf of the chain the overlay belongs to (Set-VHD -LeafPath): the overlay must be the leaf or
+        /// one of the parents it records, else nothing is changed; null to skip the check.
+        /// </summary>
+        public string LeafPath { get; set; }
+
         /// <summary>The formats to open the images with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
@@ -63,6 +69,27 @@ namespace VDiskPS.Formats
     /// </summary>
     public static class RebaseOperation
     {
+        /// <summary>Walks the parents <paramref name="leafPath"/> records (without reading data) until <paramref name="member"/> is found.</summary>
+        private static void RequireInChainOf(string leafPath, string member, FormatRegistry registry)
+        {
+            string current = Path.GetFullPath(leafPath);
+            var seen = new System.Collections.Generic.HashSet<string>(ImageChain.PathComparer);
+            while (current != null && File.Exists(current) && seen.Add(current) && seen.Count <= 256)
+            {
+                if (ImageChain.PathComparer.Equals(current, member))
+                {
+                    return;
+                }
+
+                using (ImageLayer layer = registry.Open(current, null, new OpenOptions { IgnoreParentMismatch = true }))
+                {
+                    current = layer.Backing?.ResolveExisting(layer.Path);
+                }
+            }
+
+            throw new ImageOptionException(member, "LeafPath", $"the image is not in the chain of the leaf '{Path.GetFullPath(leafPath)}' (not the leaf, nor a parent it names)");
+        }
+
         public static RebaseResult Run(string path, RebaseOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             options = options ?? new RebaseOptions();
@@ -74,6 +101,11 @@ namespace VDiskPS.Formats
             }
 
             string overlayPath = Path.GetFullPath(path);
+            if (!string.IsNullOrEmpty(options.LeafPath))
+            {
+                RequireInChainOf(options.LeafPath, overlayPath, registry);
+            }
+
             ImageChain newChain = null;
             try
             {

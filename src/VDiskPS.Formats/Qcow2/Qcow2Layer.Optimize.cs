@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Qcow2
     /// counted in the refcounts (qcow2.rst "Cluster refcounts"), so nothing referenced lies in what is
     /// released; refcounts are written first, so a crash at any point leaves a valid image.
     /// </summary>
-    internal sealed partial class Qcow2Layer : IOptimizableLayer
+    internal sealed partial class Qcow2Layer : IOptimizableLayer, IRetrimmableLayer
     {
         private const string OptimizePhase = "Optimizing";
 
@@ -20,14 +20,7 @@ namespace VDiskPS.Formats.Qcow2
             cancel.ThrowIfCancellationRequested();
             lock (_gate)
             {
-                EnsureWritableImage();
-
-                // The refcounts on disk must be the ones judged here before any byte is given back.
-                StoreTrackedBitmaps();
-                Refcounts.Flush();
-                _file.Flush();
-                RefuseInconsistentRefcounts();
-
+                PrepareToRelease();
                 long before = _file.Length;
                 OperationSupport.Report(progress, OptimizePhase, 0, before);
                 cancel.ThrowIfCancellationRequested();
@@ -40,6 +33,39 @@ namespace VDiskPS.Formats.Qcow2
                 OperationSupport.Report(progress, OptimizePhase, before, before);
                 return shrunk + punched;
             }
+        }
+
+        /// <summary>Punches the free clusters and the space past the last used one, keeping the file's length and every cluster's place.</summary>
+        public long Retrim(IProgress<OperationProgress> progress, CancellationToken cancel)
+        {
+            EnsureWritable();
+            cancel.ThrowIfCancellationRequested();
+            lock (_gate)
+            {
+                PrepareToRelease();
+                long length = _file.Length;
+                long usedEnd = Refcounts.UsedEnd();
+                long punched = PunchFreeClusters(usedEnd, progress, cancel, 0, length);
+                long tail = Math.Min(length, usedEnd << ClusterBits);
+                if (tail < length)
+                {
+                    punched += Math.Max(0, _file.PunchDataIn(tail, length));
+                }
+
+                _file.Flush();
+                OperationSupport.Report(progress, OptimizePhase, length, length);
+                return punched;
+            }
+        }
+
+        /// <summary>The refcounts on disk must be the ones judged here before any byte is given back.</summary>
+        private void PrepareToRelease()
+        {
+            EnsureWritableImage();
+            StoreTrackedBitmaps();
+            Refcounts.Flush();
+            _file.Flush();
+            RefuseInconsistentRefcounts();
         }
 
         /// <summary>Releasing clusters on refcounts that undercount references would destroy live data.</summary>
@@ -81,7 +107,7 @@ namespace VDiskPS.Formats.Qcow2
                 cancel.ThrowIfCancellationRequested();
                 long start = run.Key << ClusterBits;
                 long end = Math.Min(_file.Length, (run.Key + run.Value) << ClusterBits);
-                long released = PunchDataIn(start, end);
+                long released = _file.PunchDataIn(start, end);
                 if (released < 0)
                 {
                     // The host cannot punch holes; no later run can be punched either.
@@ -90,37 +116,6 @@ namespace VDiskPS.Formats.Qcow2
 
                 punched += released;
                 OperationSupport.Report(progress, OptimizePhase, done + punched, total);
-            }
-
-            return punched;
-        }
-
-        /// <summary>Punches the parts of [start, end) the host file holds data for; -1 when punching is not supported.</summary>
-        private long PunchDataIn(long start, long end)
-        {
-            long punched = 0;
-            long at = start;
-            while (at < end)
-            {
-                var allocation = _file.QueryAllocation(at, end - at);
-                long length = allocation?.Length ?? end - at;
-                if (length <= 0)
-                {
-                    break;
-                }
-
-                // Where the host cannot tell its holes, the whole run is punched.
-                if (allocation == null || allocation.Value.IsData)
-                {
-                    if (!_file.PunchHole(at, length))
-                    {
-                        return punched > 0 ? punched : -1;
-                    }
-
-                    punched += length;
-                }
-
-                at += length;
             }
 
             return punched;

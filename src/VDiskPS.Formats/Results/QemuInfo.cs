@@ -199,10 +199,10 @@ namespace VDiskPS.Formats
                 members.Add(("encrypted", true));
             }
 
-            if (!string.IsNullOrEmpty(info.ParentPath))
+            if (!string.IsNullOrEmpty(info.BackingFile))
             {
-                members.Add(("backing-filename", info.ParentPath));
-                members.Add(("full-backing-filename", info.ParentFullPath ?? BackingReference.ToPortable(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(info.Path) ?? string.Empty, info.ParentPath))));
+                members.Add(("backing-filename", info.BackingFile));
+                members.Add(("full-backing-filename", info.ParentFullPath ?? BackingReference.ToPortable(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(info.Path) ?? string.Empty, info.BackingFile))));
                 if (!string.IsNullOrEmpty(info.ParentFormat))
                 {
                     members.Add(("backing-filename-format", DiskFormatNames.Parse(info.ParentFormat).ToQemuName()));

@@ -60,6 +60,9 @@ namespace VDiskPS
         /// <summary>The backing chain failed because a parent's identity no longer matches the one the image records.</summary>
         public bool ParentIdMismatch { get; set; }
 
+        /// <summary>How many parents below the image had their own metadata checked (Test-VHD checks the whole chain).</summary>
+        public int ParentsChecked { get; set; }
+
         public IList<string> Messages { get; } = new List<string>();
     }
 

@@ -17,6 +17,9 @@ namespace VDiskPS
         /// <summary>raw, qcow2, vmdk, vhd, vhdx or vdi.</summary>
         public string Format { get; set; }
 
+        /// <summary>Get-VHD's VhdFormat: VHD or VHDX, and this module's name for the other formats (raw, qcow2, vmdk, vdi).</summary>
+        public string VhdFormat => Format == "vhd" ? "VHD" : Format == "vhdx" ? "VHDX" : Format;
+
         /// <summary>Fixed, Dynamic or Differencing.</summary>
         public string Type { get; set; }
 
@@ -26,8 +29,18 @@ namespace VDiskPS
         /// <summary>Virtual size in bytes.</summary>
         public long Size { get; set; }
 
-        /// <summary>Bytes the image occupies on the host (all of its files, allocated space).</summary>
+        /// <summary>The length of the image's files on the host, all extent files together (Get-VHD's FileSize).</summary>
         public long FileSize { get; set; }
+
+        /// <summary>The bytes the host really stores for the image's files: holes in sparse files do not count (qemu-img info's actual-size).</summary>
+        public long AllocatedSize { get; set; }
+
+        /// <summary>
+        /// The smallest size the disk can shrink to without cutting a partition (Get-VHD's MinimumSize): the end
+        /// of the last partition of the guest's MBR or GPT, plus the backup GPT; null when the first sectors hold
+        /// no partition table (or the chain below a differencing image could not be read).
+        /// </summary>
+        public long? MinimumSize { get; set; }
 
         public long ClusterSize { get; set; }
 
@@ -38,15 +51,28 @@ namespace VDiskPS
 
         public int PhysicalSectorSize { get; set; } = 512;
 
-        /// <summary>The parent path exactly as the image records it.</summary>
+        /// <summary>The parent's full path, as Get-VHD shows it (a VHDX shows its absolute parent locator); <see cref="BackingFile"/> holds the string as recorded.</summary>
         public string ParentPath { get; set; }
 
-        /// <summary>The parent path resolved against this image's directory.</summary>
+        /// <summary>The parent path exactly as the image records it (qemu-img info's backing-filename).</summary>
+        public string BackingFile { get; set; }
+
+        /// <summary>The parent file that is used: the recorded path resolved against this image's directory (qemu-img info's full-backing-filename).</summary>
         public string ParentFullPath { get; set; }
 
         public string ParentFormat { get; set; }
 
         public Guid? DiskIdentifier { get; set; }
+
+        /// <summary>
+        /// Get-VHD's FragmentationPercentage for block-based formats: the share of allocated blocks (in whole
+        /// percent) whose data does not follow the previous allocated block's in the file, walking in guest
+        /// order; null for raw images.
+        /// </summary>
+        public int? FragmentationPercentage { get; set; }
+
+        /// <summary>Get-VHD's Alignment: 1 when every allocated block's data starts on a physical-sector boundary of the file and, for block-based formats, on a boundary of 1 MiB (or of the block, when blocks are smaller); else 0; null when the block map could not be read.</summary>
+        public int? Alignment { get; set; }
 
         public bool Dirty { get; set; }
 

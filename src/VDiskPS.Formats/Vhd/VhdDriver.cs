@@ -24,7 +24,7 @@ namespace VDiskPS.Formats.Vhd
 
         public override DiskFormat Format => DiskFormat.Vhd;
 
-        public override IReadOnlyList<string> Extensions { get; } = new[] { ".vhd" };
+        public override IReadOnlyList<string> Extensions { get; } = new[] { ".vhd", ".avhd" };
 
         public override IReadOnlyList<string> CreateOptionNames => s_optionNames;
 

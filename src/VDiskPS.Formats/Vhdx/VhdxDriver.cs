@@ -15,7 +15,7 @@ namespace VDiskPS.Formats.Vhdx
 
         public override DiskFormat Format => DiskFormat.Vhdx;
 
-        public override IReadOnlyList<string> Extensions { get; } = new[] { ".vhdx" };
+        public override IReadOnlyList<string> Extensions { get; } = new[] { ".vhdx", ".avhdx" };
 
         public override IReadOnlyList<string> CreateOptionNames => s_optionNames;
 

@@ -7,7 +7,7 @@ namespace VDiskPS.Formats.Vhdx
     // Giving space back: discard (blocks not present again) and optimize (zero blocks dropped, blocks
     // moved down into holes, file truncated). Moves copy into free space only and the BAT follows
     // through the log, so a crash leaves the old or the new placement, never a mix.
-    public sealed partial class VhdxLayer : IDiscardableLayer, IOptimizableLayer
+    public sealed partial class VhdxLayer : IDiscardableLayer, IOptimizableLayer, IRetrimmableLayer
     {
         public void Discard(long offset, long length)
         {
@@ -161,30 +161,8 @@ namespace VDiskPS.Formats.Vhdx
         /// <summary>Moves the highest blocks into the lowest holes below them that they fit in whole.</summary>
         private void MoveBlocksIntoHoles(IProgress<OperationProgress> progress, CancellationToken cancel)
         {
-            var used = new List<(long Start, long Length, long Index)>();
-            for (long index = 0; index < _bat.Length; index++)
-            {
-                ulong entry = _bat[index];
-                int state = BatState.StateOf(entry);
-                bool isBitmap = (index % (_chunkRatio + 1)) == _chunkRatio;
-                if (isBitmap ? state == BatState.SectorBitmapPresent : state == BatState.FullyPresent || state == BatState.PartiallyPresent)
-                {
-                    used.Add((BatState.OffsetOf(entry), isBitmap ? VhdxConstants.SectorBitmapBlockLength : _blockSize, index));
-                }
-            }
-
-            used.Sort((a, b) => a.Start.CompareTo(b.Start));
-            var holes = new List<(long Start, long Length)>();
-            long cursor = AlignUp(MetadataEnd(), VhdxConstants.MiB);
-            foreach (var span in used)
-            {
-                if (span.Start > cursor)
-                {
-                    holes.Add((cursor, span.Start - cursor));
-                }
-
-                cursor = Math.Max(cursor, span.Start + span.Length);
-            }
+            var used = UsedSpans();
+            var holes = HolesBetween(used, out _);
 
             // Holes only shrink, so the lowest hole that fits a payload block (or a bitmap) only moves up.
             var buffer = new byte[VhdxConstants.MiB];
@@ -218,6 +196,80 @@ namespace VDiskPS.Formats.Vhdx
                     MarkBitmapDirty(chunk, 0, VhdxConstants.SectorsPerBitmapBlock);
                 }
             }
+        }
+
+        /// <summary>Payload blocks and sector bitmaps the BAT places in the file, lowest first.</summary>
+        private List<(long Start, long Length, long Index)> UsedSpans()
+        {
+            var used = new List<(long Start, long Length, long Index)>();
+            for (long index = 0; index < _bat.Length; index++)
+            {
+                ulong entry = _bat[index];
+                int state = BatState.StateOf(entry);
+                bool isBitmap = (index % (_chunkRatio + 1)) == _chunkRatio;
+                if (isBitmap ? state == BatState.SectorBitmapPresent : state == BatState.FullyPresent || state == BatState.PartiallyPresent)
+                {
+                    used.Add((BatState.OffsetOf(entry), isBitmap ? VhdxConstants.SectorBitmapBlockLength : _blockSize, index));
+                }
+            }
+
+            used.Sort((a, b) => a.Start.CompareTo(b.Start));
+            return used;
+        }
+
+        /// <summary>The free space between the metadata and the used spans; <paramref name="end"/> gets where the last of them ends.</summary>
+        private List<(long Start, long Length)> HolesBetween(List<(long Start, long Length, long Index)> used, out long end)
+        {
+            var holes = new List<(long Start, long Length)>();
+            long cursor = AlignUp(MetadataEnd(), VhdxConstants.MiB);
+            foreach (var span in used)
+            {
+                if (span.Start > cursor)
+                {
+                    holes.Add((cursor, span.Start - cursor));
+                }
+
+                cursor = Math.Max(cursor, span.Start + span.Length);
+            }
+
+            end = cursor;
+            return holes;
+        }
+
+        /// <summary>Punches the file space no block, bitmap or structure uses, moving nothing; a fixed image keeps its blocks.</summary>
+        public long Retrim(IProgress<OperationProgress> progress, CancellationToken cancel)
+        {
+            EnsureWritable();
+            if (_metadata.LeaveBlocksAllocated)
+            {
+                return 0;
+            }
+
+            // The log must be empty first: a replay would write into space this gives back.
+            CommitMetadata();
+            var holes = HolesBetween(UsedSpans(), out long usedEnd);
+            long length = _file.Length;
+            if (usedEnd < length)
+            {
+                holes.Add((usedEnd, length - usedEnd));
+            }
+
+            long punched = 0;
+            for (int i = 0; i < holes.Count; i++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                progress?.Report(new OperationProgress("Retrimming", i, holes.Count));
+                long released = _file.PunchDataIn(holes[i].Start, holes[i].Start + holes[i].Length);
+                if (released < 0)
+                {
+                    break;
+                }
+
+                punched += released;
+            }
+
+            _file.Flush();
+            return punched;
         }
 
         private static int LowestHole(List<(long Start, long Length)> holes, ref int cursor, long length)

@@ -24,9 +24,10 @@ namespace VDiskPS.Commands
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
         public string SourceFormat { get; set; }
 
-        /// <summary>Fixed or Dynamic target (VHD, VHDX, VDI); Dynamic by default.</summary>
+        /// <summary>Fixed, Dynamic or Differencing (with -ParentPath) target (VHD, VHDX, VDI); -VHDType is Convert-VHD's name for it. Default: as Convert-VHD, a fixed VHD, VHDX or VDI source gives a fixed VHD, VHDX or VDI target (unless -Subformat, -Preallocation or a subformat option says otherwise); every other conversion gives the target format's default, dynamic.</summary>
         [Parameter]
-        [ValidateSet("Fixed", "Dynamic", IgnoreCase = true)]
+        [Alias("VHDType")]
+        [ValidateSet("Fixed", "Dynamic", "Differencing", IgnoreCase = true)]
         public string Type { get; set; }
 
         /// <summary>Target subformat: VMDK create type (monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, streamOptimized, vmfs, vmfsThin).</summary>
@@ -111,6 +112,12 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        /// <summary>Run the conversions in a background job (as Convert-VHD -AsJob) and output the job at once; Receive-Job returns the VDiskInfo of each image written, Stop-Job cancels (and removes the unfinished output). Confirmation (-Confirm, -WhatIf) is asked before the job starts.</summary>
+        [Parameter]
+        public SwitchParameter AsJob { get; set; }
+
+        private readonly System.Collections.Generic.List<(string Source, string Destination, DiskFormat Format, ConvertOptions Options)> _jobWork = new System.Collections.Generic.List<(string, string, DiskFormat, ConvertOptions)>();
+
         protected override void ProcessRecord()
         {
             foreach (string source in ResolvedImagePaths())
@@ -152,6 +159,12 @@ namespace VDiskPS.Commands
                     }
 
                     string target = destination;
+                    if (AsJob)
+                    {
+                        _jobWork.Add((source, target, targetFormat, options));
+                        continue;
+                    }
+
                     WriteVerboseChain(source, options.SourceFormat, Force.IsPresent);
                     RunEngine(Activity("Convert-VDisk", source, target), (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
                     WriteVerboseOutput(destination);
@@ -174,6 +187,47 @@ namespace VDiskPS.Commands
                     WriteError(ErrorMessages.Record(ErrorCode.InvalidOption, e, source));
                 }
             }
+        }
+
+        protected override void EndProcessing()
+        {
+            if (!AsJob || _jobWork.Count == 0)
+            {
+                return;
+            }
+
+            var work = _jobWork.ToArray();
+            var job = new VDiskJob(MyInvocation.Line, $"Convert-VDisk ({work.Length} image{(work.Length == 1 ? string.Empty : "s")})");
+            JobRepository.Add(job);
+            job.Start((j, cancel) =>
+            {
+                foreach (var item in work)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    try
+                    {
+                        using (ImageWarnings.Capture(out var warnings))
+                        {
+                            ConvertOperation.Run(item.Source, item.Destination, item.Options, null, cancel);
+                            foreach (string warning in item.Options.Target.Warnings)
+                            {
+                                j.Warning.Add(new WarningRecord($"{item.Destination}: {warning}"));
+                            }
+
+                            j.Output.Add(PSObject.AsPSObject(ImageInspector.Get(item.Destination, item.Format)));
+                            foreach (string warning in warnings)
+                            {
+                                j.Warning.Add(new WarningRecord(warning));
+                            }
+                        }
+                    }
+                    catch (ImageException e)
+                    {
+                        j.AddImageError(ImageErrorRecord(e, item.Destination));
+                    }
+                }
+            });
+            WriteObject(job);
         }
     }
 }

@@ -4,18 +4,21 @@ using VDiskPS.Formats;
 namespace VDiskPS.Commands
 {
     /// <summary>New-VDisk: create an image (qemu-img create, New-VHD).</summary>
-    [Cmdlet(VerbsCommon.New, "VDisk", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [Cmdlet(VerbsCommon.New, "VDisk", DefaultParameterSetName = ParameterSets.Size, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskInfo))]
     public sealed class NewVDiskCommand : VDiskCmdlet
     {
-        /// <summary>Path of the image file(s) to create, relative to the current PowerShell location. The extension chooses the format when -Format is omitted (.qcow2, .vmdk, .vhd, .vhdx, .vdi, .raw/.img).</summary>
+        private const string DifferencingSet = "Differencing";
+
+        /// <summary>Path of the image file(s) to create, relative to the current PowerShell location. The extension chooses the format when -Format is omitted (.qcow2, .vmdk, .vhd and .avhd, .vhdx and .avhdx, .vdi, .raw/.img). A .vhds (VHD Set) is refused as not supported.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("FullName")]
         [ValidateNotNullOrEmpty]
         public string[] Path { get; set; }
 
-        /// <summary>Virtual size: 20GB, or "20G", "512M".</summary>
-        [Parameter(Position = 1)]
+        /// <summary>Virtual size: 20GB, or "20G", "512M". Binds by property name, so Import-Csv rows with Path and SizeBytes columns create one image each.</summary>
+        [Parameter(Position = 1, ParameterSetName = ParameterSets.Size, ValueFromPipelineByPropertyName = true)]
+        [Parameter(ParameterSetName = DifferencingSet, ValueFromPipelineByPropertyName = true)]
         [Alias("Size")]
         [SizeTransformation]
         public ulong SizeBytes { get; set; }
@@ -29,6 +32,18 @@ namespace VDiskPS.Commands
         [Parameter]
         public DiskType Type { get; set; }
 
+        /// <summary>Create a fixed image (New-VHD -Fixed): the same as -Type Fixed.</summary>
+        [Parameter(ParameterSetName = ParameterSets.Size)]
+        public SwitchParameter Fixed { get; set; }
+
+        /// <summary>Create a dynamic image (New-VHD -Dynamic): the same as -Type Dynamic.</summary>
+        [Parameter(ParameterSetName = ParameterSets.Size)]
+        public SwitchParameter Dynamic { get; set; }
+
+        /// <summary>Create a differencing image of -ParentPath (New-VHD -Differencing): the same as -Type Differencing; with it the parent may be given as the second positional argument.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = DifferencingSet)]
+        public SwitchParameter Differencing { get; set; }
+
         /// <summary>VMDK create type (monolithicSparse, streamOptimized, vmfsThin, ...).</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
@@ -36,7 +51,8 @@ namespace VDiskPS.Commands
         public string Subformat { get; set; }
 
         /// <summary>Create a differencing image (overlay) of this parent. A relative path resolves against the current PowerShell location (as New-VHD does) and is recorded relative to the new image's folder, so the two can be moved together; separators are recorded in the form the format expects ('/' for qcow2 and VMDK, the VHD/VHDX locators' own relative and absolute forms).</summary>
-        [Parameter]
+        [Parameter(ParameterSetName = ParameterSets.Size)]
+        [Parameter(Mandatory = true, Position = 1, ParameterSetName = DifferencingSet)]
         [Alias("BackingFile")]
         [ValidateNotNullOrEmpty]
         public string ParentPath { get; set; }
@@ -50,7 +66,7 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Unsafe { get; set; }
 
-        /// <summary>Allocation unit: qcow2 cluster, VMDK grain, VHD/VHDX/VDI block size. Accepts 64KB or "64k".</summary>
+        /// <summary>Allocation unit: qcow2 cluster, VMDK grain, VHD/VHDX/VDI block size. Accepts 64KB or "64k". A new VHDX without a parent gets 32 MiB blocks, as New-VHD makes them (qemu-img picks 8 to 64 MiB by size); a child takes its parent's.</summary>
         [Parameter]
         [Alias("BlockSizeBytes")]
         [SizeTransformation]
@@ -61,7 +77,7 @@ namespace VDiskPS.Commands
         [ValidateSet("512", "4096")]
         public uint LogicalSectorSizeBytes { get; set; }
 
-        /// <summary>Physical sector size reported to the guest (VHDX): 512 or 4096.</summary>
+        /// <summary>Physical sector size reported to the guest (VHDX): 512 or 4096. A new VHDX without a parent reports 4096, as New-VHD makes it (qemu-img writes 512); a child takes its parent's.</summary>
         [Parameter]
         [ValidateSet("512", "4096")]
         public uint PhysicalSectorSizeBytes { get; set; }
@@ -105,12 +121,13 @@ namespace VDiskPS.Commands
 
                 try
                 {
+                    DiskType? type = RequestedType();
                     var plan = new NewDiskPlan
                     {
                         Path = path,
                         Size = IsBound(nameof(SizeBytes)) ? (long?)checked((long)SizeBytes) : null,
                         Format = ParseFormat(Format),
-                        Type = IsBound(nameof(Type)) ? (DiskType?)Type : null,
+                        Type = type,
                         Subformat = Subformat,
                         ParentPath = ParentPathToRecord(path, ParentPath),
                         ParentFormat = ParseFormat(ParentFormat),
@@ -123,6 +140,7 @@ namespace VDiskPS.Commands
                         Option = Unwrap(Option),
                         Force = Force.IsPresent,
                         SourcePath = string.IsNullOrEmpty(SourcePath) ? null : GetUnresolvedProviderPathFromPSPath(SourcePath),
+                        HyperVDefaults = true,
                     };
                     plan.BuildRequest();
                     DiskFormat format = plan.ResolveFormat();
@@ -151,7 +169,48 @@ namespace VDiskPS.Commands
                 {
                     WriteError(ErrorMessages.Record(ErrorCode.InvalidOption, e, path));
                 }
+                catch (PSArgumentException e)
+                {
+                    WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, path));
+                }
             }
+        }
+
+        /// <summary>The disk type from -Type or one of New-VHD's switches -Fixed, -Dynamic, -Differencing; more than one must agree.</summary>
+        private DiskType? RequestedType()
+        {
+            var asked = new System.Collections.Generic.List<DiskType>();
+            if (IsBound(nameof(Type)))
+            {
+                asked.Add(Type);
+            }
+
+            if (Fixed)
+            {
+                asked.Add(DiskType.Fixed);
+            }
+
+            if (Dynamic)
+            {
+                asked.Add(DiskType.Dynamic);
+            }
+
+            if (Differencing)
+            {
+                asked.Add(DiskType.Differencing);
+            }
+
+            if (asked.Count == 0)
+            {
+                return null;
+            }
+
+            if (asked.Exists(t => t != asked[0]))
+            {
+                throw new PSArgumentException($"The disk type is given twice and differently ({string.Join(", ", asked)}); give one of -Type, -Fixed, -Dynamic or -Differencing.");
+            }
+
+            return asked[0];
         }
     }
 }

@@ -8,11 +8,15 @@ namespace VDiskPS.Commands
     [OutputType(typeof(VDiskInfo))]
     public sealed class ResizeVDiskCommand : VDiskPathCmdlet
     {
-        /// <summary>The new size: absolute (30GB, "30G") or relative ("+10G", "-1G").</summary>
-        [Parameter(Mandatory = true, Position = 1)]
+        /// <summary>The new size: absolute (30GB, "30G") or relative ("+10G", "-1G"). Give it or -ToMinimumSize.</summary>
+        [Parameter(Position = 1)]
         [Alias("SizeBytes")]
         [ValidateNotNullOrEmpty]
         public string Size { get; set; }
+
+        /// <summary>Shrink to the disk's MinimumSize (as Resize-VHD -ToMinimumSize): the end of the last partition of the guest's MBR or GPT, plus the backup GPT, which is moved to the new end. A disk with no partition table is refused. Implies -Shrink, without its extra confirmation (nothing inside a partition is discarded).</summary>
+        [Parameter]
+        public SwitchParameter ToMinimumSize { get; set; }
 
         /// <summary>Allow a smaller size; data past the new end is lost.</summary>
         [Parameter]
@@ -27,7 +31,7 @@ namespace VDiskPS.Commands
         [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
         public string Format { get; set; }
 
-        /// <summary>Shrink without the extra confirmation that -Shrink otherwise asks for (-Confirm:$false settles it too).</summary>
+        /// <summary>Shrink without the extra confirmation that -Shrink otherwise asks for (-Confirm:$false settles it too), and allow a size below the disk's MinimumSize, which cuts its last partitions.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
 
@@ -37,10 +41,20 @@ namespace VDiskPS.Commands
 
         protected override void ProcessRecord()
         {
-            DiskSize size;
+            bool toMinimum = ToMinimumSize.IsPresent;
+            if (toMinimum == !string.IsNullOrEmpty(Size))
+            {
+                ThrowTerminatingError(new ErrorRecord(new PSArgumentException("Give the new size (-SizeBytes) or -ToMinimumSize, not both."), "VDisk.InvalidOption", ErrorCategory.InvalidArgument, Size));
+                return;
+            }
+
+            DiskSize size = default;
             try
             {
-                size = DiskSize.Parse(Size, "Size");
+                if (!toMinimum)
+                {
+                    size = DiskSize.Parse(Size, "Size");
+                }
             }
             catch (ImageOptionException e)
             {
@@ -48,18 +62,25 @@ namespace VDiskPS.Commands
                 return;
             }
 
+            bool shrink = Shrink || toMinimum;
             foreach (string file in ResolvedImagePaths())
             {
                 try
                 {
-                    long current = WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format))).Size;
-                    long target = size.Resolve(current);
-                    if (!ShouldProcess(file, $"Resize from {DiskSize.Format(current)} to {DiskSize.Format(target)} ({target} bytes){(Shrink ? " (shrinking allowed)" : string.Empty)}"))
+                    VDiskInfo before = WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format)));
+                    long current = before.Size;
+
+                    // -ToMinimumSize discards only what lies past the last partition: no second confirmation.
+                    long target = toMinimum ? before.MinimumSize ?? current : size.Resolve(current);
+                    string action = toMinimum
+                        ? (before.MinimumSize.HasValue ? $"Resize from {DiskSize.Format(current)} to its minimum size, {DiskSize.Format(target)} ({target} bytes), the end of its last partition" : "Resize to its minimum size (the end of its last partition)")
+                        : $"Resize from {DiskSize.Format(current)} to {DiskSize.Format(target)} ({target} bytes){(Shrink ? " (shrinking allowed)" : string.Empty)}";
+                    if (!ShouldProcess(file, action))
                     {
                         continue;
                     }
 
-                    if (Shrink && target < current && !ConfirmLargeChange($"Shrinking '{file}' from {DiskSize.Format(current)} to {DiskSize.Format(target)} discards its data past the new end. Continue?", "Shrink virtual disk", Force))
+                    if (Shrink && !toMinimum && target < current && !ConfirmLargeChange($"Shrinking '{file}' from {DiskSize.Format(current)} to {DiskSize.Format(target)} discards its data past the new end. Continue?", "Shrink virtual disk", Force))
                     {
                         continue;
                     }
@@ -67,7 +88,9 @@ namespace VDiskPS.Commands
                     var options = new ResizeOptions
                     {
                         Size = size,
-                        AllowShrink = Shrink.IsPresent,
+                        AllowShrink = shrink,
+                        ToMinimumSize = toMinimum,
+                        AllowBelowMinimum = Force.IsPresent,
                         Preallocation = IsBound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
                         Format = ParseFormat(Format),
                     };
@@ -77,6 +100,14 @@ namespace VDiskPS.Commands
                     {
                         WriteObject(info);
                     }
+                }
+                catch (ImageOptionException e) when (e.Field == ResizeOperation.MinimumSizeField)
+                {
+                    var record = new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, file)
+                    {
+                        ErrorDetails = new ErrorDetails($"{e.Message}. Use -Force to shrink it anyway."),
+                    };
+                    WriteError(record);
                 }
                 catch (ImageException e)
                 {

@@ -3,7 +3,7 @@ using VDiskPS.Formats;
 
 namespace VDiskPS.Commands
 {
-    /// <summary>Set-VDisk: changes an image's parent (qemu-img rebase), its format options (qemu-img amend, Set-VHD) or its disk identifier (Set-VHD -ResetDiskIdentifier).</summary>
+    /// <summary>Set-VDisk: changes an image's parent (qemu-img rebase), its format options (qemu-img amend, Set-VHD), its physical sector size (Set-VHD -PhysicalSectorSizeBytes) or its disk identifier (Set-VHD -ResetDiskIdentifier).</summary>
     [Cmdlet(VerbsCommon.Set, "VDisk", DefaultParameterSetName = PathParent, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskInfo))]
     public sealed class SetVDiskCommand : VDiskCmdlet
@@ -14,11 +14,14 @@ namespace VDiskPS.Commands
         private const string LiteralPathOption = "LiteralPathOption";
         private const string PathIdentifier = "PathIdentifier";
         private const string LiteralPathIdentifier = "LiteralPathIdentifier";
+        private const string PathSectorSize = "PathPhysicalSectorSize";
+        private const string LiteralPathSectorSize = "LiteralPathPhysicalSectorSize";
 
         /// <summary>Path of the image(s) to change. Wildcards are expanded; accepts pipeline input (strings, Get-ChildItem output, VDiskInfo objects).</summary>
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathParent, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathOption, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathIdentifier, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSectorSize, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("FullName")]
         [ValidateNotNullOrEmpty]
         public string[] Path { get; set; }
@@ -27,13 +30,14 @@ namespace VDiskPS.Commands
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathParent, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathIdentifier, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSectorSize, ValueFromPipelineByPropertyName = true)]
         [Alias("PSPath", "LP")]
         [ValidateNotNullOrEmpty]
         public string[] LiteralPath { get; set; }
 
-        /// <summary>The new parent. A relative path resolves against the current PowerShell location and is recorded relative to the image's folder, so the two can be moved together; separators are recorded in the form the format expects. An empty string flattens: the parent's data is copied in and the link removed.</summary>
-        [Parameter(Mandatory = true, ParameterSetName = PathParent)]
-        [Parameter(Mandatory = true, ParameterSetName = LiteralPathParent)]
+        /// <summary>The new parent (the second positional argument, as Set-VHD takes it). A relative path resolves against the current PowerShell location and is recorded relative to the image's folder, so the two can be moved together; separators are recorded in the form the format expects. An empty string flattens: the parent's data is copied in and the link removed.</summary>
+        [Parameter(Mandatory = true, Position = 1, ParameterSetName = PathParent)]
+        [Parameter(Mandatory = true, Position = 1, ParameterSetName = LiteralPathParent)]
         [Alias("BackingFile")]
         [AllowEmptyString]
         public string ParentPath { get; set; }
@@ -64,6 +68,18 @@ namespace VDiskPS.Commands
         [Parameter(ParameterSetName = LiteralPathParent)]
         public SwitchParameter IgnoreIdMismatch { get; set; }
 
+        /// <summary>The leaf of the chain the image belongs to (Set-VHD -LeafPath): the image whose parent is reset must be this leaf or one of the parents it names, else nothing is changed. Hyper-V needs it while the chain is attached to a running VM; here it checks that the disk being re-linked is the one the leaf reads through.</summary>
+        [Parameter(ParameterSetName = PathParent)]
+        [Parameter(ParameterSetName = LiteralPathParent)]
+        [ValidateNotNullOrEmpty]
+        public string LeafPath { get; set; }
+
+        /// <summary>The physical sector size the disk reports to the guest, 512 or 4096 (VHDX; Set-VHD -PhysicalSectorSizeBytes). The data and the logical sector size do not change.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = PathSectorSize)]
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSectorSize)]
+        [ValidateSet("512", "4096")]
+        public uint PhysicalSectorSizeBytes { get; set; }
+
         /// <summary>Format options to change, as a hashtable or "k=v,k=v" (qemu-img amend), e.g. @{ compat = '1.1'; lazy_refcounts = 'on' }.</summary>
         [Parameter(Mandatory = true, ParameterSetName = PathOption)]
         [Parameter(Mandatory = true, ParameterSetName = LiteralPathOption)]
@@ -90,12 +106,14 @@ namespace VDiskPS.Commands
 
         protected override void ProcessRecord()
         {
-            bool literal = ParameterSetName == LiteralPathParent || ParameterSetName == LiteralPathOption || ParameterSetName == LiteralPathIdentifier;
+            bool literal = ParameterSetName == LiteralPathParent || ParameterSetName == LiteralPathOption || ParameterSetName == LiteralPathIdentifier || ParameterSetName == LiteralPathSectorSize;
+            bool sectorSize = ParameterSetName == PathSectorSize || ParameterSetName == LiteralPathSectorSize;
             bool parent = ParameterSetName == PathParent || ParameterSetName == LiteralPathParent;
             bool identifier = ParameterSetName == PathIdentifier || ParameterSetName == LiteralPathIdentifier;
             foreach (string file in ResolveExistingFiles(literal ? LiteralPath : Path, literal))
             {
                 string what = identifier ? "Reset the disk identifier"
+                    : sectorSize ? $"Set the physical sector size to {PhysicalSectorSizeBytes} bytes"
                     : !parent ? $"Change options {OptionSet.From(Unwrap(Option))}"
                     : string.IsNullOrEmpty(ParentPath) ? "Flatten (copy the parent's data in and remove the parent link)"
                     : $"Change parent to '{ParentPath}'{(Unsafe ? " (pointer only)" : string.Empty)}";
@@ -116,6 +134,10 @@ namespace VDiskPS.Commands
                     {
                         info = DiskIdentifierOperation.Reset(file, ParseFormat(Format));
                     }
+                    else if (sectorSize)
+                    {
+                        info = SectorSizeOperation.SetPhysical(file, ParseFormat(Format), (int)PhysicalSectorSizeBytes);
+                    }
                     else if (parent)
                     {
                         var options = new RebaseOptions
@@ -127,6 +149,7 @@ namespace VDiskPS.Commands
                             Compress = Compress.IsPresent,
                             Deduplicate = Deduplicate.IsPresent,
                             IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
+                            LeafPath = string.IsNullOrEmpty(LeafPath) ? null : GetUnresolvedProviderPathFromPSPath(LeafPath),
                         };
                         WriteVerboseChain(file, options.Format);
                         RebaseResult result = RunEngine(Activity("Set-VDisk", file), (p, c) => RebaseOperation.Run(file, options, p, c));

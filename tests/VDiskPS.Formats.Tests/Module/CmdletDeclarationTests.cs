@@ -28,6 +28,7 @@ namespace VDiskPS.Formats.Tests.Module
             ["Convert-VDisk"] = "Medium",
             ["Repair-VDisk"] = "High",
             ["Invoke-VDiskCommit"] = "High",
+            ["Merge-VDisk"] = "High",
             ["Set-VDisk"] = "Medium",
             ["Resize-VDisk"] = "Medium",
             ["Optimize-VDisk"] = "Medium",

@@ -66,6 +66,24 @@ namespace VDiskPS.Formats.Tests.Module
         }
 
         [Fact]
+        public void TypesFileIsListedAndItsAliasesNameRealProperties()
+        {
+            Assert.Matches(@"TypesToProcess\s*=\s*@\('VDiskPS\.Types\.ps1xml'\)", ModuleFixture.ManifestText);
+            var types = System.Xml.Linq.XDocument.Load(Path.Combine(ModuleFixture.RepoRoot, "src", "VDiskPS", "VDiskPS.Types.ps1xml"));
+            var engine = typeof(VDiskPS.VDiskInfo).Assembly;
+            foreach (var type in types.Root.Elements("Type"))
+            {
+                System.Type t = engine.GetType(type.Element("Name").Value);
+                Assert.NotNull(t);
+                foreach (var alias in type.Descendants("AliasProperty"))
+                {
+                    Assert.NotNull(t.GetProperty(alias.Element("ReferencedMemberName").Value));
+                    Assert.Null(t.GetProperty(alias.Element("Name").Value));
+                }
+            }
+        }
+
+        [Fact]
         public void ModuleVersionMatchesTheAssemblies()
         {
             string version = Regex.Match(ModuleFixture.ManifestText, @"ModuleVersion\s*=\s*'([^']+)'").Groups[1].Value;

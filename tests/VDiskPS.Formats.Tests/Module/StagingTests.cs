@@ -40,7 +40,7 @@ namespace VDiskPS.Formats.Tests.Module
         [Fact]
         public void StagedModuleHasManifestAssembliesFormatsAndHelp()
         {
-            var expected = new[] { "VDiskPS.psd1", "VDiskPS.Format.ps1xml", "en-US/VDiskPS.dll-Help.xml", "en-US/about_VDiskPS.help.txt" }
+            var expected = new[] { "VDiskPS.psd1", "VDiskPS.Format.ps1xml", "VDiskPS.Types.ps1xml", "en-US/VDiskPS.dll-Help.xml", "en-US/about_VDiskPS.help.txt" }
                 .Concat(new[] { "VDiskPS.dll", "VDiskPS.Formats.dll", "x64/libzstd.dll", "x86/libzstd.dll" }.SelectMany(f => Edition.All.Select(e => e.Name + "/" + f)))
                 .Concat(new[] { "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "System.Numerics.Vectors.dll" }.Select(f => "Desktop/" + f));
             foreach (string file in expected)
