@@ -15,8 +15,9 @@ namespace VDiskPS.Bench
     /// call (JIT included) is what is timed "in session", and the whole process is the second column.
     /// qemu-img runs with its fastest flags (-W -m 8) as a whole process. Sides alternate, the median
     /// of N runs (default 5) is reported with the spread (min-max) and the load average, and every
-    /// timed output of either side is judged by qemu-img check and compare; a failed check stops the
-    /// bench with exit code 1.
+    /// timed output of either side is judged by qemu-img check and compare; a failed check, or a case
+    /// whose peak memory passes its limit above the pwsh + Import-Module baseline, stops the bench
+    /// with exit code 1.
     ///
     ///   dotnet run -c Release --project bench/VDiskPS.Bench -- [--size 1G] [--runs 5] [--dir DIR]
     ///       [--cases a,b] [--pwsh PATH] [--module out/VDiskPS]
@@ -87,6 +88,10 @@ namespace VDiskPS.Bench
                 var result = new CaseResult(c, ours, theirs, baseline, load);
                 results.Add(result);
                 Console.WriteLine(result.Line());
+                if (c.PeakLimitAboveBaseline is long limit && result.OursPeakAboveBaseline > limit)
+                {
+                    throw new InvalidOperationException($"{c.Name}: VDiskPS peaked {result.OursPeakAboveBaseline >> 20} MiB above the baseline, over the {limit >> 20} MiB limit");
+                }
             }
 
             Console.WriteLine();

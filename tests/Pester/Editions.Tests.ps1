@@ -49,9 +49,10 @@ Describe 'Edition' {
         @($help.Examples.Example).Count | Should -BeGreaterOrEqual 1
     }
 
-    It 'ships the native zstd for Windows beside the engine of this edition' {
-        Join-Path $script:EditionFolder 'x64/libzstd.dll' | Should -Exist
-        Join-Path $script:EditionFolder 'x86/libzstd.dll' | Should -Exist
+    It 'ships no native library: zstd is the managed ZstdSharp beside the engine of this edition' {
+        Join-Path $script:EditionFolder 'ZstdSharp.dll' | Should -Exist
+        @(Get-ChildItem -LiteralPath $script:EditionFolder -Recurse -File | Where-Object Extension -NE '.dll' | Where-Object Name -Like '*zstd*') | Should -HaveCount 0
+        Join-Path $script:EditionFolder 'x64' | Should -Not -Exist
     }
 }
 
@@ -67,5 +68,16 @@ Describe 'Dependencies of the engine' {
         $converted = Convert-VDisk -Path src.img -Destination copy.qcow2 -PassThru
         $converted.Format | Should -Be 'qcow2'
         Compare-VDisk -ReferencePath src.img -DifferencePath copy.qcow2 -Quiet | Should -BeTrue
+    }
+
+    # zstd goes through ZstdSharp (and, on Windows PowerShell, System.Memory 4.6.0 and Unsafe 6.1.0).
+    It 'converts to a zstd-compressed qcow2 and reads it back (ZstdSharp)' {
+        [System.IO.File]::WriteAllBytes((Join-Path (Get-Location).ProviderPath 'src.img'), (New-TestBytes -Length 4MB -Seed 10))
+        Convert-VDisk -Path src.img -Destination z.qcow2 -Compress -CompressionType Zstd
+        Compare-VDisk -ReferencePath src.img -DifferencePath z.qcow2 -Quiet | Should -BeTrue
+        if (Get-Command qemu-img -ErrorAction Ignore) {
+            & qemu-img compare -q -f raw -F qcow2 src.img z.qcow2
+            $LASTEXITCODE | Should -Be 0
+        }
     }
 }

@@ -46,16 +46,13 @@ Describe 'Stopping a conversion' {
 
     It 'returns only when the partial output is gone and nothing writes any more' {
         $before = @(Get-ChildItem -LiteralPath $script:Root -Name)
-        # Compressing random data in 16 MiB chunks keeps the conversion busy for seconds, and a stop
-        # reaches it while chunks are in flight: their progress comes after the stop was asked.
-        $env:VDISK_CHUNK = 16MB
-        try {
-            foreach ($trial in 1..3) {
-                Stop-AfterProgress "Convert-VDisk -Path big.raw -Destination out.qcow2 -Compress"
-                # Checked at once: without waiting for the engine, the output is still there, open and growing.
-                @(Get-ChildItem -LiteralPath $script:Root -Name) | Should -Be $before -Because "stop $trial returned"
-            }
-        } finally { Remove-Item Env:VDISK_CHUNK }
+        # Compressing 128 MiB of random data with one worker keeps the conversion busy for seconds, and
+        # a stop reaches it while chunks are in flight: their progress comes after the stop was asked.
+        foreach ($trial in 1..3) {
+            Stop-AfterProgress "Convert-VDisk -Path big.raw -Destination out.qcow2 -Compress -ThrottleLimit 1"
+            # Checked at once: without waiting for the engine, the output is still there, open and growing.
+            @(Get-ChildItem -LiteralPath $script:Root -Name) | Should -Be $before -Because "stop $trial returned"
+        }
 
         Start-Sleep -Milliseconds 500
         @(Get-ChildItem -LiteralPath $script:Root -Name) | Should -Be $before

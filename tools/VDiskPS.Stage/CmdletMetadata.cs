@@ -72,9 +72,6 @@ namespace VDiskPS.Stage
             return Path.Combine(dir, "lib", "netstandard2.0", "System.Management.Automation.dll");
         }
 
-        public static string ZstandardNetDir()
-            => typeof(CmdletMetadata).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().First(a => a.Key == "ZstandardNetDir").Value;
-
         public static List<CmdletModel> Load(string moduleAssemblyPath)
         {
             moduleAssemblyPath = Path.GetFullPath(moduleAssemblyPath);

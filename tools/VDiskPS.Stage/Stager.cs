@@ -32,7 +32,7 @@ namespace VDiskPS.Stage
 
     /// <summary>
     /// Lays out the importable module: out/VDiskPS/{VDiskPS.psd1, format file, en-US help} and one
-    /// folder per edition ({Desktop,Core}/{assemblies, x64/x86 native zstd for Windows}); the
+    /// folder per edition ({Desktop,Core}/ with its managed assemblies); the
     /// manifest picks the folder by $PSEdition.
     /// </summary>
     public static class Stager
@@ -98,19 +98,6 @@ namespace VDiskPS.Stage
                 if (!Path.GetFileName(file).Equals("System.Management.Automation.dll", StringComparison.OrdinalIgnoreCase))
                 {
                     File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
-                }
-            }
-
-            // Windows has no system libzstd; ship the one of the Zstandard.Net package for x64/x86,
-            // beside VDiskPS.Formats.dll where Compression/Zstd.cs looks for it.
-            string zstd = CmdletMetadata.ZstandardNetDir();
-            foreach (string arch in new[] { "x64", "x86" })
-            {
-                string native = Path.Combine(zstd, "build", arch, "libzstd.dll");
-                if (File.Exists(native))
-                {
-                    Directory.CreateDirectory(Path.Combine(folder, arch));
-                    File.Copy(native, Path.Combine(folder, arch, "libzstd.dll"));
                 }
             }
         }

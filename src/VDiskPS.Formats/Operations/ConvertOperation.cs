@@ -44,7 +44,7 @@ namespace VDiskPS.Formats
         /// <summary>The existing destination reads as zeros already, so zero runs need not be written.</summary>
         public bool TargetIsZero { get; set; }
 
-        /// <summary>Parallel readers/compressors.</summary>
+        /// <summary>Parallel readers/compressors; twice as many chunks are in flight (one being worked on, one waiting to be written, per worker).</summary>
         public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
 
         /// <summary>
@@ -54,8 +54,11 @@ namespace VDiskPS.Formats
         /// </summary>
         public bool FlushToDisk { get; set; }
 
-        /// <summary>Bytes read per work item.</summary>
-        public int ChunkSize { get; set; } = int.Parse(Environment.GetEnvironmentVariable("VDISK_CHUNK") ?? "2097152");
+        /// <summary>Bytes read per work item: the engine's choice; tests shrink it to get many items from a small image.</summary>
+        internal int ChunkSize { get; set; } = DefaultChunkSize;
+
+        /// <summary>2 MiB: large enough that per-item overhead vanishes, small enough that 2 x ThrottleLimit items stay a few MiB.</summary>
+        internal const int DefaultChunkSize = 2 << 20;
 
         /// <summary>
         /// After a complete conversion, compare the output with the source and, only when they read the
@@ -295,6 +298,7 @@ namespace VDiskPS.Formats
             private readonly int _granule;
             private readonly bool _mustWriteZeros;
             private readonly bool _writeInWorkers;
+            private readonly SemaphoreSlim _workers;
 
             public ChunkCopier(ImageChain source, ImageLayer target, ImageChain targetParent, ConvertOptions options, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
             {
@@ -319,12 +323,13 @@ namespace VDiskPS.Formats
 
                 // Targets that take concurrent writes (raw) are written by the readers themselves.
                 _writeInWorkers = target is IConcurrentWriteLayer && compressor == null && targetParent == null;
+                _workers = new SemaphoreSlim(Math.Max(1, options.ThrottleLimit));
             }
 
             public void Run()
             {
                 var pending = new Queue<Task<Chunk>>();
-                int capacity = int.Parse(Environment.GetEnvironmentVariable("VDISK_CAP") ?? "4");
+                int capacity = 2 * Math.Max(1, _options.ThrottleLimit);
                 long done = 0;
                 try
                 {
@@ -403,6 +408,19 @@ namespace VDiskPS.Formats
             }
 
             private Chunk Process(WorkItem item)
+            {
+                _workers.Wait(_cancel);
+                try
+                {
+                    return ProcessOne(item);
+                }
+                finally
+                {
+                    _workers.Release();
+                }
+            }
+
+            private Chunk ProcessOne(WorkItem item)
             {
                 _cancel.ThrowIfCancellationRequested();
                 byte[] buffer = s_buffers.Rent(item.Length);

@@ -20,6 +20,17 @@ namespace VDiskPS.Formats.Tests.Module
     {
         private const string PowerShellToken = "31bf3856ad364e35";
 
+        /// <summary>
+        /// The one reference that a shipped dependency declares and nothing can satisfy, which the module
+        /// never resolves. ZstdSharp 0.8.8 (lib/net462) references Threading.Tasks.Extensions 4.2.0.1 for
+        /// the ValueTask of its async stream methods, and that assembly references Unsafe 4.0.4.1 while
+        /// ZstdSharp and System.Memory need Unsafe 6.0.1.0: no set of packages satisfies both. The engine
+        /// calls only ZstdSharp.Unsafe.Methods (StagingTests pins that), whose code touches no ValueTask,
+        /// so Threading.Tasks.Extensions is never loaded and its Unsafe reference never resolved.
+        /// </summary>
+        public static readonly (string File, string Reference, Version Version) NeverResolved =
+            ("System.Threading.Tasks.Extensions.dll", "System.Runtime.CompilerServices.Unsafe", new Version(4, 0, 4, 1));
+
         /// <summary>What an edition's process provides without the module shipping it.</summary>
         public sealed class Runtime
         {
@@ -98,6 +109,11 @@ namespace VDiskPS.Formats.Tests.Module
 
             foreach (var (file, reference) in references)
             {
+                if (runtime.ExactFrameworkVersion && file == NeverResolved.File && reference.Name == NeverResolved.Reference && reference.Version == NeverResolved.Version)
+                {
+                    continue;
+                }
+
                 string problem = Check(reference, shipped, runtime);
                 if (problem != null)
                 {

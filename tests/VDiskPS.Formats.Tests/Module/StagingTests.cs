@@ -41,8 +41,8 @@ namespace VDiskPS.Formats.Tests.Module
         public void StagedModuleHasManifestAssembliesFormatsAndHelp()
         {
             var expected = new[] { "VDiskPS.psd1", "VDiskPS.Format.ps1xml", "VDiskPS.Types.ps1xml", "en-US/VDiskPS.dll-Help.xml", "en-US/about_VDiskPS.help.txt" }
-                .Concat(new[] { "VDiskPS.dll", "VDiskPS.Formats.dll", "x64/libzstd.dll", "x86/libzstd.dll" }.SelectMany(f => Edition.All.Select(e => e.Name + "/" + f)))
-                .Concat(new[] { "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "System.Numerics.Vectors.dll" }.Select(f => "Desktop/" + f));
+                .Concat(new[] { "VDiskPS.dll", "VDiskPS.Formats.dll", "ZstdSharp.dll" }.SelectMany(f => Edition.All.Select(e => e.Name + "/" + f)))
+                .Concat(new[] { "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "System.Numerics.Vectors.dll", "System.Threading.Tasks.Extensions.dll" }.Select(f => "Desktop/" + f));
             foreach (string file in expected)
             {
                 Assert.True(File.Exists(Path.Combine(_module.Root, file)), $"{file} is missing from the staged module");
@@ -74,8 +74,8 @@ namespace VDiskPS.Formats.Tests.Module
         }
 
         /// <summary>
-        /// The check itself finds the failure of issue 9: System.Memory 4.5.5 references System.Buffers
-        /// 4.0.3.0, and the netstandard2.0 System.Buffers.dll of the 4.5.1 package (what the old
+        /// The check itself finds the failure of issue 9: System.Memory 4.6.0 references System.Buffers
+        /// 4.0.4.0, and the netstandard2.0 System.Buffers.dll of the 4.5.1 package (what the old
         /// netstandard2.0 build shipped against) is 4.0.2.0.
         /// </summary>
         [Fact]
@@ -90,7 +90,34 @@ namespace VDiskPS.Formats.Tests.Module
             string package = typeof(AssemblyReferences).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == "SystemBuffersPackage").Value;
             File.Copy(Path.Combine(package, "ref", "netstandard2.0", "System.Buffers.dll"), Path.Combine(dir.Path, "System.Buffers.dll"), true);
             var problems = AssemblyReferences.Problems(dir.Path, AssemblyReferences.For(Edition.Desktop));
-            Assert.Contains(problems, p => p.StartsWith("System.Memory.dll references System.Buffers, Version=4.0.3.0", StringComparison.Ordinal) && p.Contains("4.0.2.0"));
+            Assert.Contains(problems, p => p.StartsWith("System.Memory.dll references System.Buffers, Version=4.0.4.0", StringComparison.Ordinal) && p.Contains("4.0.2.0"));
+        }
+
+        /// <summary>
+        /// The one unsatisfiable reference the check lets pass (Threading.Tasks.Extensions, wanted only by
+        /// ZstdSharp's async streams) stays unreached only while the engine uses nothing of ZstdSharp but
+        /// its libzstd-style static API, ZstdSharp.Unsafe.Methods and its buffer structs.
+        /// </summary>
+        [Theory]
+        [MemberData(nameof(Editions))]
+        public void TheEngineUsesOnlyZstdSharpsStaticApi(string name)
+        {
+            using var stream = File.OpenRead(Path.Combine(_module.Folder(EditionNamed(name)), "VDiskPS.Formats.dll"));
+            using var pe = new System.Reflection.PortableExecutable.PEReader(stream);
+            var reader = System.Reflection.Metadata.PEReaderExtensions.GetMetadataReader(pe);
+            var used = new List<string>();
+            foreach (var handle in reader.TypeReferences)
+            {
+                var type = reader.GetTypeReference(handle);
+                if (type.ResolutionScope.Kind == System.Reflection.Metadata.HandleKind.AssemblyReference
+                    && reader.GetString(reader.GetAssemblyReference((System.Reflection.Metadata.AssemblyReferenceHandle)type.ResolutionScope).Name) == "ZstdSharp")
+                {
+                    used.Add(reader.GetString(type.Namespace) + "." + reader.GetString(type.Name));
+                }
+            }
+
+            Assert.Contains("ZstdSharp.Unsafe.Methods", used);
+            Assert.All(used, t => Assert.StartsWith("ZstdSharp.Unsafe.", t));
         }
 
         /// <summary>An assembly of the PowerShell 7 build is not loadable in Windows PowerShell: the check says so.</summary>

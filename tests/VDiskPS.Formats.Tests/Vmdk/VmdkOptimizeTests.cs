@@ -6,6 +6,8 @@ using Xunit;
 
 namespace VDiskPS.Formats.Tests.Vmdk
 {
+    /// <summary>Compaction of hosted sparse extents, with the default window of placements (see the subclass for a tiny one).</summary>
+    [Collection(nameof(VmdkOptimizeTests))]
     public class VmdkOptimizeTests
     {
         private const long Grain = 65536;

@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.Text;
+using System.Threading;
 
 namespace VDiskPS.Formats.Tests.Operations.TestFormat
 {
@@ -205,8 +206,12 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             }
         }
 
+        /// <summary>Called before each data read in this flow of execution (tests that watch how many reads overlap set it).</summary>
+        public static AsyncLocal<Action> ReadObserver { get; } = new AsyncLocal<Action>();
+
         protected override void ReadData(long offset, Span<byte> buffer, BlockStatus status)
         {
+            ReadObserver.Value?.Invoke();
             lock (_gate)
             {
                 while (buffer.Length > 0)
