@@ -25,6 +25,8 @@ namespace VDiskPS.Formats
                     return ("VDisk." + e.ErrorId, "ObjectNotFound");
                 case ImageLockedException e:
                     return ("VDisk." + e.ErrorId, "ResourceBusy");
+                case ImageRemoteException e:
+                    return ("VDisk." + e.ErrorId, RemoteCategory(e.Failure));
                 case ImageIOException e when e.InnerException is FileNotFoundException || e.Reason.Contains("not found"):
                     return ("VDisk.PathNotFound", "ObjectNotFound");
                 case ImageIOException e when e.InnerException is UnauthorizedAccessException:
@@ -43,6 +45,24 @@ namespace VDiskPS.Formats
                     return ("VDisk.IOError", "WriteError");
                 default:
                     return ("VDisk.UnexpectedError", "NotSpecified");
+            }
+        }
+
+        private static string RemoteCategory(RemoteFailure failure)
+        {
+            switch (failure)
+            {
+                case RemoteFailure.NotFound:
+                    return "ObjectNotFound";
+                case RemoteFailure.AuthenticationFailed:
+                case RemoteFailure.AccessDenied:
+                    return "PermissionDenied";
+                case RemoteFailure.CertificateNotTrusted:
+                    return "SecurityError";
+                case RemoteFailure.Unreachable:
+                    return "ConnectionError";
+                default:
+                    return "ReadError";
             }
         }
     }
