@@ -114,6 +114,19 @@ namespace VDiskPS
                 record.ErrorDetails = new ErrorDetails(exception.Message + ". Use -Force to read it anyway (the content may be inconsistent).");
             }
 
+            if (exception is ImageRemoteException remote)
+            {
+                string advice = remote.Failure == RemoteFailure.AuthenticationFailed && MyInvocation.MyCommand.Parameters.ContainsKey("Credential")
+                    ? (IsBound("Credential") ? "Check the user name and password given to -Credential." : "Give a user name and password with -Credential.")
+                    : remote.Failure == RemoteFailure.CertificateNotTrusted && MyInvocation.MyCommand.Parameters.ContainsKey("SkipCertificateCheck")
+                        ? "Use -SkipCertificateCheck to connect without checking the certificate (a self-signed server)."
+                        : null;
+                if (advice != null)
+                {
+                    record.ErrorDetails = new ErrorDetails($"{exception.Message}. {advice}");
+                }
+            }
+
             if (exception is ImageParentMismatchException mismatch)
             {
                 string repin = $"Set-VDisk -Path '{mismatch.FilePath}' -ParentPath '{mismatch.ParentPath}' -IgnoreIdMismatch records the parent's current identity";
@@ -151,12 +164,19 @@ namespace VDiskPS
         protected bool ConfirmLargeChange(string query, string caption, bool force)
             => force || IsBound("Confirm") || ShouldContinue(query, caption);
 
-        /// <summary>Runs engine work that opens images on this thread, writing the warnings it raised (a tiny file read as raw, ...).</summary>
+        /// <summary>How this cmdlet reaches remote locations (its -Credential and -SkipCertificateCheck); the defaults where it has neither.</summary>
+        protected virtual TransportOptions RemoteOptions => new TransportOptions();
+
+        /// <summary>
+        /// Runs engine work that opens images on this thread (and the workers it starts), with this
+        /// cmdlet's <see cref="RemoteOptions"/>, writing the warnings it raised (a tiny file read as raw, ...).
+        /// </summary>
         protected T WithImageWarnings<T>(Func<T> work)
         {
             IReadOnlyCollection<string> warnings = Array.Empty<string>();
             try
             {
+                using (TransportOptions.Use(RemoteOptions))
                 using (ImageWarnings.Capture(out warnings))
                 {
                     return work();

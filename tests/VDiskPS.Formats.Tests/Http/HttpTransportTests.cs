@@ -292,5 +292,23 @@ namespace VDiskPS.Formats.Tests.Http
             Assert.Equal(0, file.Length);
             Assert.Equal(0, file.ReadAt(0, new byte[16]));
         }
+
+        [Fact]
+        public void A_url_converted_into_a_folder_is_named_after_its_last_segment_and_needs_a_destination()
+        {
+            string url = _nginx.Url("images/disk.qcow2");
+            Assert.Equal(Path.Combine(_local.Path, "disk.vhdx"), PathPlanner.ConvertDestination(url, _local.Path + "/", DiskFormat.Vhdx, out _));
+            var e = Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(url, null, DiskFormat.Vhdx, out _));
+            Assert.Contains("destination is required", e.Message);
+        }
+
+        [Fact]
+        public void A_remote_source_is_never_deleted()
+        {
+            ServeQcow2("keep.qcow2");
+            var e = Assert.Throws<ImageOptionException>(() => ConvertOperation.Run(_nginx.Url("keep.qcow2"), _local.File("out.raw"), new ConvertOptions { DeleteSource = true }));
+            Assert.Contains("cannot be deleted", e.Message);
+            Assert.True(System.IO.File.Exists(_nginx.File("keep.qcow2")));
+        }
     }
 }
