@@ -104,6 +104,20 @@ namespace VDiskPS.Formats.Tests.Http
         }
 
         [Fact]
+        public void A_qcow2_with_an_external_data_file_reads_the_data_file_beside_its_url()
+        {
+            string path = _nginx.File("external.qcow2");
+            Qemu.Run("qemu-img", new[] { "create", "-q", "-f", "qcow2", "-o", "data_file=external.data", path, "8M" }, expectSuccess: true, workingDirectory: _nginx.Root);
+            Qemu.Run("qemu-io", new[] { "-f", "qcow2", "-c", "write -P 0x66 1M 1M", path }, expectSuccess: true, workingDirectory: _nginx.Root);
+
+            string output = ConvertToLocal(_nginx.Url("external.qcow2"));
+
+            Assert.NotEmpty(_nginx.Requests("/external.data"));
+            var r = Qemu.Run("qemu-img", new[] { "compare", "-f", "qcow2", "-F", "raw", path, output }, workingDirectory: _nginx.Root);
+            Assert.True(r.ExitCode == 0, r.Output);
+        }
+
+        [Fact]
         public void Get_and_map_of_a_url_report_what_qemu_img_reports_of_the_file()
         {
             string path = ServeQcow2("info.qcow2");
