@@ -67,21 +67,16 @@ namespace VDiskPS.Bench
                 }
 
                 string load = Tools.LoadAverage();
-                c.Prepare?.Invoke();
                 var ours = new List<Sample>();
                 var theirs = new List<Sample>();
-                for (int i = 0; i < runs; i++)
+                try
                 {
-                    c.Cleanup();
-                    c.BeforeEach?.Invoke();
-                    Tools.Settle();
-                    theirs.Add(Tools.Measure(c.PeerCommand, c.PeerArguments));
-                    Verify(c, c.PeerCommand, i);
-                    c.Cleanup();
-                    c.BeforeEach?.Invoke();
-                    Tools.Settle();
-                    ours.Add(session.Measure(c.Cmdlet));
-                    Verify(c, "VDiskPS", i);
+                    c.Prepare?.Invoke();
+                    RunSides(c, runs, session, ours, theirs);
+                }
+                finally
+                {
+                    c.Finish?.Invoke();
                 }
 
                 c.Cleanup();
@@ -104,6 +99,24 @@ namespace VDiskPS.Bench
             }
 
             return 0;
+        }
+
+        /// <summary>The sides alternate, each output verified.</summary>
+        private static void RunSides(BenchCase c, int runs, PowerShellSide session, List<Sample> ours, List<Sample> theirs)
+        {
+            for (int i = 0; i < runs; i++)
+            {
+                c.Cleanup();
+                c.BeforeEach?.Invoke();
+                Tools.Settle();
+                theirs.Add(Tools.Measure(c.PeerCommand, c.PeerArguments));
+                Verify(c, c.PeerCommand, i);
+                c.Cleanup();
+                c.BeforeEach?.Invoke();
+                Tools.Settle();
+                ours.Add(session.Measure(c.Cmdlet));
+                Verify(c, "VDiskPS", i);
+            }
         }
 
         private static void Verify(BenchCase c, string side, int run)

@@ -27,6 +27,10 @@ namespace VDiskPS
         InvalidPath,
         ServerNotFound,
         NotMounted,
+        AuthenticationFailed,
+        CertificateNotTrusted,
+        ConnectionFailed,
+        RemoteError,
     }
 
     /// <summary>
@@ -55,6 +59,10 @@ namespace VDiskPS
             [ErrorCode.InvalidPath] = ErrorCategory.InvalidArgument,
             [ErrorCode.ServerNotFound] = ErrorCategory.ObjectNotFound,
             [ErrorCode.NotMounted] = ErrorCategory.ObjectNotFound,
+            [ErrorCode.AuthenticationFailed] = ErrorCategory.PermissionDenied,
+            [ErrorCode.CertificateNotTrusted] = ErrorCategory.SecurityError,
+            [ErrorCode.ConnectionFailed] = ErrorCategory.ConnectionError,
+            [ErrorCode.RemoteError] = ErrorCategory.ReadError,
         };
 
         /// <summary>
@@ -111,6 +119,8 @@ namespace VDiskPS
                     return ErrorCode.BrokenChain;
                 case ImageLockedException _:
                     return ErrorCode.ImageInUse;
+                case ImageRemoteException e:
+                    return Remote(e.Failure);
                 case ImageIOException e when e.Kind == ImageErrorKind.OutputExists:
                     return ErrorCode.FileExists;
                 case ImageIOException e when e.InnerException is FileNotFoundException || e.Kind == ImageErrorKind.ExistingOutputMissing || e.Reason.Contains("not found"):
@@ -129,6 +139,25 @@ namespace VDiskPS
                     return ErrorCode.IOError;
                 default:
                     return ErrorCode.UnexpectedError;
+            }
+        }
+
+        private static ErrorCode Remote(RemoteFailure failure)
+        {
+            switch (failure)
+            {
+                case RemoteFailure.NotFound:
+                    return ErrorCode.PathNotFound;
+                case RemoteFailure.AuthenticationFailed:
+                    return ErrorCode.AuthenticationFailed;
+                case RemoteFailure.AccessDenied:
+                    return ErrorCode.AccessDenied;
+                case RemoteFailure.CertificateNotTrusted:
+                    return ErrorCode.CertificateNotTrusted;
+                case RemoteFailure.Unreachable:
+                    return ErrorCode.ConnectionFailed;
+                default:
+                    return ErrorCode.RemoteError;
             }
         }
 

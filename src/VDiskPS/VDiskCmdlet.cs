@@ -118,6 +118,18 @@ namespace VDiskPS
                 advice = "Use -Force to read it anyway (the content may be inconsistent).";
             }
 
+            if (exception is ImageRemoteException remote)
+            {
+                if (remote.Failure == RemoteFailure.AuthenticationFailed && OwnParameter("Credential") != null)
+                {
+                    advice = IsBound("Credential") ? "Check the user name and password given to -Credential." : "Give a user name and password with -Credential.";
+                }
+                else if (remote.Failure == RemoteFailure.CertificateNotTrusted && OwnParameter("SkipCertificateCheck") != null)
+                {
+                    advice = "Use -SkipCertificateCheck to connect without checking the certificate (a self-signed server).";
+                }
+            }
+
             if (exception is ImageParentMismatchException mismatch)
             {
                 string repin = $"Set-VDisk -Path '{mismatch.FilePath}' -ParentPath '{mismatch.ParentPath}' -IgnoreIdMismatch records the parent's current identity";
@@ -224,12 +236,19 @@ namespace VDiskPS
         private bool _yesToAll;
         private bool _noToAll;
 
-        /// <summary>Runs engine work that opens images on this thread, writing the warnings it raised (a tiny file read as raw, ...).</summary>
+        /// <summary>How this cmdlet reaches remote locations (its -Credential and -SkipCertificateCheck); the defaults where it has neither.</summary>
+        protected virtual TransportOptions RemoteOptions => new TransportOptions();
+
+        /// <summary>
+        /// Runs engine work that opens images on this thread (and the workers it starts), with this
+        /// cmdlet's <see cref="RemoteOptions"/>, writing the warnings it raised (a tiny file read as raw, ...).
+        /// </summary>
         protected T WithImageWarnings<T>(Func<T> work)
         {
             IReadOnlyCollection<string> warnings = Array.Empty<string>();
             try
             {
+                using (TransportOptions.Use(RemoteOptions))
                 using (ImageWarnings.Capture(out warnings))
                 {
                     return work();

@@ -232,4 +232,64 @@ namespace VDiskPS.Formats
 
         public override string ErrorId => "IOError";
     }
+
+    /// <summary>Why a remote source could not be read.</summary>
+    public enum RemoteFailure
+    {
+        /// <summary>The server has no such resource (HTTP 404, 410).</summary>
+        NotFound,
+
+        /// <summary>The server asks for credentials, or refused the ones given (HTTP 401).</summary>
+        AuthenticationFailed,
+
+        /// <summary>The server refuses the resource to this client (HTTP 403).</summary>
+        AccessDenied,
+
+        /// <summary>The server's TLS certificate is not trusted, or the TLS handshake failed.</summary>
+        CertificateNotTrusted,
+
+        /// <summary>No connection: refused, reset, timed out, name not resolved.</summary>
+        Unreachable,
+
+        /// <summary>Anything else: another status, a truncated response, content that changed under the read.</summary>
+        Failed,
+    }
+
+    /// <summary>A remote source (an HTTP URL, ...) failed or refused: the location (without credentials) and the reason, with the server's status where there is one.</summary>
+    public class ImageRemoteException : ImageIOException
+    {
+        public ImageRemoteException(string location, RemoteFailure failure, int? statusCode, string message, Exception inner = null)
+            : base(location, message, inner)
+        {
+            Failure = failure;
+            StatusCode = statusCode;
+        }
+
+        public RemoteFailure Failure { get; }
+
+        /// <summary>The protocol's status (the HTTP status code), when the server answered.</summary>
+        public int? StatusCode { get; }
+
+        public override string ErrorId
+        {
+            get
+            {
+                switch (Failure)
+                {
+                    case RemoteFailure.NotFound:
+                        return "PathNotFound";
+                    case RemoteFailure.AuthenticationFailed:
+                        return "AuthenticationFailed";
+                    case RemoteFailure.AccessDenied:
+                        return "AccessDenied";
+                    case RemoteFailure.CertificateNotTrusted:
+                        return "CertificateNotTrusted";
+                    case RemoteFailure.Unreachable:
+                        return "ConnectionFailed";
+                    default:
+                        return "RemoteError";
+                }
+            }
+        }
+    }
 }

@@ -98,6 +98,11 @@ namespace VDiskPS.Formats
                 throw new ImageOptionException(destination, "destination", "the destination is the source image itself");
             }
 
+            if (options.DeleteSource && Transports.IsRemote(source))
+            {
+                throw new ImageOptionException(source, "delete source", "a remote source cannot be deleted");
+            }
+
             if (options.DeleteSource && (!string.IsNullOrEmpty(options.Snapshot) || options.ShareWithWriters))
             {
                 throw new ImageOptionException(source, "delete source", "the source cannot be deleted after converting a snapshot of it or while another process writes it");

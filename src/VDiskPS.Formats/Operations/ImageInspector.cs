@@ -168,6 +168,12 @@ namespace VDiskPS.Formats
             long total = 0;
             foreach (string file in layer.HostFiles)
             {
+                if (Transports.IsRemote(file))
+                {
+                    // A remote source has no size on this host (qemu-img info leaves actual-size out for it).
+                    continue;
+                }
+
                 if (File.Exists(file))
                 {
                     total += size(file);

@@ -91,10 +91,15 @@ namespace VDiskPS.Formats
         public static string ConvertDestination(string sourcePath, string destination, DiskFormat? explicitFormat, out DiskFormat targetFormat, FormatRegistry registry = null)
         {
             registry = registry ?? FormatRegistry.Default;
-            string source = Path.GetFullPath(sourcePath);
+            string source = Transports.GetFullLocation(sourcePath);
             string folder = null;
             if (string.IsNullOrEmpty(destination))
             {
+                if (Transports.IsRemote(source))
+                {
+                    throw new ImageOptionException(source, "destination", "a remote source has no folder to write the output beside; a destination is required");
+                }
+
                 folder = Path.GetDirectoryName(source);
             }
             else if (Directory.Exists(destination) || destination.EndsWith("/", StringComparison.Ordinal) || destination.EndsWith("\\", StringComparison.Ordinal))
@@ -115,7 +120,7 @@ namespace VDiskPS.Formats
             }
 
             targetFormat = explicitFormat.Value;
-            string name = Path.GetFileNameWithoutExtension(source) + registry.DefaultExtension(targetFormat);
+            string name = Path.GetFileNameWithoutExtension(Transports.FileNameOf(source)) + registry.DefaultExtension(targetFormat);
             string result = Path.Combine(folder, name);
             if (ImageChain.PathComparer.Equals(Path.GetFullPath(result), source))
             {

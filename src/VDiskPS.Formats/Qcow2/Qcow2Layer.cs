@@ -112,13 +112,13 @@ namespace VDiskPS.Formats.Qcow2
                 List<Qcow2Snapshot> snapshots = Qcow2Snapshot.ReadTable(file, header);
                 if (header.HasDataFile)
                 {
-                    string dataPath = BackingReference.ResolveAgainst(System.IO.Path.GetDirectoryName(file.Path) ?? string.Empty, header.DataFile);
-                    if (!options.AllowExternalPaths && !IsInside(dataPath, System.IO.Path.GetDirectoryName(file.Path)))
+                    string dataPath = Transports.Resolve(file.Path, header.DataFile, BackingReference.ResolveAgainst);
+                    if (!options.AllowExternalPaths && !IsBeside(dataPath, file.Path))
                     {
                         throw new ImageChainException(file.Path, "data file", $"the external data file '{header.DataFile}' lies outside the image's folder and external paths are not allowed");
                     }
 
-                    if (!File.Exists(dataPath))
+                    if (!Transports.Exists(dataPath))
                     {
                         throw new ImageChainException(file.Path, "data file", $"the external data file '{dataPath}' does not exist");
                     }
@@ -285,10 +285,16 @@ namespace VDiskPS.Formats.Qcow2
             return new BackingReference(header.BackingFile, format);
         }
 
-        private static bool IsInside(string path, string folder)
+        /// <summary>Whether the resolved <paramref name="path"/> lies in the folder of <paramref name="imagePath"/> (a local folder or a URL's).</summary>
+        private static bool IsBeside(string path, string imagePath)
         {
-            string full = System.IO.Path.GetFullPath(folder ?? ".").TrimEnd(System.IO.Path.DirectorySeparatorChar) + System.IO.Path.DirectorySeparatorChar;
-            return System.IO.Path.GetFullPath(path).StartsWith(full, StringComparison.Ordinal);
+            string folder = Transports.Resolve(imagePath, ".", BackingReference.ResolveAgainst);
+            if (!Transports.IsRemote(folder))
+            {
+                folder = folder.TrimEnd(System.IO.Path.DirectorySeparatorChar) + System.IO.Path.DirectorySeparatorChar;
+            }
+
+            return path.StartsWith(folder, StringComparison.Ordinal);
         }
 
         /// <summary>Writes the header cluster (header, extensions, backing file name).</summary>

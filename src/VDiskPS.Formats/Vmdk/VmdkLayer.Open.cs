@@ -14,7 +14,7 @@ namespace VDiskPS.Formats.Vmdk
 
         internal static VmdkLayer Open(string path, OpenOptions options)
         {
-            path = System.IO.Path.GetFullPath(path);
+            path = Transports.GetFullLocation(path);
             var files = new List<HostFile>();
             HostFile main = HostFile.Open(path, options.Access);
             files.Add(main);
@@ -136,10 +136,12 @@ namespace VDiskPS.Formats.Vmdk
                 throw new ImageNotSupportedException(descriptorPath, "extent type", null, $"{line.Type} extents ('{line.FileName}', raw device mappings) are not supported: they name a device, not a file");
             }
 
-            string full = ResolveExtentPath(descriptorPath, directory, line.FileName, options.AllowExternalExtents);
+            string full = Transports.IsRemote(descriptorPath)
+                ? ResolveRemoteExtent(descriptorPath, line.FileName, options.AllowExternalExtents)
+                : ResolveExtentPath(descriptorPath, directory, line.FileName, options.AllowExternalExtents);
             if (!byPath.TryGetValue(full, out HostFile file))
             {
-                if (!File.Exists(full))
+                if (!Transports.Exists(full))
                 {
                     throw new ImageIOException(full, $"extent file '{line.FileName}' named by the descriptor {descriptorPath} does not exist");
                 }
@@ -165,6 +167,20 @@ namespace VDiskPS.Formats.Vmdk
 
         private static string DefaultCreateType(SparseHeader header)
             => header.IsCowd ? "vmfsSparse" : header.Compressed ? VmdkCreateOptions.StreamOptimized : VmdkCreateOptions.MonolithicSparse;
+
+        /// <summary>An extent file name against a remote descriptor's location (a URL beside it); names that leave its folder are refused unless allowed.</summary>
+        private static string ResolveRemoteExtent(string descriptorPath, string fileName, bool allowExternal)
+        {
+            string full = Transports.Resolve(descriptorPath, fileName, BackingReference.ResolveAgainst);
+            string folder = Transports.Resolve(descriptorPath, ".", BackingReference.ResolveAgainst);
+            if (!allowExternal && !full.StartsWith(folder, StringComparison.Ordinal))
+            {
+                throw new ImageNotSupportedException(descriptorPath, "extent file name", null,
+                    $"the extent '{fileName}' lies outside the descriptor's folder; such paths are refused unless AllowExternalExtents is set");
+            }
+
+            return full;
+        }
 
         /// <summary>Resolves an extent file name; names that leave the descriptor's directory are refused unless allowed.</summary>
         internal static string ResolveExtentPath(string descriptorPath, string directory, string fileName, bool allowExternal)

@@ -7,7 +7,7 @@ namespace VDiskPS.Commands
     /// <summary>Get-VDiskBitmap: lists the persistent dirty bitmaps of images.</summary>
     [Cmdlet(VerbsCommon.Get, "VDiskBitmap", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(VDiskBitmapInfo))]
-    public sealed class GetVDiskBitmapCommand : VDiskPathCmdlet
+    public sealed class GetVDiskBitmapCommand : VDiskSourceCmdlet
     {
         /// <summary>Only bitmaps whose name matches (wildcards allowed).</summary>
         [Parameter(Position = 1)]
@@ -29,7 +29,7 @@ namespace VDiskPS.Commands
             {
                 try
                 {
-                    foreach (var bitmap in BitmapOperations.List(file, null, Force.IsPresent))
+                    foreach (var bitmap in WithImageWarnings(() => BitmapOperations.List(file, null, Force.IsPresent)))
                     {
                         if (pattern == null || pattern.IsMatch(bitmap.Name))
                         {

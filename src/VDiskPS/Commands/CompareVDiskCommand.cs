@@ -44,6 +44,17 @@ namespace VDiskPS.Commands
 
         protected override bool ForceSharesWithWriters => true;
 
+        /// <summary>The user name and password for a server that asks for them (HTTP basic or digest authentication), for every URL the cmdlet opens, backing files included.</summary>
+        [Parameter]
+        [Credential]
+        public PSCredential Credential { get; set; }
+
+        /// <summary>Accept the server's TLS certificate without checking it (self-signed, expired, another host's), as Invoke-WebRequest -SkipCertificateCheck.</summary>
+        [Parameter]
+        public SwitchParameter SkipCertificateCheck { get; set; }
+
+        protected override TransportOptions RemoteOptions => RemoteParameters.Options(Credential, SkipCertificateCheck);
+
         /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
         [Parameter]
         public SwitchParameter IgnoreIdMismatch { get; set; }

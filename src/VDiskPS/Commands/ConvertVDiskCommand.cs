@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Convert-VDisk: copy an image (chain) into another format (qemu-img convert, Convert-VHD).</summary>
     [Cmdlet(VerbsData.Convert, "VDisk", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskInfo))]
-    public sealed class ConvertVDiskCommand : VDiskPathCmdlet
+    public sealed class ConvertVDiskCommand : VDiskSourceCmdlet
     {
         /// <summary>Output file or folder; default: beside the source, same name, new extension.</summary>
         [Parameter(Position = 1)]

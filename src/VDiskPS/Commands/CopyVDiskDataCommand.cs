@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Copy-VDiskData: copies a byte range of an image into a new or existing image (qemu-img dd).</summary>
     [Cmdlet(VerbsCommon.Copy, "VDiskData", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskInfo))]
-    public sealed class CopyVDiskDataCommand : VDiskPathCmdlet
+    public sealed class CopyVDiskDataCommand : VDiskSourceCmdlet
     {
         /// <summary>The output image (dd of=). Created with the copied length unless -NoCreate.</summary>
         [Parameter(Mandatory = true, Position = 1)]

@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Get-VDiskChain: an image and its backing files, top first (qemu-img info --backing-chain).</summary>
     [Cmdlet(VerbsCommon.Get, "VDiskChain", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(VDiskInfo))]
-    public sealed class GetVDiskChainCommand : VDiskPathCmdlet
+    public sealed class GetVDiskChainCommand : VDiskSourceCmdlet
     {
         /// <summary>The top image's format; probed from the content when omitted. Backing files use the format their child records.</summary>
         [Parameter]

@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Get-VDisk: what an image is (qemu-img info, Get-VHD).</summary>
     [Cmdlet(VerbsCommon.Get, "VDisk", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(VDiskInfo), typeof(string))]
-    public sealed class GetVDiskCommand : VDiskPathCmdlet
+    public sealed class GetVDiskCommand : VDiskSourceCmdlet
     {
         /// <summary>The image's format; probed from the content when omitted.</summary>
         [Parameter]

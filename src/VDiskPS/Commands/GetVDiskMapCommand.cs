@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Get-VDiskMap: the allocation map of an image chain (qemu-img map).</summary>
     [Cmdlet(VerbsCommon.Get, "VDiskMap", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(VDiskExtent))]
-    public sealed class GetVDiskMapCommand : VDiskPathCmdlet
+    public sealed class GetVDiskMapCommand : VDiskSourceCmdlet
     {
         /// <summary>Guest offset to start mapping at.</summary>
         [Parameter]
@@ -47,7 +47,7 @@ namespace VDiskPS.Commands
                         ShareWithWriters = Force.IsPresent,
                         IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                     };
-                    foreach (var extent in MapOperation.Run(file, options, Cancellation))
+                    foreach (var extent in WithImageWarnings(() => MapOperation.Run(file, options, Cancellation)))
                     {
                         WriteObject(extent);
                     }

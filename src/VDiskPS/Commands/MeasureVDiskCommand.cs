@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Measure-VDisk: the space an image of a target format needs (qemu-img measure).</summary>
     [Cmdlet(VerbsDiagnostic.Measure, "VDisk", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(VDiskMeasurement))]
-    public sealed class MeasureVDiskCommand : VDiskPathCmdlet
+    public sealed class MeasureVDiskCommand : VDiskSourceCmdlet
     {
         /// <summary>Measure an empty image of this virtual size instead of an existing image's content.</summary>
         [Parameter(Mandatory = true, ParameterSetName = ParameterSets.Size)]
@@ -78,7 +78,7 @@ namespace VDiskPS.Commands
                 try
                 {
                     options.Target.Options = OptionSet.From(Unwrap(Option));
-                    WriteObject(MeasureOperation.Run(file, options, Cancellation));
+                    WriteObject(WithImageWarnings(() => MeasureOperation.Run(file, options, Cancellation)));
                 }
                 catch (ImageException e)
                 {

@@ -7,7 +7,7 @@ namespace VDiskPS.Commands
     /// <summary>Get-VDiskSnapshot: lists the internal snapshots of images (qemu-img snapshot -l).</summary>
     [Cmdlet(VerbsCommon.Get, "VDiskSnapshot", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(VDiskSnapshotInfo))]
-    public sealed class GetVDiskSnapshotCommand : VDiskPathCmdlet
+    public sealed class GetVDiskSnapshotCommand : VDiskSourceCmdlet
     {
         /// <summary>Only snapshots whose name matches (wildcards allowed).</summary>
         [Parameter(Position = 1)]
@@ -34,7 +34,7 @@ namespace VDiskPS.Commands
             {
                 try
                 {
-                    foreach (var snapshot in SnapshotOperations.List(file, null, Force.IsPresent))
+                    foreach (var snapshot in WithImageWarnings(() => SnapshotOperations.List(file, null, Force.IsPresent)))
                     {
                         if ((pattern == null || pattern.IsMatch(snapshot.Name)) && (Id == null || Id == snapshot.Id))
                         {

@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Sync-VDisk: makes an existing image's content equal to a source's, writing only blocks that differ.</summary>
     [Cmdlet(VerbsData.Sync, "VDisk", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VDiskSyncResult))]
-    public sealed class SyncVDiskCommand : VDiskPathCmdlet
+    public sealed class SyncVDiskCommand : VDiskSourceCmdlet
     {
         /// <summary>The existing image to bring up to date (often an overlay, which stays minimal).</summary>
         [Parameter(Mandatory = true, Position = 1)]

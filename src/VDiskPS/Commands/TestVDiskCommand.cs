@@ -6,7 +6,7 @@ namespace VDiskPS.Commands
     /// <summary>Test-VDisk: checks images for consistency (qemu-img check, Test-VHD).</summary>
     [Cmdlet(VerbsDiagnostic.Test, "VDisk", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(bool), typeof(VDiskCheckResult))]
-    public sealed class TestVDiskCommand : VDiskPathCmdlet
+    public sealed class TestVDiskCommand : VDiskSourceCmdlet
     {
         /// <summary>The image's format; probed from the content when omitted.</summary>
         [Parameter]

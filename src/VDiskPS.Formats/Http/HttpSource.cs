@@ -1,0 +1,241 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace VDiskPS.Formats.Http
+{
+    /// <summary>
+    /// An HTTP resource as a read-only <see cref="HostFile"/>. Reads go through a cache of aligned
+    /// blocks, each fetched once by one range request; a read that continues the one before it starts
+    /// fetching the blocks ahead (read-ahead), over a few connections at once, so a sequential copy
+    /// keeps the pipe full. Memory is bounded: at most <see cref="CacheBlocks"/> blocks are kept, and
+    /// a read larger than the cache goes straight to the server.
+    /// </summary>
+    internal sealed class HttpSource : HostFile
+    {
+        /// <summary>The unit of caching and of range requests.</summary>
+        internal const int BlockSize = 1 << 20;
+
+        /// <summary>Blocks fetched ahead of a sequential reader.</summary>
+        internal const int ReadAheadBlocks = 8;
+
+        /// <summary>Requests in flight at once.</summary>
+        internal const int Connections = 4;
+
+        /// <summary>Blocks kept (32 MiB).</summary>
+        internal const int CacheBlocks = 32;
+
+        private readonly HttpRangeReader _reader;
+        private readonly SemaphoreSlim _connections = new SemaphoreSlim(Connections);
+        private readonly CancellationTokenSource _disposed = new CancellationTokenSource();
+        private readonly Dictionary<long, Block> _blocks = new Dictionary<long, Block>();
+        private readonly object _gate = new object();
+        private long _clock;
+
+        private HttpSource(string location, HttpRangeReader reader, byte[] first)
+            : base(location, canWrite: false)
+        {
+            _reader = reader;
+            if (first.Length > 0)
+            {
+                _blocks[0] = new Block(0, Task.FromResult(first), prefetched: false);
+            }
+        }
+
+        public override long Length => _reader.Length;
+
+        private long BlockCount => (Length + BlockSize - 1) / BlockSize;
+
+        public static HttpSource Open(Uri uri, string location, TransportOptions options)
+        {
+            HttpRangeReader reader = HttpRangeReader.Open(uri, location, options, Connections, BlockSize, out byte[] first);
+            return new HttpSource(location, reader, first);
+        }
+
+        public override int ReadAt(long offset, Span<byte> buffer)
+        {
+            if (offset < 0)
+            {
+                throw new ImageIOException(Path, $"read at negative offset {offset}");
+            }
+
+            long length = Length;
+            if (offset >= length || buffer.Length == 0)
+            {
+                return 0;
+            }
+
+            int count = (int)Math.Min(buffer.Length, length - offset);
+            if (count > CacheBlocks / 2 * BlockSize)
+            {
+                ReadDirect(offset, buffer.Slice(0, count));
+                return count;
+            }
+
+            long firstBlock = offset / BlockSize;
+            long lastBlock = (offset + count - 1) / BlockSize;
+            var blocks = new Block[lastBlock - firstBlock + 1];
+            lock (_gate)
+            {
+                bool sequential = (_blocks.TryGetValue(firstBlock, out Block start) && start.Prefetched) || _blocks.ContainsKey(firstBlock - 1);
+                for (long i = firstBlock; i <= lastBlock; i++)
+                {
+                    blocks[i - firstBlock] = GetOrFetch(i, prefetch: false);
+                }
+
+                if (sequential)
+                {
+                    for (long i = lastBlock + 1; i <= lastBlock + ReadAheadBlocks && i < BlockCount; i++)
+                    {
+                        GetOrFetch(i, prefetch: true);
+                    }
+                }
+            }
+
+            int done = 0;
+            foreach (Block block in blocks)
+            {
+                byte[] data = Wait(block);
+                int from = (int)(offset + done - (block.Index * BlockSize));
+                int n = Math.Min(data.Length - from, count - done);
+                if (n <= 0)
+                {
+                    throw new ImageRemoteException(Path, RemoteFailure.Failed, null, $"the server sent {data.Length} bytes for the block at offset {block.Index * BlockSize}, fewer than its length promised");
+                }
+
+                data.AsSpan(from, n).CopyTo(buffer.Slice(done));
+                done += n;
+            }
+
+            return done;
+        }
+
+        public override void WriteAt(long offset, ReadOnlySpan<byte> data) => throw ReadOnly();
+
+        public override void SetLength(long length) => throw ReadOnly();
+
+        /// <summary>Nothing is ever written, so there is nothing to flush.</summary>
+        public override void Flush(bool durable = true)
+        {
+        }
+
+        public override void Dispose()
+        {
+            _disposed.Cancel();
+            _reader.Dispose();
+        }
+
+        private Exception ReadOnly() => new ImageNotSupportedException(Path, "location", null, "an HTTP location is read-only: it cannot be written");
+
+        /// <summary>The cached or in-flight block, else a new fetch; evicts the least recently used finished blocks beyond the bound. Under <see cref="_gate"/>.</summary>
+        private Block GetOrFetch(long index, bool prefetch)
+        {
+            if (_blocks.TryGetValue(index, out Block block) && !block.Data.IsFaulted && !block.Data.IsCanceled)
+            {
+                if (!prefetch)
+                {
+                    block.LastUse = ++_clock;
+                }
+
+                return block;
+            }
+
+            long offset = index * BlockSize;
+            int length = (int)Math.Min(BlockSize, Length - offset);
+            block = new Block(index, FetchAsync(offset, length), prefetch) { LastUse = ++_clock };
+            _blocks[index] = block;
+            Evict();
+            return block;
+        }
+
+        private void Evict()
+        {
+            while (_blocks.Count > CacheBlocks)
+            {
+                Block oldest = null;
+                foreach (Block candidate in _blocks.Values)
+                {
+                    if (candidate.Data.IsCompleted && (oldest == null || candidate.LastUse < oldest.LastUse))
+                    {
+                        oldest = candidate;
+                    }
+                }
+
+                if (oldest == null)
+                {
+                    // Everything is in flight: the readers waiting for it bound the excess.
+                    return;
+                }
+
+                _blocks.Remove(oldest.Index);
+            }
+        }
+
+        private async Task<byte[]> FetchAsync(long offset, int length)
+        {
+            await _connections.WaitAsync(_disposed.Token).ConfigureAwait(false);
+            try
+            {
+                return await _reader.ReadAsync(offset, length, _disposed.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                _connections.Release();
+            }
+        }
+
+        private byte[] Wait(Block block)
+        {
+            try
+            {
+                return block.Data.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException e)
+            {
+                throw new ImageIOException(Path, "the HTTP source was closed while a read was waiting for it", e);
+            }
+        }
+
+        /// <summary>A read larger than the cache: fetched block by block into the caller's buffer, several requests at once, and not kept.</summary>
+        private void ReadDirect(long offset, Span<byte> buffer)
+        {
+            var pending = new Queue<(int At, Task<byte[]> Data)>();
+            int issued = 0;
+            int done = 0;
+            while (done < buffer.Length)
+            {
+                while (issued < buffer.Length && pending.Count < Connections)
+                {
+                    int n = Math.Min(BlockSize, buffer.Length - issued);
+                    pending.Enqueue((issued, FetchAsync(offset + issued, n)));
+                    issued += n;
+                }
+
+                (int at, Task<byte[]> data) = pending.Dequeue();
+                byte[] bytes = Wait(new Block(-1, data, prefetched: false));
+                bytes.AsSpan().CopyTo(buffer.Slice(at));
+                done += bytes.Length;
+            }
+        }
+
+        private sealed class Block
+        {
+            public Block(long index, Task<byte[]> data, bool prefetched)
+            {
+                Index = index;
+                Data = data;
+                Prefetched = prefetched;
+            }
+
+            public long Index { get; }
+
+            public Task<byte[]> Data { get; }
+
+            /// <summary>Fetched ahead of a reader, not for one: a reader reaching it is reading sequentially.</summary>
+            public bool Prefetched { get; }
+
+            public long LastUse { get; set; }
+        }
+    }
+}
