@@ -51,7 +51,7 @@ namespace VDiskPS.Formats.Nbd
         }
 
         /// <summary>How long requests wait while the server sends nothing; the handshake's limit too.</summary>
-        internal static TimeSpan DefaultTimeout { get; set; } = TimeSpan.FromSeconds(30);
+        internal static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
 
         public TimeSpan Timeout { get; }
 

@@ -43,9 +43,10 @@ namespace VDiskPS.Formats.Nbd
 
         public override long Length => _client.Size;
 
-        public static new NbdClientFile Open(string location, HostAccess access)
+        /// <summary>Connects to the export; <paramref name="timeout"/> (default 30 s) bounds the handshake and any silence while a reply is due.</summary>
+        public static NbdClientFile Open(string location, HostAccess access, TimeSpan? timeout = null)
         {
-            NbdClient client = NbdClient.Connect(NbdClientLocation.Parse(location), NbdClient.DefaultTimeout);
+            NbdClient client = NbdClient.Connect(NbdClientLocation.Parse(location), timeout ?? NbdClient.DefaultTimeout);
             bool writable = access == HostAccess.ReadWrite;
             if (writable && client.ReadOnly)
             {
