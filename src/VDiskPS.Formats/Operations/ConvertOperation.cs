@@ -66,6 +66,12 @@ namespace VDiskPS.Formats
 
         /// <summary>The formats to open the source and create the target with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
+
+        /// <summary>
+        /// When set, the copy goes on past ranges of the source that cannot be read (I/O errors), writes
+        /// zeros there and records them here (qemu-img convert --salvage).
+        /// </summary>
+        public SalvageLog Salvage { get; set; }
     }
 
     /// <summary>
@@ -87,6 +93,11 @@ namespace VDiskPS.Formats
             if (string.Equals(source, destination, StringComparison.OrdinalIgnoreCase) && ImageChain.PathComparer.Equals(source, destination))
             {
                 throw new ImageOptionException(destination, "destination", "the destination is the source image itself");
+            }
+
+            if (options.DeleteSource && options.Salvage != null)
+            {
+                throw new ImageOptionException(source, "delete source", "a salvaged copy does not equal its source, so the source cannot be deleted after it");
             }
 
             if (options.DeleteSource && (!string.IsNullOrEmpty(options.Snapshot) || options.ShareWithWriters))
@@ -389,6 +400,10 @@ namespace VDiskPS.Formats
                 if (item.KnownZero)
                 {
                     Array.Clear(buffer, 0, item.Length);
+                }
+                else if (_options.Salvage != null)
+                {
+                    _options.Salvage.Read(_source, item.Offset, buffer.AsSpan(0, item.Length));
                 }
                 else
                 {
