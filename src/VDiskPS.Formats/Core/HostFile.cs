@@ -58,7 +58,7 @@ namespace VDiskPS.Formats
             IHostTransport transport = Transports.Find(location);
             if (transport != null)
             {
-                throw new ImageNotSupportedException(location, "location", null, $"a {transport.Name} location cannot be created; it can only be written where it already exists");
+                throw new ImageNotSupportedException(location, "location", null, $"{transport.Name} locations cannot be created; they can only be written where they already exist");
             }
         }
 

@@ -92,7 +92,7 @@ namespace VDiskPS.Formats
 
         protected ImageLayer(string path, bool writable)
         {
-            Path = System.IO.Path.GetFullPath(path);
+            Path = Transports.GetFullLocation(path);
             IsWritable = writable;
         }
 

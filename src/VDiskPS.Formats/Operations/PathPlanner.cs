@@ -21,6 +21,12 @@ namespace VDiskPS.Formats
                 return fromExtension.Value;
             }
 
+            if (Transports.IsRemote(path))
+            {
+                // Remote bytes (an NBD export) are raw unless named otherwise.
+                return DiskFormat.Raw;
+            }
+
             string ext = Path.GetExtension(path);
             throw new ImageOptionException(path, "format", string.IsNullOrEmpty(ext)
                 ? "the file name has no extension to tell the format by; use -Format"
@@ -73,10 +79,23 @@ namespace VDiskPS.Formats
         public static string ConvertDestination(string sourcePath, string destination, DiskFormat? explicitFormat, out DiskFormat targetFormat, FormatRegistry registry = null)
         {
             registry = registry ?? FormatRegistry.Default;
-            string source = Path.GetFullPath(sourcePath);
+            if (Transports.IsRemote(destination))
+            {
+                // An existing export or resource: its bytes are raw unless the format is given or named.
+                targetFormat = FormatForNewFile(destination, explicitFormat, registry);
+                return destination;
+            }
+
+            bool remoteSource = Transports.IsRemote(sourcePath);
+            string source = Transports.GetFullLocation(sourcePath);
             string folder = null;
             if (string.IsNullOrEmpty(destination))
             {
+                if (remoteSource)
+                {
+                    throw new ImageOptionException(source, "destination", "a remote source has no folder to write the output beside; name the destination");
+                }
+
                 folder = Path.GetDirectoryName(source);
             }
             else if (Directory.Exists(destination) || destination.EndsWith("/", StringComparison.Ordinal) || destination.EndsWith("\\", StringComparison.Ordinal))
@@ -97,7 +116,13 @@ namespace VDiskPS.Formats
             }
 
             targetFormat = explicitFormat.Value;
-            string name = Path.GetFileNameWithoutExtension(source) + registry.DefaultExtension(targetFormat);
+            string stem = Path.GetFileNameWithoutExtension(Transports.FileNameOf(source));
+            if (stem.Length == 0)
+            {
+                throw new ImageOptionException(source, "destination", "the source location has no file name to name the output by; name the destination file");
+            }
+
+            string name = stem + registry.DefaultExtension(targetFormat);
             string result = Path.Combine(folder, name);
             if (ImageChain.PathComparer.Equals(Path.GetFullPath(result), source))
             {

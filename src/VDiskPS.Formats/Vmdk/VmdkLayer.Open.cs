@@ -14,7 +14,7 @@ namespace VDiskPS.Formats.Vmdk
 
         internal static VmdkLayer Open(string path, OpenOptions options)
         {
-            path = System.IO.Path.GetFullPath(path);
+            path = Transports.GetFullLocation(path);
             var files = new List<HostFile>();
             HostFile main = HostFile.Open(path, options.Access);
             files.Add(main);
