@@ -66,21 +66,28 @@ namespace VDiskPS.Bench
                 }
 
                 string load = Tools.LoadAverage();
-                c.Prepare?.Invoke();
                 var ours = new List<Sample>();
                 var theirs = new List<Sample>();
-                for (int i = 0; i < runs; i++)
+                c.Prepare?.Invoke();
+                try
                 {
-                    c.Cleanup();
-                    c.BeforeEach?.Invoke();
-                    Tools.Settle();
-                    theirs.Add(Tools.Measure(c.PeerCommand, c.PeerArguments));
-                    Verify(c, c.PeerCommand, i);
-                    c.Cleanup();
-                    c.BeforeEach?.Invoke();
-                    Tools.Settle();
-                    ours.Add(session.Measure(c.Cmdlet));
-                    Verify(c, "VDiskPS", i);
+                    for (int i = 0; i < runs; i++)
+                    {
+                        c.Cleanup();
+                        c.BeforeEach?.Invoke();
+                        Tools.Settle();
+                        theirs.Add(Tools.Measure(c.PeerCommand, c.PeerArguments));
+                        Verify(c, c.PeerCommand, i);
+                        c.Cleanup();
+                        c.BeforeEach?.Invoke();
+                        Tools.Settle();
+                        ours.Add(session.Measure(c.Cmdlet));
+                        Verify(c, "VDiskPS", i);
+                    }
+                }
+                finally
+                {
+                    c.Finish?.Invoke();
                 }
 
                 c.Cleanup();
