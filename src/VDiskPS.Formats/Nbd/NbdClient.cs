@@ -40,6 +40,7 @@ namespace VDiskPS.Formats.Nbd
         private long _lastTraffic;
         private string _failure;
         private bool _failureIsCorruption;
+        private Request _culprit;
         private uint _allocationContext = AllocationContextUnset;
 
         private NbdClient(string location, Socket socket, TimeSpan timeout)
@@ -70,6 +71,9 @@ namespace VDiskPS.Formats.Nbd
         public int MaxPayload { get; private set; } = NbdProtocol.MaxPayload;
 
         public bool ReadOnly => (TransmissionFlags & NbdProtocol.FlagReadOnly) != 0;
+
+        /// <summary>False once the connection failed or was closed.</summary>
+        public bool IsAlive => Volatile.Read(ref _failure) == null;
 
         public bool Has(ushort flag) => (TransmissionFlags & flag) != 0;
 
@@ -851,12 +855,21 @@ namespace VDiskPS.Formats.Nbd
             request.Done.Set();
         }
 
-        /// <summary>Ends the connection once: every waiting request fails with the reason, and later ones at once.</summary>
+        /// <summary>Ends the connection once: every waiting request fails with the first reason given, and later ones at once.</summary>
         private void Fail(string reason, bool corruption, Request culprit = null)
         {
-            if (Interlocked.CompareExchange(ref _failure, reason, null) == null)
+            List<Request> waiting;
+            lock (_pending)
             {
-                _failureIsCorruption = corruption;
+                if (_failure == null)
+                {
+                    _failureIsCorruption = corruption;
+                    _culprit = culprit;
+                    Volatile.Write(ref _failure, reason);
+                }
+
+                waiting = new List<Request>(_pending.Values);
+                _pending.Clear();
             }
 
             try
@@ -867,16 +880,10 @@ namespace VDiskPS.Formats.Nbd
             {
             }
 
-            List<Request> waiting;
-            lock (_pending)
-            {
-                waiting = new List<Request>(_pending.Values);
-                _pending.Clear();
-            }
-
+            // Requests fail for the first reason (a later one is the close that reason caused).
             foreach (Request request in waiting)
             {
-                request.Failure = corruption && (culprit == null || culprit == request) ? Corrupt(request, reason) : Lost(request, null, reason);
+                request.Failure = _failureIsCorruption && (_culprit == null || _culprit == request) ? Corrupt(request, _failure) : Lost(request, null, _failure);
                 request.Done.Set();
             }
         }

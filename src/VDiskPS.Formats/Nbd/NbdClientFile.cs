@@ -31,6 +31,12 @@ namespace VDiskPS.Formats.Nbd
         // WRITE_ZEROES lengths are 32-bit; a request zeroes at most this much.
         private const long ZeroSpan = 1L << 30;
 
+        // A closed connection waits this long for the next open of the same export (a probe is followed
+        // by the open), so one-shot servers (qemu-nbd without --persistent) serve the whole operation.
+        private static readonly TimeSpan s_parkTime = TimeSpan.FromSeconds(2);
+        private static readonly object s_parkGate = new object();
+        private static Parked s_parked;
+
         private readonly NbdClient _client;
         private readonly object _extentGate = new object();
         private List<(long Start, long End, bool IsData)> _extents = new List<(long, long, bool)>();
@@ -46,7 +52,8 @@ namespace VDiskPS.Formats.Nbd
         /// <summary>Connects to the export; <paramref name="timeout"/> (default 30 s) bounds the handshake and any silence while a reply is due.</summary>
         public static NbdClientFile Open(string location, HostAccess access, TimeSpan? timeout = null)
         {
-            NbdClient client = NbdClient.Connect(NbdClientLocation.Parse(location), timeout ?? NbdClient.DefaultTimeout);
+            NbdClientLocation parsed = NbdClientLocation.Parse(location);
+            NbdClient client = Unpark(location, timeout ?? NbdClient.DefaultTimeout) ?? NbdClient.Connect(parsed, timeout ?? NbdClient.DefaultTimeout);
             bool writable = access == HostAccess.ReadWrite;
             if (writable && client.ReadOnly)
             {
@@ -180,7 +187,61 @@ namespace VDiskPS.Formats.Nbd
             }
         }
 
-        public override void Dispose() => _client.Dispose();
+        public override void Dispose()
+        {
+            if (!_client.IsAlive)
+            {
+                _client.Dispose();
+                return;
+            }
+
+            Parked previous;
+            lock (s_parkGate)
+            {
+                previous = s_parked;
+                var parked = new Parked(Path, _client);
+                parked.Timer = new System.Threading.Timer(_ => Expire(parked), null, s_parkTime, System.Threading.Timeout.InfiniteTimeSpan);
+                s_parked = parked;
+            }
+
+            previous?.Close();
+        }
+
+        private static NbdClient Unpark(string location, TimeSpan timeout)
+        {
+            lock (s_parkGate)
+            {
+                Parked parked = s_parked;
+                if (parked == null || parked.Location != location || parked.Client.Timeout != timeout)
+                {
+                    return null;
+                }
+
+                s_parked = null;
+                parked.Timer.Dispose();
+                if (parked.Client.IsAlive)
+                {
+                    return parked.Client;
+                }
+            }
+
+            return null;
+        }
+
+        private static void Expire(Parked parked)
+        {
+            lock (s_parkGate)
+            {
+                if (s_parked != parked)
+                {
+                    return;
+                }
+
+                s_parked = null;
+            }
+
+            parked.Close();
+        }
 
         private (bool IsData, long Length)? Lookup(long offset, long maxLength)
         {
@@ -248,6 +309,28 @@ namespace VDiskPS.Formats.Nbd
             for (long done = 0; done < length; done += span)
             {
                 _client.WriteZeroes(offset + done, Math.Min(span, length - done), flags);
+            }
+        }
+    
+        /// <summary>A connection kept open between a close and the next open of its export.</summary>
+        private sealed class Parked
+        {
+            public Parked(string location, NbdClient client)
+            {
+                Location = location;
+                Client = client;
+            }
+
+            public string Location { get; }
+
+            public NbdClient Client { get; }
+
+            public System.Threading.Timer Timer { get; set; }
+
+            public void Close()
+            {
+                Timer?.Dispose();
+                Client.Dispose();
             }
         }
     }

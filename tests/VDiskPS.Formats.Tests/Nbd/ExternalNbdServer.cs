@@ -25,10 +25,15 @@ namespace VDiskPS.Formats.Tests.Nbd
         public string Uri { get; }
 
         /// <summary>qemu-nbd serving <paramref name="image"/> (persistent, so each open is a new client) on a Unix socket.</summary>
-        public static ExternalNbdServer QemuNbd(TempDir dir, string image, string format, string export = "disk", bool readOnly = false)
+        public static ExternalNbdServer QemuNbd(TempDir dir, string image, string format, string export = "disk", bool readOnly = false, bool persistent = true)
         {
             string socket = dir.File($"q{Guid.NewGuid():N}".Substring(0, 9) + ".sock");
-            var args = new System.Collections.Generic.List<string> { "-t", "-f", format, "-x", export, "-k", socket };
+            var args = new System.Collections.Generic.List<string> { "-f", format, "-x", export, "-k", socket };
+            if (persistent)
+            {
+                args.Add("-t");
+            }
+
             if (readOnly)
             {
                 args.Add("-r");

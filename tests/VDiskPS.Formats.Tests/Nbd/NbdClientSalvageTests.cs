@@ -17,7 +17,17 @@ namespace VDiskPS.Formats.Tests.Nbd
         // Bad: one sector at 1 MiB, 64 KiB at 3 MiB, three sectors across a 64 KiB boundary near 5 MiB.
         private static readonly (long Offset, long Length)[] s_bad = { (1 << 20, 512), (3 << 20, 65536), ((5 << 20) - 512, 1536) };
 
+        // For a local file, whole 4 KiB pages: the kernel's page cache reads (and fails) a page at a time.
+        private static readonly (long Offset, long Length)[] s_badPages = { (1 << 20, 4096), (3 << 20, 65536) };
+
         private static (string Source, ExternalNbdServer Server) Serve(TempDir dir)
+        {
+            (string source, string map) = SourceAndMap(dir, s_bad);
+            return (source, ExternalNbdServer.Nbdkit(dir, "-r", "--filter=ddrescue", "file", source, "ddrescue-mapfile=" + map));
+        }
+
+        /// <summary>The source and a GNU ddrescue map marking <paramref name="bad"/> unreadable.</summary>
+        private static (string Source, string Map) SourceAndMap(TempDir dir, (long Offset, long Length)[] bad)
         {
             string source = dir.File("source.raw");
             File.WriteAllBytes(source, TestData.Pattern(Size, 11));
@@ -27,7 +37,7 @@ namespace VDiskPS.Formats.Tests.Nbd
                 writer.WriteLine("# Mapfile");
                 writer.WriteLine("0x00000000     ?               1");
                 long at = 0;
-                foreach (var (offset, length) in s_bad)
+                foreach (var (offset, length) in bad)
                 {
                     writer.WriteLine($"0x{at:x}  0x{offset - at:x}  +");
                     writer.WriteLine($"0x{offset:x}  0x{length:x}  -");
@@ -37,14 +47,14 @@ namespace VDiskPS.Formats.Tests.Nbd
                 writer.WriteLine($"0x{at:x}  0x{Size - at:x}  +");
             }
 
-            return (source, ExternalNbdServer.Nbdkit(dir, "-r", "--filter=ddrescue", "file", source, "ddrescue-mapfile=" + map));
+            return (source, map);
         }
 
         /// <summary>The source with the bad ranges zeroed: what a salvaged copy must hold.</summary>
-        private static string Expected(TempDir dir, string source)
+        private static string Expected(TempDir dir, string source, (long Offset, long Length)[] bad = null)
         {
             byte[] bytes = File.ReadAllBytes(source);
-            foreach (var (offset, length) in s_bad)
+            foreach (var (offset, length) in bad ?? s_bad)
             {
                 Array.Clear(bytes, (int)offset, (int)length);
             }
@@ -105,6 +115,39 @@ namespace VDiskPS.Formats.Tests.Nbd
             // The output starts at input block 1: compare it with the expected bytes from 1 MiB on.
             byte[] expected = File.ReadAllBytes(Expected(dir, source)).Skip(1 << 20).ToArray();
             Assert.True(File.ReadAllBytes(output).AsSpan().SequenceEqual(expected));
+        }
+
+        [Fact]
+        public void ALocalFileWithBadSectorsIsSalvagedLikeAnExport()
+        {
+            // nbdfuse (libnbd) turns the failing export into a local file whose bad pages fail read(2) with EIO.
+            using var dir = new TempDir();
+            (string source, string map) = SourceAndMap(dir, s_badPages);
+            string mount = dir.File("mnt");
+            Directory.CreateDirectory(mount);
+            string local = Path.Combine(mount, "disk.raw");
+            var fuse = System.Diagnostics.Process.Start("nbdfuse", new[] { local, "[", "nbdkit", "-r", "--filter=ddrescue", "file", source, "ddrescue-mapfile=" + map, "]" });
+            try
+            {
+                for (int wait = 0; !File.Exists(local); wait++)
+                {
+                    Assert.False(fuse.HasExited || wait > 400, "nbdfuse did not start");
+                    System.Threading.Thread.Sleep(50);
+                }
+
+                Assert.Throws<ImageReadException>(() => ConvertOperation.Run(local, dir.File("fail.raw"), new ConvertOptions { TargetFormat = DiskFormat.Raw }));
+                string output = dir.File("out.raw");
+                var log = new SalvageLog();
+                ConvertOperation.Run(local, output, new ConvertOptions { TargetFormat = DiskFormat.Raw, Salvage = log });
+                Assert.Equal(s_badPages, log.Ranges.Select(r => (r.Offset, r.Length)).ToArray());
+                var (identical, text) = Qemu.Compare(Expected(dir, source, s_badPages), "raw", output, "raw");
+                Assert.True(identical, text);
+            }
+            finally
+            {
+                Qemu.Run("fusermount3", new[] { "-u", mount });
+                fuse.WaitForExit(10000);
+            }
         }
     }
 }

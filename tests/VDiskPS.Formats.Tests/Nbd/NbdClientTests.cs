@@ -52,6 +52,18 @@ namespace VDiskPS.Formats.Tests.Nbd
         }
 
         [Fact]
+        public void AOneShotQemuNbdServesTheProbeAndTheReadOnOneConnection()
+        {
+            using var dir = new TempDir();
+            string image = MakeQcow2(dir);
+            byte[] expected = GuestBytes(dir, image, "qcow2");
+
+            // Without --persistent qemu-nbd exits when its first client leaves: the probe's connection must be the read's.
+            using var server = ExternalNbdServer.QemuNbd(dir, image, "qcow2", persistent: false);
+            Assert.Equal(expected, ReadAll(server.Uri));
+        }
+
+        [Fact]
         public void ReadsOverTcpWithAPortAndAnExportName()
         {
             using var dir = new TempDir();
