@@ -62,6 +62,12 @@ namespace VDiskPS.Formats
             long total = 0;
             foreach (string file in layer.HostFiles)
             {
+                // A remote source (an NBD export) has no size on this host; .NET Framework also refuses a URL as a path.
+                if (Transports.IsRemote(file))
+                {
+                    continue;
+                }
+
                 var fi = new FileInfo(file);
                 if (fi.Exists)
                 {
