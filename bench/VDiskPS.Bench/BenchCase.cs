@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.IO;
 using System.Linq;
 
@@ -258,6 +259,56 @@ namespace VDiskPS.Bench
                 }
             };
             yield return wideToQcow2;
+
+            // NBD, both directions, on Unix sockets. libnbd's nbdcopy with 4 connections copies the same
+            // qcow2 from our server and from qemu-nbd (each started and stopped inside the timed run).
+            string nbdcopyOut = Out("nbdcopy.raw");
+            string ourSocket = Out("ours.sock");
+            string qemuSocket = Out("qemu-nbd.sock");
+            yield return new BenchCase
+            {
+                Name = "nbdcopy 4 connections: Start-VDiskServer vs qemu-nbd",
+                PeerCommand = "sh",
+                PeerArguments = new[]
+                {
+                    "-c",
+                    $"rm -f {Quote(qemuSocket)}; qemu-nbd -r -e 4 -f qcow2 -x disk -k {Quote(qemuSocket)} {Quote(qcow2Source)} & pid=$!; " +
+                    $"while [ ! -S {Quote(qemuSocket)} ]; do sleep 0.01; done; nbdcopy --connections=4 'nbd+unix:///disk?socket={qemuSocket}' {Quote(nbdcopyOut)}; rc=$?; kill $pid; wait $pid; exit $rc",
+                },
+                Cmdlet = $"$s = Start-VDiskServer -LiteralPath {Quote(qcow2Source)} -Format qcow2 -UnixSocket {Quote(ourSocket)} -ExportName disk; " +
+                    $"try {{ nbdcopy --connections=4 $s.Uri {Quote(nbdcopyOut)}; if ($LASTEXITCODE) {{ throw 'nbdcopy failed' }} }} finally {{ $s | Stop-VDiskServer }}",
+                Outputs = new[] { nbdcopyOut },
+                Prepare = makeQcow2,
+                Verify = () => Check.Output(nbdcopyOut, "raw", source, "raw"),
+            };
+
+            // Our NBD client against qemu-img's, both reading one persistent qemu-nbd.
+            string servedSocket = Out("served.sock");
+            string servedUri = $"nbd+unix:///disk?socket={servedSocket}";
+            Process served = null;
+            var fromNbd = Convert("nbd client: qemu-nbd -> raw", servedUri, "raw", Out("from-nbd.raw"), "raw", "raw");
+            fromNbd.Verify = () => Check.Output(Out("from-nbd.raw"), "raw", source, "raw");
+            fromNbd.Prepare = () =>
+            {
+                makeQcow2();
+                File.Delete(servedSocket);
+                served = Process.Start("qemu-nbd", $"-t -r -e 8 -f qcow2 -x disk -k {servedSocket} {qcow2Source}");
+                for (int wait = 0; !File.Exists(servedSocket); wait++)
+                {
+                    if (served.HasExited || wait > 2000)
+                    {
+                        throw new InvalidOperationException("qemu-nbd did not start");
+                    }
+
+                    System.Threading.Thread.Sleep(10);
+                }
+            };
+            fromNbd.Finish = () =>
+            {
+                served?.Kill();
+                served?.WaitForExit();
+            };
+            yield return fromNbd;
 
             // Cold start: a fresh pwsh importing the module and converting 16 MiB, whole process.
             string small = Out("small.raw");

@@ -96,6 +96,18 @@ namespace VDiskPS
         /// <summary>A path for a file to be created, relative to the PowerShell location, no wildcards.</summary>
         protected string ResolveNewPath(string path) => Transports.IsRemote(path) ? path : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 
+        /// <summary>A salvaging copy's report: a warning per unreadable range, then the result object.</summary>
+        protected void WriteSalvageResult(string source, string destination, SalvageLog log)
+        {
+            IReadOnlyList<VDiskBadRange> ranges = log.Ranges;
+            foreach (VDiskBadRange range in ranges)
+            {
+                WriteWarning($"{source}: {range.Length} bytes at offset {range.Offset} could not be read and were written as zeros ({range.Reason})");
+            }
+
+            WriteObject(new VDiskSalvageResult { Path = destination, SourcePath = source, BadRanges = ranges, BadBytes = log.BadBytes });
+        }
+
         /// <summary>Whether this cmdlet's -Force reads an image another process writes (qemu-img -U).</summary>
         protected virtual bool ForceSharesWithWriters => false;
 

@@ -48,13 +48,18 @@ namespace VDiskPS.Formats
         /// </summary>
         public static HostFile Create(string location, bool overwrite, bool syncOnFlush = true)
         {
+            RefuseRemoteCreate(location);
+            return LocalFile.Create(location, overwrite, syncOnFlush);
+        }
+
+        /// <summary>Throws for a remote location: it is written only where it exists, never created.</summary>
+        internal static void RefuseRemoteCreate(string location)
+        {
             IHostTransport transport = Transports.Find(location);
             if (transport != null)
             {
-                throw new ImageNotSupportedException(location, "location", null, $"a {transport.Name} location cannot be created; it can only be written where it already exists");
+                throw new ImageNotSupportedException(location, "location", null, $"{transport.Name} locations cannot be created; they can only be written where they already exist");
             }
-
-            return LocalFile.Create(location, overwrite, syncOnFlush);
         }
 
         /// <summary>Reads up to buffer.Length bytes at <paramref name="offset"/>; returns fewer only at the end of the source.</summary>

@@ -230,6 +230,11 @@ namespace VDiskPS.Formats
         public static ImageIOException OutputExists(string filePath, Exception inner = null)
             => new ImageIOException(filePath, "the file already exists", inner) { Kind = ImageErrorKind.OutputExists };
 
+        protected ImageIOException(string filePath, long offset, string message, Exception inner)
+            : base(filePath, null, offset, message, inner)
+        {
+        }
+
         public override string ErrorId => "IOError";
     }
 
@@ -291,5 +296,22 @@ namespace VDiskPS.Formats
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Reading one range of the source failed (a bad sector, a server's EIO): the source is still open and
+    /// other ranges may read. <see cref="ImageException.Offset"/> and <see cref="Length"/> name the range,
+    /// so a salvaging copy can go on past it.
+    /// </summary>
+    public class ImageReadException : ImageIOException
+    {
+        public ImageReadException(string filePath, long offset, long length, string message, Exception inner = null)
+            : base(filePath, offset, message, inner)
+        {
+            Length = length;
+        }
+
+        /// <summary>The bytes of the failed read, from <see cref="ImageException.Offset"/>.</summary>
+        public long Length { get; }
     }
 }

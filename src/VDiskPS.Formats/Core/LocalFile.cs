@@ -165,7 +165,7 @@ namespace VDiskPS.Formats
             }
             catch (IOException e)
             {
-                throw new ImageIOException(Path, $"read of {buffer.Length} bytes at offset {offset} failed: {e.Message}", e);
+                throw new ImageReadException(Path, offset, buffer.Length, $"read of {buffer.Length} bytes failed: {e.Message}", e);
             }
 
             return total;

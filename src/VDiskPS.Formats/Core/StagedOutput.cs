@@ -29,6 +29,7 @@ namespace VDiskPS.Formats
         /// <summary>Starts an output at <paramref name="destination"/>, removing stale partial files an interrupted run left there.</summary>
         public StagedOutput(string destination, bool overwrite)
         {
+            HostFile.RefuseRemoteCreate(destination);
             Destination = Path.GetFullPath(destination);
             Overwrite = overwrite;
             _prefix = "." + Path.GetFileName(Destination) + PartialMarker;

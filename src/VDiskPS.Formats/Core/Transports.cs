@@ -29,7 +29,7 @@ namespace VDiskPS.Formats
     public static class Transports
     {
         // The transports the engine has: the only list of them.
-        private static readonly IHostTransport[] s_transports = { new Http.HttpTransport() };
+        private static readonly IHostTransport[] s_transports = { new Http.HttpTransport(), new Nbd.NbdTransport() };
 
         /// <summary>
         /// The transport that claims <paramref name="location"/>, or null for a local path. A URL no

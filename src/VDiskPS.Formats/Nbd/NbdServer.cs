@@ -323,7 +323,7 @@ namespace VDiskPS.Formats.Nbd
         /// The runtime's UnixDomainSocketEndPoint (in System.Net.Sockets since .NET Core 2.1; not part of
         /// netstandard2.0, so it is looked up where this assembly runs).
         /// </summary>
-        private static EndPoint UnixEndPoint(string path)
+        internal static EndPoint UnixEndPoint(string path)
         {
             Type type = typeof(Socket).Assembly.GetType("System.Net.Sockets.UnixDomainSocketEndPoint");
             if (type == null)

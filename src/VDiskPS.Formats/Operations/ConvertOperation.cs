@@ -75,6 +75,11 @@ namespace VDiskPS.Formats
         /// preallocation was asked for (Convert-VHD keeps the type; qemu-img convert makes the target's default).
         /// </summary>
         public bool KeepSourceType { get; set; }
+
+        /// When set, the copy goes on past ranges of the source that cannot be read (I/O errors), writes
+        /// zeros there and records them here (qemu-img convert --salvage).
+        /// </summary>
+        public SalvageLog Salvage { get; set; }
     }
 
     /// <summary>
@@ -101,6 +106,11 @@ namespace VDiskPS.Formats
             if (options.DeleteSource && Transports.IsRemote(source))
             {
                 throw new ImageOptionException(source, "delete source", "a remote source cannot be deleted");
+            }
+
+            if (options.DeleteSource && options.Salvage != null)
+            {
+                throw new ImageOptionException(source, "delete source", "a salvaged copy does not equal its source, so the source cannot be deleted after it");
             }
 
             if (options.DeleteSource && (!string.IsNullOrEmpty(options.Snapshot) || options.ShareWithWriters))
@@ -433,6 +443,10 @@ namespace VDiskPS.Formats
                 if (item.KnownZero)
                 {
                     Array.Clear(buffer, 0, item.Length);
+                }
+                else if (_options.Salvage != null)
+                {
+                    _options.Salvage.Read(_source, item.Offset, buffer.AsSpan(0, item.Length));
                 }
                 else
                 {

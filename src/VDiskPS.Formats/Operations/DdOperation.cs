@@ -39,6 +39,9 @@ namespace VDiskPS.Formats
 
         /// <summary>The formats to open and create the images with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
+
+        /// <summary>When set, unreadable input ranges are written as zeros and recorded here instead of failing the copy (dd_rescue).</summary>
+        public SalvageLog Salvage { get; set; }
     }
 
     /// <summary>
@@ -99,7 +102,7 @@ namespace VDiskPS.Formats
                         created = target.HostFiles;
                     }
 
-                    Copy(source, start, length, target, options.NoCreate, (int)options.BlockSize, progress, cancel);
+                    Copy(source, start, length, target, options, progress, cancel);
                     target.Flush();
                     VDiskInfo info = ImageInspector.Describe(target);
                     target.Dispose();
@@ -147,8 +150,10 @@ namespace VDiskPS.Formats
             }
         }
 
-        private static void Copy(ImageChain source, long start, long length, ImageLayer target, bool mustWriteZeros, int blockSize, IProgress<OperationProgress> progress, CancellationToken cancel)
+        private static void Copy(ImageChain source, long start, long length, ImageLayer target, DdOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
+            bool mustWriteZeros = options.NoCreate;
+            int blockSize = (int)options.BlockSize;
             // Whole granules per buffer, so each is judged zero or not as a unit; a block larger than
             // the buffer is judged in buffer-sized pieces, which leaves the same content.
             int granule = Math.Min(blockSize, OperationSupport.IoBufferSize);
@@ -170,7 +175,15 @@ namespace VDiskPS.Formats
                     }
                     else
                     {
-                        source.Read(inputOffset, buffer.AsSpan(0, n));
+                        if (options.Salvage != null)
+                        {
+                            options.Salvage.Read(source, inputOffset, buffer.AsSpan(0, n));
+                        }
+                        else
+                        {
+                            source.Read(inputOffset, buffer.AsSpan(0, n));
+                        }
+
                         WriteBlocks(target, done, buffer.AsSpan(0, n), granule, mustWriteZeros);
                     }
 

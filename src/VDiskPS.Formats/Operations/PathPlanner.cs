@@ -31,6 +31,12 @@ namespace VDiskPS.Formats
                 return fromExtension.Value;
             }
 
+            if (Transports.IsRemote(path))
+            {
+                // Remote bytes (an NBD export) are raw unless named otherwise.
+                return DiskFormat.Raw;
+            }
+
             string ext = Path.GetExtension(path);
             if (ForeignFormats.FromExtension(ext) == ForeignFormats.VhdSetName)
             {
@@ -91,6 +97,13 @@ namespace VDiskPS.Formats
         public static string ConvertDestination(string sourcePath, string destination, DiskFormat? explicitFormat, out DiskFormat targetFormat, FormatRegistry registry = null)
         {
             registry = registry ?? FormatRegistry.Default;
+            if (Transports.IsRemote(destination))
+            {
+                // An existing export or resource: its bytes are raw unless the format is given or named.
+                targetFormat = FormatForNewFile(destination, explicitFormat, registry);
+                return destination;
+            }
+
             string source = Transports.GetFullLocation(sourcePath);
             string folder = null;
             if (string.IsNullOrEmpty(destination))
@@ -120,7 +133,13 @@ namespace VDiskPS.Formats
             }
 
             targetFormat = explicitFormat.Value;
-            string name = Path.GetFileNameWithoutExtension(Transports.FileNameOf(source)) + registry.DefaultExtension(targetFormat);
+            string stem = Path.GetFileNameWithoutExtension(Transports.FileNameOf(source));
+            if (stem.Length == 0)
+            {
+                throw new ImageOptionException(source, "destination", "the source location has no file name to name the output by; name the destination file");
+            }
+
+            string name = stem + registry.DefaultExtension(targetFormat);
             string result = Path.Combine(folder, name);
             if (ImageChain.PathComparer.Equals(Path.GetFullPath(result), source))
             {

@@ -113,6 +113,9 @@ namespace VDiskPS.Formats.Raw
 
         protected override void WriteCore(long offset, ReadOnlySpan<byte> data) => _file.WriteAt(offset, data);
 
+        // The host file's own zeroing: WRITE_ZEROES on an NBD export, zero buffers on a local file.
+        protected override void WriteZeroesCore(long offset, long length) => _file.WriteZeros(offset, length);
+
         protected override void Dispose(bool disposing)
         {
             try

@@ -5,7 +5,7 @@ namespace VDiskPS.Commands
 {
     /// <summary>Convert-VDisk: copy an image (chain) into another format (qemu-img convert, Convert-VHD).</summary>
     [Cmdlet(VerbsData.Convert, "VDisk", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-    [OutputType(typeof(VDiskInfo))]
+    [OutputType(typeof(VDiskInfo), typeof(VDiskSalvageResult))]
     public sealed class ConvertVDiskCommand : VDiskSourceCmdlet
     {
         /// <summary>Output file or folder; default: beside the source, same name, new extension.</summary>
@@ -118,6 +118,10 @@ namespace VDiskPS.Commands
 
         private readonly System.Collections.Generic.List<(string Source, string Destination, DiskFormat Format, ConvertOptions Options)> _jobWork = new System.Collections.Generic.List<(string, string, DiskFormat, ConvertOptions)>();
 
+        /// <summary>Go on past ranges of the source that cannot be read (qemu-img convert --salvage): write zeros there, warn for each, and output a VDiskSalvageResult listing them.</summary>
+        [Parameter]
+        public SwitchParameter Salvage { get; set; }
+
         protected override void ProcessRecord()
         {
             foreach (string source in ResolvedImagePaths())
@@ -128,7 +132,7 @@ namespace VDiskPS.Commands
                     var plan = new ConvertPlan
                     {
                         SourcePath = source,
-                        Destination = string.IsNullOrEmpty(Destination) ? null : GetUnresolvedProviderPathFromPSPath(Destination),
+                        Destination = string.IsNullOrEmpty(Destination) ? null : ResolveNewPath(Destination),
                         Format = ParseFormat(Format),
                         SourceFormat = ParseFormat(SourceFormat),
                         Type = string.IsNullOrEmpty(Type) ? (DiskType?)null : (DiskType)System.Enum.Parse(typeof(DiskType), Type, true),
@@ -152,6 +156,7 @@ namespace VDiskPS.Commands
                     destination = plan.ResolveDestination(out DiskFormat targetFormat);
                     plan.ParentPath = ParentPathToRecord(destination, ParentPath);
                     ConvertOptions options = plan.BuildOptions(destination, targetFormat);
+                    options.Salvage = Salvage ? new SalvageLog() : null;
                     string kind = targetFormat.ToName() + (string.IsNullOrEmpty(Subformat) ? string.Empty : " " + Subformat) + (string.IsNullOrEmpty(Type) ? string.Empty : " " + Type);
                     if (!ShouldProcess(destination, $"Convert '{source}' to {kind}{(string.IsNullOrEmpty(ParentPath) ? string.Empty : $" over the parent '{ParentPath}'")}{(DeleteSource ? ", then delete the source" : string.Empty)}"))
                     {
@@ -171,6 +176,11 @@ namespace VDiskPS.Commands
                     foreach (string warning in options.Target.Warnings)
                     {
                         WriteWarning($"{destination}: {warning}");
+                    }
+
+                    if (options.Salvage != null)
+                    {
+                        WriteSalvageResult(source, destination, options.Salvage);
                     }
 
                     if (PassThru)

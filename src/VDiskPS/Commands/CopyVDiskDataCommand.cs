@@ -5,7 +5,7 @@ namespace VDiskPS.Commands
 {
     /// <summary>Copy-VDiskData: copies a byte range of an image into a new or existing image (qemu-img dd).</summary>
     [Cmdlet(VerbsCommon.Copy, "VDiskData", DefaultParameterSetName = ParameterSets.Path, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-    [OutputType(typeof(VDiskInfo))]
+    [OutputType(typeof(VDiskInfo), typeof(VDiskSalvageResult))]
     public sealed class CopyVDiskDataCommand : VDiskSourceCmdlet
     {
         /// <summary>The output image (dd of=). Created with the copied length unless -NoCreate.</summary>
@@ -55,6 +55,10 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        /// <summary>Go on past input ranges that cannot be read (as dd_rescue): write zeros there, warn for each, and output a VDiskSalvageResult listing them.</summary>
+        [Parameter]
+        public SwitchParameter Salvage { get; set; }
+
         /// <summary>Open an image whose parent's identity changed since it was made (the VMDK parentCID, VHD parent unique id or VHDX parent_linkage no longer match), as Hyper-V's -IgnoreIdMismatch does. Set-VDisk -ParentPath with -IgnoreIdMismatch records the parent's current identity for good.</summary>
         [Parameter]
         public SwitchParameter IgnoreIdMismatch { get; set; }
@@ -67,7 +71,7 @@ namespace VDiskPS.Commands
         {
             foreach (string file in ResolvedImagePaths())
             {
-                string destination = GetUnresolvedProviderPathFromPSPath(Destination);
+                string destination = ResolveNewPath(Destination);
                 if (!ShouldProcess(destination, $"Copy data from '{file}'"))
                 {
                     continue;
@@ -92,6 +96,7 @@ namespace VDiskPS.Commands
                         ShareWithWriters = Force.IsPresent,
                         IgnoreParentMismatch = IgnoreIdMismatch.IsPresent,
                         Target = new CreateRequest { Overwrite = Force.IsPresent, Options = OptionSet.From(Unwrap(Option)) },
+                        Salvage = Salvage ? new SalvageLog() : null,
                     };
                     if (!NoCreate && System.IO.File.Exists(destination) && !Force)
                     {
@@ -101,6 +106,10 @@ namespace VDiskPS.Commands
                     WriteVerboseChain(file, options.SourceFormat, Force.IsPresent);
                     VDiskInfo info = RunEngine(Activity("Copy-VDiskData", file, destination), (p, c) => DdOperation.Run(file, destination, options, p, c));
                     WriteVerboseOutput(destination);
+                    if (options.Salvage != null)
+                    {
+                        WriteSalvageResult(file, destination, options.Salvage);
+                    }
                     if (PassThru)
                     {
                         WriteObject(info);

@@ -68,7 +68,7 @@ namespace VDiskPS.Formats.Tests.Nbd
         }
 
         /// <summary>(start, length, data, zero) runs, adjacent runs of one kind merged.</summary>
-        private static List<(long Start, long Length, bool Data, bool Zero)> DataZeroRuns(string json)
+        internal static List<(long Start, long Length, bool Data, bool Zero)> DataZeroRuns(string json)
         {
             var runs = new List<(long Start, long Length, bool Data, bool Zero)>();
             using var doc = JsonDocument.Parse(json);
