@@ -12,12 +12,12 @@ namespace VDiskPS.Formats.Vmdk
     {
         private static readonly string[] s_unsupportedExtentTypes = { "VMFSRDM", "VMFSRAW" };
 
-        internal static VmdkLayer Open(string path, OpenOptions options)
+        internal static VmdkLayer Open(string path, OpenOptions options) => Open(HostFile.Open(System.IO.Path.GetFullPath(path), options.Access), options);
+
+        internal static VmdkLayer Open(HostFile main, OpenOptions options)
         {
-            path = System.IO.Path.GetFullPath(path);
-            var files = new List<HostFile>();
-            HostFile main = HostFile.Open(path, options.Access);
-            files.Add(main);
+            string path = System.IO.Path.GetFullPath(main.Path);
+            var files = new List<HostFile> { main };
             try
             {
                 byte[] head = new byte[4];
