@@ -279,7 +279,7 @@ namespace VDiskPS.Formats.Ova
             {
                 Id = (string)system.Attribute(ovf + "id"),
                 Firmware = "bios",
-                Networks = envelope.Elements(ovf + "NetworkSection").Elements(ovf + "Network").Select(n => (string)n.Attribute(ovf + "name")).Where(n => n != null).ToList(),
+                Networks = envelope.Elements(ovf + "NetworkSection").Elements(ovf + "Network").Select(n => (string)n.Attribute(ovf + "name")).Where(n => n != null).ToArray(),
             };
             machine.Name = (string)system.Element(ovf + "Name") ?? machine.Id;
             XElement os = system.Element(ovf + "OperatingSystemSection");
@@ -375,7 +375,7 @@ namespace VDiskPS.Formats.Ova
                 disks.Add(entry);
             }
 
-            machine.Disks = disks;
+            machine.Disks = disks.ToArray();
             return machine;
         }
 

@@ -205,6 +205,11 @@ namespace VDiskPS.Formats.Ova
         public void Convert(string member, string destination, ConvertOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             OvfDisk disk = SelectDisk(member);
+            if (ImageChain.PathComparer.Equals(Transports.GetFullLocation(destination), Path))
+            {
+                throw new ImageOptionException(destination, "destination", "the destination is the package itself");
+            }
+
             using (ImageLayer layer = OpenDisk(disk, options.SourceFormat, true, out Action check))
             {
                 ImageChain chain = ImageChain.FromLayers(new[] { layer });

@@ -1,5 +1,3 @@
-using System.Collections.Generic;
-
 namespace VDiskPS.Formats.Ova
 {
     /// <summary>The virtual machine an OVF descriptor describes (Get-VDiskOva), for sizing the VM it becomes.</summary>
@@ -33,9 +31,9 @@ namespace VDiskPS.Formats.Ova
         public string HardwareFamily { get; set; }
 
         /// <summary>The logical networks the package names.</summary>
-        public IReadOnlyList<string> Networks { get; set; } = new List<string>();
+        public string[] Networks { get; set; } = new string[0];
 
-        public IReadOnlyList<OvfDisk> Disks { get; set; } = new List<OvfDisk>();
+        public OvfDisk[] Disks { get; set; } = new OvfDisk[0];
 
         public override string ToString() => Name;
     }

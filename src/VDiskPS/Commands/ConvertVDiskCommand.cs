@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VDiskPS.Formats;
+using VDiskPS.Formats.Ova;
 
 namespace VDiskPS.Commands
 {
@@ -104,6 +105,11 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter DeleteSource { get; set; }
 
+        /// <summary>With an OVA or OVF package as the source: the disk to convert, by its file in the package (disk2.vmdk) or its disk id. Needed when the package holds more than one disk.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string Member { get; set; }
+
         /// <summary>Output a VDiskInfo object for each image written.</summary>
         [Parameter]
         public SwitchParameter PassThru { get; set; }
@@ -113,11 +119,24 @@ namespace VDiskPS.Commands
             foreach (string source in ResolvedImagePaths())
             {
                 string destination = null;
+                OvfPackage package = null;
                 try
                 {
+                    string named = source;
+                    if (OvfPackage.IsPackage(source))
+                    {
+                        // A disk straight out of an appliance; a default destination is named after its file.
+                        package = OvfPackage.Open(source, Force.IsPresent);
+                        named = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(source) ?? string.Empty, System.IO.Path.GetFileName(package.SelectDisk(Member).File));
+                    }
+                    else if (Member != null)
+                    {
+                        throw new ImageOptionException(source, "Member", "-Member picks a disk of an OVA or OVF package; the source is a disk image");
+                    }
+
                     var plan = new ConvertPlan
                     {
-                        SourcePath = source,
+                        SourcePath = named,
                         Destination = string.IsNullOrEmpty(Destination) ? null : GetUnresolvedProviderPathFromPSPath(Destination),
                         Format = ParseFormat(Format),
                         SourceFormat = ParseFormat(SourceFormat),
@@ -148,7 +167,14 @@ namespace VDiskPS.Commands
                     }
 
                     string target = destination;
-                    RunEngine($"Convert-VDisk {source} -> {target}", (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    if (package != null)
+                    {
+                        RunEngine($"Convert-VDisk {source} ({package.SelectDisk(Member).File}) -> {target}", (progress, cancel) => package.Convert(Member, target, options, progress, cancel));
+                    }
+                    else
+                    {
+                        RunEngine($"Convert-VDisk {source} -> {target}", (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    }
                     foreach (string warning in options.Target.Warnings)
                     {
                         WriteWarning($"{destination}: {warning}");
@@ -166,6 +192,10 @@ namespace VDiskPS.Commands
                 catch (System.OverflowException e)
                 {
                     WriteError(new ErrorRecord(e, "VDisk.InvalidOption", ErrorCategory.InvalidArgument, source));
+                }
+                finally
+                {
+                    package?.Dispose();
                 }
             }
         }

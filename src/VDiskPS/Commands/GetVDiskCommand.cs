@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VDiskPS.Formats;
+using VDiskPS.Formats.Ova;
 
 namespace VDiskPS.Commands
 {
@@ -29,6 +30,19 @@ namespace VDiskPS.Commands
             {
                 try
                 {
+                    if (OvfPackage.IsPackage(file))
+                    {
+                        // An appliance: one object per disk in it.
+                        WriteObject(WithImageWarnings(() =>
+                        {
+                            using (OvfPackage package = OvfPackage.Open(file, Force.IsPresent))
+                            {
+                                return package.DescribeDisks(ParseFormat(Format));
+                            }
+                        }), true);
+                        continue;
+                    }
+
                     WriteObject(WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format), Force.IsPresent, IgnoreIdMismatch.IsPresent)));
                 }
                 catch (ImageException e)
