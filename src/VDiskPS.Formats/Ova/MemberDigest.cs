@@ -16,12 +16,14 @@ namespace VDiskPS.Formats.Ova
         public const long GapLimit = 16L << 20;
 
         private readonly IncrementalHash _hash;
+        private readonly string _path;
         private readonly object _gate = new object();
         private long _hashed;
 
-        public MemberDigest(string algorithm)
+        public MemberDigest(string algorithm, string path)
         {
             Algorithm = algorithm;
+            _path = path;
             _hash = IncrementalHash.CreateHash(algorithm == "SHA1" ? HashAlgorithmName.SHA1 : algorithm == "SHA512" ? HashAlgorithmName.SHA512 : HashAlgorithmName.SHA256);
         }
 
@@ -69,13 +71,13 @@ namespace VDiskPS.Formats.Ova
         }
 
         /// <summary>Takes bytes written at <paramref name="offset"/>, which must not lie behind the hashed front; the gap before them is zeros.</summary>
-        public void ObserveWrite(long offset, ReadOnlySpan<byte> data, string path)
+        public void ObserveWrite(long offset, ReadOnlySpan<byte> data)
         {
             lock (_gate)
             {
                 if (offset < _hashed)
                 {
-                    throw new ImageNotSupportedException(path, null, offset, $"an archive member is written front to back; a write at {offset}, behind the {_hashed} bytes already written, cannot be taken");
+                    throw new ImageNotSupportedException(_path, null, offset, $"an archive member is written front to back; a write at {offset}, behind the {_hashed} bytes already written, cannot be taken");
                 }
 
                 AppendZeros(offset - _hashed);
@@ -122,7 +124,7 @@ namespace VDiskPS.Formats.Ova
                     int n = readGap(_hashed, buffer, want);
                     if (n <= 0)
                     {
-                        throw new ImageCorruptException(null, "archive member", _hashed, "the member ends before the length its header gives");
+                        throw new ImageCorruptException(_path, "archive member", _hashed, "the member ends before the length its header gives");
                     }
 
                     _hash.AppendData(buffer, 0, n);

@@ -21,7 +21,7 @@ namespace VDiskPS.Formats.Ova
         {
             _output = output;
             _start = start;
-            _digest = new MemberDigest(algorithm);
+            _digest = new MemberDigest(algorithm, path);
         }
 
         public override long Length
@@ -50,7 +50,7 @@ namespace VDiskPS.Formats.Ova
         {
             lock (_gate)
             {
-                _digest.ObserveWrite(offset, data, Path);
+                _digest.ObserveWrite(offset, data);
                 _output.WriteAt(_start + offset, data);
                 _length = Math.Max(_length, offset + data.Length);
             }

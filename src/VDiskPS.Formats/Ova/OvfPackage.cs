@@ -153,7 +153,7 @@ namespace VDiskPS.Formats.Ova
             WindowFile window = OpenFile(disk.File);
             if (verify && _manifest != null && _manifest.TryGetValue(disk.File, out var expected))
             {
-                window.Digest = new MemberDigest(expected.Algorithm);
+                window.Digest = new MemberDigest(expected.Algorithm, window.Path);
                 WindowFile hashed = window;
                 string name = disk.File;
                 check = () =>
@@ -294,9 +294,9 @@ namespace VDiskPS.Formats.Ova
                 return;
             }
 
-            using (var digest = new MemberDigest(expected.Algorithm))
+            using (var digest = new MemberDigest(expected.Algorithm, Path))
             {
-                digest.ObserveWrite(0, bytes, Path);
+                digest.ObserveWrite(0, bytes);
                 string actual = digest.Finish(bytes.Length, null);
                 if (!string.Equals(actual, expected.Digest, StringComparison.Ordinal))
                 {
