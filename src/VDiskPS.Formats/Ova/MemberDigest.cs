@@ -1,5 +1,7 @@
 using System;
 using System.Buffers;
+using System.Collections.Generic;
+using System.Linq;
 using System.Security.Cryptography;
 
 namespace VDiskPS.Formats.Ova
@@ -7,17 +9,24 @@ namespace VDiskPS.Formats.Ova
     /// <summary>
     /// A digest of a member's bytes taken front to back as they pass, so that the member need not be
     /// read a second time to check it against the manifest. Bytes are hashed once, in order: a pass
-    /// behind what was hashed adds nothing; a pass a little ahead first hashes the gap (read from the
-    /// source: markers and tables a reader skips); a pass far ahead waits until the front reaches it.
+    /// behind what was hashed adds nothing; a pass just ahead (within <see cref="SmallGap"/>: markers
+    /// and tables a reader skips) first hashes the gap, read from the source; a pass further ahead
+    /// (parallel readers finish out of order) is kept, up to <see cref="PendingLimit"/> bytes, until the
+    /// front reaches it; beyond that it waits for <see cref="Finish"/>, which reads what is left.
     /// </summary>
     internal sealed class MemberDigest : IDisposable
     {
-        /// <summary>How far ahead of the hashed front a read may land and still have the gap read and hashed at once.</summary>
-        public const long GapLimit = 16L << 20;
+        /// <summary>A gap this small before a read is read from the source and hashed at once.</summary>
+        public const long SmallGap = 64L << 10;
+
+        /// <summary>How many bytes of reads ahead of the front are kept for hashing later.</summary>
+        public const long PendingLimit = 64L << 20;
 
         private readonly IncrementalHash _hash;
         private readonly string _path;
         private readonly object _gate = new object();
+        private readonly SortedDictionary<long, byte[]> _pending = new SortedDictionary<long, byte[]>();
+        private long _pendingBytes;
         private long _hashed;
 
         public MemberDigest(string algorithm, string path)
@@ -44,29 +53,32 @@ namespace VDiskPS.Formats.Ova
 
         /// <summary>
         /// Takes bytes read at <paramref name="offset"/>; <paramref name="readGap"/> reads source bytes the
-        /// digest still needs before them (when the gap is within <see cref="GapLimit"/>).
+        /// digest needs before them.
         /// </summary>
         public void Observe(long offset, ReadOnlySpan<byte> data, Func<long, byte[], int, int> readGap)
         {
             lock (_gate)
             {
-                if (offset > _hashed)
-                {
-                    if (offset - _hashed > GapLimit)
-                    {
-                        return;
-                    }
-
-                    HashFromSource(offset, readGap);
-                }
-
                 long end = offset + data.Length;
                 if (end <= _hashed)
                 {
                     return;
                 }
 
+                if (offset > _hashed + SmallGap)
+                {
+                    if (_pendingBytes + data.Length <= PendingLimit && !_pending.ContainsKey(offset))
+                    {
+                        _pending.Add(offset, data.ToArray());
+                        _pendingBytes += data.Length;
+                    }
+
+                    return;
+                }
+
+                HashFromSource(offset, readGap);
                 Append(data.Slice((int)(_hashed - offset)));
+                Drain(readGap);
             }
         }
 
@@ -96,8 +108,12 @@ namespace VDiskPS.Formats.Ova
                 }
                 else
                 {
+                    Drain(readGap);
                     HashFromSource(length, readGap);
                 }
+
+                _pending.Clear();
+                _pendingBytes = 0;
 
                 byte[] digest = _hash.GetHashAndReset();
                 _hashed = 0;
@@ -112,6 +128,30 @@ namespace VDiskPS.Formats.Ova
         }
 
         public void Dispose() => _hash.Dispose();
+
+        /// <summary>Hashes the kept reads the front has reached (or nearly reached), in order.</summary>
+        private void Drain(Func<long, byte[], int, int> readGap)
+        {
+            while (_pending.Count > 0)
+            {
+                var first = _pending.First();
+                if (first.Key > _hashed + SmallGap)
+                {
+                    return;
+                }
+
+                _pending.Remove(first.Key);
+                _pendingBytes -= first.Value.Length;
+                long end = first.Key + first.Value.Length;
+                if (end <= _hashed)
+                {
+                    continue;
+                }
+
+                HashFromSource(first.Key, readGap);
+                Append(first.Value.AsSpan((int)(_hashed - first.Key)));
+            }
+        }
 
         private void HashFromSource(long until, Func<long, byte[], int, int> readGap)
         {
