@@ -155,6 +155,44 @@ namespace VDiskPS.Bench
             yield return Convert("raw->qcow2 compressed zstd", source, "raw", Out("outz.qcow2"), "qcow2", "qcow2", compress: true, compressionType: "zstd");
             yield return Convert("raw->streamOptimized", source, "raw", Out("outs.vmdk"), "vmdk", "vmdk", compress: true, options: "subformat=streamOptimized");
 
+            // An appliance: the mixed raw image as an OVA (descriptor, streamOptimized disk, SHA256
+            // manifest). The peer is what a script does without the module: qemu-img writes the
+            // streamOptimized VMDK to a temporary file, sha256sum hashes it, GNU tar packs it.
+            string ova = Out("appliance.ova");
+            string peerFolder = Out("ova-peer");
+            yield return new BenchCase
+            {
+                Name = "raw->OVA vs qemu-img + tar",
+                PeerCommand = "sh",
+                PeerArguments = new[]
+                {
+                    "-c",
+                    $"cd {Quote(peerFolder)} && qemu-img convert -W -m 8 -f raw -O vmdk -o subformat=streamOptimized {Quote(source)} bench-disk1.vmdk"
+                    + $" && sha256sum --tag bench.ovf bench-disk1.vmdk > bench.mf && tar --format=ustar -cf {Quote(ova)} bench.ovf bench-disk1.vmdk bench.mf && rm bench-disk1.vmdk",
+                },
+                Cmdlet = $"$null = Export-VDiskOva -LiteralPath {Quote(source)} -Destination {Quote(ova)} -Name bench",
+                Outputs = new[] { ova },
+                Prepare = () =>
+                {
+                    Directory.CreateDirectory(peerFolder);
+                    File.WriteAllText(Path.Combine(peerFolder, "bench.ovf"), "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\"/>\n");
+                },
+                Verify = () =>
+                {
+                    string extracted = Out("ova-extracted");
+                    Directory.CreateDirectory(extracted);
+                    try
+                    {
+                        Tools.Run("tar", "-xf", ova, "-C", extracted, "bench-disk1.vmdk");
+                        Check.Output(Path.Combine(extracted, "bench-disk1.vmdk"), "vmdk", source, "raw");
+                    }
+                    finally
+                    {
+                        Directory.Delete(extracted, true);
+                    }
+                },
+            };
+
             yield return new BenchCase
             {
                 Name = "compare raw vs qcow2",

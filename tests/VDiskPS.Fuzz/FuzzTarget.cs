@@ -12,7 +12,7 @@ namespace VDiskPS.Formats.Fuzzing
     public static class FuzzTarget
     {
         /// <summary>Formats with a target, by the corpus folder name.</summary>
-        public static readonly string[] Formats = { "qcow2", "vmdk", "vhd", "vhdx", "vdi" };
+        public static readonly string[] Formats = { "qcow2", "vmdk", "vhd", "vhdx", "vdi", "ova" };
 
         /// <summary>At most this many stored bytes are read from one input.</summary>
         private const long ReadBudget = 64L << 20;
@@ -57,36 +57,18 @@ namespace VDiskPS.Formats.Fuzzing
         /// <returns>null when the image was read through, else the typed error.</returns>
         public static ImageException Exercise(string path, string format)
         {
+            if (format == "ova")
+            {
+                return ExercisePackage(path);
+            }
+
             DiskFormat diskFormat = DiskFormatNames.Parse(format);
             try
             {
                 ImageInspector.Get(path, diskFormat);
                 using (var chain = ImageChain.Open(path, new ChainOptions { Format = diskFormat, NoBacking = true }))
                 {
-                    long size = chain.Size;
-                    long budget = ReadBudget;
-                    var buffer = new byte[1 << 20];
-                    for (long offset = 0; offset < size && budget > 0;)
-                    {
-                        BlockStatus status = chain.GetBlockStatus(offset, size - offset);
-                        if (status.Length <= 0)
-                        {
-                            throw new InvalidOperationException($"block status at {offset} has length {status.Length}");
-                        }
-
-                        long run = Math.Min(status.Length, size - offset);
-                        if (status.Kind == ExtentKind.Data)
-                        {
-                            int n = (int)Math.Min(Math.Min(run, buffer.Length), budget);
-                            chain.Read(offset, buffer.AsSpan(0, n));
-                            budget -= n;
-                            offset += n;
-                        }
-                        else
-                        {
-                            offset += run;
-                        }
-                    }
+                    ReadThrough(chain, ReadBudget);
                 }
 
                 CheckOperation.Run(path, diskFormat, RepairMode.None);
@@ -96,6 +78,68 @@ namespace VDiskPS.Formats.Fuzzing
             {
                 return e;
             }
+        }
+
+        /// <summary>An OVA input: the tar headers, descriptor and manifest are parsed, each disk opened from its member, read and checked against the manifest.</summary>
+        private static ImageException ExercisePackage(string path)
+        {
+            try
+            {
+                using (var package = Ova.OvfPackage.Open(path))
+                {
+                    package.DescribeDisks();
+                    long budget = ReadBudget;
+                    foreach (Ova.OvfDisk disk in package.Machine.Disks)
+                    {
+                        if (disk.File == null)
+                        {
+                            continue;
+                        }
+
+                        using (ImageLayer layer = package.OpenDisk(disk, null, true, out Action check))
+                        {
+                            budget = ReadThrough(ImageChain.FromLayers(new[] { layer }), budget);
+                            check?.Invoke();
+                        }
+                    }
+                }
+
+                return null;
+            }
+            catch (ImageException e)
+            {
+                return e;
+            }
+        }
+
+        /// <summary>Reads the chain's data runs, at most <paramref name="budget"/> bytes; returns what is left of the budget.</summary>
+        private static long ReadThrough(ImageChain chain, long budget)
+        {
+            long size = chain.Size;
+            var buffer = new byte[1 << 20];
+            for (long offset = 0; offset < size && budget > 0;)
+            {
+                BlockStatus status = chain.GetBlockStatus(offset, size - offset);
+                if (status.Length <= 0)
+                {
+                    throw new InvalidOperationException($"block status at {offset} has length {status.Length}");
+                }
+
+                long run = Math.Min(status.Length, size - offset);
+                if (status.Kind == ExtentKind.Data)
+                {
+                    int n = (int)Math.Min(Math.Min(run, buffer.Length), budget);
+                    chain.Read(offset, buffer.AsSpan(0, n));
+                    budget -= n;
+                    offset += n;
+                }
+                else
+                {
+                    offset += run;
+                }
+            }
+
+            return budget;
         }
     }
 }

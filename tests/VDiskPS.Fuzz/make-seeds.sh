@@ -5,7 +5,7 @@ set -euo pipefail
 out=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi}
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,ova}
 io() { qemu-io "$@" >/dev/null; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
@@ -42,3 +42,20 @@ io -f vhdx -c "write -P 0x11 0 4k" "$scratch/x.vhdx"
     dd if="$scratch/x.vhdx" bs=128k skip=$((mib * 8)) count=1 status=none
   done
 } > "$out/vhdx/dynamic.vhdx"
+
+# ova: GNU tar (ustar) of a descriptor, a streamOptimized disk and a SHA256 manifest (coreutils).
+mkdir -p "$scratch/ova"
+cp "$out/vmdk/stream.vmdk" "$scratch/ova/disk1.vmdk"
+cat > "$scratch/ova/vm.ovf" <<OVF
+<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:href="disk1.vmdk" ovf:id="file1" ovf:size="$(stat -c %s "$scratch/ova/disk1.vmdk")"/></References>
+  <DiskSection><Info>Disks</Info><Disk ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/></DiskSection>
+  <VirtualSystem ovf:id="vm"><Info>A VM</Info><VirtualHardwareSection><Info>Hardware</Info>
+    <Item><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+    <Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceType>6</rasd:ResourceType></Item>
+    <Item><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+  </VirtualHardwareSection></VirtualSystem>
+</Envelope>
+OVF
+(cd "$scratch/ova" && sha256sum --tag vm.ovf disk1.vmdk > vm.mf && tar --format=ustar -cf "$out/ova/seed.ova" vm.ovf disk1.vmdk vm.mf)

@@ -71,6 +71,14 @@ namespace VDiskPS.Formats
         /// </summary>
         public StagedOutput Staging { get; set; }
 
+        /// <summary>
+        /// When set, the image's one file is this byte source (an archive member being written) instead
+        /// of a new local file; the layer owns it from then on.
+        /// </summary>
+        public HostFile TargetFile { get; set; }
+
+        internal bool TargetFileTaken { get; set; }
+
         /// <summary>What the driver changed from what was asked (a size rounded up, ...), for the caller to show.</summary>
         public IList<string> Warnings { get; } = new List<string>();
     }
@@ -78,11 +86,28 @@ namespace VDiskPS.Formats
     /// <summary>How drivers create the files of a new image.</summary>
     internal static class CreateRequestFiles
     {
-        /// <summary>Creates the file the image calls <paramref name="path"/>: under its temporary name when staged, else in place.</summary>
+        /// <summary>
+        /// Creates the file the image calls <paramref name="path"/>: the given <see cref="CreateRequest.TargetFile"/>
+        /// for the main file, under its temporary name when staged, else in place. An image that needs
+        /// more files than one cannot be written to a given target.
+        /// </summary>
         public static HostFile CreateFile(this CreateRequest request, string path)
-            => request.Staging != null
+        {
+            if (request.TargetFile != null)
+            {
+                if (request.TargetFileTaken)
+                {
+                    throw new ImageNotSupportedException(path, "subformat", null, "this image needs more than one file, but it is written into a single byte source");
+                }
+
+                request.TargetFileTaken = true;
+                return request.TargetFile;
+            }
+
+            return request.Staging != null
                 ? HostFile.Create(request.Staging.TemporaryPathFor(path), false, request.SyncOnFlush)
                 : HostFile.Create(path, request.Overwrite, request.SyncOnFlush);
+        }
     }
 
     /// <summary>What a driver sees when asked whether a file is its format.</summary>
@@ -121,7 +146,15 @@ namespace VDiskPS.Formats
         /// <summary>0: not this format; 1: could be (raw); 100: certain.</summary>
         public abstract int Probe(ProbeContext context);
 
-        public abstract ImageLayer Open(string path, OpenOptions options);
+        /// <summary>Opens the image whose main file is at <paramref name="path"/> (a path or a URL a transport claims).</summary>
+        public virtual ImageLayer Open(string path, OpenOptions options) => Open(HostFile.Open(path, options.Access), options);
+
+        /// <summary>
+        /// Opens the image stored in <paramref name="file"/>, a byte source the caller opened (an archive
+        /// member, a transport): the layer owns it from here, and disposes it when opening fails. Files the
+        /// image names beside it (extents, a data file) are looked up against <see cref="HostFile.Path"/>.
+        /// </summary>
+        public abstract ImageLayer Open(HostFile file, OpenOptions options);
 
         /// <summary>Creates the image and returns it open for writing.</summary>
         public abstract ImageLayer Create(string path, CreateRequest request);

@@ -67,62 +67,90 @@ namespace VDiskPS.Formats
         {
             using (var file = HostFile.Open(path, shareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read))
             {
-                long length = file.Length;
-                byte[] head = new byte[(int)Math.Min(length, 64 * 1024)];
-                file.ReadExactly(0, head, "file header");
-                byte[] tail = Array.Empty<byte>();
-                if (length >= 512)
-                {
-                    tail = new byte[512];
-                    file.ReadExactly(length - 512, tail, "file footer");
-                }
-
-                var context = new ProbeContext(file.Path, head, tail, length);
-                FormatDriver best = null;
-                int bestScore = 0;
-                foreach (var driver in _drivers)
-                {
-                    int score = driver.Probe(context);
-                    if (score > bestScore)
-                    {
-                        best = driver;
-                        bestScore = score;
-                    }
-                }
-
-                if (best != null && best.Format != DiskFormat.Raw)
-                {
-                    return best.Format;
-                }
-
-                string foreign = ForeignFormats.Recognise(context);
-                if (foreign != null)
-                {
-                    throw ForeignFormats.NotSupported(file.Path, foreign);
-                }
-
-                string extension = Path.GetExtension(Transports.FileNameOf(file.Path));
-                DiskFormat? named = FromExtension(file.Path);
-                string namedForeign = ForeignFormats.FromExtension(extension);
-                if (namedForeign == ForeignFormats.VhdSetName)
-                {
-                    throw ForeignFormats.NotSupported(file.Path, namedForeign);
-                }
-
-                if ((named.HasValue && named.Value != DiskFormat.Raw) || namedForeign != null)
-                {
-                    string expected = namedForeign ?? named.Value.ToName();
-                    string found = length == 0 ? "the file is empty" : "its content carries no known image signature";
-                    throw new ImageFormatMismatchException(file.Path, "format", 0, $"the extension '{extension}' names a {expected} image, but {found}, so it is not {expected} (to read it as raw data, give the raw format explicitly)");
-                }
-
-                if (length < 512)
-                {
-                    ImageWarnings.Report(file.Path, $"the file is {length} bytes long, shorter than one 512-byte sector; it has no image signature and is read as raw");
-                }
-
-                return DiskFormat.Raw;
+                return Probe(file);
             }
+        }
+
+        /// <summary>Recognises the format of the image stored in <paramref name="file"/>, by the rules of <see cref="Probe(string, bool)"/>.</summary>
+        public DiskFormat Probe(HostFile file)
+        {
+            long length = file.Length;
+            byte[] head = new byte[(int)Math.Min(length, 64 * 1024)];
+            file.ReadExactly(0, head, "file header");
+            byte[] tail = Array.Empty<byte>();
+            if (length >= 512)
+            {
+                tail = new byte[512];
+                file.ReadExactly(length - 512, tail, "file footer");
+            }
+
+            var context = new ProbeContext(file.Path, head, tail, length);
+            FormatDriver best = null;
+            int bestScore = 0;
+            foreach (var driver in _drivers)
+            {
+                int score = driver.Probe(context);
+                if (score > bestScore)
+                {
+                    best = driver;
+                    bestScore = score;
+                }
+            }
+
+            if (best != null && best.Format != DiskFormat.Raw)
+            {
+                return best.Format;
+            }
+
+            string foreign = ForeignFormats.Recognise(context);
+            if (foreign != null)
+            {
+                throw ForeignFormats.NotSupported(file.Path, foreign);
+            }
+
+            if (Ova.OvfPackage.IsPackage(file.Path, head))
+            {
+                throw Ova.OvfPackage.NotAnImage(file.Path);
+            }
+
+            string extension = Path.GetExtension(Transports.FileNameOf(file.Path));
+            DiskFormat? named = FromExtension(file.Path);
+            string namedForeign = ForeignFormats.FromExtension(extension);
+            if (namedForeign == ForeignFormats.VhdSetName)
+            {
+                throw ForeignFormats.NotSupported(file.Path, namedForeign);
+            }
+
+            if ((named.HasValue && named.Value != DiskFormat.Raw) || namedForeign != null)
+            {
+                string expected = namedForeign ?? named.Value.ToName();
+                string found = length == 0 ? "the file is empty" : "its content carries no known image signature";
+                throw new ImageFormatMismatchException(file.Path, "format", 0, $"the extension '{extension}' names a {expected} image, but {found}, so it is not {expected} (to read it as raw data, give the raw format explicitly)");
+            }
+
+            if (length < 512)
+            {
+                ImageWarnings.Report(file.Path, $"the file is {length} bytes long, shorter than one 512-byte sector; it has no image signature and is read as raw");
+            }
+
+            return DiskFormat.Raw;
+        }
+
+        /// <summary>Opens the layer stored in <paramref name="file"/> (which it then owns): the explicit format as given, else the probed one.</summary>
+        public ImageLayer Open(HostFile file, DiskFormat? format, OpenOptions options)
+        {
+            DiskFormat actual;
+            try
+            {
+                actual = format ?? Probe(file);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+
+            return Get(actual).Open(file, options);
         }
 
         /// <summary>Opens one layer (no backing chain): the explicit format as given, else the probed one.</summary>

@@ -67,6 +67,12 @@ namespace VDiskPS.Formats
         /// </summary>
         public bool DeleteSource { get; set; }
 
+        /// <summary>
+        /// Runs once every byte is copied and before the output is committed; what it throws abandons the
+        /// output (an archive member checked against its manifest as it was read).
+        /// </summary>
+        public Action VerifySource { get; set; }
+
         /// <summary>The formats to open the source and create the target with.</summary>
         public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
 
@@ -171,6 +177,33 @@ namespace VDiskPS.Formats
             }
         }
 
+        /// <summary>
+        /// Converts a chain the caller opened (a disk inside an archive) into a new or existing image at
+        /// <paramref name="destinationPath"/>. The chain stays the caller's. A snapshot or deleting the
+        /// source needs the source's own files, so both are refused.
+        /// </summary>
+        public static void Run(ImageChain source, string destinationPath, ConvertOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
+        {
+            options = options ?? new ConvertOptions();
+            if (options.DeleteSource || !string.IsNullOrEmpty(options.Snapshot))
+            {
+                throw new ImageOptionException(source.Top.Path, options.DeleteSource ? "delete source" : "snapshot", "a disk inside an archive cannot be deleted, nor converted from an internal snapshot");
+            }
+
+            Copy(source, Transports.GetFullLocation(destinationPath), options, progress, cancel);
+        }
+
+        /// <summary>
+        /// Copies <paramref name="source"/> into <paramref name="target"/>, a new empty layer the caller
+        /// created and keeps (compressed when <see cref="ConvertOptions.Compress"/>), as a conversion does.
+        /// </summary>
+        public static void CopyInto(ImageChain source, ImageLayer target, ConvertOptions options, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
+        {
+            ICompressedWriteLayer compressor = options.Compress ? Capability.Require<ICompressedWriteLayer>(target, "compressed writes") : null;
+            new ChunkCopier(source, target, null, options, compressor, progress, cancel).Run();
+            source.CheckUnchanged();
+        }
+
         /// <summary>Compares the finished output (with its own backing chain) against the source; throws when they differ.</summary>
         private static void VerifyOutput(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
@@ -266,6 +299,7 @@ namespace VDiskPS.Formats
                 var copier = new ChunkCopier(source, target, targetParent, options, compressor, progress, cancel);
                 copier.Run();
                 source.CheckUnchanged();
+                options.VerifySource?.Invoke();
                 target.Flush();
                 marker?.ClearIncomplete();
                 target.Dispose();

@@ -26,7 +26,7 @@ namespace VDiskPS.Formats.Qcow2
             return System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(context.Head.AsSpan(4)) == 1 ? 0 : 100;
         }
 
-        public override ImageLayer Open(string path, OpenOptions options) => Qcow2Layer.Open(path, options);
+        public override ImageLayer Open(HostFile file, OpenOptions options) => Qcow2Layer.Open(file, options);
 
         public override ImageLayer Create(string path, CreateRequest request)
         {

@@ -101,9 +101,8 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
-        public static Qcow2Layer Open(string path, OpenOptions options)
+        public static Qcow2Layer Open(HostFile file, OpenOptions options)
         {
-            HostFile file = HostFile.Open(path, options.Access);
             HostFile dataFile = null;
             try
             {

@@ -17,8 +17,7 @@ namespace VDiskPS.Formats.Raw
         /// <summary>Anything can be raw; every real format outbids it.</summary>
         public override int Probe(ProbeContext context) => 1;
 
-        public override ImageLayer Open(string path, OpenOptions options)
-            => new RawLayer(HostFile.Open(path, options.Access));
+        public override ImageLayer Open(HostFile file, OpenOptions options) => new RawLayer(file);
 
         public override ImageLayer Create(string path, CreateRequest request)
         {

@@ -89,6 +89,12 @@ namespace VDiskPS
         /// <summary>Position in a chain: 0 for the image asked about, 1 for its parent, ...</summary>
         public int Depth { get; set; }
 
+        /// <summary>For a disk inside an OVF package (Path is the .ova or .ovf): the file of the package that holds it; else null.</summary>
+        public string Member { get; set; }
+
+        /// <summary>For a disk inside an OVF package: its ovf:diskId in the descriptor's DiskSection; else null.</summary>
+        public string DiskId { get; set; }
+
         /// <summary>Format-specific fields, named as in qemu-img info's "format-specific" data.</summary>
         public IDictionary<string, object> FormatSpecific { get; } = new SortedDictionary<string, object>(StringComparer.Ordinal);
 

@@ -23,9 +23,8 @@ namespace VDiskPS.Formats.Vdi
 
         public override int Probe(ProbeContext context) => VdiHeader.HasSignature(context.Head) ? 100 : 0;
 
-        public override ImageLayer Open(string path, OpenOptions options)
+        public override ImageLayer Open(HostFile file, OpenOptions options)
         {
-            var file = HostFile.Open(path, options.Access);
             try
             {
                 return VdiLayer.Open(file, options);

@@ -67,9 +67,8 @@ namespace VDiskPS.Formats.Vhd
             return 0;
         }
 
-        public override ImageLayer Open(string path, OpenOptions options)
+        public override ImageLayer Open(HostFile file, OpenOptions options)
         {
-            var file = HostFile.Open(path, options.Access);
             try
             {
                 return VhdLayer.Open(file, options);

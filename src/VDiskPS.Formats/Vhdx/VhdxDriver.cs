@@ -22,7 +22,7 @@ namespace VDiskPS.Formats.Vhdx
         public override int Probe(ProbeContext context)
             => context.Head.Length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(context.Head) == VhdxConstants.FileSignature ? 100 : 0;
 
-        public override ImageLayer Open(string path, OpenOptions options) => VhdxLayer.Open(path, options);
+        public override ImageLayer Open(HostFile file, OpenOptions options) => VhdxLayer.Open(file, options);
 
         public override ImageLayer Create(string path, CreateRequest request)
         {

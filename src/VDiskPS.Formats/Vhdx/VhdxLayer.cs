@@ -69,9 +69,8 @@ namespace VDiskPS.Formats.Vhdx
         /// <summary>The current header's DataWriteGuid: what a child's parent linkage records.</summary>
         internal Guid DataWriteGuid => _header.DataWriteGuid;
 
-        internal static VhdxLayer Open(string path, OpenOptions options)
+        internal static VhdxLayer Open(HostFile file, OpenOptions options)
         {
-            HostFile file = HostFile.Open(path, options.Access);
             var layer = new VhdxLayer(file, options.Writable);
             try
             {

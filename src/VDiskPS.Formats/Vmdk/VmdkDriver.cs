@@ -27,7 +27,7 @@ namespace VDiskPS.Formats.Vmdk
             return context.Length <= VmdkDescriptor.MaxSize && VmdkDescriptor.LooksLikeDescriptor(head) ? 100 : 0;
         }
 
-        public override ImageLayer Open(string path, OpenOptions options) => VmdkLayer.Open(path, options);
+        public override ImageLayer Open(HostFile file, OpenOptions options) => VmdkLayer.Open(file, options);
 
         public override ImageLayer Create(string path, CreateRequest request) => VmdkLayer.Create(path, request);
 

@@ -12,12 +12,12 @@ namespace VDiskPS.Formats.Vmdk
     {
         private static readonly string[] s_unsupportedExtentTypes = { "VMFSRDM", "VMFSRAW" };
 
-        internal static VmdkLayer Open(string path, OpenOptions options)
+        internal static VmdkLayer Open(string path, OpenOptions options) => Open(HostFile.Open(Transports.GetFullLocation(path), options.Access), options);
+
+        internal static VmdkLayer Open(HostFile main, OpenOptions options)
         {
-            path = Transports.GetFullLocation(path);
-            var files = new List<HostFile>();
-            HostFile main = HostFile.Open(path, options.Access);
-            files.Add(main);
+            string path = Transports.GetFullLocation(main.Path);
+            var files = new List<HostFile> { main };
             try
             {
                 byte[] head = new byte[4];

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VDiskPS.Formats;
+using VDiskPS.Formats.Ova;
 
 namespace VDiskPS.Commands
 {
@@ -108,6 +109,11 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter DeleteSource { get; set; }
 
+        /// <summary>With an OVA or OVF package as the source: the disk to convert, by its file in the package (disk2.vmdk) or its disk id. Needed when the package holds more than one disk.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string Member { get; set; }
+
         /// <summary>Output a VDiskInfo object for each image written.</summary>
         [Parameter]
         public SwitchParameter PassThru { get; set; }
@@ -127,11 +133,24 @@ namespace VDiskPS.Commands
             foreach (string source in ResolvedImagePaths())
             {
                 string destination = null;
+                OvfPackage package = null;
                 try
                 {
+                    string named = source;
+                    if (OvfPackage.IsPackage(source))
+                    {
+                        // A disk straight out of an appliance; a default destination is named after its file.
+                        package = OvfPackage.Open(source, Force.IsPresent);
+                        named = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(source) ?? string.Empty, System.IO.Path.GetFileName(package.SelectDisk(Member).File));
+                    }
+                    else if (Member != null)
+                    {
+                        throw new ImageOptionException(source, "Member", "-Member picks a disk of an OVA or OVF package; the source is a disk image");
+                    }
+
                     var plan = new ConvertPlan
                     {
-                        SourcePath = source,
+                        SourcePath = named,
                         Destination = string.IsNullOrEmpty(Destination) ? null : ResolveNewPath(Destination),
                         Format = ParseFormat(Format),
                         SourceFormat = ParseFormat(SourceFormat),
@@ -164,14 +183,22 @@ namespace VDiskPS.Commands
                     }
 
                     string target = destination;
-                    if (AsJob)
+                    if (AsJob && package == null)
                     {
                         _jobWork.Add((source, target, targetFormat, options));
                         continue;
                     }
 
                     WriteVerboseChain(source, options.SourceFormat, Force.IsPresent);
-                    RunEngine(Activity("Convert-VDisk", source, target), (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    if (package != null)
+                    {
+                        RunEngine(Activity("Convert-VDisk", source + " (" + package.SelectDisk(Member).File + ")", target), (progress, cancel) => package.Convert(Member, target, options, progress, cancel));
+                    }
+                    else
+                    {
+                        RunEngine(Activity("Convert-VDisk", source, target), (progress, cancel) => ConvertOperation.Run(source, target, options, progress, cancel));
+                    }
+
                     WriteVerboseOutput(destination);
                     foreach (string warning in options.Target.Warnings)
                     {
@@ -195,6 +222,10 @@ namespace VDiskPS.Commands
                 catch (System.OverflowException e)
                 {
                     WriteError(ErrorMessages.Record(ErrorCode.InvalidOption, e, source));
+                }
+                finally
+                {
+                    package?.Dispose();
                 }
             }
         }

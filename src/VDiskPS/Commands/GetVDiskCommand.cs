@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VDiskPS.Formats;
+using VDiskPS.Formats.Ova;
 
 namespace VDiskPS.Commands
 {
@@ -33,6 +34,19 @@ namespace VDiskPS.Commands
             {
                 try
                 {
+                    if (OvfPackage.IsPackage(file))
+                    {
+                        // An appliance: one object per disk in it.
+                        WriteObject(WithImageWarnings(() =>
+                        {
+                            using (OvfPackage package = OvfPackage.Open(file, Force.IsPresent))
+                            {
+                                return package.DescribeDisks(ParseFormat(Format));
+                            }
+                        }), true);
+                        continue;
+                    }
+
                     WriteObject(AsQemuJson
                         ? (object)WithImageWarnings(() => QemuImageInfo.Json(file, ParseFormat(Format), Force.IsPresent, IgnoreIdMismatch.IsPresent))
                         : WithImageWarnings(() => ImageInspector.Get(file, ParseFormat(Format), Force.IsPresent, IgnoreIdMismatch.IsPresent)));

@@ -26,6 +26,7 @@ namespace VDiskPS.Formats.Tests.Module
         {
             ["New-VDisk"] = "Medium",
             ["Convert-VDisk"] = "Medium",
+            ["Export-VDiskOva"] = "Medium",
             ["Repair-VDisk"] = "High",
             ["Invoke-VDiskCommit"] = "High",
             ["Merge-VDisk"] = "High",

@@ -37,6 +37,16 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             return OverlayTestLayer.Load(path, bytes, options.Writable);
         }
 
+        public override ImageLayer Open(HostFile file, OpenOptions options)
+        {
+            using (file)
+            {
+                byte[] bytes = new byte[file.Length];
+                file.ReadExactly(0, bytes, "test image");
+                return OverlayTestLayer.Load(file.Path, bytes, options.Writable);
+            }
+        }
+
         public override ImageLayer Create(string path, CreateRequest request)
         {
             if (File.Exists(path) && !request.Overwrite)
