@@ -82,6 +82,7 @@ namespace VDiskPS.Formats
         /// </summary>
         public bool KeepSourceType { get; set; }
 
+        /// <summary>
         /// When set, the copy goes on past ranges of the source that cannot be read (I/O errors), writes
         /// zeros there and records them here (qemu-img convert --salvage).
         /// </summary>
