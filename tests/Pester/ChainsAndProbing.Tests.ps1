@@ -11,11 +11,6 @@ BeforeAll {
     $script:Module = (Resolve-Path $script:ModulePath).Path
 
     # Paths of these helpers are relative to the current PowerShell location.
-    function Write-Bytes([string] $Path, [long] $Offset, [byte[]] $Bytes) {
-        $fs = [System.IO.File]::OpenWrite($ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path))
-        try { $fs.Position = $Offset; $fs.Write($Bytes, 0, $Bytes.Length) } finally { $fs.Dispose() }
-    }
-
     # The value of one "Name : value" line of vhdiinfo's report.
     function Get-VhdiField([string] $Path, [string] $Name) {
         $line = vhdiinfo (Resolve-Path $Path).ProviderPath | Where-Object { $_ -match "^\s*$Name\s*:" } | Select-Object -First 1

@@ -5,11 +5,6 @@
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $script:Root = (Get-PSDrive TestDrive).Root
-
-    function Write-Bytes([string] $Path, [long] $Offset, [byte[]] $Bytes) {
-        $fs = [System.IO.File]::OpenWrite((Join-Path $script:Root $Path))
-        try { $fs.Position = $Offset; $fs.Write($Bytes, 0, $Bytes.Length) } finally { $fs.Dispose() }
-    }
 }
 
 Describe 'Migration: VMware and KVM disks to Hyper-V' {
