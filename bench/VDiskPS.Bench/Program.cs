@@ -59,6 +59,7 @@ namespace VDiskPS.Bench
             Console.WriteLine(FormattableString.Invariant($"empty pwsh: {baseline.EmptySeconds:0.000}s; pwsh + Import-Module: {baseline.ImportSeconds:0.000}s, peak {baseline.ImportPeak >> 20} MiB (the memory baseline)"));
 
             var results = new List<CaseResult>();
+            var stalled = new List<string>();
             foreach (BenchCase c in BenchCase.All(dir, source, size))
             {
                 if (only != null && !only.Contains(c.Name))
@@ -73,6 +74,14 @@ namespace VDiskPS.Bench
                 {
                     c.Prepare?.Invoke();
                     RunSides(c, runs, session, ours, theirs);
+                }
+                catch (PeerStalledException e)
+                {
+                    // Our side is never excused: only a peer that stalls leaves its case out, said so.
+                    Console.WriteLine($"{c.Name}: left out, the peer stalled: {e.Message}");
+                    stalled.Add(c.Name);
+                    c.Cleanup();
+                    continue;
                 }
                 finally
                 {
@@ -91,6 +100,11 @@ namespace VDiskPS.Bench
 
             Console.WriteLine();
             Console.WriteLine($"load average at end: {Tools.LoadAverage()}");
+            if (stalled.Count > 0)
+            {
+                Console.WriteLine($"left out because the peer stalled: {string.Join(", ", stalled)}");
+            }
+
             Console.WriteLine("| case | VDiskPS in session (s) | VDiskPS whole process (s) | peer (s) | ratio in session | ratio whole process | spread ours / peer (s) | VDiskPS peak above baseline MiB | peer peak MiB | load |");
             Console.WriteLine("|---|---:|---:|---:|---:|---:|---|---:|---:|---|");
             foreach (var r in results)
@@ -109,7 +123,15 @@ namespace VDiskPS.Bench
                 c.Cleanup();
                 c.BeforeEach?.Invoke();
                 Tools.Settle();
-                theirs.Add(Tools.Measure(c.PeerCommand, c.PeerArguments));
+                try
+                {
+                    theirs.Add(Tools.Measure(c.PeerCommand, c.PeerArguments));
+                }
+                catch (TimeoutException e)
+                {
+                    throw new PeerStalledException(e.Message);
+                }
+
                 Verify(c, c.PeerCommand, i);
                 c.Cleanup();
                 c.BeforeEach?.Invoke();
@@ -371,7 +393,10 @@ namespace VDiskPS.Bench
             return output;
         }
 
-        /// <summary>Runs a process, returning wall time and peak RSS (VmHWM sampled from /proc).</summary>
+        /// <summary>The longest one timed run may take (the slowest cases take about 60 s).</summary>
+        private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(5);
+
+        /// <summary>Runs a process, returning wall time and peak RSS (VmHWM sampled from /proc); one that runs past <see cref="RunTimeout"/> is killed and ends the bench.</summary>
         public static Sample Measure(string exe, string[] args)
         {
             var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -390,6 +415,12 @@ namespace VDiskPS.Bench
             while (!p.WaitForExit(5))
             {
                 peak = Math.Max(peak, TreeHighWaterMark(p.Id));
+                if (watch.Elapsed > RunTimeout)
+                {
+                    // A stalled side (qemu-img's curl driver has stalled mid-image here) ends the bench, named, instead of hanging it.
+                    p.Kill(entireProcessTree: true);
+                    throw new TimeoutException($"{exe} {string.Join(" ", args)} did not finish in {RunTimeout.TotalSeconds:0} s");
+                }
             }
 
             watch.Stop();
@@ -448,6 +479,15 @@ namespace VDiskPS.Bench
             }
 
             return 0;
+        }
+    }
+
+    /// <summary>The peer side of a case ran past the run timeout.</summary>
+    internal sealed class PeerStalledException : Exception
+    {
+        public PeerStalledException(string message)
+            : base(message)
+        {
         }
     }
 }
