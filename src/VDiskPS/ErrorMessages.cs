@@ -88,6 +88,9 @@ namespace VDiskPS
             [ImageErrorKind.ParentMustBeOpened] = ("Unsafe", "Leave out {0}."),
             [ImageErrorKind.BackingFormatNotRecorded] = (null, "Record it with Set-VDisk -ParentFormat on the image that names it."),
             [ImageErrorKind.DamageNeedsCheck] = (null, "Test-VDisk -Detailed reports the damage; Repair-VDisk repairs what it can."),
+            [ImageErrorKind.CredentialMissing] = ("Credential", "Give a user name and password with {0}."),
+            [ImageErrorKind.CredentialRefused] = ("Credential", "Check the user name and password given to {0}."),
+            [ImageErrorKind.CertificateNotTrusted] = ("SkipCertificateCheck", "Use {0} to connect without checking the certificate (a self-signed server)."),
         };
 
         /// <summary>The id (VDisk.&lt;Code&gt;) and category of a code.</summary>
@@ -120,7 +123,8 @@ namespace VDiskPS
                 case ImageLockedException _:
                     return ErrorCode.ImageInUse;
                 case ImageRemoteException e:
-                    return Remote(e.Failure);
+                    // The engine names the remote failure's id (PathNotFound, AuthenticationFailed, ...); every one is a code here.
+                    return (ErrorCode)Enum.Parse(typeof(ErrorCode), e.ErrorId);
                 case ImageIOException e when e.Kind == ImageErrorKind.OutputExists:
                     return ErrorCode.FileExists;
                 case ImageIOException e when e.InnerException is FileNotFoundException || e.Kind == ImageErrorKind.ExistingOutputMissing || e.Reason.Contains("not found"):
@@ -139,25 +143,6 @@ namespace VDiskPS
                     return ErrorCode.IOError;
                 default:
                     return ErrorCode.UnexpectedError;
-            }
-        }
-
-        private static ErrorCode Remote(RemoteFailure failure)
-        {
-            switch (failure)
-            {
-                case RemoteFailure.NotFound:
-                    return ErrorCode.PathNotFound;
-                case RemoteFailure.AuthenticationFailed:
-                    return ErrorCode.AuthenticationFailed;
-                case RemoteFailure.AccessDenied:
-                    return ErrorCode.AccessDenied;
-                case RemoteFailure.CertificateNotTrusted:
-                    return ErrorCode.CertificateNotTrusted;
-                case RemoteFailure.Unreachable:
-                    return ErrorCode.ConnectionFailed;
-                default:
-                    return ErrorCode.RemoteError;
             }
         }
 

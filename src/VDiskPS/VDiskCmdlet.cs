@@ -130,18 +130,6 @@ namespace VDiskPS
                 advice = "Use -Force to read it anyway (the content may be inconsistent).";
             }
 
-            if (exception is ImageRemoteException remote)
-            {
-                if (remote.Failure == RemoteFailure.AuthenticationFailed && OwnParameter("Credential") != null)
-                {
-                    advice = IsBound("Credential") ? "Check the user name and password given to -Credential." : "Give a user name and password with -Credential.";
-                }
-                else if (remote.Failure == RemoteFailure.CertificateNotTrusted && OwnParameter("SkipCertificateCheck") != null)
-                {
-                    advice = "Use -SkipCertificateCheck to connect without checking the certificate (a self-signed server).";
-                }
-            }
-
             if (exception is ImageParentMismatchException mismatch)
             {
                 string repin = $"Set-VDisk -Path '{mismatch.FilePath}' -ParentPath '{mismatch.ParentPath}' -IgnoreIdMismatch records the parent's current identity";

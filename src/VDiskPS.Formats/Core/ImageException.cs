@@ -120,6 +120,15 @@ namespace VDiskPS.Formats
 
         /// <summary>The image's metadata is damaged; a check reports what is damaged.</summary>
         DamageNeedsCheck,
+
+        /// <summary>A server asks for a credential and none was given.</summary>
+        CredentialMissing,
+
+        /// <summary>A server refused the credential given.</summary>
+        CredentialRefused,
+
+        /// <summary>A server's TLS certificate is not trusted.</summary>
+        CertificateNotTrusted,
     }
 
     /// <summary>The file's structures are invalid: truncated, out of range, bad checksum, loops.</summary>

@@ -258,7 +258,7 @@ namespace VDiskPS.Formats.Http
             switch (status)
             {
                 case 401:
-                    return new ImageRemoteException(_location, RemoteFailure.AuthenticationFailed, status, _hasCredential ? $"{what}: the server refused the credential" : $"{what}: the server asks for a credential");
+                    return new ImageRemoteException(_location, RemoteFailure.AuthenticationFailed, status, _hasCredential ? $"{what}: the server refused the credential" : $"{what}: the server asks for a credential") { Kind = _hasCredential ? ImageErrorKind.CredentialRefused : ImageErrorKind.CredentialMissing };
                 case 403:
                     return new ImageRemoteException(_location, RemoteFailure.AccessDenied, status, $"{what}: the server refuses access");
                 case 404:
@@ -279,7 +279,7 @@ namespace VDiskPS.Formats.Http
             {
                 if (inner is AuthenticationException || (inner is WebException web && (web.Status == WebExceptionStatus.TrustFailure || web.Status == WebExceptionStatus.SecureChannelFailure)))
                 {
-                    return new ImageRemoteException(_location, RemoteFailure.CertificateNotTrusted, null, $"the TLS connection failed: {inner.Message}", e);
+                    return new ImageRemoteException(_location, RemoteFailure.CertificateNotTrusted, null, $"the TLS connection failed: {inner.Message}", e) { Kind = ImageErrorKind.CertificateNotTrusted };
                 }
             }
 
