@@ -8,7 +8,8 @@ namespace VDiskPS
     {
         /// <summary>The top image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>Output the base image's VDiskInfo after the commit.</summary>

@@ -65,7 +65,7 @@ namespace VDiskPS
         /// <summary>The format a parameter names (-Format), else the one a path's extension names.</summary>
         public static DiskFormat? Format(IDictionary bound, string formatParameter, params string[] pathParameters)
         {
-            if (bound != null && bound.Contains(formatParameter) && DiskFormatNames.TryParse(bound[formatParameter]?.ToString(), out DiskFormat named))
+            if (bound != null && bound.Contains(formatParameter) && FormatRegistry.Default.TryParse(bound[formatParameter]?.ToString(), out DiskFormat named))
             {
                 return named;
             }
@@ -102,15 +102,15 @@ namespace VDiskPS
         }
     }
 
-    /// <summary>-Subformat: the VMDK create types, or the VHD/VHDX subformats when the target is one of those.</summary>
+    /// <summary>-Subformat: the subformats of the target's format (VMDK create types, VHD/VHDX dynamic or fixed); every format's when the target is not known yet.</summary>
     public sealed class SubformatCompleter : IArgumentCompleter
     {
         public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
         {
             DiskFormat? format = Completion.Format(fakeBoundParameters, "Format", "Destination", "Path");
-            IEnumerable<string> values = format == DiskFormat.Vhd || format == DiskFormat.Vhdx
-                ? new[] { "dynamic", "fixed" }
-                : VDiskPS.Formats.Vmdk.VmdkDriver.Subformats;
+            IEnumerable<string> values = format.HasValue
+                ? FormatRegistry.Default.Get(format.Value).Subformats
+                : FormatRegistry.Default.Drivers.SelectMany(d => d.Subformats);
             return Completion.Matching(values, wordToComplete);
         }
     }
@@ -156,13 +156,13 @@ namespace VDiskPS
                 if (existing != null)
                 {
                     string probed = Completion.Read(() => new[] { ImageInspector.Get(existing, null, shareWithWriters: true).Format }).FirstOrDefault();
-                    format = DiskFormatNames.TryParse(probed, out DiskFormat f) ? f : (DiskFormat?)null;
+                    format = FormatRegistry.Default.TryParse(probed, out DiskFormat f) ? f : (DiskFormat?)null;
                 }
             }
 
             IEnumerable<string> keys = format.HasValue
                 ? FormatRegistry.Default.Get(format.Value).CreateOptionNames
-                : DiskFormatNames.AllNames.SelectMany(f => FormatRegistry.Default.Get(DiskFormatNames.Parse(f)).CreateOptionNames);
+                : FormatRegistry.Default.Drivers.SelectMany(d => d.CreateOptionNames);
 
             // Completes the key being typed in a quoted "k=v,k=v" (unquoted, PowerShell hands over only the
             // text after the last comma): what precedes it, and the opening quote, stay as written.

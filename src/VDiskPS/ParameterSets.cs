@@ -1,3 +1,11 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using VDiskPS.Formats;
+
 namespace VDiskPS
 {
     /// <summary>Parameter-set names shared by the cmdlets.</summary>
@@ -8,14 +16,67 @@ namespace VDiskPS
         public const string Size = "Size";
     }
 
-    /// <summary>The -Format values, for ValidateSet (tab completion) on every cmdlet.</summary>
-    internal static class FormatNames
+    /// <summary>
+    /// A -Format value naming a format this build reads (the registry's list, or qemu's name for one).
+    /// The values come from the format registry, so a new format needs no change here.
+    /// </summary>
+    [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
+    public sealed class ValidateReadableFormatAttribute : ValidateArgumentsAttribute
     {
-        public const string Raw = "raw";
-        public const string Qcow2 = "qcow2";
-        public const string Vmdk = "vmdk";
-        public const string Vhd = "vhd";
-        public const string Vhdx = "vhdx";
-        public const string Vdi = "vdi";
+        protected override void Validate(object arguments, EngineIntrinsics engineIntrinsics)
+            => FormatParameter.Check(arguments, FormatRegistry.Default.ReadableNames, "reads");
+    }
+
+    /// <summary>A -Format value naming a format this build creates and writes; a read-only format is refused by name.</summary>
+    [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
+    public sealed class ValidateWritableFormatAttribute : ValidateArgumentsAttribute
+    {
+        protected override void Validate(object arguments, EngineIntrinsics engineIntrinsics)
+            => FormatParameter.Check(arguments, FormatRegistry.Default.CreatableNames, "writes");
+    }
+
+    /// <summary>Completes -Format with the formats this build reads.</summary>
+    public sealed class ReadableFormatCompleter : IArgumentCompleter
+    {
+        public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
+            => FormatParameter.Complete(FormatRegistry.Default.ReadableNames, wordToComplete);
+    }
+
+    /// <summary>Completes -Format with the formats this build writes.</summary>
+    public sealed class WritableFormatCompleter : IArgumentCompleter
+    {
+        public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters)
+            => FormatParameter.Complete(FormatRegistry.Default.CreatableNames, wordToComplete);
+    }
+
+    internal static class FormatParameter
+    {
+        public static void Check(object arguments, IReadOnlyList<string> allowed, string verb)
+        {
+            string value = (arguments is PSObject ps ? ps.BaseObject : arguments)?.ToString();
+            if (string.IsNullOrEmpty(value))
+            {
+                return;
+            }
+
+            if (FormatRegistry.Default.TryParse(value, out DiskFormat format) && allowed.Contains(format.Name))
+            {
+                return;
+            }
+
+            string known = FormatRegistry.Default.TryParse(value, out format)
+                ? $"this build reads {format.Name} images but does not write them"
+                : "it is not a format this build knows";
+            throw new ValidationMetadataException($"'{value}' is not accepted: {known}. Formats it {verb}: {string.Join(", ", allowed)}.");
+        }
+
+        public static IEnumerable<CompletionResult> Complete(IReadOnlyList<string> names, string word)
+        {
+            return Completion.Matching(names, word).Select(r =>
+            {
+                FormatDriver driver = FormatRegistry.Default.Get(FormatRegistry.Default.Parse(r.ListItemText));
+                return new CompletionResult(r.CompletionText, r.ListItemText, r.ResultType, driver.Description);
+            });
+        }
     }
 }

@@ -378,8 +378,8 @@ namespace VDiskPS
         /// <summary>The value under PowerShell's PSObject wrapper (a hashtable or string given to -Option).</summary>
         protected static object Unwrap(object value) => value is PSObject wrapped ? wrapped.BaseObject : value;
 
-        /// <summary>Parses a -Format/-SourceFormat value (validated by ValidateSet); null stays null.</summary>
-        protected static DiskFormat? ParseFormat(string format) => string.IsNullOrEmpty(format) ? (DiskFormat?)null : DiskFormatNames.Parse(format);
+        /// <summary>Parses a -Format/-SourceFormat value (validated against the registry); null stays null.</summary>
+        protected static DiskFormat? ParseFormat(string format) => string.IsNullOrEmpty(format) ? (DiskFormat?)null : FormatRegistry.Default.Parse(format);
 
         private sealed class QueueProgress : IProgress<OperationProgress>
         {

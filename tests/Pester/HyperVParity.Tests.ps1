@@ -122,7 +122,7 @@ Describe 'Get-VDisk shows Get-VHD''s properties' {
         $info.Size | Should -Be (Get-QemuInfo gpt.vhdx).'virtual-size'
         $info.BlockSize | Should -Be (Get-QemuInfo gpt.vhdx).'cluster-size'
         $info.LogicalSectorSize | Should -Be 512
-        (Get-VDisk over.qcow2).VhdFormat | Should -Be 'qcow2'
+        (Get-VDisk over.qcow2).VhdFormat | Should -BeExactly 'QCOW2'
     }
 
     It 'has FileSize as the file''s length and AllocatedSize as qemu-img''s actual-size' {

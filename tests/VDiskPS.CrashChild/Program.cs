@@ -16,12 +16,12 @@ namespace VDiskPS.CrashChild
         {
             ["convert"] = ("convert SOURCE DESTINATION FORMAT [SUBFORMAT]", 3, a => ConvertOperation.Run(a[0], a[1], new ConvertOptions
             {
-                TargetFormat = DiskFormatNames.Parse(a[2]),
+                TargetFormat = DiskFormat.Parse(a[2]),
                 Target = new CreateRequest { Subformat = a.Length > 3 ? a[3] : null },
             })),
             ["convert-into"] = ("convert-into SOURCE EXISTING-DESTINATION FORMAT (convert -n)", 3, a => ConvertOperation.Run(a[0], a[1], new ConvertOptions
             {
-                TargetFormat = DiskFormatNames.Parse(a[2]),
+                TargetFormat = DiskFormat.Parse(a[2]),
                 NoCreate = true,
             })),
             ["commit"] = ("commit TOP", 1, a => CommitOperation.Run(a[0])),

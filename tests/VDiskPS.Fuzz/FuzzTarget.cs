@@ -62,7 +62,7 @@ namespace VDiskPS.Formats.Fuzzing
                 return ExercisePackage(path);
             }
 
-            DiskFormat diskFormat = DiskFormatNames.Parse(format);
+            DiskFormat diskFormat = DiskFormat.Parse(format);
             try
             {
                 ImageInspector.Get(path, diskFormat);

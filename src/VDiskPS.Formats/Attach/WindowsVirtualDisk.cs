@@ -1,4 +1,5 @@
 using System;
+using System.Linq;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -6,6 +7,13 @@ using Microsoft.Win32.SafeHandles;
 
 namespace VDiskPS.Formats.Attach
 {
+    /// <summary>A format Windows' virtual disk service (virtdisk.dll) attaches, as Mount-VHD does.</summary>
+    public interface IWindowsAttachableDriver
+    {
+        /// <summary>VIRTUAL_STORAGE_TYPE.DeviceId of the format.</summary>
+        uint VirtualStorageDeviceId { get; }
+    }
+
     /// <summary>
     /// A VHD or VHDX attached by Windows' virtual disk service (virtdisk.dll, as Mount-VHD does). The
     /// disk stays attached while the handle is open: detaching or leaving the session closes it.
@@ -13,8 +21,6 @@ namespace VDiskPS.Formats.Attach
     /// </summary>
     internal sealed class WindowsVirtualDisk : IDiskAttachment
     {
-        private const uint DeviceVhd = 2;
-        private const uint DeviceVhdx = 3;
         private const uint AccessAttachReadOnly = 0x00010000;
         private const uint AccessAttachReadWrite = 0x00020000;
         private const uint AccessDetach = 0x00040000;
@@ -53,19 +59,15 @@ namespace VDiskPS.Formats.Attach
 
         public static WindowsVirtualDisk Attach(string path, DiskFormat format, bool readOnly)
         {
-            uint device;
-            switch (format)
+            var attachable = FormatRegistry.Default.Get(format) as IWindowsAttachableDriver;
+            if (attachable == null)
             {
-                case DiskFormat.Vhd:
-                    device = DeviceVhd;
-                    break;
-                case DiskFormat.Vhdx:
-                    device = DeviceVhdx;
-                    break;
-                default:
-                    throw new ImageNotSupportedException(path, "attach", null,
-                        $"Windows attaches VHD and VHDX images only; this image is {format.ToName()} (convert it to VHDX first, or serve it over NBD)");
+                string formats = string.Join(", ", FormatRegistry.Default.Drivers.OfType<IWindowsAttachableDriver>().Select(d => ((FormatDriver)d).Format.Name));
+                throw new ImageNotSupportedException(path, "attach", null,
+                    $"Windows attaches {formats} images only; this image is {format.ToName()} (convert it to one of those first, or serve it over NBD)");
             }
+
+            uint device = attachable.VirtualStorageDeviceId;
 
             var type = new VirtualStorageType { DeviceId = device, VendorId = VendorMicrosoft };
             uint access = (readOnly ? AccessAttachReadOnly : AccessAttachReadWrite) | AccessDetach | AccessGetInfo;

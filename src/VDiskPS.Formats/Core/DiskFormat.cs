@@ -3,15 +3,40 @@ using System.Collections.Generic;
 
 namespace VDiskPS.Formats
 {
-    /// <summary>The image formats the engine knows.</summary>
-    public enum DiskFormat
+    /// <summary>
+    /// A format's identity: the name its driver gives it. The formats themselves are listed only by
+    /// <see cref="FormatRegistry"/>; each driver declares its own identity in its folder.
+    /// </summary>
+    public readonly struct DiskFormat : IEquatable<DiskFormat>
     {
-        Raw,
-        Qcow2,
-        Vmdk,
-        Vhd,
-        Vhdx,
-        Vdi,
+        /// <summary>Declares a format; only a driver does this, for itself.</summary>
+        public DiskFormat(string name)
+        {
+            if (string.IsNullOrWhiteSpace(name))
+            {
+                throw new ArgumentException("a format needs a name", nameof(name));
+            }
+
+            Name = name.ToLowerInvariant();
+        }
+
+        /// <summary>The lower-case name this module uses (-Format values, VDiskInfo.Format).</summary>
+        public string Name { get; }
+
+        /// <summary>Looks a name (or qemu's name for it) up in the default registry; PowerShell converts strings with this.</summary>
+        public static DiskFormat Parse(string name) => FormatRegistry.Default.Parse(name);
+
+        public bool Equals(DiskFormat other) => string.Equals(Name, other.Name, StringComparison.Ordinal);
+
+        public override bool Equals(object obj) => obj is DiskFormat other && Equals(other);
+
+        public override int GetHashCode() => Name == null ? 0 : StringComparer.Ordinal.GetHashCode(Name);
+
+        public override string ToString() => Name ?? string.Empty;
+
+        public static bool operator ==(DiskFormat left, DiskFormat right) => left.Equals(right);
+
+        public static bool operator !=(DiskFormat left, DiskFormat right) => !left.Equals(right);
     }
 
     /// <summary>How the image allocates its space (the Hyper-V VhdType vocabulary).</summary>
@@ -40,50 +65,10 @@ namespace VDiskPS.Formats
 
     public static class DiskFormatNames
     {
-        /// <summary>The lower-case name qemu-img uses (raw, qcow2, vmdk, vpc for VHD, vhdx, vdi).</summary>
-        public static string ToName(this DiskFormat format) => format.ToString().ToLowerInvariant();
+        /// <summary>The lower-case name (raw, qcow2, vmdk, vhd, ...).</summary>
+        public static string ToName(this DiskFormat format) => format.Name;
 
-        /// <summary>qemu-img's driver name for the format (VHD is "vpc" there).</summary>
-        public static string ToQemuName(this DiskFormat format) => format == DiskFormat.Vhd ? "vpc" : format.ToName();
-
-        /// <summary>Parses a format name; accepts qemu's "vpc" for VHD. Case-insensitive.</summary>
-        public static DiskFormat Parse(string name)
-        {
-            if (TryParse(name, out var format))
-            {
-                return format;
-            }
-
-            throw new ImageOptionException(null, "format", $"unknown image format '{name}'; known formats: {string.Join(", ", AllNames)}");
-        }
-
-        public static bool TryParse(string name, out DiskFormat format)
-        {
-            format = default;
-            if (string.IsNullOrWhiteSpace(name))
-            {
-                return false;
-            }
-
-            string n = name.Trim().ToLowerInvariant();
-            if (n == "vpc")
-            {
-                format = DiskFormat.Vhd;
-                return true;
-            }
-
-            foreach (DiskFormat f in Enum.GetValues(typeof(DiskFormat)))
-            {
-                if (f.ToName() == n)
-                {
-                    format = f;
-                    return true;
-                }
-            }
-
-            return false;
-        }
-
-        public static IReadOnlyList<string> AllNames { get; } = new[] { "raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi" };
+        /// <summary>qemu-img's driver name for the format (as the format's driver gives it).</summary>
+        public static string ToQemuName(this DiskFormat format) => FormatRegistry.Default.Find(format)?.QemuName ?? format.Name;
     }
 }

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using VDiskPS;
 
 namespace VDiskPS.Formats
@@ -132,16 +133,56 @@ namespace VDiskPS.Formats
         public long Length { get; }
     }
 
-    /// <summary>One format: probing, opening, creating, and what it can measure.</summary>
+    /// <summary>
+    /// One format, as QEMU's BlockDriver table entry: its identity, extensions, probe, open, and what
+    /// differs per format as properties, so that operations never name a format. Creating is the
+    /// optional <see cref="ICreatableDriver"/>; a read-only format implements only what it has.
+    /// </summary>
     public abstract class FormatDriver
     {
+        /// <summary>The format's identity (its lower-case name).</summary>
         public abstract DiskFormat Format { get; }
+
+        /// <summary>The name qemu-img uses for the format (it calls VHD vpc); accepted as -Format too.</summary>
+        public virtual string QemuName => Format.Name;
+
+        /// <summary>A line for help and completion: what the format is.</summary>
+        public abstract string Description { get; }
 
         /// <summary>File extensions, with the dot, the first one preferred for new files.</summary>
         public abstract IReadOnlyList<string> Extensions { get; }
 
-        /// <summary>Names of the create options (<see cref="CreateRequest.Options"/>) the format knows.</summary>
-        public abstract IReadOnlyList<string> CreateOptionNames { get; }
+        /// <summary>The create options (<see cref="CreateRequest.Options"/>) the format knows, with their types.</summary>
+        public virtual IReadOnlyList<CreateOption> CreateOptions => Array.Empty<CreateOption>();
+
+        /// <summary>Names of <see cref="CreateOptions"/>.</summary>
+        public IReadOnlyList<string> CreateOptionNames => CreateOptions.Select(o => o.Name).ToList();
+
+        /// <summary>
+        /// The file holds the guest's bytes as they are, with no metadata (raw): it is what a file without
+        /// any image signature is read as, has no clusters to report, and takes any byte source as a target.
+        /// </summary>
+        public virtual bool IsPlainData => false;
+
+        /// <summary>The format distinguishes fixed from dynamic images (VHD's vocabulary), which convert keeps.</summary>
+        public virtual bool HasAllocationTypes => false;
+
+        /// <summary>
+        /// The format's subformats (-Subformat values); empty when it has none. When the format takes them
+        /// as its "subformat" create option they go there, else they are <see cref="CreateRequest.Subformat"/>.
+        /// </summary>
+        public virtual IReadOnlyList<string> Subformats => Array.Empty<string>();
+
+        /// <summary>qemu-img info --output=json reports the format's fields under "format-specific".</summary>
+        public virtual bool HasQemuFormatSpecific => false;
+
+        /// <summary>The Optimize-VDisk mode used when none is given.</summary>
+        public virtual OptimizeMode DefaultOptimizeMode => OptimizeMode.Quick;
+
+        /// <summary>Sets what New-VHD would choose for a new image of this format where the request leaves it open.</summary>
+        public virtual void ApplyHyperVDefaults(CreateRequest request)
+        {
+        }
 
         /// <summary>0: not this format; 1: could be (raw); 100: certain.</summary>
         public abstract int Probe(ProbeContext context);
@@ -156,16 +197,52 @@ namespace VDiskPS.Formats
         /// </summary>
         public abstract ImageLayer Open(HostFile file, OpenOptions options);
 
+        public override string ToString() => Format.ToName();
+    }
+
+    /// <summary>A format this build can create (and so write): the target side of convert, New-VDisk, measure.</summary>
+    public interface ICreatableDriver
+    {
         /// <summary>Creates the image and returns it open for writing.</summary>
-        public abstract ImageLayer Create(string path, CreateRequest request);
+        ImageLayer Create(string path, CreateRequest request);
 
         /// <summary>qemu-img measure: space needed for an image of request.Size bytes holding <paramref name="allocatedBytes"/> of data.</summary>
-        public virtual VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
-            => throw ImageNotSupportedException.Capability(Format, "measure");
+        VDiskMeasurement Measure(CreateRequest request, long allocatedBytes);
 
-        /// <summary>Whether a layer opened by this driver can take compressed writes when created with <paramref name="request"/>.</summary>
-        public virtual bool SupportsCompression(CreateRequest request) => false;
+        /// <summary>Whether a layer created with <paramref name="request"/> can take compressed writes.</summary>
+        bool SupportsCompression(CreateRequest request);
+    }
 
-        public override string ToString() => Format.ToName();
+    /// <summary>The type of a create option's value.</summary>
+    public enum CreateOptionKind
+    {
+        Text,
+        Size,
+        Number,
+        Bool,
+        Choice,
+    }
+
+    /// <summary>One entry of a format's create-option table (qemu-img create -o).</summary>
+    public sealed class CreateOption
+    {
+        public CreateOption(string name, CreateOptionKind kind, string description, params string[] choices)
+        {
+            Name = name;
+            Kind = kind;
+            Description = description;
+            Choices = choices ?? Array.Empty<string>();
+        }
+
+        public string Name { get; }
+
+        public CreateOptionKind Kind { get; }
+
+        public string Description { get; }
+
+        /// <summary>The accepted values of a <see cref="CreateOptionKind.Choice"/> option.</summary>
+        public IReadOnlyList<string> Choices { get; }
+
+        public override string ToString() => Name;
     }
 }

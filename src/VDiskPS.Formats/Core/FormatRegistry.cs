@@ -28,10 +28,62 @@ namespace VDiskPS.Formats
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;
 
+        /// <summary>The names of every format this registry can read (-Format of a reading cmdlet).</summary>
+        public IReadOnlyList<string> ReadableNames => _drivers.Select(d => d.Format.Name).ToList();
+
+        /// <summary>The names of the formats this registry can create (-Format of a writing cmdlet).</summary>
+        public IReadOnlyList<string> CreatableNames => _drivers.Where(d => d is ICreatableDriver).Select(d => d.Format.Name).ToList();
+
+        /// <summary>The driver a file without any image signature is read with (raw), or null.</summary>
+        public FormatDriver PlainData => _drivers.FirstOrDefault(d => d.IsPlainData);
+
+        /// <summary>The plain-data format (raw): the default of a new file whose name says nothing.</summary>
+        public DiskFormat PlainDataFormat => (PlainData ?? throw new ImageNotSupportedException(null, "format", null, "this build has no plain-data format")).Format;
+
+        public FormatDriver Find(DiskFormat format) => _drivers.FirstOrDefault(d => d.Format == format);
+
         public FormatDriver Get(DiskFormat format)
         {
-            return _drivers.FirstOrDefault(d => d.Format == format)
+            return Find(format)
                 ?? throw new ImageNotSupportedException(null, "format", null, $"the {format.ToName()} format is not available in this build");
+        }
+
+        /// <summary>The driver that creates <paramref name="format"/>; a format this build only reads is refused by name.</summary>
+        public ICreatableDriver GetCreatable(DiskFormat format, string path = null)
+        {
+            return Get(format) as ICreatableDriver
+                ?? throw new ImageNotSupportedException(path, "format", null, $"{format.ToName()} images can be read but not created or written by this build (formats it writes: {string.Join(", ", CreatableNames)})");
+        }
+
+        /// <summary>Parses a format name; accepts qemu's name (vpc for VHD). Case-insensitive.</summary>
+        public DiskFormat Parse(string name)
+        {
+            if (TryParse(name, out var format))
+            {
+                return format;
+            }
+
+            throw new ImageOptionException(null, "format", $"unknown image format '{name}'; known formats: {string.Join(", ", ReadableNames)}");
+        }
+
+        public bool TryParse(string name, out DiskFormat format)
+        {
+            format = default;
+            if (string.IsNullOrWhiteSpace(name))
+            {
+                return false;
+            }
+
+            string n = name.Trim();
+            FormatDriver driver = _drivers.FirstOrDefault(d => string.Equals(d.Format.Name, n, StringComparison.OrdinalIgnoreCase))
+                ?? _drivers.FirstOrDefault(d => string.Equals(d.QemuName, n, StringComparison.OrdinalIgnoreCase));
+            if (driver == null)
+            {
+                return false;
+            }
+
+            format = driver.Format;
+            return true;
         }
 
         /// <summary>The format a new file gets from its extension, or null when the extension says nothing.</summary>
@@ -97,7 +149,7 @@ namespace VDiskPS.Formats
                 }
             }
 
-            if (best != null && best.Format != DiskFormat.Raw)
+            if (best != null && !best.IsPlainData)
             {
                 return best.Format;
             }
@@ -121,7 +173,7 @@ namespace VDiskPS.Formats
                 throw ForeignFormats.NotSupported(file.Path, namedForeign);
             }
 
-            if ((named.HasValue && named.Value != DiskFormat.Raw) || namedForeign != null)
+            if ((named.HasValue && !Get(named.Value).IsPlainData) || namedForeign != null)
             {
                 string expected = namedForeign ?? named.Value.ToName();
                 string found = length == 0 ? "the file is empty" : "its content carries no known image signature";
@@ -133,16 +185,16 @@ namespace VDiskPS.Formats
                 ImageWarnings.Report(file.Path, $"the file is {length} bytes long, shorter than one 512-byte sector; it has no image signature and is read as raw");
             }
 
-            return DiskFormat.Raw;
+            return PlainDataFormat;
         }
 
         /// <summary>Opens the layer stored in <paramref name="file"/> (which it then owns): the explicit format as given, else the probed one.</summary>
         public ImageLayer Open(HostFile file, DiskFormat? format, OpenOptions options)
         {
-            DiskFormat actual;
+            FormatDriver driver;
             try
             {
-                actual = format ?? Probe(file);
+                driver = Writable(Get(format ?? Probe(file)), file.Path, options);
             }
             catch
             {
@@ -150,7 +202,7 @@ namespace VDiskPS.Formats
                 throw;
             }
 
-            return Get(actual).Open(file, options);
+            return driver.Open(file, options);
         }
 
         /// <summary>Opens one layer (no backing chain): the explicit format as given, else the probed one.</summary>
@@ -165,7 +217,18 @@ namespace VDiskPS.Formats
             // A writer's probe only peeks at the header: the writable open after it takes and tests the
             // writer's locks, and its refusal names the right conflict.
             DiskFormat actual = format ?? Probe(full, options.ShareWithWriters || options.Writable);
-            return Get(actual).Open(full, options);
+            return Writable(Get(actual), full, options).Open(full, options);
+        }
+
+        /// <summary>A format this build only reads is refused for a writable open, by name, before anything is opened.</summary>
+        private FormatDriver Writable(FormatDriver driver, string path, OpenOptions options)
+        {
+            if (options.Writable && !(driver is ICreatableDriver))
+            {
+                throw new ImageNotSupportedException(path, "format", null, $"{driver.Format.Name} images can be read but not written by this build; convert the image to a format it writes ({string.Join(", ", CreatableNames)}) first");
+            }
+
+            return driver;
         }
     }
 }

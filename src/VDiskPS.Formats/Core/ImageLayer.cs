@@ -209,7 +209,12 @@ namespace VDiskPS.Formats
         /// <summary>Reads a run stored in this layer (status.Kind is Data).</summary>
         protected abstract void ReadData(long offset, Span<byte> buffer, BlockStatus status);
 
-        protected abstract void WriteCore(long offset, ReadOnlySpan<byte> data);
+        /// <summary>
+        /// Writes guest bytes into this layer. Writing is optional, as creating is (<see cref="ICreatableDriver"/>):
+        /// a read-only format leaves this out, and its layers are never opened writable.
+        /// </summary>
+        protected virtual void WriteCore(long offset, ReadOnlySpan<byte> data)
+            => throw ImageNotSupportedException.Capability(Format, "writing", Path);
 
         protected virtual void WriteZeroesCore(long offset, long length)
         {

@@ -10,7 +10,7 @@ namespace VDiskPS.Formats
     /// <summary>
     /// qemu-style format options ("cluster_size=64k,lazy_refcounts=on"). Keys are case-insensitive.
     /// A format reads the keys it knows through the typed getters, then calls
-    /// <see cref="RejectUnknown"/> so that a misspelt key is refused by name, never ignored.
+    /// <see cref="RejectUnknown(string, IEnumerable{string})"/> so that a misspelt key is refused by name, never ignored.
     /// </summary>
     public sealed class OptionSet
     {
@@ -248,6 +248,8 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>Throws naming every key no reader consumed, and the keys the format knows.</summary>
+        public void RejectUnknown(string formatName, IEnumerable<CreateOption> known) => RejectUnknown(formatName, known.Select(o => o.Name));
+
         public void RejectUnknown(string formatName, IEnumerable<string> known)
         {
             var unknown = _values.Keys.Where(k => !_consumed.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToList();

@@ -67,13 +67,14 @@ namespace VDiskPS.Formats
 
             OptionSet options = OptionSet.From(Option);
             string subformat = Subformat;
-            if (!string.IsNullOrEmpty(subformat) && format != DiskFormat.Vmdk)
+            if (!string.IsNullOrEmpty(subformat))
             {
-                // VMDK create types are the subformat proper; VHD and VHDX take qemu's subformat option
-                // (dynamic, fixed), which validates the value; the other formats have none.
-                if (!System.Linq.Enumerable.Contains(FormatRegistry.Default.Get(format).CreateOptionNames, "subformat"))
+                // A subformat is the format's "subformat" create option (VMDK create types; VHD and VHDX
+                // dynamic or fixed), which validates the value; the other formats have none.
+                if (FormatRegistry.Default.Get(format).Subformats.Count == 0)
                 {
-                    throw new ImageOptionException(path, "subformat", $"{format.ToName()} images have no subformat; '{subformat}' is a VMDK create type") { Kind = ImageErrorKind.SubformatNotApplicable };
+                    var withSubformats = System.Linq.Enumerable.Where(FormatRegistry.Default.Drivers, d => d.Subformats.Count > 0 && d is ICreatableDriver);
+                    throw new ImageOptionException(path, "subformat", $"{format.ToName()} images have no subformat; '{subformat}' is a subformat of another format (formats with subformats: {string.Join(", ", System.Linq.Enumerable.Select(withSubformats, d => d.Format.Name))})") { Kind = ImageErrorKind.SubformatNotApplicable };
                 }
 
                 if (options.Contains("subformat"))
@@ -114,14 +115,8 @@ namespace VDiskPS.Formats
         /// <summary>Fill the new image from this one (New-VHD -SourceDisk).</summary>
         public string SourcePath { get; set; }
 
-        /// <summary>Give a VHDX without a parent New-VHD's defaults where nothing was asked: 32 MiB blocks, 4096-byte physical sectors.</summary>
+        /// <summary>Give an image without a parent New-VHD's defaults where nothing was asked (for VHDX: 32 MiB blocks, 4096-byte physical sectors).</summary>
         public bool HyperVDefaults { get; set; }
-
-        /// <summary>New-VHD's VHDX block size.</summary>
-        public const long HyperVBlockSize = 32L * 1024 * 1024;
-
-        /// <summary>New-VHD's VHDX physical sector size.</summary>
-        public const int HyperVPhysicalSectorSize = 4096;
 
         public DiskFormat ResolveFormat() => PathPlanner.FormatForNewFile(Path, Format);
 
@@ -153,14 +148,9 @@ namespace VDiskPS.Formats
             }
 
             request.Size = Size ?? 0;
-            if (HyperVDefaults && request.Backing == null && string.IsNullOrEmpty(SourcePath) && ResolveFormat() == DiskFormat.Vhdx)
+            if (HyperVDefaults && request.Backing == null && string.IsNullOrEmpty(SourcePath))
             {
-                if (!request.ClusterSize.HasValue && !request.Options.Contains("block_size"))
-                {
-                    request.ClusterSize = HyperVBlockSize;
-                }
-
-                request.PhysicalSectorSize = request.PhysicalSectorSize ?? HyperVPhysicalSectorSize;
+                FormatRegistry.Default.Get(ResolveFormat()).ApplyHyperVDefaults(request);
             }
 
             return request;

@@ -20,7 +20,8 @@ namespace VDiskPS.Formats
         /// <summary>Convert the disk as it was in this internal snapshot (id or name).</summary>
         public string Snapshot { get; set; }
 
-        public DiskFormat TargetFormat { get; set; } = DiskFormat.Raw;
+        /// <summary>The output's format; null: the plain-data format (raw).</summary>
+        public DiskFormat? TargetFormat { get; set; }
 
         /// <summary>Create options of the target (size is taken from the source).</summary>
         public CreateRequest Target { get; set; } = new CreateRequest();
@@ -220,11 +221,9 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>Whether a fixed source's type carries over: both ends have fixed images and nothing else was asked.</summary>
-        private static bool KeepsFixed(ImageLayer source, DiskFormat targetFormat, CreateRequest request)
+        private static bool KeepsFixed(FormatRegistry registry, ImageLayer source, DiskFormat targetFormat, CreateRequest request)
         {
-            bool sourceHasTypes = source.Format == DiskFormat.Vhd || source.Format == DiskFormat.Vhdx || source.Format == DiskFormat.Vdi;
-            bool targetHasTypes = targetFormat == DiskFormat.Vhd || targetFormat == DiskFormat.Vhdx || targetFormat == DiskFormat.Vdi;
-            return sourceHasTypes && targetHasTypes && source.DiskType == DiskType.Fixed
+            return registry.Get(source.Format).HasAllocationTypes && registry.Get(targetFormat).HasAllocationTypes && source.DiskType == DiskType.Fixed
                 && request.Type == null && request.Backing == null && request.Subformat == null && request.Preallocation == null
                 && !request.Options.Contains("subformat") && !request.Options.Contains("static") && !request.Options.Contains("preallocation");
         }
@@ -237,6 +236,7 @@ namespace VDiskPS.Formats
         {
             CreateRequest request = options.Target ?? new CreateRequest();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
+            DiskFormat targetFormat = options.TargetFormat ?? registry.PlainDataFormat;
             ImageChain targetParent = null;
             ImageLayer target = null;
             StagedOutput staging = null;
@@ -275,7 +275,7 @@ namespace VDiskPS.Formats
                     }
 
                     request.Size = size;
-                    if (options.KeepSourceType && KeepsFixed(source.Top, options.TargetFormat, request))
+                    if (options.KeepSourceType && KeepsFixed(registry, source.Top, targetFormat, request))
                     {
                         request.Type = DiskType.Fixed;
                     }
@@ -283,7 +283,7 @@ namespace VDiskPS.Formats
                     request.SyncOnFlush = options.FlushToDisk || options.DeleteSource;
                     staging = new StagedOutput(destination, request.Overwrite);
                     request.Staging = staging;
-                    target = registry.Get(options.TargetFormat).Create(destination, request);
+                    target = registry.GetCreatable(targetFormat, destination).Create(destination, request);
                 }
 
                 if (targetParent != null)

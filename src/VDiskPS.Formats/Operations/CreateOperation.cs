@@ -49,7 +49,7 @@ namespace VDiskPS.Formats
                 ImageLayer layer = null;
                 try
                 {
-                    layer = FormatRegistry.Default.Get(format).Create(path, request);
+                    layer = FormatRegistry.Default.GetCreatable(format, path).Create(path, request);
                     if (parent != null)
                     {
                         layer.Parent = parent.Top;

@@ -95,10 +95,10 @@ namespace VDiskPS.Formats
                     }
                     else
                     {
-                        DiskFormat format = options.DestinationFormat ?? DiskFormat.Raw;
+                        DiskFormat format = options.DestinationFormat ?? registry.PlainDataFormat;
                         CreateRequest request = options.Target ?? new CreateRequest();
                         request.Size = length;
-                        target = registry.Get(format).Create(destinationPath, request);
+                        target = registry.GetCreatable(format, destinationPath).Create(destinationPath, request);
                         created = target.HostFiles;
                     }
 

@@ -58,7 +58,7 @@ namespace VDiskPS.Formats
         /// <summary>Fragmentation and alignment from the layer's own block map, walked in guest order.</summary>
         private static void DescribeLayout(ImageLayer layer, VDiskInfo info)
         {
-            bool blockBased = layer.Format != DiskFormat.Raw;
+            bool blockBased = FormatRegistry.Default.Find(layer.Format)?.IsPlainData != true;
             long cluster = Math.Max(1, (long)layer.ClusterSize);
             long blockAlignment = blockBased ? Math.Min(MiB, cluster) : 1;
             long physical = Math.Max(1, layer.PhysicalSectorSize);

@@ -9,7 +9,8 @@ namespace VDiskPS.Formats
     public sealed class MeasureOptions
     {
         /// <summary>The format to measure for (qemu-img measure -O).</summary>
-        public DiskFormat TargetFormat { get; set; } = DiskFormat.Raw;
+        /// <summary>The format to measure for; null: the plain-data format (raw).</summary>
+        public DiskFormat? TargetFormat { get; set; }
 
         /// <summary>Create options of the target; its Size is taken from the source, or set it when measuring without one.</summary>
         public CreateRequest Target { get; set; } = new CreateRequest();
@@ -47,7 +48,8 @@ namespace VDiskPS.Formats
             options = options ?? new MeasureOptions();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             CreateRequest request = options.Target ?? new CreateRequest();
-            FormatDriver driver = registry.Get(options.TargetFormat);
+            FormatDriver target = registry.Get(options.TargetFormat ?? registry.PlainDataFormat);
+            ICreatableDriver driver = registry.GetCreatable(target.Format);
             if (string.IsNullOrEmpty(sourcePath))
             {
                 if (request.Size < 0)
@@ -71,7 +73,7 @@ namespace VDiskPS.Formats
                     }
 
                     request.Size = view.Size;
-                    long allocated = AllocatedBytes(view, Granularity(options.TargetFormat, request), cancel);
+                    long allocated = AllocatedBytes(view, Granularity(target, request), cancel);
                     VDiskMeasurement measurement = driver.Measure(request, allocated);
                     measurement.Path = sourcePath;
                     return measurement;
@@ -113,9 +115,9 @@ namespace VDiskPS.Formats
         }
 
         /// <summary>The target's allocation unit: raw stores bytes; other formats their cluster/block size.</summary>
-        private static long Granularity(DiskFormat format, CreateRequest request)
+        private static long Granularity(FormatDriver format, CreateRequest request)
         {
-            if (format == DiskFormat.Raw)
+            if (format.IsPlainData)
             {
                 return 1;
             }

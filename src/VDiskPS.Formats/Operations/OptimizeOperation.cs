@@ -30,7 +30,7 @@ namespace VDiskPS.Formats
     /// <summary>Options of Optimize-VDisk.</summary>
     public sealed class OptimizeOptions
     {
-        /// <summary>The mode; null for Optimize-VHD's default: Full for VHD, Quick for the other formats.</summary>
+        /// <summary>The mode; null for the format's default (its driver's DefaultOptimizeMode: Full for VHD, as Optimize-VHD, else Quick).</summary>
         public OptimizeMode? Mode { get; set; }
 
         /// <summary>The image's format; null to probe.</summary>
@@ -67,10 +67,11 @@ namespace VDiskPS.Formats
         public static OptimizeResult Run(string path, OptimizeOptions options = null, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             options = options ?? new OptimizeOptions();
-            using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, Registry = options.Registry ?? FormatRegistry.Default }))
+            FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
+            using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, Registry = registry }))
             {
                 ImageLayer layer = chain.Top;
-                OptimizeMode mode = options.Mode ?? (layer.Format == DiskFormat.Vhd ? OptimizeMode.Full : OptimizeMode.Quick);
+                OptimizeMode mode = options.Mode ?? registry.Find(layer.Format)?.DefaultOptimizeMode ?? OptimizeMode.Quick;
                 var result = new OptimizeResult { Mode = mode };
                 if (mode == OptimizeMode.Retrim)
                 {

@@ -15,7 +15,7 @@ namespace VDiskPS.Formats
             {
                 // .img and .raw hold any format by custom (qemu-img create -f qcow2 disk.img); a
                 // format's own extension does not.
-                if (fromExtension.HasValue && fromExtension.Value != DiskFormat.Raw && fromExtension.Value != explicitFormat.Value)
+                if (fromExtension.HasValue && !registry.Get(fromExtension.Value).IsPlainData && fromExtension.Value != explicitFormat.Value)
                 {
                     throw new ImageOptionException(path, "format", $"the format {explicitFormat.Value.ToName()} contradicts the extension '{Path.GetExtension(path)}', which names {fromExtension.Value.ToName()}")
                     {
@@ -34,7 +34,7 @@ namespace VDiskPS.Formats
             if (Transports.IsRemote(path))
             {
                 // Remote bytes (an NBD export) are raw unless named otherwise.
-                return DiskFormat.Raw;
+                return registry.PlainDataFormat;
             }
 
             string ext = Path.GetExtension(path);
@@ -45,7 +45,7 @@ namespace VDiskPS.Formats
 
             throw new ImageOptionException(path, "format", string.IsNullOrEmpty(ext)
                 ? "the file name has no extension to tell the format by"
-                : $"the extension '{ext}' does not name a format ({string.Join(", ", DiskFormatNames.AllNames)})")
+                : $"the extension '{ext}' does not name a format ({string.Join(", ", registry.CreatableNames)})")
             {
                 Kind = ImageErrorKind.FormatNotNamed,
             };

@@ -137,13 +137,15 @@ namespace VDiskPS.Formats.Ova
                     chains.Add(ImageChain.Open(full, new ChainOptions { ShareWithWriters = request.ShareWithWriters }));
                 }
 
+                IOvfDiskDriver diskDriver = OvfDisks.Driver(FormatRegistry.Default);
                 for (int i = 0; i < chains.Count; i++)
                 {
                     spec.Disks.Add(new OvfDisk
                     {
                         DiskId = "vmdisk" + (i + 1),
                         FileId = "file" + (i + 1),
-                        File = $"{name}-disk{i + 1}.vmdk",
+                        File = $"{name}-disk{i + 1}{diskDriver.OvfDiskExtension}",
+                        Format = diskDriver.OvfDiskFormatUri,
                         Capacity = chains[i].Size,
                         Address = request.Controller == OvfControllerType.Scsi && i >= 7 ? i + 1 : i,
                     });
@@ -347,14 +349,11 @@ namespace VDiskPS.Formats.Ova
                 OvfDisk disk = _spec.Disks[index];
                 disk.PopulatedSize = PopulatedBytes(chain, _cancel);
                 var member = new MemberOutputFile(output, start, displayPath, "SHA256");
-                var target = new CreateRequest
-                {
-                    Size = chain.Size,
-                    Subformat = "streamOptimized",
-                    TargetFile = member,
-                    SyncOnFlush = false,
-                };
-                ImageLayer layer = FormatRegistry.Default.Get(DiskFormat.Vmdk).Create(displayPath, target);
+                IOvfDiskDriver driver = OvfDisks.Driver(FormatRegistry.Default);
+                CreateRequest target = driver.OvfDiskRequest(chain.Size);
+                target.TargetFile = member;
+                target.SyncOnFlush = false;
+                ImageLayer layer = driver.Create(displayPath, target);
                 try
                 {
                     var options = new ConvertOptions { Compress = true, ThrottleLimit = _request.ThrottleLimit };

@@ -55,7 +55,6 @@ namespace VDiskPS.Formats.Ova
         public const string VmwNs = "http://www.vmware.com/schema/ovf";
         public const string CimNs = "http://schemas.dmtf.org/wbem/wscim/1/common";
         public const string XsiNs = "http://www.w3.org/2001/XMLSchema-instance";
-        public const string StreamOptimizedFormat = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
         public const string NetworkName = "VM Network";
 
         /// <summary>Descriptors larger than this are refused (real ones are a few tens of KiB).</summary>
@@ -109,7 +108,7 @@ namespace VDiskPS.Formats.Ova
                     writer.WriteAttributeString("capacityAllocationUnits", OvfNs, "byte");
                     writer.WriteAttributeString("diskId", OvfNs, disk.DiskId);
                     writer.WriteAttributeString("fileRef", OvfNs, disk.FileId);
-                    writer.WriteAttributeString("format", OvfNs, StreamOptimizedFormat);
+                    writer.WriteAttributeString("format", OvfNs, disk.Format);
                     writer.WriteAttributeString("populatedSize", OvfNs, Number(disk.PopulatedSize ?? 0));
                     writer.WriteEndElement();
                 }

@@ -6,13 +6,20 @@ using VDiskPS;
 namespace VDiskPS.Formats.Qcow2
 {
     /// <summary>QEMU's qcow2 format: probing, opening, creating with every qemu-img create option, and measuring.</summary>
-    public sealed class Qcow2Driver : FormatDriver
+    public sealed class Qcow2Driver : FormatDriver, ICreatableDriver
     {
-        public override DiskFormat Format => DiskFormat.Qcow2;
+        /// <summary>The qcow2 format's identity.</summary>
+        public static readonly DiskFormat Id = new DiskFormat("qcow2");
+
+        public override DiskFormat Format => Id;
+
+        public override string Description => "QEMU copy-on-write v2/v3";
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".qcow2", ".qcow" };
 
-        public override IReadOnlyList<string> CreateOptionNames => Qcow2CreateOptions.Names;
+        public override IReadOnlyList<CreateOption> CreateOptions => Qcow2CreateOptions.Names;
+
+        public override bool HasQemuFormatSpecific => true;
 
         public override int Probe(ProbeContext context)
         {
@@ -28,19 +35,19 @@ namespace VDiskPS.Formats.Qcow2
 
         public override ImageLayer Open(HostFile file, OpenOptions options) => Qcow2Layer.Open(file, options);
 
-        public override ImageLayer Create(string path, CreateRequest request)
+        public ImageLayer Create(string path, CreateRequest request)
         {
             var options = Qcow2CreateOptions.Parse(path, request);
             return Qcow2Layer.Create(path, options, request);
         }
 
-        public override bool SupportsCompression(CreateRequest request)
+        public bool SupportsCompression(CreateRequest request)
         {
             return request?.Options == null || !request.Options.Contains("data_file");
         }
 
         /// <summary>qemu-img measure (block/qcow2.c qcow2_measure): metadata for a full image, plus the data required.</summary>
-        public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
         {
             var options = Qcow2CreateOptions.Parse(null, request, forMeasure: true);
             long cs = options.ClusterSize;
@@ -112,10 +119,22 @@ namespace VDiskPS.Formats.Qcow2
     /// <summary>The qcow2 create options (qemu-img create -f qcow2 -o help), parsed and checked together.</summary>
     internal sealed class Qcow2CreateOptions
     {
-        public static readonly string[] Names =
+        public static readonly CreateOption[] Names =
         {
-            "size", "compat", "backing_file", "backing_fmt", "data_file", "data_file_raw", "encryption", "encrypt.format",
-            "cluster_size", "preallocation", "lazy_refcounts", "refcount_bits", "compression_type", "extended_l2",
+            new CreateOption("size", CreateOptionKind.Size, "virtual size"),
+            new CreateOption("compat", CreateOptionKind.Choice, "0.10 (version 2) or 1.1 (version 3)", "0.10", "1.1", "v2", "v3"),
+            new CreateOption("backing_file", CreateOptionKind.Text, "the parent image"),
+            new CreateOption("backing_fmt", CreateOptionKind.Text, "the parent's format"),
+            new CreateOption("data_file", CreateOptionKind.Text, "an external file that holds the guest data"),
+            new CreateOption("data_file_raw", CreateOptionKind.Bool, "the data file is valid raw data on its own"),
+            new CreateOption("encryption", CreateOptionKind.Bool, "encrypt the image (encrypt.format=luks)"),
+            new CreateOption("encrypt.format", CreateOptionKind.Choice, "the encryption format", "luks"),
+            new CreateOption("cluster_size", CreateOptionKind.Size, "cluster size, 512 B to 2 MiB"),
+            new CreateOption("preallocation", CreateOptionKind.Choice, "how the file's space is reserved", "off", "metadata", "falloc", "full"),
+            new CreateOption("lazy_refcounts", CreateOptionKind.Bool, "postpone refcount updates"),
+            new CreateOption("refcount_bits", CreateOptionKind.Number, "width of a refcount entry, 1 to 64"),
+            new CreateOption("compression_type", CreateOptionKind.Choice, "compressed cluster format", "zlib", "zstd"),
+            new CreateOption("extended_l2", CreateOptionKind.Bool, "subcluster allocation"),
         };
 
         public long Size { get; private set; }
@@ -261,7 +280,7 @@ namespace VDiskPS.Formats.Qcow2
             o.BackingFile = BackingReference.ToPortable(backingFile ?? request.Backing?.RecordedPath);
             if (backingFormat != null)
             {
-                DiskFormat parsed = DiskFormatNames.Parse(backingFormat);
+                DiskFormat parsed = FormatRegistry.Default.Parse(backingFormat);
                 if (request.Backing?.Format != null && request.Backing.Format != parsed)
                 {
                     throw new ImageOptionException(path, "backing_fmt", $"the backing_fmt option ({backingFormat}) and the backing format given ({request.Backing.Format.Value.ToName()}) disagree");

@@ -294,12 +294,12 @@ namespace VDiskPS.Formats.Qcow2
         {
             if (_header.Version < 3)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "persistent bitmaps in compat=0.10 images", Path);
+                throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "persistent bitmaps in compat=0.10 images", Path);
             }
 
             if (_isSnapshotView)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "bitmaps in a snapshot view", Path);
+                throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "bitmaps in a snapshot view", Path);
             }
         }
 

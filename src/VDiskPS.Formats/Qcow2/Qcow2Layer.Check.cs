@@ -57,7 +57,7 @@ namespace VDiskPS.Formats.Qcow2
         {
             if (_isSnapshotView)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "checking a snapshot view", Path);
+                throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "checking a snapshot view", Path);
             }
 
             if (repair != RepairMode.None)

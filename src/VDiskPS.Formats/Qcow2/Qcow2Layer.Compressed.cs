@@ -53,7 +53,7 @@ namespace VDiskPS.Formats.Qcow2
                 MarkBitmaps(offset, _header.ClusterSize);
                 if (_dataFile != null)
                 {
-                    throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "compressed writes with an external data file", Path);
+                    throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "compressed writes with an external data file", Path);
                 }
 
                 int l1Index = (int)((offset >> ClusterBits) / _header.L2Entries);

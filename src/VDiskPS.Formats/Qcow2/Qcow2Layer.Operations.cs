@@ -66,7 +66,7 @@ namespace VDiskPS.Formats.Qcow2
 
                 if (_snapshots.Count > 0 && _header.Version < 3)
                 {
-                    throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "resizing a compat=0.10 image with internal snapshots", Path);
+                    throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "resizing a compat=0.10 image with internal snapshots", Path);
                 }
 
                 long needed = Qcow2Header.L1EntriesFor(newSize, ClusterBits, _header.L2Entries);
@@ -115,7 +115,7 @@ namespace VDiskPS.Formats.Qcow2
 
             if (_snapshots.Count > 0)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "shrinking an image with internal snapshots", Path);
+                throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "shrinking an image with internal snapshots", Path);
             }
 
             long keep = (newSize + ClusterMask) & ~ClusterMask;
@@ -273,7 +273,7 @@ namespace VDiskPS.Formats.Qcow2
                 if (backingFile != null || backingFormat != null)
                 {
                     string file = backingFile ?? _header.BackingFile;
-                    DiskFormat? format = backingFormat != null ? DiskFormatNames.Parse(backingFormat) : _backing?.Format;
+                    DiskFormat? format = backingFormat != null ? FormatRegistry.Default.Parse(backingFormat) : _backing?.Format;
                     SetBacking(string.IsNullOrEmpty(file) ? null : new BackingReference(file, format), Parent);
                 }
 

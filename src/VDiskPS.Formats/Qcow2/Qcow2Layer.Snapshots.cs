@@ -172,12 +172,12 @@ namespace VDiskPS.Formats.Qcow2
         {
             if (_dataFile != null)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "internal snapshots with an external data file", Path);
+                throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "internal snapshots with an external data file", Path);
             }
 
             if (_isSnapshotView)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Qcow2, "snapshots of a snapshot view", Path);
+                throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "snapshots of a snapshot view", Path);
             }
         }
 

@@ -66,7 +66,7 @@ namespace VDiskPS.Formats.Qcow2
             _isSnapshotView = true;
         }
 
-        public override DiskFormat Format => DiskFormat.Qcow2;
+        public override DiskFormat Format => Qcow2Driver.Id;
 
         public override long Size => _size;
 
@@ -270,15 +270,16 @@ namespace VDiskPS.Formats.Qcow2
                 if (name == "file" || name == "host_device" || name == "host_cdrom")
                 {
                     // QEMU's protocol drivers: the backing file is read as it is.
-                    name = "raw";
+                    format = FormatRegistry.Default.PlainDataFormat;
                 }
-
-                if (!DiskFormatNames.TryParse(name, out DiskFormat parsed))
+                else if (FormatRegistry.Default.TryParse(name, out DiskFormat parsed))
+                {
+                    format = parsed;
+                }
+                else
                 {
                     throw new ImageNotSupportedException(path, "backing format", null, $"the backing file's recorded format '{header.BackingFormat}' is not supported");
                 }
-
-                format = parsed;
             }
 
             return new BackingReference(header.BackingFile, format);

@@ -4,31 +4,42 @@ using System.Collections.Generic;
 namespace VDiskPS.Formats.Raw
 {
     /// <summary>Plain disk images: byte N of the file is byte N of the disk.</summary>
-    public sealed class RawDriver : FormatDriver
+    public sealed class RawDriver : FormatDriver, ICreatableDriver
     {
-        private static readonly string[] s_optionNames = { "preallocation", "size" };
+        private static readonly CreateOption[] s_optionNames =
+        {
+            new CreateOption("preallocation", CreateOptionKind.Choice, "how the file's space is reserved", "off", "falloc", "full"),
+            new CreateOption("size", CreateOptionKind.Size, "virtual size"),
+        };
 
-        public override DiskFormat Format => DiskFormat.Raw;
+        /// <summary>The raw format's identity.</summary>
+        public static readonly DiskFormat Id = new DiskFormat("raw");
+
+        public override DiskFormat Format => Id;
+
+        public override string Description => "Plain disk image: byte N of the file is byte N of the disk";
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".raw", ".img", ".bin", ".iso" };
 
-        public override IReadOnlyList<string> CreateOptionNames => s_optionNames;
+        public override IReadOnlyList<CreateOption> CreateOptions => s_optionNames;
+
+        public override bool IsPlainData => true;
 
         /// <summary>Anything can be raw; every real format outbids it.</summary>
         public override int Probe(ProbeContext context) => 1;
 
         public override ImageLayer Open(HostFile file, OpenOptions options) => new RawLayer(file);
 
-        public override ImageLayer Create(string path, CreateRequest request)
+        public ImageLayer Create(string path, CreateRequest request)
         {
             if (request.Backing != null)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Raw, "backing files", path);
+                throw ImageNotSupportedException.Capability(RawDriver.Id, "backing files", path);
             }
 
             if (request.Type == DiskType.Differencing)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Raw, "differencing images", path);
+                throw ImageNotSupportedException.Capability(RawDriver.Id, "differencing images", path);
             }
 
             OptionSet options = request.Options.Clone();
@@ -44,7 +55,7 @@ namespace VDiskPS.Formats.Raw
             options.RejectUnknown("raw", s_optionNames);
             if (request.ClusterSize.HasValue)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Raw, "a cluster size", path);
+                throw ImageNotSupportedException.Capability(RawDriver.Id, "a cluster size", path);
             }
 
             var file = request.CreateFile(path);
@@ -62,7 +73,9 @@ namespace VDiskPS.Formats.Raw
             }
         }
 
-        public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+        public bool SupportsCompression(CreateRequest request) => false;
+
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
         {
             // qemu's raw_measure: a raw image needs its whole size, rounded up to a sector, whatever it holds.
             long size = (request.Size + 511) / 512 * 512;

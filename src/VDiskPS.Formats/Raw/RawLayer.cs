@@ -20,7 +20,7 @@ namespace VDiskPS.Formats.Raw
             _size = file.Length;
         }
 
-        public override DiskFormat Format => DiskFormat.Raw;
+        public override DiskFormat Format => RawDriver.Id;
 
         public override long Size => _size;
 
@@ -147,7 +147,7 @@ namespace VDiskPS.Formats.Raw
                 {
                     if (!_file.PunchHole(offset + runStart, block - runStart))
                     {
-                        throw ImageNotSupportedException.Capability(DiskFormat.Raw, "punching holes on this host file system", Path);
+                        throw ImageNotSupportedException.Capability(RawDriver.Id, "punching holes on this host file system", Path);
                     }
 
                     released += block - runStart;

@@ -177,6 +177,7 @@ namespace VDiskPS.Formats
 
         private static string Json(VDiskInfo info, DiskFormat format, IReadOnlyList<VDiskSnapshotInfo> snapshots, long? allocated)
         {
+            FormatDriver driver = FormatRegistry.Default.Get(format);
             var members = new List<(string, object)>
             {
                 ("filename", info.Path),
@@ -189,7 +190,7 @@ namespace VDiskPS.Formats
             }
 
             members.Add(("virtual-size", info.Size));
-            if (info.ClusterSize > 0 && format != DiskFormat.Raw)
+            if (info.ClusterSize > 0 && !driver.IsPlainData)
             {
                 members.Add(("cluster-size", info.ClusterSize));
             }
@@ -205,7 +206,7 @@ namespace VDiskPS.Formats
                 members.Add(("full-backing-filename", info.ParentFullPath ?? BackingReference.ToPortable(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(info.Path) ?? string.Empty, info.BackingFile))));
                 if (!string.IsNullOrEmpty(info.ParentFormat))
                 {
-                    members.Add(("backing-filename-format", DiskFormatNames.Parse(info.ParentFormat).ToQemuName()));
+                    members.Add(("backing-filename-format", FormatRegistry.Default.Parse(info.ParentFormat).ToQemuName()));
                 }
             }
 
@@ -214,7 +215,7 @@ namespace VDiskPS.Formats
                 members.Add(("snapshots", snapshots.Select(Snapshot).ToList()));
             }
 
-            if ((format == DiskFormat.Qcow2 || format == DiskFormat.Vmdk) && info.FormatSpecific.Count > 0)
+            if (driver.HasQemuFormatSpecific && info.FormatSpecific.Count > 0)
             {
                 var data = new QemuRecord();
                 foreach (var kv in info.FormatSpecific)

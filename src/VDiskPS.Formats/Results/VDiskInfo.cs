@@ -14,11 +14,11 @@ namespace VDiskPS
         /// <summary>Same as <see cref="Path"/>, so the object binds to -Path/-FullName of the next cmdlet.</summary>
         public string FullName => Path;
 
-        /// <summary>raw, qcow2, vmdk, vhd, vhdx or vdi.</summary>
+        /// <summary>The format's name (raw, qcow2, vmdk, vhd, vhdx, vdi, ...: the -Format values).</summary>
         public string Format { get; set; }
 
-        /// <summary>Get-VHD's VhdFormat: VHD or VHDX, and this module's name for the other formats (raw, qcow2, vmdk, vdi).</summary>
-        public string VhdFormat => Format == "vhd" ? "VHD" : Format == "vhdx" ? "VHDX" : Format;
+        /// <summary>Get-VHD's VhdFormat: the format's name in capitals (VHD, VHDX, and so QCOW2, VMDK for the others).</summary>
+        public string VhdFormat => Format?.ToUpperInvariant();
 
         /// <summary>Fixed, Dynamic or Differencing.</summary>
         public string Type { get; set; }

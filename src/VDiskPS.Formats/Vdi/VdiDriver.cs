@@ -9,17 +9,28 @@ namespace VDiskPS.Formats.Vdi
     /// VirtualBox VDI: dynamic, static (qemu's static=on, Type Fixed) and differencing images
     /// (VirtualBox snapshots; a parent given by CreateRequest.Backing must be a VDI).
     /// </summary>
-    public sealed class VdiDriver : FormatDriver
+    public sealed class VdiDriver : FormatDriver, ICreatableDriver
     {
         public const string StaticOption = "static";
 
-        private static readonly string[] s_optionNames = { "size", StaticOption };
+        private static readonly CreateOption[] s_optionNames =
+        {
+            new CreateOption("size", CreateOptionKind.Size, "virtual size"),
+            new CreateOption(StaticOption, CreateOptionKind.Bool, "preallocate every block (a fixed image)"),
+        };
 
-        public override DiskFormat Format => DiskFormat.Vdi;
+        /// <summary>The vdi format's identity.</summary>
+        public static readonly DiskFormat Id = new DiskFormat("vdi");
+
+        public override DiskFormat Format => Id;
+
+        public override string Description => "VirtualBox disk image";
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".vdi" };
 
-        public override IReadOnlyList<string> CreateOptionNames => s_optionNames;
+        public override IReadOnlyList<CreateOption> CreateOptions => s_optionNames;
+
+        public override bool HasAllocationTypes => true;
 
         public override int Probe(ProbeContext context) => VdiHeader.HasSignature(context.Head) ? 100 : 0;
 
@@ -36,7 +47,7 @@ namespace VDiskPS.Formats.Vdi
             }
         }
 
-        public override ImageLayer Create(string path, CreateRequest request)
+        public ImageLayer Create(string path, CreateRequest request)
         {
             var plan = Plan(path, request);
             VdiLayer parent = null;
@@ -64,7 +75,9 @@ namespace VDiskPS.Formats.Vdi
             }
         }
 
-        public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+        public bool SupportsCompression(CreateRequest request) => false;
+
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
         {
             var plan = Plan(null, request);
             long blockSize = VdiLayer.DefaultBlockSize;
@@ -117,7 +130,7 @@ namespace VDiskPS.Formats.Vdi
                 throw new ImageOptionException(path, StaticOption, request.Backing == null ? "a differencing VDI needs a parent" : "a differencing VDI cannot be static");
             }
 
-            if (request.Backing?.Format != null && request.Backing.Format != DiskFormat.Vdi)
+            if (request.Backing?.Format != null && request.Backing.Format != VdiDriver.Id)
             {
                 throw new ImageOptionException(path, "backing format", $"the parent of a differencing VDI must be a VDI, not {request.Backing.Format.Value.ToName()}");
             }

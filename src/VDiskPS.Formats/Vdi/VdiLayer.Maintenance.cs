@@ -205,7 +205,7 @@ namespace VDiskPS.Formats.Vdi
             _header.ImageType = VdiImageType.Differencing;
             _header.UuidLinkage = vdiParent.ImageUuid;
             _header.UuidParentModify = vdiParent.ModificationUuid;
-            _backing = new BackingReference((beside ? string.Empty : ".." + System.IO.Path.DirectorySeparatorChar) + System.IO.Path.GetFileName(vdiParent.Path), DiskFormat.Vdi);
+            _backing = new BackingReference((beside ? string.Empty : ".." + System.IO.Path.DirectorySeparatorChar) + System.IO.Path.GetFileName(vdiParent.Path), VdiDriver.Id);
             WriteHeaderAndMap();
         }
 

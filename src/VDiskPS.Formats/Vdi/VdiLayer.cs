@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Vdi
             _size = RoundUp((long)header.DiskSize, VdiHeader.SectorSize);
         }
 
-        public override DiskFormat Format => DiskFormat.Vdi;
+        public override DiskFormat Format => VdiDriver.Id;
 
         public override long Size => _size;
 
@@ -321,7 +321,7 @@ namespace VDiskPS.Formats.Vdi
 
                     if (ReadImageUuid(candidate) == wanted)
                     {
-                        return new BackingReference(prefix + System.IO.Path.GetFileName(candidate), DiskFormat.Vdi);
+                        return new BackingReference(prefix + System.IO.Path.GetFileName(candidate), VdiDriver.Id);
                     }
                 }
             }

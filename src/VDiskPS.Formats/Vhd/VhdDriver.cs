@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Vhd
     /// (subformat=dynamic|fixed, force_size=on|off) plus azure=on (a fixed disk of whole MiB, the
     /// form Azure accepts) and azure_round=up|refuse.
     /// </summary>
-    public sealed class VhdDriver : FormatDriver
+    public sealed class VhdDriver : FormatDriver, ICreatableDriver, Attach.IWindowsAttachableDriver
     {
         public const string SubformatOption = "subformat";
         public const string ForceSizeOption = "force_size";
@@ -20,13 +20,27 @@ namespace VDiskPS.Formats.Vhd
         private const long MiB = 1 << 20;
         private const int DefaultBlockSize = 2 << 20;
 
-        private static readonly string[] s_optionNames = { "size", SubformatOption, ForceSizeOption, AzureOption, AzureRoundOption };
+        private static readonly CreateOption[] s_optionNames =
+        {
+            new CreateOption("size", CreateOptionKind.Size, "virtual size"),
+            new CreateOption(SubformatOption, CreateOptionKind.Choice, "dynamic or fixed", "dynamic", "fixed"),
+            new CreateOption(ForceSizeOption, CreateOptionKind.Bool, "keep the exact size instead of rounding to the CHS geometry"),
+            new CreateOption(AzureOption, CreateOptionKind.Bool, "a fixed VHD whose size is a whole number of MiB, as Azure requires"),
+            new CreateOption(AzureRoundOption, CreateOptionKind.Bool, "round the size up to a whole MiB for Azure"),
+        };
 
-        public override DiskFormat Format => DiskFormat.Vhd;
+        /// <summary>The vhd format's identity.</summary>
+        public static readonly DiskFormat Id = new DiskFormat("vhd");
+
+        public override DiskFormat Format => Id;
+
+        public override string QemuName => "vpc";
+
+        public override string Description => "Microsoft Virtual PC / Hyper-V VHD";
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".vhd", ".avhd" };
 
-        public override IReadOnlyList<string> CreateOptionNames => s_optionNames;
+        public override IReadOnlyList<CreateOption> CreateOptions => s_optionNames;
 
         /// <summary>
         /// The size Azure accepts for <paramref name="requested"/> bytes: a whole number of MiB. Rounds
@@ -51,6 +65,16 @@ namespace VDiskPS.Formats.Vhd
         }
 
         /// <summary>Footer at 0 (dynamic, differencing) or in the last 512 bytes (fixed).</summary>
+        public override IReadOnlyList<string> Subformats { get; } = new[] { "dynamic", "fixed" };
+
+        public override bool HasAllocationTypes => true;
+
+        /// <summary>VHD has no zero marker, so reclaiming a block needs its content read (Full).</summary>
+        public override OptimizeMode DefaultOptimizeMode => OptimizeMode.Full;
+
+        /// <summary>VIRTUAL_STORAGE_TYPE_DEVICE_VHD.</summary>
+        public uint VirtualStorageDeviceId => 2;
+
         public override int Probe(ProbeContext context)
         {
             if (VhdFooter.HasCookie(context.Head))
@@ -80,7 +104,7 @@ namespace VDiskPS.Formats.Vhd
             }
         }
 
-        public override ImageLayer Create(string path, CreateRequest request)
+        public ImageLayer Create(string path, CreateRequest request)
         {
             var plan = Plan(path, request);
             if (plan.Differencing && request.BackingLayer != null && !(request.BackingLayer is VhdLayer))
@@ -114,7 +138,9 @@ namespace VDiskPS.Formats.Vhd
             }
         }
 
-        public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+        public bool SupportsCompression(CreateRequest request) => false;
+
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
         {
             var plan = Plan(null, request);
             if (plan.Fixed)
@@ -166,7 +192,7 @@ namespace VDiskPS.Formats.Vhd
                 throw new ImageOptionException(path, "backing file", "a differencing VHD needs a parent");
             }
 
-            if (request.Backing?.Format != null && request.Backing.Format != DiskFormat.Vhd)
+            if (request.Backing?.Format != null && request.Backing.Format != VhdDriver.Id)
             {
                 throw new ImageOptionException(path, "backing format", $"the parent of a differencing VHD must be a VHD, not {request.Backing.Format.Value.ToName()}");
             }

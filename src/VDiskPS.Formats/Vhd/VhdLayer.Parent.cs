@@ -109,7 +109,7 @@ namespace VDiskPS.Formats.Vhd
         }
 
         internal static BackingReference BackingFrom(ParentPaths paths)
-            => new BackingReference(paths.Relative, DiskFormat.Vhd) { AlternatePaths = new[] { paths.Absolute } };
+            => new BackingReference(paths.Relative, VhdDriver.Id) { AlternatePaths = new[] { paths.Absolute } };
 
         private BackingReference ReadBacking(OpenOptions options)
         {
@@ -172,7 +172,7 @@ namespace VDiskPS.Formats.Vhd
                 throw new ImageChainException(Path, "parent locators", $"the recorded parent paths ({string.Join(", ", all)}) lie outside the image's directory, which is not allowed here");
             }
 
-            return new BackingReference(allowed[0], DiskFormat.Vhd) { AlternatePaths = allowed.Skip(1).ToArray() };
+            return new BackingReference(allowed[0], VhdDriver.Id) { AlternatePaths = allowed.Skip(1).ToArray() };
         }
 
         /// <summary>The parent found on disk must be the one this disk was made from (its footer unique id).</summary>

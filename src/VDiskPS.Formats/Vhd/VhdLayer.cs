@@ -46,7 +46,7 @@ namespace VDiskPS.Formats.Vhd
             _size = footer.VirtualSize;
         }
 
-        public override DiskFormat Format => DiskFormat.Vhd;
+        public override DiskFormat Format => VhdDriver.Id;
 
         public override long Size => _size;
 

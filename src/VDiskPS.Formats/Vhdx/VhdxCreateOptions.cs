@@ -32,7 +32,6 @@ namespace VDiskPS.Formats.Vhdx
 
         public List<(Guid Id, uint Flags, byte[] Data)> InheritedItems { get; } = new List<(Guid, uint, byte[])>();
 
-        private static readonly string[] s_names = { "size", "subformat", "block_size", "log_size", "block_state_zero", "logical_sector_size" };
 
         public static VhdxCreateOptions From(string path, CreateRequest request)
         {
@@ -44,7 +43,7 @@ namespace VDiskPS.Formats.Vhdx
             bool? blockStateZero = set.GetBool("block_state_zero");
             int? logical = set.GetInt("logical_sector_size");
             long size = set.GetSize("size") ?? request.Size;
-            set.RejectUnknown("vhdx", s_names);
+            set.RejectUnknown("vhdx", VhdxDriver.OptionTable);
 
             bool differencing = request.Backing != null || request.Type == DiskType.Differencing;
             DiskType type = differencing ? DiskType.Differencing

@@ -7,24 +7,55 @@ using VDiskPS;
 namespace VDiskPS.Formats.Vhdx
 {
     /// <summary>Hyper-V VHDX images ([MS-VHDX]): probing, opening, creating and measuring.</summary>
-    public sealed class VhdxDriver : FormatDriver
+    public sealed class VhdxDriver : FormatDriver, ICreatableDriver, Attach.IWindowsAttachableDriver
     {
         private const string Creator = "VDiskPS";
 
-        private static readonly string[] s_optionNames = { "size", "subformat", "block_size", "log_size", "block_state_zero", "logical_sector_size" };
+        internal static readonly CreateOption[] OptionTable =
+        {
+            new CreateOption("size", CreateOptionKind.Size, "virtual size"),
+            new CreateOption("subformat", CreateOptionKind.Choice, "dynamic or fixed", "dynamic", "fixed"),
+            new CreateOption("block_size", CreateOptionKind.Size, "block size, 1 MiB to 256 MiB"),
+            new CreateOption("log_size", CreateOptionKind.Size, "log size, a multiple of 1 MiB"),
+            new CreateOption("block_state_zero", CreateOptionKind.Bool, "mark new blocks as zero (BAT state ZERO)"),
+            new CreateOption("logical_sector_size", CreateOptionKind.Choice, "512 or 4096", "512", "4096"),
+        };
 
-        public override DiskFormat Format => DiskFormat.Vhdx;
+        /// <summary>The vhdx format's identity.</summary>
+        public static readonly DiskFormat Id = new DiskFormat("vhdx");
+
+        public override DiskFormat Format => Id;
+
+        public override string Description => "Hyper-V VHDX";
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".vhdx", ".avhdx" };
 
-        public override IReadOnlyList<string> CreateOptionNames => s_optionNames;
+        public override IReadOnlyList<CreateOption> CreateOptions => OptionTable;
+
+        /// <summary>New-VHD's choices for a new VHDX: 32 MiB blocks and 4096-byte physical sectors.</summary>
+        public override void ApplyHyperVDefaults(CreateRequest request)
+        {
+            if (!request.ClusterSize.HasValue && !request.Options.Contains("block_size"))
+            {
+                request.ClusterSize = 32L * 1024 * 1024;
+            }
+
+            request.PhysicalSectorSize = request.PhysicalSectorSize ?? 4096;
+        }
+
+        public override IReadOnlyList<string> Subformats { get; } = new[] { "dynamic", "fixed" };
+
+        public override bool HasAllocationTypes => true;
+
+        /// <summary>VIRTUAL_STORAGE_TYPE_DEVICE_VHDX.</summary>
+        public uint VirtualStorageDeviceId => 3;
 
         public override int Probe(ProbeContext context)
             => context.Head.Length >= 8 && BinaryPrimitives.ReadUInt64LittleEndian(context.Head) == VhdxConstants.FileSignature ? 100 : 0;
 
         public override ImageLayer Open(HostFile file, OpenOptions options) => VhdxLayer.Open(file, options);
 
-        public override ImageLayer Create(string path, CreateRequest request)
+        public ImageLayer Create(string path, CreateRequest request)
         {
             VhdxCreateOptions options = VhdxCreateOptions.From(path, request);
             HostFile file = request.CreateFile(path);
@@ -41,7 +72,9 @@ namespace VDiskPS.Formats.Vhdx
             }
         }
 
-        public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+        public bool SupportsCompression(CreateRequest request) => false;
+
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
         {
             VhdxCreateOptions options = VhdxCreateOptions.From(null, request);
             VhdxLayout layout = VhdxLayout.For(options);

@@ -24,12 +24,12 @@ namespace VDiskPS.Formats.Vhdx
             EnsureWritable();
             if (!_metadata.HasParent)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Vhdx, "adding a parent to a fixed or dynamic image", Path);
+                throw ImageNotSupportedException.Capability(VhdxDriver.Id, "adding a parent to a fixed or dynamic image", Path);
             }
 
             if (backing == null)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Vhdx, "removing the parent of a differencing image (convert it instead)", Path);
+                throw ImageNotSupportedException.Capability(VhdxDriver.Id, "removing the parent of a differencing image (convert it instead)", Path);
             }
 
             Guid linkage = ParentLinkageFor(backing, parent, Path);
@@ -95,7 +95,7 @@ namespace VDiskPS.Formats.Vhdx
         /// <summary>The DataWriteGuid a child of <paramref name="parent"/> records; the parent must be VHDX.</summary>
         internal static Guid ParentLinkageFor(BackingReference backing, ImageLayer parent, string childPath)
         {
-            if (backing.Format.HasValue && backing.Format.Value != DiskFormat.Vhdx)
+            if (backing.Format.HasValue && backing.Format.Value != VhdxDriver.Id)
             {
                 throw new ImageNotSupportedException(childPath, "parent format", null, $"the parent of a differencing VHDX must be a VHDX image, not {backing.Format.Value.ToName()}");
             }
@@ -201,7 +201,7 @@ namespace VDiskPS.Formats.Vhdx
                 }
             }
 
-            return new BackingReference(main, DiskFormat.Vhdx) { AlternatePaths = alternates };
+            return new BackingReference(main, VhdxDriver.Id) { AlternatePaths = alternates };
         }
 
         private string LocatorPath(string key)

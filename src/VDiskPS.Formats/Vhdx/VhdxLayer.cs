@@ -34,7 +34,7 @@ namespace VDiskPS.Formats.Vhdx
             _file = file;
         }
 
-        public override DiskFormat Format => DiskFormat.Vhdx;
+        public override DiskFormat Format => VhdxDriver.Id;
 
         public override long Size => _metadata.VirtualSize;
 

@@ -15,9 +15,20 @@ namespace VDiskPS.Formats.Vmdk
         public const string Vmfs = "vmfs";
         public const string VmfsThin = "vmfsThin";
 
-        public static readonly string[] OptionNames = { "adapter_type", "backing_file", "backing_fmt", "compat6", "hwversion", "size", "subformat", "toolsversion", "zeroed_grain" };
-
         public static readonly string[] Subformats = { MonolithicSparse, MonolithicFlat, TwoGbMaxExtentSparse, TwoGbMaxExtentFlat, StreamOptimized, Vmfs, VmfsThin };
+
+        public static readonly CreateOption[] OptionNames =
+        {
+            new CreateOption("adapter_type", CreateOptionKind.Choice, "the virtual controller the descriptor names", "ide", "buslogic", "lsilogic", "legacyESX"),
+            new CreateOption("backing_file", CreateOptionKind.Text, "the parent image"),
+            new CreateOption("backing_fmt", CreateOptionKind.Text, "the parent's format"),
+            new CreateOption("compat6", CreateOptionKind.Bool, "virtual hardware version 6"),
+            new CreateOption("hwversion", CreateOptionKind.Text, "virtual hardware version"),
+            new CreateOption("size", CreateOptionKind.Size, "virtual size"),
+            new CreateOption("subformat", CreateOptionKind.Choice, "the VMDK create type", Subformats),
+            new CreateOption("toolsversion", CreateOptionKind.Text, "VMware Tools version recorded in the descriptor"),
+            new CreateOption("zeroed_grain", CreateOptionKind.Bool, "mark zero grains in the grain table"),
+        };
 
         private static readonly string[] s_adapterTypes = { "ide", "buslogic", "lsilogic", "legacyESX" };
 
@@ -110,7 +121,7 @@ namespace VDiskPS.Formats.Vmdk
                     throw new ImageOptionException(path, "backing_file", $"the backing file is given twice ('{result.Backing.RecordedPath}' and '{backingFile}')");
                 }
 
-                result.Backing = result.Backing ?? new BackingReference(backingFile, DiskFormat.Vmdk);
+                result.Backing = result.Backing ?? new BackingReference(backingFile, VmdkDriver.Id);
             }
 
             if (backingFormat != null && !string.Equals(backingFormat, "vmdk", StringComparison.OrdinalIgnoreCase))
@@ -118,7 +129,7 @@ namespace VDiskPS.Formats.Vmdk
                 throw new ImageOptionException(path, "backing_fmt", $"'{backingFormat}' is not vmdk; a VMDK delta disk's parent must be a VMDK");
             }
 
-            if (result.Backing?.Format != null && result.Backing.Format != DiskFormat.Vmdk)
+            if (result.Backing?.Format != null && result.Backing.Format != VmdkDriver.Id)
             {
                 throw new ImageOptionException(path, "backing_fmt", $"the parent is {result.Backing.Format.Value.ToName()}; a VMDK delta disk's parent must be a VMDK");
             }

@@ -5,16 +5,30 @@ using VDiskPS;
 namespace VDiskPS.Formats.Vmdk
 {
     /// <summary>VMware virtual disks (VMware Virtual Disk Format 5.0), as qemu-img reads and writes them.</summary>
-    public sealed class VmdkDriver : FormatDriver
+    public sealed class VmdkDriver : FormatDriver, Ova.IOvfDiskDriver
     {
         /// <summary>The create types <see cref="CreateRequest.Subformat"/> (or option subformat=) accepts.</summary>
-        public static IReadOnlyList<string> Subformats => VmdkCreateOptions.Subformats;
+        public override IReadOnlyList<string> Subformats => VmdkCreateOptions.Subformats;
 
-        public override DiskFormat Format => DiskFormat.Vmdk;
+        public override bool HasQemuFormatSpecific => true;
+
+        /// <summary>The vmdk format's identity.</summary>
+        public static readonly DiskFormat Id = new DiskFormat("vmdk");
+
+        public override DiskFormat Format => Id;
+
+        public override string Description => "VMware virtual disk (sparse, flat, streamOptimized, ESXi)";
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".vmdk" };
 
-        public override IReadOnlyList<string> CreateOptionNames => VmdkCreateOptions.OptionNames;
+        public override IReadOnlyList<CreateOption> CreateOptions => VmdkCreateOptions.OptionNames;
+
+        public string OvfDiskFormatUri => "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized";
+
+        public string OvfDiskExtension => Extensions[0];
+
+        /// <summary>A streamOptimized (version 3) VMDK, the form ESXi and AWS import.</summary>
+        public CreateRequest OvfDiskRequest(long size) => new CreateRequest { Size = size, Subformat = VmdkCreateOptions.StreamOptimized };
 
         public override int Probe(ProbeContext context)
         {
@@ -29,15 +43,15 @@ namespace VDiskPS.Formats.Vmdk
 
         public override ImageLayer Open(HostFile file, OpenOptions options) => VmdkLayer.Open(file, options);
 
-        public override ImageLayer Create(string path, CreateRequest request) => VmdkLayer.Create(path, request);
+        public ImageLayer Create(string path, CreateRequest request) => VmdkLayer.Create(path, request);
 
-        public override bool SupportsCompression(CreateRequest request)
+        public bool SupportsCompression(CreateRequest request)
         {
             string subformat = request.Options?.Contains("subformat") == true ? request.Options.Clone().GetString("subformat") : request.Subformat;
             return string.Equals(subformat, VmdkCreateOptions.StreamOptimized, StringComparison.OrdinalIgnoreCase);
         }
 
-        public override VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes)
         {
             VmdkCreateOptions options = VmdkCreateOptions.Parse(null, request);
             long grainBytes = options.GrainSectors * 512;

@@ -24,7 +24,7 @@ namespace VDiskPS.Formats.Vmdk
             }
             else
             {
-                if ((backing.Format.HasValue && backing.Format.Value != DiskFormat.Vmdk) || (parent != null && !(parent is VmdkLayer)))
+                if ((backing.Format.HasValue && backing.Format.Value != VmdkDriver.Id) || (parent != null && !(parent is VmdkLayer)))
                 {
                     string format = parent?.Format.ToName() ?? backing.Format.Value.ToName();
                     throw new ImageNotSupportedException(Path, "parentFileNameHint", null, $"the new parent is {format}; a VMDK delta disk's parent must be a VMDK");

@@ -28,7 +28,7 @@ namespace VDiskPS.Formats.Vmdk
 
             if (_extents.Exists(e => e.Compressed || e is ZeroExtent))
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Vmdk, $"resizing {Descriptor.CreateType} disks", Path);
+                throw ImageNotSupportedException.Capability(VmdkDriver.Id, $"resizing {Descriptor.CreateType} disks", Path);
             }
 
             MarkContentChanged(0, _size);
@@ -76,7 +76,7 @@ namespace VDiskPS.Formats.Vmdk
 
             if (keep < _extents.Count - 1)
             {
-                throw ImageNotSupportedException.Capability(DiskFormat.Vmdk, "shrinking a disk by whole extents", Path);
+                throw ImageNotSupportedException.Capability(VmdkDriver.Id, "shrinking a disk by whole extents", Path);
             }
 
             ResizeExtent(_extents[keep], newSectors - start, Preallocation.Off);

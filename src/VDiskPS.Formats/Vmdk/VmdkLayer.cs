@@ -48,7 +48,7 @@ namespace VDiskPS.Formats.Vmdk
             _size = start;
         }
 
-        public override DiskFormat Format => DiskFormat.Vmdk;
+        public override DiskFormat Format => VmdkDriver.Id;
 
         public override long Size => _size;
 
@@ -70,7 +70,7 @@ namespace VDiskPS.Formats.Vmdk
         }
 
         public override BackingReference Backing
-            => string.IsNullOrEmpty(Descriptor.ParentFileNameHint) ? null : new BackingReference(Descriptor.ParentFileNameHint, DiskFormat.Vmdk);
+            => string.IsNullOrEmpty(Descriptor.ParentFileNameHint) ? null : new BackingReference(Descriptor.ParentFileNameHint, VmdkDriver.Id);
 
         public override IReadOnlyList<string> HostFiles
         {

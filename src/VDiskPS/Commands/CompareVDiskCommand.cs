@@ -22,12 +22,14 @@ namespace VDiskPS.Commands
 
         /// <summary>Format of -ReferencePath; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string ReferenceFormat { get; set; }
 
         /// <summary>Format of -DifferencePath; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string DifferenceFormat { get; set; }
 
         /// <summary>Also fail on a size difference or a difference in allocation (qemu-img compare -s).</summary>

@@ -17,12 +17,14 @@ namespace VDiskPS.Commands
 
         /// <summary>Target format: raw, qcow2, vmdk, vhd, vhdx or vdi. Default: from the extension of -Destination.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>The source image's format; probed from the content when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string SourceFormat { get; set; }
 
         /// <summary>Fixed, Dynamic or Differencing (with -ParentPath) target (VHD, VHDX, VDI); -VHDType is Convert-VHD's name for it. Default: as Convert-VHD, a fixed VHD, VHDX or VDI source gives a fixed VHD, VHDX or VDI target (unless -Subformat, -Preallocation or a subformat option says otherwise); every other conversion gives the target format's default, dynamic.</summary>
@@ -64,7 +66,8 @@ namespace VDiskPS.Commands
 
         /// <summary>Format of -ParentPath; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string ParentFormat { get; set; }
 
         /// <summary>Target allocation unit: qcow2 cluster, VMDK grain, VHD/VHDX/VDI block size. Accepts 64KB or "64k".</summary>

@@ -28,12 +28,14 @@ namespace VDiskPS.Commands
 
         /// <summary>The input image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>The output image's format; default: from its extension.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string DestinationFormat { get; set; }
 
         /// <summary>Write into an existing output from its start.</summary>

@@ -10,7 +10,8 @@ namespace VDiskPS.Commands
     {
         /// <summary>The top image's format; probed from the content when omitted. Backing files use the format their child records.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>Read the images even while another process writes them (qemu-img -U). The content may be inconsistent.</summary>

@@ -16,13 +16,15 @@ namespace VDiskPS.Commands
 
         /// <summary>The target format to measure for.</summary>
         [Parameter(Mandatory = true)]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>The source image's format; probed when omitted.</summary>
         [Parameter(ParameterSetName = ParameterSets.Path)]
         [Parameter(ParameterSetName = ParameterSets.LiteralPath)]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string SourceFormat { get; set; }
 
         /// <summary>Measure the source as it was in this internal snapshot.</summary>
@@ -51,7 +53,7 @@ namespace VDiskPS.Commands
         {
             var options = new MeasureOptions
             {
-                TargetFormat = DiskFormatNames.Parse(Format),
+                TargetFormat = ParseFormat(Format),
                 SourceFormat = ParseFormat(SourceFormat),
                 Snapshot = Snapshot,
                 ShareWithWriters = Force.IsPresent,

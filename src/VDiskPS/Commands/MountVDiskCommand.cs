@@ -12,7 +12,8 @@ namespace VDiskPS.Commands
     {
         /// <summary>The image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>Attach read-only: the guest disk cannot be changed through the device.</summary>

@@ -25,7 +25,8 @@ namespace VDiskPS.Commands
 
         /// <summary>The image format: raw, qcow2, vmdk, vhd, vhdx or vdi. Default: from the file extension.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>Fixed (all space allocated up front), Dynamic (grows as written) or Differencing (an overlay of -ParentPath). Default: Dynamic, or Differencing with -ParentPath.</summary>
@@ -59,7 +60,8 @@ namespace VDiskPS.Commands
 
         /// <summary>The parent's format, recorded in the new image. Default: probed from the parent and recorded.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string ParentFormat { get; set; }
 
         /// <summary>Record the parent without opening it (qemu-img create -u).</summary>

@@ -28,7 +28,8 @@ namespace VDiskPS.Commands
 
         /// <summary>The image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>Shrink without the extra confirmation that -Shrink otherwise asks for (-Confirm:$false settles it too), and allow a size below the disk's MinimumSize, which cuts its last partitions.</summary>

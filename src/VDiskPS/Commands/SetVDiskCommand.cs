@@ -45,7 +45,8 @@ namespace VDiskPS.Commands
         /// <summary>Format of the new parent; probed when omitted, and recorded.</summary>
         [Parameter(ParameterSetName = PathParent)]
         [Parameter(ParameterSetName = LiteralPathParent)]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string ParentFormat { get; set; }
 
         /// <summary>Only rewrite the parent pointer, copying nothing (qemu-img rebase -u): for a parent that was moved or renamed with its content unchanged.</summary>
@@ -93,7 +94,8 @@ namespace VDiskPS.Commands
 
         /// <summary>The image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>Flatten without the extra confirmation that an empty -ParentPath otherwise asks for (-Confirm:$false settles it too).</summary>

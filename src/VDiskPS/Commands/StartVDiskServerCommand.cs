@@ -15,7 +15,8 @@ namespace VDiskPS.Commands
     {
         /// <summary>The image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>The address to listen on; loopback (127.0.0.1) by default.</summary>

@@ -20,12 +20,14 @@ namespace VDiskPS.Commands
 
         /// <summary>The source image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>The destination image's format; probed when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateWritableFormat]
+        [ArgumentCompleter(typeof(WritableFormatCompleter))]
         public string DestinationFormat { get; set; }
 
         /// <summary>Grow a destination smaller than the source instead of failing.</summary>

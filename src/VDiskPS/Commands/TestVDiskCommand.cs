@@ -10,7 +10,8 @@ namespace VDiskPS.Commands
     {
         /// <summary>The image's format; probed from the content when omitted.</summary>
         [Parameter]
-        [ValidateSet(FormatNames.Raw, FormatNames.Qcow2, FormatNames.Vmdk, FormatNames.Vhd, FormatNames.Vhdx, FormatNames.Vdi, IgnoreCase = true)]
+        [ValidateReadableFormat]
+        [ArgumentCompleter(typeof(ReadableFormatCompleter))]
         public string Format { get; set; }
 
         /// <summary>Return a VDiskCheckResult (corruptions, leaks, cluster counts, messages) instead of True/False.</summary>

@@ -14,12 +14,13 @@ namespace VDiskPS.Formats.Tests.Attach
     public class WindowsVirtualDiskTests
     {
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Raw)]
-        [InlineData(DiskFormat.Vdi)]
-        public void Formats_Windows_cannot_open_are_refused_by_name_before_any_native_call(DiskFormat format)
+        [InlineData("qcow2")]
+        [InlineData("vmdk")]
+        [InlineData("raw")]
+        [InlineData("vdi")]
+        public void Formats_Windows_cannot_open_are_refused_by_name_before_any_native_call(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             var e = Assert.Throws<ImageNotSupportedException>(() => WindowsVirtualDisk.Attach("/images/disk", format, readOnly: true));
             Assert.Contains("Windows attaches VHD and VHDX images only", e.Message);
             Assert.Contains(format.ToName(), e.Message);

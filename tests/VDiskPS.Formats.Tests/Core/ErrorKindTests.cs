@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Tests.Core
             using var dir = new TempDir();
             string path = dir.File("there.vhdx");
             File.WriteAllBytes(path, new byte[512]);
-            var e = Assert.Throws<ImageOptionException>(() => new NewDiskPlan { Path = path, Size = 1 << 20, Format = DiskFormat.Qcow2 }.BuildRequest());
+            var e = Assert.Throws<ImageOptionException>(() => new NewDiskPlan { Path = path, Size = 1 << 20, Format = Fmt.Qcow2 }.BuildRequest());
             Assert.Equal(ImageErrorKind.FormatContradictsExtension, e.Kind);
         }
 
@@ -90,7 +90,7 @@ namespace VDiskPS.Formats.Tests.Core
         {
             using var dir = new TempDir();
             string path = dir.File("d.qcow2");
-            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = 4 << 20 });
+            CreateOperation.Create(path, Fmt.Qcow2, new CreateRequest { Size = 4 << 20 });
             var e = Assert.Throws<ImageOptionException>(() => ResizeOperation.Run(path, new ResizeOptions { Size = new DiskSize(1 << 20) }));
             Assert.Equal(ImageErrorKind.ShrinkNotAllowed, e.Kind);
             Assert.Equal(path, e.FilePath);
@@ -100,7 +100,7 @@ namespace VDiskPS.Formats.Tests.Core
         public void TargetIsZeroWithoutWritingIntoAnExistingImageIsItsOwnKind()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => new ConvertPlan { SourcePath = dir.File("s.raw"), TargetIsZero = true }.BuildOptions(dir.File("t.raw"), DiskFormat.Raw));
+            var e = Assert.Throws<ImageOptionException>(() => new ConvertPlan { SourcePath = dir.File("s.raw"), TargetIsZero = true }.BuildOptions(dir.File("t.raw"), Fmt.Raw));
             Assert.Equal(ImageErrorKind.TargetIsZeroWithoutExistingOutput, e.Kind);
         }
     }

@@ -93,7 +93,7 @@ namespace VDiskPS.Formats.Tests.Core
                 stream.WriteByte(4);
             }
 
-            Assert.Equal(DiskFormat.Qcow2, FormatRegistry.Default.Probe(path));
+            Assert.Equal(Fmt.Qcow2, FormatRegistry.Default.Probe(path));
             Assert.Throws<ImageNotSupportedException>(() => ImageChain.Open(path));
         }
 
@@ -122,7 +122,7 @@ namespace VDiskPS.Formats.Tests.Core
             Assert.Contains("file format: raw", Qemu.Img("info", path));
             using (ImageWarnings.Capture(out var warnings))
             {
-                Assert.Equal(DiskFormat.Raw, FormatRegistry.Default.Probe(path));
+                Assert.Equal(Fmt.Raw, FormatRegistry.Default.Probe(path));
                 Assert.Empty(warnings);
             }
         }
@@ -135,7 +135,7 @@ namespace VDiskPS.Formats.Tests.Core
             File.WriteAllBytes(path, new byte[100]);
             using (ImageWarnings.Capture(out var warnings))
             {
-                Assert.Equal(DiskFormat.Raw, FormatRegistry.Default.Probe(path));
+                Assert.Equal(Fmt.Raw, FormatRegistry.Default.Probe(path));
                 string warning = Assert.Single(warnings);
                 Assert.Contains("100 bytes", warning);
                 Assert.StartsWith(path, warning);
@@ -149,7 +149,7 @@ namespace VDiskPS.Formats.Tests.Core
             string source = dir.File("vm.qed");
             Qemu.Img("create", "-q", "-f", "qed", source, "4M");
             var e = Assert.Throws<ImageNotSupportedException>(() =>
-                ConvertOperation.Run(source, dir.File("vm.qcow2"), new ConvertOptions { TargetFormat = DiskFormat.Qcow2, Target = new CreateRequest() }));
+                ConvertOperation.Run(source, dir.File("vm.qcow2"), new ConvertOptions { TargetFormat = Fmt.Qcow2, Target = new CreateRequest() }));
             Assert.Contains("qed images are not supported yet", e.Message);
             Assert.False(File.Exists(dir.File("vm.qcow2")));
         }

@@ -13,7 +13,7 @@ namespace VDiskPS.Formats.Tests.Core
             Qemu.Img("create", "-q", "-f", "qcow2", dir.File("base.qcow2"), "4M");
             Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", dir.File("mid.qcow2"));
             // The top records no format for mid.qcow2, so it is probed.
-            CreateOperation.Create(dir.File("top.qcow2"), DiskFormat.Qcow2, new CreateRequest { Size = 4L << 20, Backing = new BackingReference("mid.qcow2", null) }, unsafeBacking: true);
+            CreateOperation.Create(dir.File("top.qcow2"), Fmt.Qcow2, new CreateRequest { Size = 4L << 20, Backing = new BackingReference("mid.qcow2", null) }, unsafeBacking: true);
 
             var e = Assert.Throws<ImageChainException>(() => ImageChain.Open(dir.File("top.qcow2")));
             Assert.Equal(dir.File("mid.qcow2"), e.FilePath);
@@ -29,7 +29,7 @@ namespace VDiskPS.Formats.Tests.Core
             Qemu.Img("create", "-q", "-f", "qcow2", dir.File("base.qcow2"), "4M");
             Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "raw", dir.File("top.qcow2"), "4M");
             using var chain = ImageChain.Open(dir.File("top.qcow2"));
-            Assert.Equal(DiskFormat.Raw, chain.Layers[1].Format);
+            Assert.Equal(Fmt.Raw, chain.Layers[1].Format);
         }
 
         [Fact]
@@ -37,9 +37,9 @@ namespace VDiskPS.Formats.Tests.Core
         {
             using var dir = new TempDir();
             Qemu.Img("create", "-q", "-f", "vpc", "-o", "subformat=fixed", dir.File("fixed.vhd"), "4M");
-            Assert.Equal(DiskFormat.Vhd, FormatRegistry.Default.Probe(dir.File("fixed.vhd")));
-            using var asRaw = FormatRegistry.Default.Open(dir.File("fixed.vhd"), DiskFormat.Raw, new OpenOptions());
-            Assert.Equal(DiskFormat.Raw, asRaw.Format);
+            Assert.Equal(Fmt.Vhd, FormatRegistry.Default.Probe(dir.File("fixed.vhd")));
+            using var asRaw = FormatRegistry.Default.Open(dir.File("fixed.vhd"), Fmt.Raw, new OpenOptions());
+            Assert.Equal(Fmt.Raw, asRaw.Format);
             Assert.Equal(new FileInfo(dir.File("fixed.vhd")).Length, asRaw.Size);
         }
 

@@ -15,7 +15,7 @@ namespace VDiskPS.Formats.Tests.Core
         public static TheoryData<DiskFormat, Preallocation> FixedFormats()
         {
             var data = new TheoryData<DiskFormat, Preallocation>();
-            foreach (DiskFormat format in new[] { DiskFormat.Raw, DiskFormat.Qcow2, DiskFormat.Vmdk, DiskFormat.Vhd, DiskFormat.Vhdx, DiskFormat.Vdi })
+            foreach (DiskFormat format in new[] { Fmt.Raw, Fmt.Qcow2, Fmt.Vmdk, Fmt.Vhd, Fmt.Vhdx, Fmt.Vdi })
             {
                 data.Add(format, Preallocation.Full);
                 data.Add(format, Preallocation.Falloc);
@@ -46,7 +46,7 @@ namespace VDiskPS.Formats.Tests.Core
             // byte; unused metadata space may stay a hole.
             long allocated = AllocatedBytes(fs.Path);
             Assert.True(allocated >= ImageSize, $"{allocated} bytes allocated for a {ImageSize}-byte disk");
-            if (format != DiskFormat.Raw && format != DiskFormat.Vhd)
+            if (format != Fmt.Raw && format != Fmt.Vhd)
             {
                 var check = Qemu.Check(path, format.ToQemuName());
                 Assert.True(check.ExitCode == 0, check.Output);
@@ -75,7 +75,7 @@ namespace VDiskPS.Formats.Tests.Core
         {
             using var fs = new SmallVolume("8m");
             string path = Path.Combine(fs.Path, "disk.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20, Preallocation = Preallocation.Full });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 1 << 20, Preallocation = Preallocation.Full });
             var e = Assert.ThrowsAny<ImageIOException>(() => ResizeOperation.Run(path, new ResizeOptions { Size = new DiskSize(ImageSize), Preallocation = Preallocation.Full }));
             Assert.Contains("no space left on device", e.Message, StringComparison.OrdinalIgnoreCase);
             Assert.Equal(1 << 20, new FileInfo(path).Length);

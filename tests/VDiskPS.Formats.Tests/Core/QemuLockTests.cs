@@ -59,7 +59,7 @@ namespace VDiskPS.Formats.Tests.Core
             string before = Hash(path);
             using (QemuIoHolder.Start("-f", "qcow2", path))
             {
-                Assert.Throws<ImageLockedException>(() => CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20, Overwrite = true }));
+                Assert.Throws<ImageLockedException>(() => CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 1 << 20, Overwrite = true }));
                 Assert.Equal(before, Hash(path));
             }
         }

@@ -182,7 +182,7 @@ namespace VDiskPS.Formats.Tests.Crash
             }
 
             // qemu-img has no check for raw and vpc; compare above is the judge there.
-            return target.Format == DiskFormat.Raw || target.Format == DiskFormat.Vhd || Qemu.Check(destination, target.QemuFormat).ExitCode == 0;
+            return target.Format == Fmt.Raw || target.Format == Fmt.Vhd || Qemu.Check(destination, target.QemuFormat).ExitCode == 0;
         }
 
         private static void AssertComplete(string content, string destination, OutputTarget target)

@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Tests.Crash
         public void FullyPreallocatedCreateOnAFullVolumeLeavesNothing()
         {
             string destination = Path.Combine(_full, "big.raw");
-            var e = Assert.Throws<ImageIOException>(() => CreateOperation.Create(destination, DiskFormat.Raw, new CreateRequest { Size = 16L << 20, Preallocation = Preallocation.Full }));
+            var e = Assert.Throws<ImageIOException>(() => CreateOperation.Create(destination, Fmt.Raw, new CreateRequest { Size = 16L << 20, Preallocation = Preallocation.Full }));
             Assert.Equal(destination, e.FilePath);
             Assert.Contains("no space left on device", e.Message);
             Assert.Empty(Directory.GetFileSystemEntries(_full));

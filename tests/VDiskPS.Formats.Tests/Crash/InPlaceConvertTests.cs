@@ -21,7 +21,7 @@ namespace VDiskPS.Formats.Tests.Crash
             return info.RootElement.GetProperty("format-specific").GetProperty("data").GetProperty("corrupt").GetBoolean();
         }
 
-        private static ConvertOptions IntoQcow2() => new ConvertOptions { TargetFormat = DiskFormat.Qcow2, NoCreate = true };
+        private static ConvertOptions IntoQcow2() => new ConvertOptions { TargetFormat = Fmt.Qcow2, NoCreate = true };
 
         [Fact]
         public void ConvertIntoAQcow2IsFlaggedCorruptUntilItsLastWriteIsFlushed()

@@ -19,14 +19,14 @@ namespace VDiskPS.Formats.Tests.Crash
 
         public static IReadOnlyList<OutputTarget> All { get; } = new[]
         {
-            new OutputTarget("raw", DiskFormat.Raw, "raw", ".raw"),
-            new OutputTarget("qcow2", DiskFormat.Qcow2, "qcow2", ".qcow2"),
-            new OutputTarget("vmdk", DiskFormat.Vmdk, "vmdk", ".vmdk", "monolithicSparse"),
-            new OutputTarget("vmdk-stream", DiskFormat.Vmdk, "vmdk", ".vmdk", "streamOptimized"),
-            new OutputTarget("vmdk-split", DiskFormat.Vmdk, "vmdk", ".vmdk", "twoGbMaxExtentSparse"),
-            new OutputTarget("vhd", DiskFormat.Vhd, "vpc", ".vhd"),
-            new OutputTarget("vhdx", DiskFormat.Vhdx, "vhdx", ".vhdx"),
-            new OutputTarget("vdi", DiskFormat.Vdi, "vdi", ".vdi"),
+            new OutputTarget("raw", Fmt.Raw, "raw", ".raw"),
+            new OutputTarget("qcow2", Fmt.Qcow2, "qcow2", ".qcow2"),
+            new OutputTarget("vmdk", Fmt.Vmdk, "vmdk", ".vmdk", "monolithicSparse"),
+            new OutputTarget("vmdk-stream", Fmt.Vmdk, "vmdk", ".vmdk", "streamOptimized"),
+            new OutputTarget("vmdk-split", Fmt.Vmdk, "vmdk", ".vmdk", "twoGbMaxExtentSparse"),
+            new OutputTarget("vhd", Fmt.Vhd, "vpc", ".vhd"),
+            new OutputTarget("vhdx", Fmt.Vhdx, "vhdx", ".vhdx"),
+            new OutputTarget("vdi", Fmt.Vdi, "vdi", ".vdi"),
         };
 
         public string Name { get; }

@@ -43,7 +43,7 @@ namespace VDiskPS.Formats.Tests.Crash
             Assert.All(seen, s => Assert.True(s.Partials > 0));
             Assert.Empty(Partials(dir.Path, destination));
             Assert.True(Qemu.Compare(source, "raw", destination, target.QemuFormat).Identical);
-            if (target.Format != DiskFormat.Raw && target.Format != DiskFormat.Vhd)
+            if (target.Format != Fmt.Raw && target.Format != Fmt.Vhd)
             {
                 // qemu-img has no check for raw and vpc.
                 Assert.Equal(0, Qemu.Check(destination, target.QemuFormat).ExitCode);
@@ -235,7 +235,7 @@ namespace VDiskPS.Formats.Tests.Crash
             using var dir = new TempDir();
             string destination = dir.File("new.vhdx");
             File.WriteAllText(destination, "old");
-            CreateOperation.Create(destination, DiskFormat.Vhdx, new CreateRequest { Size = 4L << 20, Overwrite = true });
+            CreateOperation.Create(destination, Fmt.Vhdx, new CreateRequest { Size = 4L << 20, Overwrite = true });
             Assert.Equal(new[] { "new.vhdx" }, OutputTarget.FilesIn(dir.Path));
             Assert.Equal(0, Qemu.Check(destination, "vhdx").ExitCode);
         }

@@ -59,7 +59,7 @@ namespace VDiskPS.Formats.Tests.Http
             string output = dir.File("out") ;
             Directory.CreateDirectory(output);
 
-            Assert.Throws<ImageRemoteException>(() => ConvertOperation.Run(server.Url("source.qcow2"), Path.Combine(output, "disk.vhdx"), new ConvertOptions { TargetFormat = DiskFormat.Vhdx }));
+            Assert.Throws<ImageRemoteException>(() => ConvertOperation.Run(server.Url("source.qcow2"), Path.Combine(output, "disk.vhdx"), new ConvertOptions { TargetFormat = Fmt.Vhdx }));
 
             Assert.Empty(Directory.GetFileSystemEntries(output));
         }

@@ -35,8 +35,9 @@ namespace VDiskPS.Formats.Tests.Http
             return path;
         }
 
-        private string ConvertToLocal(string url, DiskFormat target = DiskFormat.Raw)
+        private string ConvertToLocal(string url, DiskFormat? format = null)
         {
+            DiskFormat target = format ?? Fmt.Raw;
             string output = _local.File(Guid.NewGuid().ToString("N") + "." + target.ToQemuName());
             ConvertOperation.Run(url, output, new ConvertOptions { TargetFormat = target });
             return output;
@@ -69,7 +70,7 @@ namespace VDiskPS.Formats.Tests.Http
             Qemu.Img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top);
             Qemu.Io("-f", "qcow2", "-c", "write -P 0x44 1M 512k", top);
 
-            string output = ConvertToLocal(_nginx.Url("chain/top.qcow2"), DiskFormat.Qcow2);
+            string output = ConvertToLocal(_nginx.Url("chain/top.qcow2"), Fmt.Qcow2);
 
             var compare = Qemu.Compare(top, "qcow2", output, "qcow2");
             Assert.True(compare.Identical, compare.Output);
@@ -97,7 +98,7 @@ namespace VDiskPS.Formats.Tests.Http
             args.AddRange(new[] { source, path });
             Qemu.Img(args.ToArray());
 
-            string output = ConvertToLocal(_nginx.Url("disk." + format), DiskFormat.Qcow2);
+            string output = ConvertToLocal(_nginx.Url("disk." + format), Fmt.Qcow2);
 
             var compare = Qemu.Compare(path, format, output, "qcow2");
             Assert.True(compare.Identical, compare.Output);
@@ -311,8 +312,8 @@ namespace VDiskPS.Formats.Tests.Http
         public void A_url_converted_into_a_folder_is_named_after_its_last_segment_and_needs_a_destination()
         {
             string url = _nginx.Url("images/disk.qcow2");
-            Assert.Equal(Path.Combine(_local.Path, "disk.vhdx"), PathPlanner.ConvertDestination(url, _local.Path + "/", DiskFormat.Vhdx, out _));
-            var e = Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(url, null, DiskFormat.Vhdx, out _));
+            Assert.Equal(Path.Combine(_local.Path, "disk.vhdx"), PathPlanner.ConvertDestination(url, _local.Path + "/", Fmt.Vhdx, out _));
+            var e = Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(url, null, Fmt.Vhdx, out _));
             Assert.Contains("destination is required", e.Message);
         }
 

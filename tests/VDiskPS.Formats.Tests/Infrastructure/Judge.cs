@@ -23,14 +23,14 @@ namespace VDiskPS.Formats.Tests
         /// </summary>
         public static void AssertSameContent(string image, DiskFormat format, string referenceRaw)
         {
-            switch (format)
+            switch (format.Name)
             {
-                case DiskFormat.Vhd:
+                case "vhd":
                     // qemu 7.2 opens no VHD differencing image and sizes a VHD by CHS unless it knows the
                     // creator, so libvhdi is the judge of every VHD.
                     AssertLibraryReads("vhdi", image, referenceRaw);
                     break;
-                case DiskFormat.Vhdx:
+                case "vhdx":
                     var view = AssertLibraryReads("vhdi", image, referenceRaw);
                     if (view.ParentDepth == 0 && view.BytesPerSector == 512)
                     {
@@ -38,7 +38,7 @@ namespace VDiskPS.Formats.Tests
                     }
 
                     break;
-                case DiskFormat.Vmdk:
+                case "vmdk":
                     AssertQemuSame(image, format, referenceRaw);
                     var vmdk = Library("vmdk", image);
                     if (vmdk.ParentDepth > 0)
@@ -87,7 +87,7 @@ namespace VDiskPS.Formats.Tests
         /// </summary>
         public static void AssertClean(string image, DiskFormat format)
         {
-            if (format == DiskFormat.Vhd || (format == DiskFormat.Vhdx && !QemuReadsVhdx(image)))
+            if (format == Fmt.Vhd || (format == Fmt.Vhdx && !QemuReadsVhdx(image)))
             {
                 Library("vhdi", image);
                 return;
@@ -135,7 +135,7 @@ namespace VDiskPS.Formats.Tests
         private static void AssertQemuSame(string image, DiskFormat format, string referenceRaw)
         {
             string qemuFormat = format.ToQemuName();
-            if (format != DiskFormat.Raw)
+            if (format != Fmt.Raw)
             {
                 var (code, output) = Qemu.Check(image, qemuFormat);
                 Assert.True(code == 0, $"qemu-img check {image}: exit {code}: {output}");

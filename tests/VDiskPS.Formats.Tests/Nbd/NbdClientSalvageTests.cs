@@ -71,7 +71,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             var (_, server) = Serve(dir);
             using (server)
             {
-                var e = Assert.Throws<ImageReadException>(() => ConvertOperation.Run(server.Uri, dir.File("out.raw"), new ConvertOptions { TargetFormat = DiskFormat.Raw }));
+                var e = Assert.Throws<ImageReadException>(() => ConvertOperation.Run(server.Uri, dir.File("out.raw"), new ConvertOptions { TargetFormat = Fmt.Raw }));
                 Assert.Contains("NBD READ", e.Message);
                 Assert.True(e.Offset <= 1 << 20 && e.Offset + e.Length > 1 << 20, $"{e.Offset}+{e.Length}");
                 Assert.False(File.Exists(dir.File("out.raw")));
@@ -87,7 +87,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             var log = new SalvageLog();
             using (server)
             {
-                ConvertOperation.Run(server.Uri, output, new ConvertOptions { TargetFormat = DiskFormat.Qcow2, Salvage = log, ThrottleLimit = 4 });
+                ConvertOperation.Run(server.Uri, output, new ConvertOptions { TargetFormat = Fmt.Qcow2, Salvage = log, ThrottleLimit = 4 });
             }
 
             Assert.Equal(s_bad, log.Ranges.Select(r => (r.Offset, r.Length)).ToArray());
@@ -135,10 +135,10 @@ namespace VDiskPS.Formats.Tests.Nbd
                     System.Threading.Thread.Sleep(50);
                 }
 
-                Assert.Throws<ImageReadException>(() => ConvertOperation.Run(local, dir.File("fail.raw"), new ConvertOptions { TargetFormat = DiskFormat.Raw }));
+                Assert.Throws<ImageReadException>(() => ConvertOperation.Run(local, dir.File("fail.raw"), new ConvertOptions { TargetFormat = Fmt.Raw }));
                 string output = dir.File("out.raw");
                 var log = new SalvageLog();
-                ConvertOperation.Run(local, output, new ConvertOptions { TargetFormat = DiskFormat.Raw, Salvage = log });
+                ConvertOperation.Run(local, output, new ConvertOptions { TargetFormat = Fmt.Raw, Salvage = log });
                 Assert.Equal(s_badPages, log.Ranges.Select(r => (r.Offset, r.Length)).ToArray());
                 var (identical, text) = Qemu.Compare(Expected(dir, source, s_badPages), "raw", output, "raw");
                 Assert.True(identical, text);

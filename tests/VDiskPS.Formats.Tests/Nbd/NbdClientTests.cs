@@ -48,7 +48,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             string image = MakeQcow2(dir);
             using var server = ExternalNbdServer.QemuNbd(dir, image, "qcow2");
             Assert.Equal(GuestBytes(dir, image, "qcow2"), ReadAll(server.Uri));
-            Assert.Equal(DiskFormat.Raw, FormatRegistry.Default.Probe(server.Uri));
+            Assert.Equal(Fmt.Raw, FormatRegistry.Default.Probe(server.Uri));
         }
 
         [Fact]
@@ -81,7 +81,7 @@ namespace VDiskPS.Formats.Tests.Nbd
 
             // Served as raw bytes, the export is the qcow2 file itself: the probe follows the signature, as qemu does.
             using var server = ExternalNbdServer.QemuNbd(dir, image, "raw");
-            Assert.Equal(DiskFormat.Qcow2, FormatRegistry.Default.Probe(server.Uri));
+            Assert.Equal(Fmt.Qcow2, FormatRegistry.Default.Probe(server.Uri));
             Assert.Equal(GuestBytes(dir, image, "qcow2"), ReadAll(server.Uri));
             Assert.Equal(8L << 20, ImageInspector.Get(server.Uri).Size);
         }
@@ -170,7 +170,7 @@ namespace VDiskPS.Formats.Tests.Nbd
 
             // Garbage first, so a zero run the conversion failed to write would show.
             Qemu.Io("-f", "raw", "-c", "write -P 0xee 0 8M", server.Uri);
-            ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = DiskFormat.Raw, NoCreate = true });
+            ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = Fmt.Raw, NoCreate = true });
             var (identical, output) = Qemu.Compare(image, "qcow2", server.Uri, "raw");
             Assert.True(identical, output);
 
@@ -189,7 +189,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             Qemu.Io("-f", "qcow2", "-c", "write -P 0xee 0 8M", target);
             using (var server = ExternalNbdServer.QemuNbd(dir, target, "qcow2"))
             {
-                ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = DiskFormat.Raw, NoCreate = true });
+                ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = Fmt.Raw, NoCreate = true });
             }
 
             var (identical, output) = Qemu.Compare(image, "qcow2", target, "qcow2");
@@ -203,7 +203,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             using var dir = new TempDir();
             string image = MakeQcow2(dir);
             using var server = ExternalNbdServer.Nbdkit(dir, "memory", "1M");
-            var e = Assert.Throws<ImageOptionException>(() => ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = DiskFormat.Raw, NoCreate = true }));
+            var e = Assert.Throws<ImageOptionException>(() => ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = Fmt.Raw, NoCreate = true }));
             Assert.Contains((1 << 20).ToString(), e.Message);
             Assert.Contains((8 << 20).ToString(), e.Message);
         }
@@ -214,7 +214,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             using var dir = new TempDir();
             string image = MakeQcow2(dir);
             using var server = ExternalNbdServer.Nbdkit(dir, "memory", "8M");
-            var e = Assert.Throws<ImageNotSupportedException>(() => ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = DiskFormat.Raw }));
+            var e = Assert.Throws<ImageNotSupportedException>(() => ConvertOperation.Run(image, server.Uri, new ConvertOptions { TargetFormat = Fmt.Raw }));
             Assert.Contains("NBD", e.Message);
         }
 

@@ -26,10 +26,11 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2, "qcow2")]
-        [InlineData(DiskFormat.Vmdk, "vmdk")]
-        public void BackslashesInARecordedParentBecomeSlashesThatQemuFollows(DiskFormat format, string qemuName)
+        [InlineData("qcow2", "qcow2")]
+        [InlineData("vmdk", "vmdk")]
+        public void BackslashesInARecordedParentBecomeSlashesThatQemuFollows(string formatName, string qemuName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             Directory.CreateDirectory(dir.File("base"));
             Directory.CreateDirectory(dir.File("ov"));
@@ -110,9 +111,9 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             Qemu.Img("create", "-q", "-f", "vpc", dir.File("base.vhd"), "4M");
-            CreateOperation.Create(dir.File("child.vhd"), DiskFormat.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", null) });
+            CreateOperation.Create(dir.File("child.vhd"), Fmt.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", null) });
             // Give the base a new identity, as a copy restored over it would have.
-            DiskIdentifierOperation.Reset(dir.File("base.vhd"), DiskFormat.Vhd);
+            DiskIdentifierOperation.Reset(dir.File("base.vhd"), Fmt.Vhd);
             Assert.Throws<ImageParentMismatchException>(() => ImageInspector.Get(dir.File("child.vhd")));
             Assert.NotEqual(VhdiField(dir.File("base.vhd"), "Identifier"), VhdiField(dir.File("child.vhd"), "Parent identifier"));
 
@@ -128,8 +129,8 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             Qemu.Img("create", "-q", "-f", "vdi", dir.File("base.vdi"), "4M");
             Qemu.Io("-c", "write -P 0x77 0 64k", dir.File("base.vdi"));
-            CreateOperation.Create(dir.File("child.vdi"), DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference("base.vdi", null) });
-            DiskIdentifierOperation.Reset(dir.File("base.vdi"), DiskFormat.Vdi);
+            CreateOperation.Create(dir.File("child.vdi"), Fmt.Vdi, new CreateRequest { Backing = new BackingReference("base.vdi", null) });
+            DiskIdentifierOperation.Reset(dir.File("base.vdi"), Fmt.Vdi);
             Assert.Throws<ImageChainException>(() => ImageChain.Open(dir.File("child.vdi")));
             Assert.False(CheckOperation.Run(dir.File("child.vdi"), null, RepairMode.None).IsValid);
 

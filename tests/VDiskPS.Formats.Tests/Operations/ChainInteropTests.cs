@@ -85,20 +85,21 @@ namespace VDiskPS.Formats.Tests.Operations
             string top = QcowChain(dir);
             string before = dir.File("before.raw");
             Qemu.Img("convert", "-f", "qcow2", "-O", "raw", top, before);
-            RebaseOperation.Run(top, new RebaseOptions { NewParentPath = "base.qcow2", NewParentFormat = DiskFormat.Qcow2 });
+            RebaseOperation.Run(top, new RebaseOptions { NewParentPath = "base.qcow2", NewParentFormat = Fmt.Qcow2 });
             Assert.Equal(0, Qemu.Check(top, "qcow2").ExitCode);
             Assert.True(Qemu.Compare(before, "raw", top, "qcow2").Identical);
             Assert.Contains("base.qcow2", Qemu.Img("info", "-f", "qcow2", top));
         }
 
         [Theory]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhdx)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vdi)]
-        [InlineData(DiskFormat.Qcow2)]
-        public void CommitKeepsTheChainOpenableWhereTheParentIdentityChanges(DiskFormat format)
+        [InlineData("vmdk")]
+        [InlineData("vhdx")]
+        [InlineData("vhd")]
+        [InlineData("vdi")]
+        [InlineData("qcow2")]
+        public void CommitKeepsTheChainOpenableWhereTheParentIdentityChanges(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             string ext = "." + format.ToName();
             string parent = dir.File("parent" + ext);
@@ -117,7 +118,7 @@ namespace VDiskPS.Formats.Tests.Operations
 
             CommitOperation.Run(child, new CommitOptions { KeepTop = true });
             var expected = new[] { (0L, TestData.Pattern(1 << 20, 7)), (2L << 20, TestData.Pattern(1 << 20, 8)) };
-            if (format == DiskFormat.Vdi)
+            if (format == Fmt.Vdi)
             {
                 // No tool here reads a VDI differencing image (qemu-img has no VDI backing support,
                 // VirtualBox is absent): the committed parent is judged by qemu, the child by the engine.
@@ -131,16 +132,17 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Vmdk)]
-        [InlineData(DiskFormat.Vhdx)]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Qcow2)]
-        public void DeduplicatingRebaseDropsWhatTheNewParentHas(DiskFormat format)
+        [InlineData("vmdk")]
+        [InlineData("vhdx")]
+        [InlineData("vhd")]
+        [InlineData("qcow2")]
+        public void DeduplicatingRebaseDropsWhatTheNewParentHas(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             string ext = "." + format.ToName();
             // Deduplication works on whole allocation units: keep VHDX blocks smaller than the shared run.
-            long? unit = format == DiskFormat.Vhdx ? 1L << 20 : (long?)null;
+            long? unit = format == Fmt.Vhdx ? 1L << 20 : (long?)null;
             byte[] shared = TestData.Pattern(2 << 20, 3);
             foreach (string name in new[] { "old", "new" })
             {
@@ -169,7 +171,7 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.True(result.BytesDeduplicated >= 1 << 20, $"deduplicated {result.BytesDeduplicated}");
             Assert.Equal(dir.File("new" + ext), ImageInspector.Get(child).ParentFullPath);
             // What was dropped from the child is absent in the child alone, judged by qemu where it reads the format.
-            if (format == DiskFormat.Qcow2 || format == DiskFormat.Vmdk)
+            if (format == Fmt.Qcow2 || format == Fmt.Vmdk)
             {
                 using var map = System.Text.Json.JsonDocument.Parse(Qemu.Img("map", "--output=json", "-f", format.ToQemuName(), child));
                 long inChild = 0;
@@ -192,9 +194,9 @@ namespace VDiskPS.Formats.Tests.Operations
         public void DeduplicatingAVdiIsRefusedPrecisely()
         {
             using var dir = new TempDir();
-            CreateOperation.Create(dir.File("old.vdi"), DiskFormat.Vdi, new CreateRequest { Size = 4L << 20 });
-            CreateOperation.Create(dir.File("new.vdi"), DiskFormat.Vdi, new CreateRequest { Size = 4L << 20 });
-            CreateOperation.Create(dir.File("child.vdi"), DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference("old.vdi", DiskFormat.Vdi) });
+            CreateOperation.Create(dir.File("old.vdi"), Fmt.Vdi, new CreateRequest { Size = 4L << 20 });
+            CreateOperation.Create(dir.File("new.vdi"), Fmt.Vdi, new CreateRequest { Size = 4L << 20 });
+            CreateOperation.Create(dir.File("child.vdi"), Fmt.Vdi, new CreateRequest { Backing = new BackingReference("old.vdi", Fmt.Vdi) });
             var e = Assert.Throws<ImageNotSupportedException>(() => RebaseOperation.Run(dir.File("child.vdi"), new RebaseOptions { NewParentPath = "new.vdi", Deduplicate = true }));
             Assert.Equal("vdi does not support discard", e.Reason);
         }

@@ -7,21 +7,23 @@ namespace VDiskPS.Formats.Tests.Operations
     public class CommandPlanTests
     {
         [Theory]
-        [InlineData("disk.img", DiskFormat.Qcow2)]
-        [InlineData("disk.raw", DiskFormat.Vmdk)]
-        [InlineData("DISK.IMG", DiskFormat.Raw)]
-        [InlineData("disk.qcow2", DiskFormat.Qcow2)]
-        public void ExplicitFormatWinsOverARawExtension(string name, DiskFormat format)
+        [InlineData("disk.img", "qcow2")]
+        [InlineData("disk.raw", "vmdk")]
+        [InlineData("DISK.IMG", "raw")]
+        [InlineData("disk.qcow2", "qcow2")]
+        public void ExplicitFormatWinsOverARawExtension(string name, string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             Assert.Equal(format, PathPlanner.FormatForNewFile(name, format));
         }
 
         [Theory]
-        [InlineData("y.vhdx", DiskFormat.Qcow2)]
-        [InlineData("disk.qcow2", DiskFormat.Raw)]
-        [InlineData("disk.VMDK", DiskFormat.Vhd)]
-        public void ExplicitFormatContradictingTheExtensionIsRefused(string name, DiskFormat format)
+        [InlineData("y.vhdx", "qcow2")]
+        [InlineData("disk.qcow2", "raw")]
+        [InlineData("disk.VMDK", "vhd")]
+        public void ExplicitFormatContradictingTheExtensionIsRefused(string name, string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             var e = Assert.Throws<ImageOptionException>(() => PathPlanner.FormatForNewFile(name, format));
             Assert.Equal(ImageErrorKind.FormatContradictsExtension, e.Kind);
         }
@@ -29,7 +31,7 @@ namespace VDiskPS.Formats.Tests.Operations
         [Fact]
         public void ExtensionGivesTheFormat()
         {
-            Assert.Equal(DiskFormat.Raw, PathPlanner.FormatForNewFile("/x/disk.img", null));
+            Assert.Equal(Fmt.Raw, PathPlanner.FormatForNewFile("/x/disk.img", null));
         }
 
         [Fact]
@@ -46,9 +48,9 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string source = dir.File("vm.disk");
             File.WriteAllBytes(source, new byte[512]);
-            string target = PathPlanner.ConvertDestination(source, null, DiskFormat.Raw, out var format);
+            string target = PathPlanner.ConvertDestination(source, null, Fmt.Raw, out var format);
             Assert.Equal(dir.File("vm.raw"), target);
-            Assert.Equal(DiskFormat.Raw, format);
+            Assert.Equal(Fmt.Raw, format);
         }
 
         [Fact]
@@ -57,7 +59,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string source = dir.File("vm.disk");
             Directory.CreateDirectory(dir.File("out"));
-            Assert.Equal(Path.Combine(dir.File("out"), "vm.raw"), PathPlanner.ConvertDestination(source, dir.File("out"), DiskFormat.Raw, out _));
+            Assert.Equal(Path.Combine(dir.File("out"), "vm.raw"), PathPlanner.ConvertDestination(source, dir.File("out"), Fmt.Raw, out _));
         }
 
         [Fact]
@@ -72,7 +74,7 @@ namespace VDiskPS.Formats.Tests.Operations
         public void DefaultDestinationThatIsTheSourceIsRefused()
         {
             using var dir = new TempDir();
-            Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(dir.File("vm.raw"), null, DiskFormat.Raw, out _));
+            Assert.Throws<ImageOptionException>(() => PathPlanner.ConvertDestination(dir.File("vm.raw"), null, Fmt.Raw, out _));
         }
 
         [Fact]
@@ -107,9 +109,9 @@ namespace VDiskPS.Formats.Tests.Operations
         public void ParentPathIsRecordedAsWritten()
         {
             using var dir = new TempDir();
-            var request = new NewDiskPlan { Path = dir.File("a.qcow2"), ParentPath = "../base.qcow2", ParentFormat = DiskFormat.Qcow2 }.BuildRequest();
+            var request = new NewDiskPlan { Path = dir.File("a.qcow2"), ParentPath = "../base.qcow2", ParentFormat = Fmt.Qcow2 }.BuildRequest();
             Assert.Equal("../base.qcow2", request.Backing.RecordedPath);
-            Assert.Equal(DiskFormat.Qcow2, request.Backing.Format);
+            Assert.Equal(Fmt.Qcow2, request.Backing.Format);
         }
 
         [Fact]
@@ -127,7 +129,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             string source = dir.File("s.raw");
-            CreateOperation.Create(source, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            CreateOperation.Create(source, Fmt.Raw, new CreateRequest { Size = 1 << 20 });
             using (var layer = FormatRegistry.Default.Open(source, null, new OpenOptions { Writable = true }))
             {
                 layer.Write(4096, TestData.Pattern(4096, 5));
@@ -143,7 +145,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             var plan = new ConvertPlan { SourcePath = dir.File("s.raw"), TargetIsZero = true };
-            Assert.Throws<ImageOptionException>(() => plan.BuildOptions(dir.File("t.raw"), DiskFormat.Raw));
+            Assert.Throws<ImageOptionException>(() => plan.BuildOptions(dir.File("t.raw"), Fmt.Raw));
         }
 
         [Fact]
@@ -151,14 +153,14 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             var plan = new ConvertPlan { SourcePath = dir.File("s.raw"), NoCreate = true };
-            Assert.Throws<ImageIOException>(() => plan.BuildOptions(dir.File("t.raw"), DiskFormat.Raw));
+            Assert.Throws<ImageIOException>(() => plan.BuildOptions(dir.File("t.raw"), Fmt.Raw));
         }
 
         [Fact]
         public void ConvertDefaultsAreQemuDefaults()
         {
             using var dir = new TempDir();
-            var options = new ConvertPlan { SourcePath = dir.File("s.raw") }.BuildOptions(dir.File("t.raw"), DiskFormat.Raw);
+            var options = new ConvertPlan { SourcePath = dir.File("s.raw") }.BuildOptions(dir.File("t.raw"), Fmt.Raw);
             Assert.Equal(4096, options.SparseSize);
             Assert.Equal(System.Environment.ProcessorCount, options.ThrottleLimit);
             Assert.False(options.Compress);

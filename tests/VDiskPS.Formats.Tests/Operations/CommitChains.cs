@@ -36,11 +36,11 @@ namespace VDiskPS.Formats.Tests.Operations
 
         public static readonly Dictionary<string, Kind> Kinds = new Dictionary<string, Kind>
         {
-            ["qcow2"] = new Kind { Format = DiskFormat.Qcow2, Extension = "qcow2", QemuName = "qcow2", Cluster = 64 << 10, QemuReadsChain = true, QemuChecks = true },
-            ["vmdk"] = new Kind { Format = DiskFormat.Vmdk, Extension = "vmdk", QemuName = "vmdk", Cluster = 64 << 10, QemuReadsChain = true, QemuChecks = true },
-            ["vhd"] = new Kind { Format = DiskFormat.Vhd, Extension = "vhd", QemuName = "vpc", Cluster = 2 * MiB, LibvhdiReadsChain = true },
-            ["vhdx"] = new Kind { Format = DiskFormat.Vhdx, Extension = "vhdx", QemuName = "vhdx", Cluster = MiB, LibvhdiReadsChain = true, QemuChecks = true },
-            ["vdi"] = new Kind { Format = DiskFormat.Vdi, Extension = "vdi", QemuName = "vdi", Cluster = MiB, QemuChecks = true },
+            ["qcow2"] = new Kind { Format = Fmt.Qcow2, Extension = "qcow2", QemuName = "qcow2", Cluster = 64 << 10, QemuReadsChain = true, QemuChecks = true },
+            ["vmdk"] = new Kind { Format = Fmt.Vmdk, Extension = "vmdk", QemuName = "vmdk", Cluster = 64 << 10, QemuReadsChain = true, QemuChecks = true },
+            ["vhd"] = new Kind { Format = Fmt.Vhd, Extension = "vhd", QemuName = "vpc", Cluster = 2 * MiB, LibvhdiReadsChain = true },
+            ["vhdx"] = new Kind { Format = Fmt.Vhdx, Extension = "vhdx", QemuName = "vhdx", Cluster = MiB, LibvhdiReadsChain = true, QemuChecks = true },
+            ["vdi"] = new Kind { Format = Fmt.Vdi, Extension = "vdi", QemuName = "vdi", Cluster = MiB, QemuChecks = true },
         };
 
         /// <summary>
@@ -112,7 +112,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             AssertReads(folder, kind, top, expected, when);
             string basePath = Path.Combine(folder, baseName);
-            if (kind.QemuChecks && kind.Format != DiskFormat.Vhdx)
+            if (kind.QemuChecks && kind.Format != Fmt.Vhdx)
             {
                 // What the interruption left (a VHDX may hold a log to replay, which qemu-img check does not do read-only).
                 var left = Qemu.Check(basePath, kind.QemuName);
@@ -202,7 +202,7 @@ namespace VDiskPS.Formats.Tests.Operations
         private static string Child(TempDir dir, Kind kind, string name, string parent)
         {
             string path = dir.File(name + "." + kind.Extension);
-            CreateOperation.Create(path, kind.Format, new CreateRequest { Backing = new BackingReference(Path.GetFileName(parent), kind.Format), ClusterSize = kind.Format == DiskFormat.Vhdx || kind.Format == DiskFormat.Qcow2 ? kind.Cluster : (long?)null });
+            CreateOperation.Create(path, kind.Format, new CreateRequest { Backing = new BackingReference(Path.GetFileName(parent), kind.Format), ClusterSize = kind.Format == Fmt.Vhdx || kind.Format == Fmt.Qcow2 ? kind.Cluster : (long?)null });
             return path;
         }
 

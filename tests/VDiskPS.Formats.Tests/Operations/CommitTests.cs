@@ -87,7 +87,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string top = dir.File("top.tdbl");
             using (var parent = ImageChain.Open(basePath))
             {
-                new OverlayTestDriver().Create(top, new CreateRequest { Size = 2 * Chains.Size, Backing = new BackingReference("base.raw", DiskFormat.Raw), BackingLayer = parent.Top }).Dispose();
+                new OverlayTestDriver().Create(top, new CreateRequest { Size = 2 * Chains.Size, Backing = new BackingReference("base.raw", Fmt.Raw), BackingLayer = parent.Top }).Dispose();
             }
 
             OverlayTestDriver.WriteInto(top, (Chains.Size + 512, TestData.Pattern(600, 2)), (10, TestData.Pattern(10, 3)));

@@ -27,9 +27,9 @@ namespace VDiskPS.Formats.Tests.Operations
             string delta = dir.File("delta.tdbl");
             ConvertOperation.Run(source, delta, new ConvertOptions
             {
-                TargetFormat = DiskFormat.Qcow2,
+                TargetFormat = Fmt.Qcow2,
                 Registry = OverlayTestDriver.Registry,
-                Target = new CreateRequest { Backing = new BackingReference("parent.raw", DiskFormat.Raw) },
+                Target = new CreateRequest { Backing = new BackingReference("parent.raw", Fmt.Raw) },
             });
             Assert.Equal(changed, Chains.ReadAll(delta));
             Assert.Equal(1, Chains.DataClusters(delta));
@@ -43,7 +43,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string source = RawImages.Make(dir, "src.raw", 1 << 20, (4096, TestData.Pattern(70000, 1)));
             byte[] content = File.ReadAllBytes(source);
             string target = dir.File("dst.raw");
-            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw, DeleteSource = true });
+            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Raw, DeleteSource = true });
             Assert.False(File.Exists(source));
             Assert.Equal(content, File.ReadAllBytes(target));
         }
@@ -55,7 +55,7 @@ namespace VDiskPS.Formats.Tests.Operations
             var (basePath, mid, top) = Chains.ThreeLayers(dir);
             byte[] content = Chains.ReadAll(top);
             string target = dir.File("flat.raw");
-            ConvertOperation.Run(top, target, new ConvertOptions { TargetFormat = DiskFormat.Raw, DeleteSource = true, Registry = OverlayTestDriver.Registry });
+            ConvertOperation.Run(top, target, new ConvertOptions { TargetFormat = Fmt.Raw, DeleteSource = true, Registry = OverlayTestDriver.Registry });
             Assert.False(File.Exists(top));
             Assert.True(File.Exists(mid));
             Assert.True(File.Exists(basePath));
@@ -69,7 +69,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string source = RawImages.Make(dir, "src.raw", 1 << 20, (0, TestData.Pattern(4096, 1)));
             // An existing, larger destination whose tail holds data cannot read the same as the source.
             string target = RawImages.Make(dir, "dst.raw", 2 << 20, ((1 << 20) + 10, new byte[] { 5 }));
-            Assert.Throws<ImageIOException>(() => ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw, NoCreate = true, DeleteSource = true }));
+            Assert.Throws<ImageIOException>(() => ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Raw, NoCreate = true, DeleteSource = true }));
             Assert.True(File.Exists(source));
             Assert.True(File.Exists(target));
         }
@@ -89,7 +89,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             byte[] content = TestData.Pattern((int)Chains.Size, 3);
             string parent = Chains.SaveRaw(dir, "parent.raw", content);
-            string overlay = OverlayTestDriver.CreateOverlay(dir.File("overlay.tdbl"), parent, DiskFormat.Raw);
+            string overlay = OverlayTestDriver.CreateOverlay(dir.File("overlay.tdbl"), parent, Fmt.Raw);
             byte[] changed = (byte[])content.Clone();
             changed[7 * Cluster] ^= 1;
             changed[30 * Cluster + 4000] ^= 1;

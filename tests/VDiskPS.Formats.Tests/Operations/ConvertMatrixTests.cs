@@ -11,9 +11,9 @@ namespace VDiskPS.Formats.Tests.Operations
 
         public static IEnumerable<object[]> Pairs()
         {
-            foreach (DiskFormat source in new[] { DiskFormat.Raw, DiskFormat.Qcow2, DiskFormat.Vmdk, DiskFormat.Vhd, DiskFormat.Vhdx, DiskFormat.Vdi })
+            foreach (DiskFormat source in new[] { Fmt.Raw, Fmt.Qcow2, Fmt.Vmdk, Fmt.Vhd, Fmt.Vhdx, Fmt.Vdi })
             {
-                foreach (DiskFormat target in new[] { DiskFormat.Raw, DiskFormat.Qcow2, DiskFormat.Vmdk, DiskFormat.Vhd, DiskFormat.Vhdx, DiskFormat.Vdi })
+                foreach (DiskFormat target in new[] { Fmt.Raw, Fmt.Qcow2, Fmt.Vmdk, Fmt.Vhd, Fmt.Vhdx, Fmt.Vdi })
                 {
                     yield return new object[] { source, target };
                 }
@@ -54,7 +54,7 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.Equal(targetFormat, FormatRegistry.Default.Probe(target));
             var (identical, output) = Qemu.Compare(raw, "raw", target, targetFormat.ToQemuName());
             Assert.True(identical, output);
-            if (targetFormat != DiskFormat.Raw && targetFormat != DiskFormat.Vhd)
+            if (targetFormat != Fmt.Raw && targetFormat != Fmt.Vhd)
             {
                 var (code, check) = Qemu.Check(target, targetFormat.ToQemuName());
                 Assert.True(code == 0, check);
@@ -73,7 +73,7 @@ namespace VDiskPS.Formats.Tests.Operations
             Qemu.Io("-f", "qcow2", "-c", "write -P 0x5a 1M 64k", "-c", "write -z 6M 128k", overlay);
 
             string flat = dir.File("flat.vmdk");
-            ConvertOperation.Run(overlay, flat, new ConvertOptions { TargetFormat = DiskFormat.Vmdk });
+            ConvertOperation.Run(overlay, flat, new ConvertOptions { TargetFormat = Fmt.Vmdk });
             var (identical, output) = Qemu.Compare(overlay, "qcow2", flat, "vmdk");
             Assert.True(identical, output);
             Assert.Null(ImageInspector.Get(flat).ParentPath);
@@ -93,7 +93,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string delta = dir.File("delta.qcow2");
             ConvertOperation.Run(changed, delta, new ConvertOptions
             {
-                TargetFormat = DiskFormat.Qcow2,
+                TargetFormat = Fmt.Qcow2,
                 Target = new CreateRequest { Backing = new BackingReference("gold.qcow2", null) },
             });
 

@@ -27,7 +27,7 @@ namespace VDiskPS.Formats.Tests.Operations
             };
             try
             {
-                ConvertOperation.Run(source, dir.File("out.raw"), new ConvertOptions { TargetFormat = DiskFormat.Raw, ThrottleLimit = limit, ChunkSize = Chains.Cluster, Registry = OverlayTestDriver.Registry });
+                ConvertOperation.Run(source, dir.File("out.raw"), new ConvertOptions { TargetFormat = Fmt.Raw, ThrottleLimit = limit, ChunkSize = Chains.Cluster, Registry = OverlayTestDriver.Registry });
             }
             finally
             {

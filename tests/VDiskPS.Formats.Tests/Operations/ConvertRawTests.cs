@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Tests.Operations
         private static string MakeMixedRaw(TempDir dir, string name)
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 32L << 20 });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 32L << 20 });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             layer.Write(0, TestData.Pattern(1 << 20, 1));
             layer.Write(5L << 20, new byte[2 << 20]); // explicit zeros
@@ -25,7 +25,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string source = MakeMixedRaw(dir, "src.raw");
             string target = dir.File("dst.raw");
-            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw });
+            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Raw });
             Assert.Equal(File.ReadAllBytes(source), File.ReadAllBytes(target));
             using var layer = FormatRegistry.Default.Open(target, null, new OpenOptions());
             // The explicit zero run stayed a hole.
@@ -39,7 +39,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string source = MakeMixedRaw(dir, "src.raw");
             string target = dir.File("dst.img");
-            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw });
+            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Raw });
             var (identical, output) = Qemu.Compare(source, "raw", target, "raw", strict: false);
             Assert.True(identical, output);
         }
@@ -50,7 +50,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string source = MakeMixedRaw(dir, "src.raw");
             string target = dir.File("full.raw");
-            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw, SparseSize = 0 });
+            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Raw, SparseSize = 0 });
             using var layer = FormatRegistry.Default.Open(target, null, new OpenOptions());
             var status = layer.GetBlockStatus(0, layer.Size);
             Assert.Equal(ExtentKind.Data, status.Kind);
@@ -64,7 +64,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string source = MakeMixedRaw(dir, "src.raw");
             long last = -1, total = 0;
             var progress = new SyncProgress(p => { last = p.BytesDone; total = p.BytesTotal; });
-            ConvertOperation.Run(source, dir.File("p.raw"), new ConvertOptions { TargetFormat = DiskFormat.Raw }, progress);
+            ConvertOperation.Run(source, dir.File("p.raw"), new ConvertOptions { TargetFormat = Fmt.Raw }, progress);
             Assert.Equal(32L << 20, total);
             Assert.Equal(total, last);
         }
@@ -77,7 +77,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string target = dir.File("cancel.raw");
             using var cts = new CancellationTokenSource();
             cts.Cancel();
-            Assert.ThrowsAny<OperationCanceledException>(() => ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw }, null, cts.Token));
+            Assert.ThrowsAny<OperationCanceledException>(() => ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Raw }, null, cts.Token));
             Assert.False(File.Exists(target));
         }
 
@@ -88,7 +88,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string source = MakeMixedRaw(dir, "src.raw");
             string target = dir.File("exists.raw");
             File.WriteAllText(target, "keep me");
-            Assert.Throws<ImageIOException>(() => ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Raw }));
+            Assert.Throws<ImageIOException>(() => ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Raw }));
             Assert.Equal("keep me", File.ReadAllText(target));
         }
 
@@ -97,7 +97,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             string source = MakeMixedRaw(dir, "src.raw");
-            Assert.Throws<ImageOptionException>(() => ConvertOperation.Run(source, source, new ConvertOptions { TargetFormat = DiskFormat.Raw, Target = new CreateRequest { Overwrite = true } }));
+            Assert.Throws<ImageOptionException>(() => ConvertOperation.Run(source, source, new ConvertOptions { TargetFormat = Fmt.Raw, Target = new CreateRequest { Overwrite = true } }));
         }
 
         private sealed class SyncProgress : IProgress<OperationProgress>

@@ -26,7 +26,7 @@ namespace VDiskPS.Formats.Tests.Operations
             Qemu.Img("convert", "-f", "qcow2", "-O", "raw", "-l", "snapshot.name=before", image, expected);
 
             string actual = dir.File("actual.vhdx");
-            ConvertOperation.Run(image, actual, new ConvertOptions { TargetFormat = DiskFormat.Vhdx, Snapshot = snapshot });
+            ConvertOperation.Run(image, actual, new ConvertOptions { TargetFormat = Fmt.Vhdx, Snapshot = snapshot });
             var (identical, output) = Qemu.Compare(expected, "raw", actual, "vhdx");
             Assert.True(identical, output);
         }
@@ -37,7 +37,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string image = ImageWithSnapshot(dir);
             byte[] before = Qemu.ToRawBytes(image, "qcow2", dir.Path);
-            ConvertOperation.Run(image, dir.File("snap.raw"), new ConvertOptions { TargetFormat = DiskFormat.Raw, Snapshot = "before" });
+            ConvertOperation.Run(image, dir.File("snap.raw"), new ConvertOptions { TargetFormat = Fmt.Raw, Snapshot = "before" });
             Assert.Equal(before, Qemu.ToRawBytes(image, "qcow2", dir.Path));
             Assert.Equal(0, Qemu.Check(image, "qcow2").ExitCode);
         }
@@ -47,7 +47,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             string image = ImageWithSnapshot(dir);
-            Assert.ThrowsAny<ImageException>(() => ConvertOperation.Run(image, dir.File("none.raw"), new ConvertOptions { TargetFormat = DiskFormat.Raw, Snapshot = "nope" }));
+            Assert.ThrowsAny<ImageException>(() => ConvertOperation.Run(image, dir.File("none.raw"), new ConvertOptions { TargetFormat = Fmt.Raw, Snapshot = "nope" }));
             Assert.False(System.IO.File.Exists(dir.File("none.raw")));
         }
 
@@ -56,8 +56,8 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             string raw = dir.File("plain.raw");
-            CreateOperation.Create(raw, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
-            var e = Assert.Throws<ImageNotSupportedException>(() => ConvertOperation.Run(raw, dir.File("x.qcow2"), new ConvertOptions { TargetFormat = DiskFormat.Qcow2, Snapshot = "s" }));
+            CreateOperation.Create(raw, Fmt.Raw, new CreateRequest { Size = 1 << 20 });
+            var e = Assert.Throws<ImageNotSupportedException>(() => ConvertOperation.Run(raw, dir.File("x.qcow2"), new ConvertOptions { TargetFormat = Fmt.Qcow2, Snapshot = "s" }));
             Assert.Equal("raw does not support internal snapshots", e.Reason);
         }
     }

@@ -63,7 +63,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string input = MakeSource(dir);
             string output = dir.File("out.raw");
             DdOperation.Run(input, output, new DdOptions { BlockSize = 65536 });
-            using var layer = FormatRegistry.Default.Open(output, DiskFormat.Raw, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(output, Fmt.Raw, new OpenOptions());
             Assert.Equal(ExtentKind.Zero, layer.GetBlockStatus(MiB, MiB).Kind);
         }
 

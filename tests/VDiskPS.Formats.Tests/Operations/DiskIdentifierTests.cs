@@ -37,12 +37,13 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
-        [InlineData(DiskFormat.Vdi)]
-        [InlineData(DiskFormat.Vmdk)]
-        public void ResetGivesANewIdentifierAndKeepsTheData(DiskFormat format)
+        [InlineData("vhd")]
+        [InlineData("vhdx")]
+        [InlineData("vdi")]
+        [InlineData("vmdk")]
+        public void ResetGivesANewIdentifierAndKeepsTheData(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             string path = MakeImage(dir, format);
             string before = CopyOf(path);
@@ -62,11 +63,12 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Vhdx)]
-        [InlineData(DiskFormat.Vdi)]
-        [InlineData(DiskFormat.Vmdk)]
-        public void QemuChecksTheImageCleanAfterAReset(DiskFormat format)
+        [InlineData("vhdx")]
+        [InlineData("vdi")]
+        [InlineData("vmdk")]
+        public void QemuChecksTheImageCleanAfterAReset(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             string path = MakeImage(dir, format);
             DiskIdentifierOperation.Reset(path, format);
@@ -75,12 +77,13 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
-        [InlineData(DiskFormat.Vdi)]
-        [InlineData(DiskFormat.Vmdk)]
-        public void AnExplicitIdentifierIsRecordedExactly(DiskFormat format)
+        [InlineData("vhd")]
+        [InlineData("vhdx")]
+        [InlineData("vdi")]
+        [InlineData("vmdk")]
+        public void AnExplicitIdentifierIsRecordedExactly(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             string path = MakeImage(dir, format);
             var identifier = new Guid("6000c29b-2e4f-4d1a-8b3c-0123456789ab");
@@ -89,12 +92,13 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Theory]
-        [InlineData(DiskFormat.Vhd)]
-        [InlineData(DiskFormat.Vhdx)]
-        [InlineData(DiskFormat.Vdi)]
-        [InlineData(DiskFormat.Vmdk)]
-        public void ImagesThisModuleCreatesCanBeReset(DiskFormat format)
+        [InlineData("vhd")]
+        [InlineData("vhdx")]
+        [InlineData("vdi")]
+        [InlineData("vmdk")]
+        public void ImagesThisModuleCreatesCanBeReset(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             string path = dir.File("made." + format.ToName());
             CreateOperation.Create(path, format, new CreateRequest { Size = 4 * MiB });
@@ -118,37 +122,37 @@ namespace VDiskPS.Formats.Tests.Operations
         public void DynamicVhdKeepsBothFooterCopiesInStep()
         {
             using var dir = new TempDir();
-            string path = MakeImage(dir, DiskFormat.Vhd);
-            DiskIdentifierOperation.Reset(path, DiskFormat.Vhd);
+            string path = MakeImage(dir, Fmt.Vhd);
+            DiskIdentifierOperation.Reset(path, Fmt.Vhd);
             byte[] file = File.ReadAllBytes(path);
             Assert.Equal(file.AsSpan(0, 512).ToArray(), file.AsSpan(file.Length - 512, 512).ToArray());
-            Assert.True(CheckOperation.Run(path, DiskFormat.Vhd, RepairMode.None).IsValid);
+            Assert.True(CheckOperation.Run(path, Fmt.Vhd, RepairMode.None).IsValid);
         }
 
         [Fact]
         public void FixedVhdGetsANewIdentifierInItsOnlyFooter()
         {
             using var dir = new TempDir();
-            string path = MakeImage(dir, DiskFormat.Vhd, "fixed", "subformat=fixed");
+            string path = MakeImage(dir, Fmt.Vhd, "fixed", "subformat=fixed");
             string before = CopyOf(path);
             var identifier = Guid.NewGuid();
-            DiskIdentifierOperation.Reset(path, DiskFormat.Vhd, identifier);
+            DiskIdentifierOperation.Reset(path, Fmt.Vhd, identifier);
             Assert.Equal(identifier, ImageInspector.Get(path).DiskIdentifier);
             Assert.Equal(new FileInfo(before).Length, new FileInfo(path).Length);
             var compare = Qemu.Compare(before, "vpc", path, "vpc");
             Assert.True(compare.Identical, compare.Output);
-            Assert.True(CheckOperation.Run(path, DiskFormat.Vhd, RepairMode.None).IsValid);
+            Assert.True(CheckOperation.Run(path, Fmt.Vhd, RepairMode.None).IsValid);
         }
 
         [Fact]
         public void VmdkWithoutDdbUuidGetsOneAndKeepsItsContentId()
         {
             using var dir = new TempDir();
-            string path = MakeImage(dir, DiskFormat.Vmdk);
+            string path = MakeImage(dir, Fmt.Vmdk);
             VDiskInfo old = ImageInspector.Get(path);
             Assert.Null(old.DiskIdentifier);
 
-            VDiskInfo changed = DiskIdentifierOperation.Reset(path, DiskFormat.Vmdk);
+            VDiskInfo changed = DiskIdentifierOperation.Reset(path, Fmt.Vmdk);
 
             Assert.NotNull(changed.DiskIdentifier);
             Assert.Equal(old.FormatSpecific["cid"], changed.FormatSpecific["cid"]);
@@ -162,12 +166,12 @@ namespace VDiskPS.Formats.Tests.Operations
         public void VmdkSubformatsGetTheNewUuidInTheirDescriptor(string subformat)
         {
             using var dir = new TempDir();
-            string before = MakeImage(dir, DiskFormat.Raw, "before");
+            string before = MakeImage(dir, Fmt.Raw, "before");
             string path = dir.File("disk.vmdk");
             Qemu.Img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=" + subformat, before, path);
             var identifier = Guid.NewGuid();
 
-            DiskIdentifierOperation.Reset(path, DiskFormat.Vmdk, identifier);
+            DiskIdentifierOperation.Reset(path, Fmt.Vmdk, identifier);
 
             Assert.Equal(identifier, ImageInspector.Get(path).DiskIdentifier);
             var compare = Qemu.Compare(before, "raw", path, "vmdk");
@@ -180,8 +184,8 @@ namespace VDiskPS.Formats.Tests.Operations
         public void VmdkUuidIsWrittenInVmwareByteOrder()
         {
             using var dir = new TempDir();
-            string path = MakeImage(dir, DiskFormat.Vmdk);
-            DiskIdentifierOperation.Reset(path, DiskFormat.Vmdk, new Guid("6000c29b-2e4f-4d1a-8b3c-0123456789ab"));
+            string path = MakeImage(dir, Fmt.Vmdk);
+            DiskIdentifierOperation.Reset(path, Fmt.Vmdk, new Guid("6000c29b-2e4f-4d1a-8b3c-0123456789ab"));
             string text = Encoding.ASCII.GetString(File.ReadAllBytes(path));
             Assert.Contains("ddb.uuid = \"60 00 c2 9b 2e 4f 4d 1a-8b 3c 01 23 45 67 89 ab\"", text);
         }
@@ -190,12 +194,12 @@ namespace VDiskPS.Formats.Tests.Operations
         public void VhdxChildStillOpensAfterItsParentIsReset()
         {
             using var dir = new TempDir();
-            MakeImage(dir, DiskFormat.Vhdx, "parent");
+            MakeImage(dir, Fmt.Vhdx, "parent");
             string child = dir.File("child.vhdx");
-            CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("parent.vhdx", DiskFormat.Vhdx) });
+            CreateOperation.Create(child, Fmt.Vhdx, new CreateRequest { Backing = new BackingReference("parent.vhdx", Fmt.Vhdx) });
             byte[] content = TestData.ReadAll(child);
 
-            DiskIdentifierOperation.Reset(dir.File("parent.vhdx"), DiskFormat.Vhdx);
+            DiskIdentifierOperation.Reset(dir.File("parent.vhdx"), Fmt.Vhdx);
 
             Assert.Equal(content, TestData.ReadAll(child));
         }
@@ -204,12 +208,12 @@ namespace VDiskPS.Formats.Tests.Operations
         public void VmdkChildStillMatchesItsParentAfterAReset()
         {
             using var dir = new TempDir();
-            MakeImage(dir, DiskFormat.Vmdk, "parent");
+            MakeImage(dir, Fmt.Vmdk, "parent");
             string child = dir.File("child.vmdk");
             Qemu.Img("create", "-q", "-f", "vmdk", "-b", "parent.vmdk", "-F", "vmdk", child);
             byte[] content = TestData.ReadAll(child);
 
-            DiskIdentifierOperation.Reset(dir.File("parent.vmdk"), DiskFormat.Vmdk);
+            DiskIdentifierOperation.Reset(dir.File("parent.vmdk"), Fmt.Vmdk);
 
             Assert.Equal(content, TestData.ReadAll(child));
             var compare = Qemu.Compare(dir.File("parent.vmdk"), "vmdk", child, "vmdk");
@@ -220,11 +224,11 @@ namespace VDiskPS.Formats.Tests.Operations
         public void VhdChildNoLongerMatchesAResetParent()
         {
             using var dir = new TempDir();
-            MakeImage(dir, DiskFormat.Vhd, "parent");
+            MakeImage(dir, Fmt.Vhd, "parent");
             string child = dir.File("child.vhd");
-            CreateOperation.Create(child, DiskFormat.Vhd, new CreateRequest { Backing = new BackingReference("parent.vhd", DiskFormat.Vhd) });
+            CreateOperation.Create(child, Fmt.Vhd, new CreateRequest { Backing = new BackingReference("parent.vhd", Fmt.Vhd) });
 
-            DiskIdentifierOperation.Reset(dir.File("parent.vhd"), DiskFormat.Vhd);
+            DiskIdentifierOperation.Reset(dir.File("parent.vhd"), Fmt.Vhd);
 
             var e = Assert.Throws<ImageParentMismatchException>(() => TestData.ReadAll(child));
             Assert.Contains("unique id", e.Reason);
@@ -234,20 +238,21 @@ namespace VDiskPS.Formats.Tests.Operations
         public void VdiChildNoLongerFindsAResetParent()
         {
             using var dir = new TempDir();
-            MakeImage(dir, DiskFormat.Vdi, "parent");
+            MakeImage(dir, Fmt.Vdi, "parent");
             string child = dir.File("child.vdi");
-            CreateOperation.Create(child, DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference("parent.vdi", DiskFormat.Vdi) });
+            CreateOperation.Create(child, Fmt.Vdi, new CreateRequest { Backing = new BackingReference("parent.vdi", Fmt.Vdi) });
 
-            DiskIdentifierOperation.Reset(dir.File("parent.vdi"), DiskFormat.Vdi);
+            DiskIdentifierOperation.Reset(dir.File("parent.vdi"), Fmt.Vdi);
 
             Assert.Throws<ImageChainException>(() => TestData.ReadAll(child));
         }
 
         [Theory]
-        [InlineData(DiskFormat.Qcow2)]
-        [InlineData(DiskFormat.Raw)]
-        public void FormatsWithoutADiskIdentifierAreNotSupported(DiskFormat format)
+        [InlineData("qcow2")]
+        [InlineData("raw")]
+        public void FormatsWithoutADiskIdentifierAreNotSupported(string formatName)
         {
+            DiskFormat format = DiskFormat.Parse(formatName);
             using var dir = new TempDir();
             string path = dir.File("disk." + format.ToName());
             Qemu.Img("create", "-q", "-f", format.ToQemuName(), path, "1M");

@@ -114,7 +114,7 @@ namespace VDiskPS.Formats.Tests.Operations
             string vhdx = dir.File("a.vhdx");
             Qemu.Img("create", "-q", "-f", "vhdx", "-o", "block_size=1M", vhdx, "8M");
             Qemu.Io("-f", "vhdx", "-c", "write -P 5 0 4M", vhdx);
-            using (ImageLayer layer = FormatRegistry.Default.Open(vhdx, DiskFormat.Vhdx, new OpenOptions { Writable = true }))
+            using (ImageLayer layer = FormatRegistry.Default.Open(vhdx, Fmt.Vhdx, new OpenOptions { Writable = true }))
             {
                 // The guest trims two blocks: the BAT forgets them, the file keeps their space.
                 ((IDiscardableLayer)layer).Discard(MiB, 2 * MiB);

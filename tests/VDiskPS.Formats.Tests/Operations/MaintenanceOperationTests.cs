@@ -7,7 +7,7 @@ namespace VDiskPS.Formats.Tests.Operations
         private static string RawImage(TempDir dir)
         {
             string path = dir.File("a.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 1 << 20 });
             return path;
         }
 

@@ -51,7 +51,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var expected = JsonDocument.Parse(Qemu.Img(args.ToArray()));
             var measured = MeasureOperation.Run(source, new MeasureOptions
             {
-                TargetFormat = DiskFormatNames.Parse(targetFormat),
+                TargetFormat = DiskFormat.Parse(targetFormat),
                 Target = new CreateRequest { Options = OptionSet.Parse(options) },
             });
             Assert.Equal(expected.RootElement.GetProperty("required").GetInt64(), measured.Required);

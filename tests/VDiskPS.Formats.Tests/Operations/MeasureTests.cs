@@ -21,7 +21,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string path = RawImages.Make(dir, "a.raw", 3 * MiB, (4096, TestData.Pattern(4096, 1)));
             var expected = QemuMeasure("-O", "raw", "-f", "raw", path);
-            VDiskMeasurement result = MeasureOperation.Run(path, new MeasureOptions { TargetFormat = DiskFormat.Raw });
+            VDiskMeasurement result = MeasureOperation.Run(path, new MeasureOptions { TargetFormat = Fmt.Raw });
             Assert.Equal(expected, (result.Required, result.FullyAllocated));
         }
 
@@ -29,7 +29,7 @@ namespace VDiskPS.Formats.Tests.Operations
         public void RawFromASizeMatchesQemuImgMeasure()
         {
             var expected = QemuMeasure("-O", "raw", "--size", "1000");
-            VDiskMeasurement result = MeasureOperation.Run(null, new MeasureOptions { TargetFormat = DiskFormat.Raw, Target = new CreateRequest { Size = 1000 } });
+            VDiskMeasurement result = MeasureOperation.Run(null, new MeasureOptions { TargetFormat = Fmt.Raw, Target = new CreateRequest { Size = 1000 } });
             Assert.Equal(expected, (result.Required, result.FullyAllocated));
         }
 

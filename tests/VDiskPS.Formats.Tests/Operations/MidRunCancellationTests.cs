@@ -29,7 +29,7 @@ namespace VDiskPS.Formats.Tests.Operations
             File.WriteAllBytes(source, TestData.Pattern(32 << 20, 1));
             byte[] hash = Hash(source);
             string[] before = Directory.GetFiles(dir.Path);
-            var options = new ConvertOptions { TargetFormat = DiskFormatNames.Parse(target), ChunkSize = 256 << 10 };
+            var options = new ConvertOptions { TargetFormat = DiskFormat.Parse(target), ChunkSize = 256 << 10 };
 
             RunCancelled(cancel => ConvertOperation.Run(source, dir.File("out." + Extension(target)), options, cancel, cancel.Token));
 
@@ -159,7 +159,7 @@ namespace VDiskPS.Formats.Tests.Operations
 
         private static string AddOverlay(TempDir dir, string format, string parent, string name, int seed, int everyOther)
         {
-            DiskFormat diskFormat = DiskFormatNames.Parse(format);
+            DiskFormat diskFormat = DiskFormat.Parse(format);
             string overlay = dir.File(name + "." + Extension(format));
             CreateOperation.Create(overlay, diskFormat, new CreateRequest { Backing = new BackingReference(Path.GetFileName(parent), diskFormat) });
             using var chain = ImageChain.Open(overlay, new ChainOptions { Writable = true });
@@ -193,7 +193,7 @@ namespace VDiskPS.Formats.Tests.Operations
             }
             else if (differencing && (format == "vhdx" || format == "vdi"))
             {
-                VDiskCheckResult result = CheckOperation.Run(image, DiskFormatNames.Parse(format), RepairMode.None);
+                VDiskCheckResult result = CheckOperation.Run(image, DiskFormat.Parse(format), RepairMode.None);
                 Assert.True(result.IsValid && result.Leaks == 0, $"{result.Corruptions} corruptions, {result.CheckErrors} errors, {result.Leaks} leaks");
             }
             else

@@ -17,7 +17,7 @@ namespace VDiskPS.Formats.Tests.Operations
             OptimizeResult result = OptimizeOperation.Run(path);
             Assert.Equal(MiB, result.BytesReclaimed);
             Assert.Equal(before, File.ReadAllBytes(path));
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Raw, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Raw, new OpenOptions());
             Assert.Equal(ExtentKind.Zero, layer.GetBlockStatus(4096, MiB).Kind);
         }
 
@@ -38,7 +38,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             const int Cluster = Chains.Cluster;
             string basePath = OverlayTestDriver.CreateBase(dir.File("base.tdbl"), Chains.Size, (0, TestData.Pattern(Cluster, 1)));
-            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), basePath, DiskFormat.Qcow2);
+            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), basePath, Fmt.Qcow2);
             // Zeros over parent data must stay zeros; zeros over parent zeros can fall through.
             OverlayTestDriver.WriteInto(top, (0, new byte[Cluster]), (5 * Cluster, new byte[2 * Cluster]), (9 * Cluster, TestData.Pattern(10, 2)));
             byte[] before = Chains.ReadAll(top);

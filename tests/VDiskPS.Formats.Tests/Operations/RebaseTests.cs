@@ -50,7 +50,7 @@ namespace VDiskPS.Formats.Tests.Operations
             var (_, _, top) = Chains.ThreeLayers(dir);
             byte[] before = Chains.ReadAll(top);
             RawImages.Make(dir, "other.raw", Chains.Size / 2, (0, TestData.Pattern(Chains.Cluster * 5, 9)));
-            RebaseOperation.Run(top, Options("other.raw", o => o.NewParentFormat = DiskFormat.Raw));
+            RebaseOperation.Run(top, Options("other.raw", o => o.NewParentFormat = Fmt.Raw));
             Assert.Equal(before, Chains.ReadAll(top));
         }
 
@@ -84,7 +84,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             string basePath = OverlayTestDriver.CreateBase(dir.File("base.tdbl"), Chains.Size, (0, TestData.Pattern(4 * Chains.Cluster, 1)));
-            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), basePath, DiskFormat.Qcow2);
+            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), basePath, Fmt.Qcow2);
             // Cluster 0 rewritten with the same bytes, cluster 1 changed.
             OverlayTestDriver.WriteInto(top, (0, TestData.Pattern(4 * Chains.Cluster, 1).AsSpan(0, 2 * Chains.Cluster).ToArray()), (Chains.Cluster + 5, new byte[] { 1, 2, 3 }));
             byte[] before = Chains.ReadAll(top);
@@ -99,7 +99,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             using var dir = new TempDir();
             string basePath = OverlayTestDriver.CreateBase(dir.File("base.tdbl"), Chains.Size, (0, TestData.Pattern(Chains.Cluster, 1)));
-            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), basePath, DiskFormat.Qcow2);
+            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), basePath, Fmt.Qcow2);
             OverlayTestDriver.WriteInto(top, (0, TestData.Pattern(Chains.Cluster, 1)));
             RebaseOperation.Run(top, Options("base.tdbl"));
             Assert.Equal(1, Chains.DataClusters(top));

@@ -41,7 +41,7 @@ namespace VDiskPS.Formats.Tests.Operations
             using var dir = new TempDir();
             string path = RawImages.Make(dir, "a.raw", MiB);
             ResizeOperation.Run(path, new ResizeOptions { Size = DiskSize.Parse("2M"), Preallocation = Preallocation.Full });
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Raw, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Raw, new OpenOptions());
             Assert.Equal(ExtentKind.Data, layer.GetBlockStatus(MiB, MiB).Kind);
         }
     }

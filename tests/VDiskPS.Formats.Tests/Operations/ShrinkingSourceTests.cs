@@ -103,7 +103,7 @@ namespace VDiskPS.Formats.Tests.Operations
         {
             var options = new ConvertOptions
             {
-                TargetFormat = DiskFormatNames.Parse(Path.GetExtension(destination).TrimStart('.')),
+                TargetFormat = DiskFormat.Parse(Path.GetExtension(destination).TrimStart('.')),
                 ChunkSize = 256 << 10,
                 ThrottleLimit = 1,
             };

@@ -30,9 +30,9 @@ namespace VDiskPS.Formats.Tests.Ova
             var counting = new CountingFile(HostFile.Open(vmdk, HostAccess.Read));
             string actual = null;
             using (var window = new WindowFile(counting, 0, counting.Length, vmdk, true) { Digest = new MemberDigest("SHA256", vmdk) })
-            using (ImageLayer layer = FormatRegistry.Default.Open(window, DiskFormat.Vmdk, new OpenOptions()))
+            using (ImageLayer layer = FormatRegistry.Default.Open(window, Fmt.Vmdk, new OpenOptions()))
             {
-                var options = new ConvertOptions { TargetFormat = DiskFormat.Qcow2, VerifySource = () => actual = window.FinishDigest() };
+                var options = new ConvertOptions { TargetFormat = Fmt.Qcow2, VerifySource = () => actual = window.FinishDigest() };
                 ConvertOperation.Run(ImageChain.FromLayers(new[] { layer }), dir.File("out.qcow2"), options);
             }
 

@@ -44,7 +44,7 @@ namespace VDiskPS.Formats.Tests.Ova
             using (var package = OvfPackage.Open(ova))
             {
                 Assert.True(package.HasManifest);
-                package.Convert(null, vhdx, new ConvertOptions { TargetFormat = DiskFormat.Vhdx });
+                package.Convert(null, vhdx, new ConvertOptions { TargetFormat = Fmt.Vhdx });
             }
 
             var (identical, output) = Qemu.Compare(a, "raw", vhdx, "vhdx");
@@ -59,8 +59,8 @@ namespace VDiskPS.Formats.Tests.Ova
             string b = OvaFixtures.Raw(dir, "b.raw", DiskSize, 9);
             string ova = OvaFixtures.ForeignOva(dir, new[] { a, b });
             using var package = OvfPackage.Open(ova);
-            package.Convert("disk2.vmdk", dir.File("b.qcow2"), new ConvertOptions { TargetFormat = DiskFormat.Qcow2 });
-            package.Convert("vmdisk1", dir.File("a.qcow2"), new ConvertOptions { TargetFormat = DiskFormat.Qcow2 });
+            package.Convert("disk2.vmdk", dir.File("b.qcow2"), new ConvertOptions { TargetFormat = Fmt.Qcow2 });
+            package.Convert("vmdisk1", dir.File("a.qcow2"), new ConvertOptions { TargetFormat = Fmt.Qcow2 });
             Assert.True(Qemu.Compare(b, "raw", dir.File("b.qcow2"), "qcow2").Identical);
             Assert.True(Qemu.Compare(a, "raw", dir.File("a.qcow2"), "qcow2").Identical);
         }
@@ -94,7 +94,7 @@ namespace VDiskPS.Formats.Tests.Ova
 
             string output = dir.File("a.vhdx");
             using var package = OvfPackage.Open(ova);
-            var e = Assert.Throws<ImageCorruptException>(() => package.Convert(null, output, new ConvertOptions { TargetFormat = DiskFormat.Vhdx }));
+            var e = Assert.Throws<ImageCorruptException>(() => package.Convert(null, output, new ConvertOptions { TargetFormat = Fmt.Vhdx }));
             Assert.Contains("disk1.vmdk", e.Message);
             Assert.Equal("CorruptImage", e.ErrorId);
             Assert.Empty(Directory.GetFiles(dir.Path, "a.vhdx*").Concat(Directory.GetFiles(dir.Path, ".a.vhdx*")));
@@ -123,7 +123,7 @@ namespace VDiskPS.Formats.Tests.Ova
             OvaFixtures.ForeignParts(parts, new[] { a }, "sha256sum", false, "vm");
             using var package = OvfPackage.Open(Path.Combine(parts, "vm.ovf"));
             Assert.Equal("disk1.vmdk", package.DescribeDisks().Single().Member);
-            package.Convert(null, dir.File("a.vhd"), new ConvertOptions { TargetFormat = DiskFormat.Vhd });
+            package.Convert(null, dir.File("a.vhd"), new ConvertOptions { TargetFormat = Fmt.Vhd });
             Assert.True(Qemu.Compare(a, "raw", dir.File("a.vhd"), "vpc").Identical);
         }
 

@@ -110,7 +110,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             using var dir = new TempDir();
             string path = MakeSubject(dir);
             using (var fs = new FileStream(path, FileMode.Open)) fs.SetLength(fs.Length / 2);
-            Assert.ThrowsAny<ImageException>(() => TestData.ReadAll(path, DiskFormat.Qcow2));
+            Assert.ThrowsAny<ImageException>(() => TestData.ReadAll(path, Fmt.Qcow2));
         }
 
         [Theory]

@@ -11,7 +11,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
         private static string CreateWritten(TempDir dir, string name, string options, byte[] model, int seed)
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = model.Length, Options = OptionSet.Parse(options) });
+            CreateOperation.Create(path, Fmt.Qcow2, new CreateRequest { Size = model.Length, Options = OptionSet.Parse(options) });
             using var layer = Qcow2TestImages.OpenWritable(path);
             Qcow2TestImages.WriteScattered(layer, model, seed);
             return path;
@@ -398,10 +398,10 @@ namespace VDiskPS.Formats.Tests.Qcow2
                 amend.Amend(OptionSet.Parse("data_file=d.data,data_file_raw=off"));
             }
 
-            var info = ImageInspector.Get(path, DiskFormat.Qcow2);
+            var info = ImageInspector.Get(path, Fmt.Qcow2);
             Assert.Equal("d.data", info.FormatSpecific["data-file"]);
             Assert.Equal(false, info.FormatSpecific["data-file-raw"]);
-            Assert.Equal(before, TestData.ReadAll(path, DiskFormat.Qcow2));
+            Assert.Equal(before, TestData.ReadAll(path, Fmt.Qcow2));
         }
 
         [Fact]
@@ -442,7 +442,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Qemu.Img("create", "-q", "-f", "qcow2", path, "8M");
             using (var layer = Qcow2TestImages.OpenWritable(path))
             {
-                ((IParentChangeableLayer)layer).SetBacking(new BackingReference("base.qcow2", DiskFormat.Qcow2), null);
+                ((IParentChangeableLayer)layer).SetBacking(new BackingReference("base.qcow2", Fmt.Qcow2), null);
             }
 
             using (var info = Qemu.Info(path, "qcow2"))

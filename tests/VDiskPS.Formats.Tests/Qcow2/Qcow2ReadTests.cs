@@ -57,7 +57,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             using (var layer = Qcow2TestImages.OpenRead(top))
             {
                 Assert.Equal("mid.qcow2", layer.Backing.RecordedPath);
-                Assert.Equal(DiskFormat.Qcow2, layer.Backing.Format);
+                Assert.Equal(Fmt.Qcow2, layer.Backing.Format);
             }
 
             Qcow2TestImages.AssertReadsLikeQemu(dir, top);
@@ -72,7 +72,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Qemu.Img("create", "-q", "-f", "qcow2", a, "1M");
             Qemu.Img("create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", b);
             Qemu.Img("rebase", "-u", "-f", "qcow2", "-b", "b.qcow2", "-F", "qcow2", a);
-            Assert.Throws<ImageChainException>(() => TestData.ReadAll(b, DiskFormat.Qcow2));
+            Assert.Throws<ImageChainException>(() => TestData.ReadAll(b, Fmt.Qcow2));
         }
 
         [Theory]
@@ -101,7 +101,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             string path = dir.File("dirty.qcow2");
             Qemu.Img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", path, "4M");
             Qemu.Run("qemu-io", new[] { "-f", "qcow2", "-c", "write -P 0x12 0 100000", "-c", "sigraise 9", path });
-            var info = ImageInspector.Get(path, DiskFormat.Qcow2);
+            var info = ImageInspector.Get(path, Fmt.Qcow2);
             Assert.True(info.Dirty);
             Qcow2TestImages.AssertReadsLikeQemu(dir, path);
         }
@@ -112,7 +112,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             using var dir = new TempDir();
             string path = dir.File("i.qcow2");
             Qemu.Img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,refcount_bits=8,compression_type=zstd", path, "4M");
-            var info = ImageInspector.Get(path, DiskFormat.Qcow2);
+            var info = ImageInspector.Get(path, Fmt.Qcow2);
             using var qemu = Qemu.Info(path, "qcow2");
             var data = qemu.RootElement.GetProperty("format-specific").GetProperty("data");
             Assert.Equal("1.1", info.Subformat);
@@ -160,7 +160,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             using var dir = new TempDir();
             string path = dir.File("p.img");
             Qemu.Img("create", "-q", "-f", "qcow2", path, "1M");
-            Assert.Equal(DiskFormat.Qcow2, FormatRegistry.Default.Probe(path));
+            Assert.Equal(Fmt.Qcow2, FormatRegistry.Default.Probe(path));
         }
     }
 }

@@ -28,10 +28,10 @@ namespace VDiskPS.Formats.Tests.Qcow2
                 baseContent = TestData.Pattern(size, seed);
                 model = (byte[])baseContent.Clone();
                 System.IO.File.WriteAllBytes(dir.File("base.raw"), baseContent);
-                request.Backing = new BackingReference("base.raw", DiskFormat.Raw);
+                request.Backing = new BackingReference("base.raw", Fmt.Raw);
             }
 
-            CreateOperation.Create(path, DiskFormat.Qcow2, request);
+            CreateOperation.Create(path, Fmt.Qcow2, request);
             var rng = new Random(seed);
             var snapshotModels = new System.Collections.Generic.Dictionary<string, byte[]>();
             using (var chain = ImageChain.Open(path, new ChainOptions { Writable = true }))
@@ -130,7 +130,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Qcow2TestImages.WriteRaw(raw, model);
             var compare = Qemu.Compare(raw, "raw", path, "qcow2");
             Assert.True(compare.Identical, compare.Output);
-            Assert.Equal(model, TestData.ReadAll(path, DiskFormat.Qcow2));
+            Assert.Equal(model, TestData.ReadAll(path, Fmt.Qcow2));
         }
     }
 }

@@ -32,7 +32,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
         public static void AssertReadsLikeQemu(TempDir dir, string path)
         {
             byte[] expected = Qemu.ToRawBytes(path, "qcow2", dir.Path);
-            byte[] actual = TestData.ReadAll(path, DiskFormat.Qcow2);
+            byte[] actual = TestData.ReadAll(path, Fmt.Qcow2);
             Assert.Equal(expected.Length, actual.Length);
             int mismatch = FirstMismatch(expected, actual);
             Assert.True(mismatch < 0, $"content differs from qemu at offset {mismatch}");
@@ -59,9 +59,9 @@ namespace VDiskPS.Formats.Tests.Qcow2
             return a.Length == b.Length ? -1 : n;
         }
 
-        public static ImageLayer OpenWritable(string path) => FormatRegistry.Default.Open(path, DiskFormat.Qcow2, new OpenOptions { Writable = true });
+        public static ImageLayer OpenWritable(string path) => FormatRegistry.Default.Open(path, Fmt.Qcow2, new OpenOptions { Writable = true });
 
-        public static ImageLayer OpenRead(string path) => FormatRegistry.Default.Open(path, DiskFormat.Qcow2, new OpenOptions());
+        public static ImageLayer OpenRead(string path) => FormatRegistry.Default.Open(path, Fmt.Qcow2, new OpenOptions());
 
         /// <summary>Writes the same bytes to the image and to a model array, at scattered unaligned places.</summary>
         public static void WriteScattered(ImageLayer layer, byte[] model, int seed)

@@ -9,7 +9,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
         private static string CreateImage(TempDir dir, string name, string options, long size = Qcow2TestImages.Size)
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = size, Options = OptionSet.Parse(options) });
+            CreateOperation.Create(path, Fmt.Qcow2, new CreateRequest { Size = size, Options = OptionSet.Parse(options) });
             return path;
         }
 
@@ -104,7 +104,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             byte[] model = TestData.Pattern((int)Qcow2TestImages.Size, 3);
             File.WriteAllBytes(baseRaw, model);
             string path = dir.File("over.qcow2");
-            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Backing = new BackingReference("base.raw", DiskFormat.Raw) });
+            CreateOperation.Create(path, Fmt.Qcow2, new CreateRequest { Backing = new BackingReference("base.raw", Fmt.Raw) });
             using (var chain = ImageChain.Open(path, new ChainOptions { Writable = true }))
             {
                 Qcow2TestImages.WriteScattered(chain.Top, model, 4);
@@ -155,7 +155,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             string target = dir.File("c.qcow2");
             ConvertOperation.Run(source, target, new ConvertOptions
             {
-                TargetFormat = DiskFormat.Qcow2,
+                TargetFormat = Fmt.Qcow2,
                 Compress = true,
                 Target = new CreateRequest { Options = OptionSet.Parse(options) },
             });
@@ -182,7 +182,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             using var dir = new TempDir();
             string source = Qcow2TestImages.MakeWithQemuIo(dir, "src.qcow2", "compat=1.1,cluster_size=4k");
             string target = dir.File("p.qcow2");
-            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = DiskFormat.Qcow2 });
+            ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = Fmt.Qcow2 });
             Qcow2TestImages.AssertQemuCheckClean(target);
             var compare = Qemu.Compare(source, "qcow2", target, "qcow2", strict: false);
             Assert.True(compare.Identical, compare.Output);
@@ -201,7 +201,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             }
 
             Qcow2TestImages.AssertQemuCheckClean(path);
-            Assert.False(ImageInspector.Get(path, DiskFormat.Qcow2).Dirty);
+            Assert.False(ImageInspector.Get(path, Fmt.Qcow2).Dirty);
         }
 
         [Fact]
@@ -212,7 +212,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             Qemu.Img("create", "-q", "-f", "qcow2", baseImage, "4M");
             Qemu.Io("-f", "qcow2", "-c", "write -P 0x31 0 1M", baseImage);
             string path = dir.File("child.qcow2");
-            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = 4L << 20, Options = OptionSet.Parse("backing_file=base.qcow2,backing_fmt=qcow2") });
+            CreateOperation.Create(path, Fmt.Qcow2, new CreateRequest { Size = 4L << 20, Options = OptionSet.Parse("backing_file=base.qcow2,backing_fmt=qcow2") });
             using (var info = Qemu.Info(path, "qcow2"))
             {
                 Assert.Equal("base.qcow2", info.RootElement.GetProperty("backing-filename").GetString());
@@ -336,7 +336,7 @@ namespace VDiskPS.Formats.Tests.Qcow2
             using var dir = new TempDir();
             string path = dir.File("big.qcow2");
             long size = 1L << 40;
-            CreateOperation.Create(path, DiskFormat.Qcow2, new CreateRequest { Size = size });
+            CreateOperation.Create(path, Fmt.Qcow2, new CreateRequest { Size = size });
             var watch = System.Diagnostics.Stopwatch.StartNew();
             using (var layer = Qcow2TestImages.OpenWritable(path))
             {

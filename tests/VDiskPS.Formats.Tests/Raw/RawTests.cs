@@ -11,7 +11,7 @@ namespace VDiskPS.Formats.Tests.Raw
         {
             using var dir = new TempDir();
             string path = dir.File("a.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 64L << 20 });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 64L << 20 });
             Assert.Equal(64L << 20, new FileInfo(path).Length);
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions());
             var status = layer.GetBlockStatus(0, layer.Size);
@@ -24,7 +24,7 @@ namespace VDiskPS.Formats.Tests.Raw
         {
             using var dir = new TempDir();
             string path = dir.File("a.img");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 16L << 20 });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 16L << 20 });
             byte[] data = TestData.Pattern(1 << 20, 1);
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -47,7 +47,7 @@ namespace VDiskPS.Formats.Tests.Raw
         {
             using var dir = new TempDir();
             string path = dir.File("full.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 4L << 20, Preallocation = Preallocation.Full });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 4L << 20, Preallocation = Preallocation.Full });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions());
             Assert.Equal(ExtentKind.Data, layer.GetBlockStatus(0, layer.Size).Kind);
         }
@@ -56,7 +56,7 @@ namespace VDiskPS.Formats.Tests.Raw
         public void MetadataPreallocationIsRefusedForRaw()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("m.raw"), DiskFormat.Raw, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("preallocation=metadata") }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("m.raw"), Fmt.Raw, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("preallocation=metadata") }));
             Assert.Equal("preallocation", e.Field);
         }
 
@@ -64,7 +64,7 @@ namespace VDiskPS.Formats.Tests.Raw
         public void UnknownCreateOptionIsRefused()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("m.raw"), DiskFormat.Raw, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("cluster_size=64k") }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("m.raw"), Fmt.Raw, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("cluster_size=64k") }));
             Assert.Equal("cluster_size", e.Field);
             Assert.False(File.Exists(dir.File("m.raw")));
         }
@@ -73,7 +73,7 @@ namespace VDiskPS.Formats.Tests.Raw
         public void BackingFileIsNotSupportedByRaw()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageNotSupportedException>(() => CreateOperation.Create(dir.File("o.raw"), DiskFormat.Raw, new CreateRequest { Size = 1 << 20, Backing = new BackingReference("x.raw", DiskFormat.Raw) }, unsafeBacking: true));
+            var e = Assert.Throws<ImageNotSupportedException>(() => CreateOperation.Create(dir.File("o.raw"), Fmt.Raw, new CreateRequest { Size = 1 << 20, Backing = new BackingReference("x.raw", Fmt.Raw) }, unsafeBacking: true));
             Assert.Contains("raw does not support backing files", e.Message);
         }
 
@@ -82,7 +82,7 @@ namespace VDiskPS.Formats.Tests.Raw
         {
             using var dir = new TempDir();
             string path = dir.File("r.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 1 << 20 });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             var resizable = Capability.Require<IResizableLayer>(layer, "resize");
             resizable.Resize(2 << 20, false, Preallocation.Off);
@@ -97,7 +97,7 @@ namespace VDiskPS.Formats.Tests.Raw
         {
             using var dir = new TempDir();
             string path = dir.File("c.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 1 << 20 });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions());
             var e = Assert.Throws<ImageNotSupportedException>(() => Capability.Require<ISnapshotLayer>(layer, "internal snapshots"));
             Assert.Equal("raw does not support internal snapshots", e.Reason);
@@ -108,10 +108,10 @@ namespace VDiskPS.Formats.Tests.Raw
         {
             using var dir = new TempDir();
             string path = dir.File("lock.raw");
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = 1 << 20 });
             using var writer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
-            Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, DiskFormat.Raw, new OpenOptions()));
-            using var forced = FormatRegistry.Default.Open(path, DiskFormat.Raw, new OpenOptions { ShareWithWriters = true });
+            Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, Fmt.Raw, new OpenOptions()));
+            using var forced = FormatRegistry.Default.Open(path, Fmt.Raw, new OpenOptions { ShareWithWriters = true });
             Assert.Equal(1 << 20, forced.Size);
         }
 
@@ -131,7 +131,7 @@ namespace VDiskPS.Formats.Tests.Raw
             Assert.Equal(data, fromA);
             Assert.Equal(data, fromB);
             // The readers' shared lock still keeps a writer out.
-            Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, DiskFormat.Raw, new OpenOptions { Writable = true }));
+            Assert.Throws<ImageLockedException>(() => FormatRegistry.Default.Open(path, Fmt.Raw, new OpenOptions { Writable = true }));
         }
     }
 }

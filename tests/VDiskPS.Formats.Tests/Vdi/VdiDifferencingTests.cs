@@ -16,7 +16,7 @@ namespace VDiskPS.Formats.Tests.Vdi
 
         private static byte[] MakeBase(string path)
         {
-            CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = DiskSize });
+            CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = DiskSize });
             var content = new byte[DiskSize];
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             byte[] data = TestData.Pattern(3 << 20, 21);
@@ -27,7 +27,7 @@ namespace VDiskPS.Formats.Tests.Vdi
 
         private static void MakeChild(string child, string recordedParent)
         {
-            CreateOperation.Create(child, DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference(recordedParent, DiskFormat.Vdi) });
+            CreateOperation.Create(child, Fmt.Vdi, new CreateRequest { Backing = new BackingReference(recordedParent, Fmt.Vdi) });
         }
 
         private static void WriteThrough(string path, byte[] expected, long offset, byte[] data)
@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Tests.Vdi
             MakeChild(dir.File("{snapshot}.vdi"), "base.vdi");
             using var layer = FormatRegistry.Default.Open(dir.File("{snapshot}.vdi"), null, new OpenOptions());
             Assert.Equal("base.vdi", layer.Backing.RecordedPath);
-            Assert.Equal(DiskFormat.Vdi, layer.Backing.Format);
+            Assert.Equal(Fmt.Vdi, layer.Backing.Format);
             Assert.Equal(expected, TestData.ReadAll(dir.File("{snapshot}.vdi")));
         }
 
@@ -74,7 +74,7 @@ namespace VDiskPS.Formats.Tests.Vdi
             Assert.Equal(expected, TestData.ReadAll(child));
             using var flat = new TempDir();
             string converted = flat.File("flat.vdi");
-            ConvertOperation.Run(child, converted, new ConvertOptions { TargetFormat = DiskFormat.Vdi });
+            ConvertOperation.Run(child, converted, new ConvertOptions { TargetFormat = Fmt.Vdi });
             Assert.Equal(expected, Qemu.ToRawBytes(converted, "vdi", flat.Path));
         }
 
@@ -114,9 +114,9 @@ namespace VDiskPS.Formats.Tests.Vdi
         public void DifferencingVdiNeedsAVdiParent()
         {
             using var dir = new TempDir();
-            CreateOperation.Create(dir.File("base.raw"), DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            CreateOperation.Create(dir.File("base.raw"), Fmt.Raw, new CreateRequest { Size = 1 << 20 });
             var request = new CreateRequest { Backing = new BackingReference("base.raw", null) };
-            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("child.vdi"), DiskFormat.Vdi, request));
+            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("child.vdi"), Fmt.Vdi, request));
             Assert.False(File.Exists(dir.File("child.vdi")));
         }
     }

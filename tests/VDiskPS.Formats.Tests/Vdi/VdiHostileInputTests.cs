@@ -13,7 +13,7 @@ namespace VDiskPS.Formats.Tests.Vdi
         private static string MakeDynamic(TempDir dir, string name = "d.vdi")
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = 4L << 20 });
+            CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = 4L << 20 });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             layer.Write(0, TestData.Pattern(2 << 20, 61));
             layer.Write(3L << 20, TestData.Pattern(4096, 62));
@@ -29,7 +29,7 @@ namespace VDiskPS.Formats.Tests.Vdi
             stream.Write(bytes);
         }
 
-        private static ImageLayer Open(string path) => FormatRegistry.Default.Open(path, DiskFormat.Vdi, new OpenOptions());
+        private static ImageLayer Open(string path) => FormatRegistry.Default.Open(path, Fmt.Vdi, new OpenOptions());
 
         [Fact]
         public void MissingSignatureIsAFormatMismatch()
@@ -98,7 +98,7 @@ namespace VDiskPS.Formats.Tests.Vdi
             string path = MakeDynamic(dir);
             Patch(path, MapOffset + 4, 1000);
             byte[] before = File.ReadAllBytes(path);
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vdi, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vdi, new OpenOptions { Writable = true }))
             {
                 Assert.Throws<ImageCorruptException>(() => layer.Write(1L << 20, new byte[512]));
                 Assert.Throws<ImageCorruptException>(() => ((IOptimizableLayer)layer).Optimize(null, default));
@@ -136,7 +136,7 @@ namespace VDiskPS.Formats.Tests.Vdi
                 byte[] before = SHA256.HashData(damaged);
                 try
                 {
-                    using var chain = ImageChain.Open(victim, new ChainOptions { Format = DiskFormat.Vdi });
+                    using var chain = ImageChain.Open(victim, new ChainOptions { Format = Fmt.Vdi });
                     ImageLayer top = chain.Top;
                     long length = Math.Min(top.Size, 4L << 20);
                     top.Read(0, new byte[length]);

@@ -33,7 +33,7 @@ namespace VDiskPS.Formats.Tests.Vdi
             using var dir = new TempDir();
             string raw = TestData.WriteRaw(dir, "src.raw", (5L << 20) + 3584);
             string vdi = dir.File("dst.vdi");
-            ConvertOperation.Run(raw, vdi, new ConvertOptions { TargetFormat = DiskFormat.Vdi, Target = new CreateRequest { Options = OptionSet.Parse(options) } });
+            ConvertOperation.Run(raw, vdi, new ConvertOptions { TargetFormat = Fmt.Vdi, Target = new CreateRequest { Options = OptionSet.Parse(options) } });
             var check = Qemu.Check(vdi, "vdi");
             Assert.True(check.ExitCode == 0, check.Output);
             var (identical, output) = Qemu.Compare(raw, "raw", vdi, "vdi");
@@ -46,7 +46,7 @@ namespace VDiskPS.Formats.Tests.Vdi
         {
             using var dir = new TempDir();
             string path = dir.File("w.vdi");
-            CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = 6L << 20 });
+            CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = 6L << 20 });
             var expected = new byte[6L << 20];
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -73,7 +73,7 @@ namespace VDiskPS.Formats.Tests.Vdi
         {
             using var dir = new TempDir();
             string path = dir.File("shared.vdi");
-            CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = 4L << 20 });
+            CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = 4L << 20 });
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
                 layer.Write(2L << 20, TestData.Pattern(4096, 5));
@@ -89,7 +89,7 @@ namespace VDiskPS.Formats.Tests.Vdi
         {
             using var dir = new TempDir();
             string path = dir.File("s.vdi");
-            var info = CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = 3L << 20, Type = DiskType.Fixed });
+            var info = CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = 3L << 20, Type = DiskType.Fixed });
             Assert.Equal("Fixed", info.Type);
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions());
             var status = layer.GetBlockStatus(0, layer.Size);
@@ -105,7 +105,7 @@ namespace VDiskPS.Formats.Tests.Vdi
             using var dir = new TempDir();
             string path = dir.File("big.vdi");
             long size = 1L << 40;
-            CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = size });
+            CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = size });
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
                 layer.Write(size / 2, Operations.RawImages.Fill(4096, 0x5A));
@@ -124,7 +124,7 @@ namespace VDiskPS.Formats.Tests.Vdi
         {
             using var dir = new TempDir();
             string path = dir.File("d.vdi");
-            var info = CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = 4L << 20 });
+            var info = CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = 4L << 20 });
             Assert.Equal("Dynamic", info.Type);
             Assert.Equal(1L << 20, info.BlockSize);
             Assert.NotNull(info.DiskIdentifier);
@@ -137,7 +137,7 @@ namespace VDiskPS.Formats.Tests.Vdi
             using var dir = new TempDir();
             string path = dir.File("p.img");
             Qemu.Img("create", "-f", "vdi", path, "1M");
-            Assert.Equal(DiskFormat.Vdi, FormatRegistry.Default.Probe(path));
+            Assert.Equal(Fmt.Vdi, FormatRegistry.Default.Probe(path));
         }
     }
 }

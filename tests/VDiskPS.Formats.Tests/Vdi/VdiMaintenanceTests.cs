@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Tests.Vdi
     {
         private static byte[] MakeDisk(string path, long size, DiskType type = DiskType.Dynamic)
         {
-            CreateOperation.Create(path, DiskFormat.Vdi, new CreateRequest { Size = size, Type = type });
+            CreateOperation.Create(path, Fmt.Vdi, new CreateRequest { Size = size, Type = type });
             var content = new byte[size];
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             byte[] tail = TestData.Pattern(4096, 42);
@@ -152,12 +152,12 @@ namespace VDiskPS.Formats.Tests.Vdi
         {
             using var dir = new TempDir();
             MakeDisk(dir.File("base.vdi"), 4L << 20);
-            CreateOperation.Create(dir.File("child.vdi"), DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference("base.vdi", DiskFormat.Vdi) });
+            CreateOperation.Create(dir.File("child.vdi"), Fmt.Vdi, new CreateRequest { Backing = new BackingReference("base.vdi", Fmt.Vdi) });
             byte[] other = MakeDisk(dir.File("other.vdi"), 4L << 20);
             using (var parent = FormatRegistry.Default.Open(dir.File("other.vdi"), null, new OpenOptions()))
             using (var child = OpenWritable(dir.File("child.vdi")))
             {
-                ((IParentChangeableLayer)child).SetBacking(new BackingReference("other.vdi", DiskFormat.Vdi), parent);
+                ((IParentChangeableLayer)child).SetBacking(new BackingReference("other.vdi", Fmt.Vdi), parent);
             }
 
             using (var layer = FormatRegistry.Default.Open(dir.File("child.vdi"), null, new OpenOptions()))
@@ -173,7 +173,7 @@ namespace VDiskPS.Formats.Tests.Vdi
         {
             using var dir = new TempDir();
             MakeDisk(dir.File("base.vdi"), 4L << 20);
-            CreateOperation.Create(dir.File("child.vdi"), DiskFormat.Vdi, new CreateRequest { Backing = new BackingReference("base.vdi", DiskFormat.Vdi) });
+            CreateOperation.Create(dir.File("child.vdi"), Fmt.Vdi, new CreateRequest { Backing = new BackingReference("base.vdi", Fmt.Vdi) });
             using (var child = OpenWritable(dir.File("child.vdi")))
             {
                 ((IParentChangeableLayer)child).SetBacking(null, null);
@@ -188,11 +188,11 @@ namespace VDiskPS.Formats.Tests.Vdi
             using var dir = new TempDir();
             string path = dir.File("m.vdi");
             MakeDisk(path, 6L << 20);
-            var measured = FormatRegistry.Default.Get(DiskFormat.Vdi).Measure(new CreateRequest { Size = 6L << 20 }, 2L << 20);
+            var measured = FormatRegistry.Default.GetCreatable(Fmt.Vdi).Measure(new CreateRequest { Size = 6L << 20 }, 2L << 20);
             string converted = dir.File("conv.vdi");
-            ConvertOperation.Run(path, converted, new ConvertOptions { TargetFormat = DiskFormat.Vdi });
+            ConvertOperation.Run(path, converted, new ConvertOptions { TargetFormat = Fmt.Vdi });
             Assert.True(new FileInfo(converted).Length <= measured.Required, $"{new FileInfo(converted).Length} > {measured.Required}");
-            var full = FormatRegistry.Default.Get(DiskFormat.Vdi).Measure(new CreateRequest { Size = 6L << 20, Type = DiskType.Fixed }, 0);
+            var full = FormatRegistry.Default.GetCreatable(Fmt.Vdi).Measure(new CreateRequest { Size = 6L << 20, Type = DiskType.Fixed }, 0);
             Assert.Equal(1024 + (6L << 20), full.Required);
         }
     }

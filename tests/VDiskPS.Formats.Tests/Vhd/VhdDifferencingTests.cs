@@ -11,7 +11,7 @@ namespace VDiskPS.Formats.Tests.Vhd
 
         private static byte[] MakeBase(string path)
         {
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = DiskSize });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = DiskSize });
             var content = new byte[DiskSize];
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             byte[] data = TestData.Pattern(4 << 20, 11);
@@ -22,7 +22,7 @@ namespace VDiskPS.Formats.Tests.Vhd
 
         private static void MakeChild(string child, string recordedParent)
         {
-            CreateOperation.Create(child, DiskFormat.Vhd, new CreateRequest { Backing = new BackingReference(recordedParent, DiskFormat.Vhd) });
+            CreateOperation.Create(child, Fmt.Vhd, new CreateRequest { Backing = new BackingReference(recordedParent, Fmt.Vhd) });
         }
 
         private static void WriteThrough(string path, byte[] expected, long offset, byte[] data)
@@ -39,7 +39,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             byte[] expected = MakeBase(dir.File("base.vhd"));
             MakeChild(dir.File("child.vhd"), "base.vhd");
             Assert.Equal(expected, TestData.ReadAll(dir.File("child.vhd")));
-            Judge.AssertSameContent(dir.File("child.vhd"), DiskFormat.Vhd, expected);
+            Judge.AssertSameContent(dir.File("child.vhd"), Fmt.Vhd, expected);
         }
 
         [Fact]
@@ -103,7 +103,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             MakeChild(dir.File("child.vhd"), "base.vhd");
             WriteThrough(dir.File("child.vhd"), expected, 123456, TestData.Pattern(77777, 8));
             string flat = dir.File("flat.vhd");
-            ConvertOperation.Run(dir.File("child.vhd"), flat, new ConvertOptions { TargetFormat = DiskFormat.Vhd });
+            ConvertOperation.Run(dir.File("child.vhd"), flat, new ConvertOptions { TargetFormat = Fmt.Vhd });
             Assert.Equal(expected, Qemu.ToRawBytes(flat, "vpc", dir.Path));
         }
 
@@ -120,7 +120,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             Assert.Contains("base.vhd", bigEndian);
             using var layer = FormatRegistry.Default.Open(dir.File("child.vhd"), null, new OpenOptions());
             Assert.Equal(".\\base.vhd", layer.Backing.RecordedPath);
-            Assert.Equal(DiskFormat.Vhd, layer.Backing.Format);
+            Assert.Equal(Fmt.Vhd, layer.Backing.Format);
             Assert.Contains(dir.File("base.vhd"), layer.Backing.AlternatePaths);
             Assert.Equal(DiskType.Differencing, layer.DiskType);
         }
@@ -136,7 +136,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             File.Move(dir.File("base.vhd"), Path.Combine(moved, "base.vhd"));
             File.Move(dir.File("child.vhd"), Path.Combine(moved, "child.vhd"));
             Assert.Equal(expected, TestData.ReadAll(Path.Combine(moved, "child.vhd")));
-            Judge.AssertSameContent(Path.Combine(moved, "child.vhd"), DiskFormat.Vhd, expected);
+            Judge.AssertSameContent(Path.Combine(moved, "child.vhd"), Fmt.Vhd, expected);
         }
 
         [Fact]
@@ -157,9 +157,9 @@ namespace VDiskPS.Formats.Tests.Vhd
         public void ParentMustBeAVhd()
         {
             using var dir = new TempDir();
-            CreateOperation.Create(dir.File("base.raw"), DiskFormat.Raw, new CreateRequest { Size = 1 << 20 });
+            CreateOperation.Create(dir.File("base.raw"), Fmt.Raw, new CreateRequest { Size = 1 << 20 });
             var request = new CreateRequest { Backing = new BackingReference("base.raw", null) };
-            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("child.vhd"), DiskFormat.Vhd, request));
+            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("child.vhd"), Fmt.Vhd, request));
             Assert.False(File.Exists(dir.File("child.vhd")));
         }
 
@@ -168,7 +168,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             byte[] expected = MakeBase(dir.File("base.vhd"));
-            CreateOperation.Create(dir.File("child.vhd"), DiskFormat.Vhd, new CreateRequest { Size = DiskSize, Backing = new BackingReference("base.vhd", DiskFormat.Vhd) }, unsafeBacking: true);
+            CreateOperation.Create(dir.File("child.vhd"), Fmt.Vhd, new CreateRequest { Size = DiskSize, Backing = new BackingReference("base.vhd", Fmt.Vhd) }, unsafeBacking: true);
             Assert.Equal(expected, TestData.ReadAll(dir.File("child.vhd")));
             // No tool judges this: libvhdi refuses a child whose parent identifier does not match its parent (the point of the test).
         }
@@ -185,11 +185,11 @@ namespace VDiskPS.Formats.Tests.Vhd
             string delta = dir.File("delta.vhd");
             ConvertOperation.Run(source, delta, new ConvertOptions
             {
-                TargetFormat = DiskFormat.Vhd,
-                Target = new CreateRequest { Backing = new BackingReference("base.vhd", DiskFormat.Vhd) },
+                TargetFormat = Fmt.Vhd,
+                Target = new CreateRequest { Backing = new BackingReference("base.vhd", Fmt.Vhd) },
             });
             Assert.Equal(changed, TestData.ReadAll(delta));
-            Judge.AssertSameContent(delta, DiskFormat.Vhd, changed);
+            Judge.AssertSameContent(delta, Fmt.Vhd, changed);
             using var layer = FormatRegistry.Default.Open(delta, null, new OpenOptions());
             Assert.Equal(DiskType.Differencing, layer.DiskType);
             Assert.True(new FileInfo(delta).Length < (3L << 20), $"the delta is {new FileInfo(delta).Length} bytes");
@@ -203,7 +203,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             MakeChild(dir.File("child.vhd"), "base.vhd");
             WriteThrough(dir.File("child.vhd"), expected, 99999, TestData.Pattern(12345, 10));
             string vdi = dir.File("out.vdi");
-            ConvertOperation.Run(dir.File("child.vhd"), vdi, new ConvertOptions { TargetFormat = DiskFormat.Vdi });
+            ConvertOperation.Run(dir.File("child.vhd"), vdi, new ConvertOptions { TargetFormat = Fmt.Vdi });
             Assert.Equal(0, Qemu.Check(vdi, "vdi").ExitCode);
             Assert.Equal(expected, Qemu.ToRawBytes(vdi, "vdi", dir.Path));
         }

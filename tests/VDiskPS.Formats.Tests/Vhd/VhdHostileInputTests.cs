@@ -15,7 +15,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         private static string MakeDynamic(TempDir dir, string name = "d.vhd")
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 6L << 20 });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 6L << 20 });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             layer.Write(0, TestData.Pattern(3 << 20, 51));
             return path;
@@ -25,7 +25,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             MakeDynamic(dir, "base.vhd");
             string child = dir.File("child.vhd");
-            CreateOperation.Create(child, DiskFormat.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", DiskFormat.Vhd) });
+            CreateOperation.Create(child, Fmt.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", Fmt.Vhd) });
             using var chain = ImageChain.Open(child, new ChainOptions { Writable = true });
             chain.Top.Write(1000, TestData.Pattern(5000, 52));
             return child;
@@ -61,7 +61,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             File.WriteAllBytes(path, file);
         }
 
-        private static ImageLayer Open(string path, OpenOptions options = null) => FormatRegistry.Default.Open(path, DiskFormat.Vhd, options ?? new OpenOptions());
+        private static ImageLayer Open(string path, OpenOptions options = null) => FormatRegistry.Default.Open(path, Fmt.Vhd, options ?? new OpenOptions());
 
         [Fact]
         public void BadFooterChecksumNamesTheFieldAndOffset()
@@ -79,7 +79,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("f.vhd");
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed });
             Patch(path, (1 << 20) + 48, new byte[] { 0x01 });
             var error = Assert.Throws<ImageCorruptException>(() => Open(path));
             Assert.Equal("footer checksum", error.Field);
@@ -179,7 +179,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             Directory.CreateDirectory(dir.File("sub"));
             MakeDynamic(dir, "base.vhd");
             string child = Path.Combine(dir.Path, "sub", "child.vhd");
-            CreateOperation.Create(child, DiskFormat.Vhd, new CreateRequest { Backing = new BackingReference("../base.vhd", DiskFormat.Vhd) });
+            CreateOperation.Create(child, Fmt.Vhd, new CreateRequest { Backing = new BackingReference("../base.vhd", Fmt.Vhd) });
             Assert.Throws<ImageChainException>(() => ImageChain.Open(child, new ChainOptions { AllowExternalPaths = false }));
             using var chain = ImageChain.Open(child);
             Assert.Equal(2, chain.Layers.Count);
@@ -206,7 +206,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             string path = MakeDynamic(dir);
             var before = Judge.Library("vhdi", path);
             Patch(path, new FileInfo(path).Length - 512 + 40, new byte[] { 0x55 });
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vhd, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vhd, new OpenOptions { Writable = true }))
             {
                 var result = ((ICheckableLayer)layer).Check(RepairMode.None);
                 Assert.Equal(1, result.Corruptions);
@@ -230,7 +230,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("short.vhd");
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed });
             byte[] file = File.ReadAllBytes(path);
             byte[] footer = file.AsSpan(file.Length - 512).ToArray();
             BinaryPrimitives.WriteInt64BigEndian(footer.AsSpan(48), 4L << 20);
@@ -244,7 +244,7 @@ namespace VDiskPS.Formats.Tests.Vhd
                 Assert.True(Array.TrueForAll(tail, b => b == 0));
             }
 
-            Assert.Throws<ImageCorruptException>(() => FormatRegistry.Default.Open(path, DiskFormat.Vhd, new OpenOptions { Writable = true }));
+            Assert.Throws<ImageCorruptException>(() => FormatRegistry.Default.Open(path, Fmt.Vhd, new OpenOptions { Writable = true }));
         }
 
         [Fact]
@@ -303,7 +303,7 @@ namespace VDiskPS.Formats.Tests.Vhd
                 byte[] before = SHA256.HashData(damaged);
                 try
                 {
-                    using var chain = ImageChain.Open(victim, new ChainOptions { Format = DiskFormat.Vhd, IgnoreParentMismatch = iteration % 2 == 0 });
+                    using var chain = ImageChain.Open(victim, new ChainOptions { Format = Fmt.Vhd, IgnoreParentMismatch = iteration % 2 == 0 });
                     ImageLayer top = chain.Top;
                     long length = Math.Min(top.Size, 4L << 20);
                     top.Read(0, new byte[length]);

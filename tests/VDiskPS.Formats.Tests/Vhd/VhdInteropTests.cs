@@ -24,7 +24,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             FillWithQemu(path, "vpc");
             byte[] expected = Qemu.ToRawBytes(path, "vpc", dir.Path);
             Assert.Equal(expected, TestData.ReadAll(path));
-            Judge.AssertSameContent(path, DiskFormat.Vhd, expected);
+            Judge.AssertSameContent(path, Fmt.Vhd, expected);
         }
 
         [Fact]
@@ -33,7 +33,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             using var dir = new TempDir();
             string path = dir.File("fixed.img");
             Qemu.Img("create", "-f", "vpc", "-o", "subformat=fixed", path, "3M");
-            Assert.Equal(DiskFormat.Vhd, FormatRegistry.Default.Probe(path));
+            Assert.Equal(Fmt.Vhd, FormatRegistry.Default.Probe(path));
         }
 
         [Fact]
@@ -55,7 +55,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             using var dir = new TempDir();
             string path = dir.File("exact.vhd");
             long size = 10_000_384;
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = size, Options = OptionSet.Parse("subformat=" + subformat) });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = size, Options = OptionSet.Parse("subformat=" + subformat) });
             using var info = Qemu.Info(path, "vpc");
             Assert.Equal(size, info.RootElement.GetProperty("virtual-size").GetInt64());
         }
@@ -68,11 +68,11 @@ namespace VDiskPS.Formats.Tests.Vhd
             using var dir = new TempDir();
             string raw = TestData.WriteRaw(dir, "src.raw", 6L << 20);
             string vhd = dir.File("dst.vhd");
-            ConvertOperation.Run(raw, vhd, new ConvertOptions { TargetFormat = DiskFormat.Vhd, Target = new CreateRequest { Options = OptionSet.Parse(options) } });
+            ConvertOperation.Run(raw, vhd, new ConvertOptions { TargetFormat = Fmt.Vhd, Target = new CreateRequest { Options = OptionSet.Parse(options) } });
             var (identical, output) = Qemu.Compare(raw, "raw", vhd, "vpc");
             Assert.True(identical, output);
             Assert.Equal(File.ReadAllBytes(raw), TestData.ReadAll(vhd));
-            Judge.AssertSameContent(vhd, DiskFormat.Vhd, File.ReadAllBytes(raw));
+            Judge.AssertSameContent(vhd, Fmt.Vhd, File.ReadAllBytes(raw));
         }
 
         [Fact]
@@ -80,7 +80,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("w.vhd");
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 8L << 20 });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 8L << 20 });
             var expected = new byte[8L << 20];
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -98,7 +98,7 @@ namespace VDiskPS.Formats.Tests.Vhd
 
             Assert.Equal(expected, Qemu.ToRawBytes(path, "vpc", dir.Path));
             Assert.Equal(expected, TestData.ReadAll(path));
-            Judge.AssertSameContent(path, DiskFormat.Vhd, expected);
+            Judge.AssertSameContent(path, Fmt.Vhd, expected);
         }
 
         [Fact]
@@ -106,7 +106,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("shared.vhd");
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 5L << 20 });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 5L << 20 });
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
                 layer.Write(3L << 20, TestData.Pattern(4096, 5));
@@ -121,9 +121,9 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("f.vhd");
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 3L << 20, Type = DiskType.Fixed });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 3L << 20, Type = DiskType.Fixed });
             Assert.Equal((3L << 20) + 512, new FileInfo(path).Length);
-            Assert.Equal(DiskFormat.Vhd, FormatRegistry.Default.Probe(path));
+            Assert.Equal(Fmt.Vhd, FormatRegistry.Default.Probe(path));
         }
 
         [Fact]
@@ -131,7 +131,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("sparse.vhd");
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 64L << 20 });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 64L << 20 });
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
                 layer.Write(40L << 20, TestData.Pattern(4096, 1));
@@ -150,10 +150,10 @@ namespace VDiskPS.Formats.Tests.Vhd
         public void SubformatFieldAndOptionMustAgree()
         {
             using var dir = new TempDir();
-            var info = CreateOperation.Create(dir.File("a.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Subformat = "fixed" });
+            var info = CreateOperation.Create(dir.File("a.vhd"), Fmt.Vhd, new CreateRequest { Size = 1 << 20, Subformat = "fixed" });
             Assert.Equal("Fixed", info.Type);
-            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("b.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Subformat = "fixed", Options = OptionSet.Parse("subformat=dynamic") }));
-            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("c.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("cluster_size=64k") }));
+            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("b.vhd"), Fmt.Vhd, new CreateRequest { Size = 1 << 20, Subformat = "fixed", Options = OptionSet.Parse("subformat=dynamic") }));
+            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("c.vhd"), Fmt.Vhd, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("cluster_size=64k") }));
         }
 
         [Fact]
@@ -162,7 +162,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             using var dir = new TempDir();
             string path = dir.File("max.vhd");
             long size = 2040L << 30;
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = size });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = size });
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
                 layer.Write(size - 4096, TestData.Pattern(4096, 1));
@@ -181,12 +181,12 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("d.vhd");
-            var info = CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 4L << 20 });
+            var info = CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 4L << 20 });
             Assert.Equal("Dynamic", info.Type);
             Assert.Equal(2L << 20, info.BlockSize);
             Assert.NotNull(info.DiskIdentifier);
             Assert.Equal("win", info.FormatSpecific["creator-app"]);
-            var fixedInfo = CreateOperation.Create(dir.File("f.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 4L << 20, Type = DiskType.Fixed });
+            var fixedInfo = CreateOperation.Create(dir.File("f.vhd"), Fmt.Vhd, new CreateRequest { Size = 4L << 20, Type = DiskType.Fixed });
             Assert.Equal("Fixed", fixedInfo.Type);
             Assert.Equal(0, fixedInfo.BlockSize);
         }

@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Tests.Vhd
     {
         private static byte[] MakeDisk(string path, long size, DiskType type = DiskType.Dynamic)
         {
-            CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = size, Type = type });
+            CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = size, Type = type });
             var content = new byte[size];
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             byte[] head = TestData.Pattern(1 << 20, 31);
@@ -147,12 +147,12 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             MakeDisk(dir.File("base.vhd"), 6L << 20);
-            CreateOperation.Create(dir.File("child.vhd"), DiskFormat.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", DiskFormat.Vhd) });
+            CreateOperation.Create(dir.File("child.vhd"), Fmt.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", Fmt.Vhd) });
             byte[] other = MakeDisk(dir.File("other.vhd"), 6L << 20);
             using (var chain = ImageChain.Open(dir.File("other.vhd")))
             using (var child = FormatRegistry.Default.Open(dir.File("child.vhd"), null, new OpenOptions { Writable = true }))
             {
-                ((IParentChangeableLayer)child).SetBacking(new BackingReference("other.vhd", DiskFormat.Vhd), chain.Top);
+                ((IParentChangeableLayer)child).SetBacking(new BackingReference("other.vhd", Fmt.Vhd), chain.Top);
             }
 
             using (var layer = FormatRegistry.Default.Open(dir.File("child.vhd"), null, new OpenOptions()))
@@ -168,7 +168,7 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             MakeDisk(dir.File("base.vhd"), 6L << 20);
-            CreateOperation.Create(dir.File("child.vhd"), DiskFormat.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", DiskFormat.Vhd) });
+            CreateOperation.Create(dir.File("child.vhd"), Fmt.Vhd, new CreateRequest { Backing = new BackingReference("base.vhd", Fmt.Vhd) });
             using (var child = FormatRegistry.Default.Open(dir.File("child.vhd"), null, new OpenOptions { Writable = true }))
             {
                 child.Write(512, TestData.Pattern(512, 3));
@@ -188,10 +188,10 @@ namespace VDiskPS.Formats.Tests.Vhd
             using var dir = new TempDir();
             string path = dir.File("m.vhd");
             MakeDisk(path, 8L << 20);
-            var driver = FormatRegistry.Default.Get(DiskFormat.Vhd);
+            var driver = FormatRegistry.Default.GetCreatable(Fmt.Vhd);
             var measured = driver.Measure(new CreateRequest { Size = 8L << 20 }, 3L << 20);
             string converted = dir.File("conv.vhd");
-            ConvertOperation.Run(path, converted, new ConvertOptions { TargetFormat = DiskFormat.Vhd });
+            ConvertOperation.Run(path, converted, new ConvertOptions { TargetFormat = Fmt.Vhd });
             Assert.True(new FileInfo(converted).Length <= measured.Required, $"{new FileInfo(converted).Length} > {measured.Required}");
             var full = driver.Measure(new CreateRequest { Size = 8L << 20, Type = DiskType.Fixed }, 0);
             Assert.Equal((8L << 20) + 512, full.Required);
@@ -212,20 +212,20 @@ namespace VDiskPS.Formats.Tests.Vhd
         {
             using var dir = new TempDir();
             string path = dir.File("azure.vhd");
-            var info = CreateOperation.Create(path, DiskFormat.Vhd, new CreateRequest { Size = 5_000_000, Options = OptionSet.Parse("azure=on") });
+            var info = CreateOperation.Create(path, Fmt.Vhd, new CreateRequest { Size = 5_000_000, Options = OptionSet.Parse("azure=on") });
             Assert.Equal("Fixed", info.Type);
             Assert.Equal(5L << 20, info.Size);
             Assert.Equal((5L << 20) + 512, new FileInfo(path).Length);
             using var qemuInfo = Qemu.Info(path, "vpc");
             Assert.Equal(5L << 20, qemuInfo.RootElement.GetProperty("virtual-size").GetInt64());
-            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("refuse.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 5_000_000, Options = OptionSet.Parse("azure=on,azure_round=refuse") }));
+            Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("refuse.vhd"), Fmt.Vhd, new CreateRequest { Size = 5_000_000, Options = OptionSet.Parse("azure=on,azure_round=refuse") }));
         }
 
         [Fact]
         public void SizesBeyond2040GiBAreRefused()
         {
             using var dir = new TempDir();
-            var error = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("big.vhd"), DiskFormat.Vhd, new CreateRequest { Size = 2041L << 30 }));
+            var error = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("big.vhd"), Fmt.Vhd, new CreateRequest { Size = 2041L << 30 }));
             Assert.Contains("2040 GiB", error.Message);
             Assert.False(File.Exists(dir.File("big.vhd")));
         }
@@ -236,7 +236,7 @@ namespace VDiskPS.Formats.Tests.Vhd
             using var dir = new TempDir();
             string ours = dir.File("ours.vhd");
             string theirs = dir.File("theirs.vhd");
-            CreateOperation.Create(ours, DiskFormat.Vhd, new CreateRequest { Size = 10_000_000, Options = OptionSet.Parse("force_size=off") });
+            CreateOperation.Create(ours, Fmt.Vhd, new CreateRequest { Size = 10_000_000, Options = OptionSet.Parse("force_size=off") });
             Qemu.Img("create", "-f", "vpc", theirs, "10000000");
             using var a = Qemu.Info(ours, "vpc");
             using var b = Qemu.Info(theirs, "vpc");

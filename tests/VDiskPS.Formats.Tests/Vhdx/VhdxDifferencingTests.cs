@@ -14,7 +14,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
 
         private static byte[] MakeParent(string path, int sectorSize = 512)
         {
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 6 * MiB, ClusterSize = MiB, LogicalSectorSize = sectorSize });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 6 * MiB, ClusterSize = MiB, LogicalSectorSize = sectorSize });
             byte[] content = new byte[6 * MiB];
             byte[] data = TestData.Pattern((int)(3 * MiB), 11);
             data.CopyTo(content, (int)MiB);
@@ -24,7 +24,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         }
 
         private static void MakeChild(string child, string recordedParent)
-            => CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference(recordedParent, DiskFormat.Vhdx) });
+            => CreateOperation.Create(child, Fmt.Vhdx, new CreateRequest { Backing = new BackingReference(recordedParent, Fmt.Vhdx) });
 
         private static void WriteChild(string child, long offset, byte[] data)
         {
@@ -51,7 +51,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
             Assert.Equal(DiskType.Differencing, layer.DiskType);
             Assert.Equal(".\\parent.vhdx", layer.Backing.RecordedPath);
-            Assert.Equal(DiskFormat.Vhdx, layer.Backing.Format);
+            Assert.Equal(Fmt.Vhdx, layer.Backing.Format);
             Assert.Contains(dir.File("parent.vhdx"), layer.Backing.AlternatePaths);
             var info = ImageInspector.Describe(layer);
             Assert.Equal("Differencing", info.Type);
@@ -85,7 +85,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
-            Judge.AssertSameContent(dir.File("child.vhdx"), DiskFormat.Vhdx, content);
+            Judge.AssertSameContent(dir.File("child.vhdx"), Fmt.Vhdx, content);
             Assert.Equal(parentHash, SHA256.HashData(File.ReadAllBytes(dir.File("parent.vhdx"))));
         }
 
@@ -125,7 +125,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             const long chunk = 4L << 30;
-            CreateOperation.Create(dir.File("parent.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 80 * chunk, ClusterSize = MiB });
+            CreateOperation.Create(dir.File("parent.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 80 * chunk, ClusterSize = MiB });
             MakeChild(dir.File("child.vhdx"), "parent.vhdx");
             using (var chain = ImageChain.Open(dir.File("child.vhdx"), new ChainOptions { Writable = true }))
             {
@@ -162,7 +162,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             WriteChild(dir.File("child.vhdx"), MiB + 5000, data);
             data.CopyTo(content, (int)MiB + 5000);
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
-            Judge.AssertSameContent(dir.File("child.vhdx"), DiskFormat.Vhdx, content);
+            Judge.AssertSameContent(dir.File("child.vhdx"), Fmt.Vhdx, content);
             Assert.Equal(4096, ImageInspector.Get(dir.File("child.vhdx")).LogicalSectorSize);
         }
 
@@ -188,7 +188,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             byte[] content = MakeParent(dir.File("parent.vhdx"));
-            CreateOperation.Create(dir.File("child.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 6 * MiB, Backing = new BackingReference("parent.vhdx", DiskFormat.Vhdx) }, unsafeBacking: true);
+            CreateOperation.Create(dir.File("child.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 6 * MiB, Backing = new BackingReference("parent.vhdx", Fmt.Vhdx) }, unsafeBacking: true);
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
             // Engine-judged: libvhdi 20210425 misreads a differencing VHDX without a sector bitmap block (this child has none yet), and qemu-img opens no VHDX child.
         }
@@ -197,8 +197,8 @@ namespace VDiskPS.Formats.Tests.Vhdx
         public void ParentThatIsNotVhdxIsRefused()
         {
             using var dir = new TempDir();
-            CreateOperation.Create(dir.File("base.raw"), DiskFormat.Raw, new CreateRequest { Size = MiB });
-            Assert.Throws<ImageNotSupportedException>(() => CreateOperation.Create(dir.File("child.vhdx"), DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("base.raw", DiskFormat.Raw) }));
+            CreateOperation.Create(dir.File("base.raw"), Fmt.Raw, new CreateRequest { Size = MiB });
+            Assert.Throws<ImageNotSupportedException>(() => CreateOperation.Create(dir.File("child.vhdx"), Fmt.Vhdx, new CreateRequest { Backing = new BackingReference("base.raw", Fmt.Raw) }));
             Assert.False(File.Exists(dir.File("child.vhdx")));
         }
 
@@ -255,7 +255,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             using (var child = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions { Writable = true, IgnoreParentMismatch = true }))
             using (var parent = FormatRegistry.Default.Open(dir.File("moved/p2.vhdx"), null, new OpenOptions()))
             {
-                ((IParentChangeableLayer)child).SetBacking(new BackingReference("moved/p2.vhdx", DiskFormat.Vhdx), parent);
+                ((IParentChangeableLayer)child).SetBacking(new BackingReference("moved/p2.vhdx", Fmt.Vhdx), parent);
             }
 
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
@@ -275,14 +275,14 @@ namespace VDiskPS.Formats.Tests.Vhdx
             using (var copy = FormatRegistry.Default.Open(dir.File("copy.vhdx"), null, new OpenOptions()))
             {
                 chain.Top.Write(0, new byte[] { 9 });
-                ((IParentChangeableLayer)chain.Top).SetBacking(new BackingReference("copy.vhdx", DiskFormat.Vhdx), copy);
+                ((IParentChangeableLayer)chain.Top).SetBacking(new BackingReference("copy.vhdx", Fmt.Vhdx), copy);
             }
 
             using var layer = FormatRegistry.Default.Open(dir.File("child.vhdx"), null, new OpenOptions());
             Assert.Equal(".\\copy.vhdx", layer.Backing.RecordedPath);
             content[0] = 9;
             Assert.Equal(content, TestData.ReadAll(dir.File("child.vhdx")));
-            Judge.AssertSameContent(dir.File("child.vhdx"), DiskFormat.Vhdx, content);
+            Judge.AssertSameContent(dir.File("child.vhdx"), Fmt.Vhdx, content);
         }
 
         [Fact]
@@ -294,7 +294,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             byte[] data = TestData.Pattern(300000, 7);
             WriteChild(dir.File("child.vhdx"), (2 * MiB) + 77, data);
             data.CopyTo(content, (int)(2 * MiB) + 77);
-            ConvertOperation.Run(dir.File("child.vhdx"), dir.File("flat.vhdx"), new ConvertOptions { TargetFormat = DiskFormat.Vhdx });
+            ConvertOperation.Run(dir.File("child.vhdx"), dir.File("flat.vhdx"), new ConvertOptions { TargetFormat = Fmt.Vhdx });
             Assert.Equal(content, Qemu.ToRawBytes(dir.File("flat.vhdx"), "vhdx", dir.Path));
             var check = Qemu.Check(dir.File("flat.vhdx"), "vhdx");
             Assert.True(check.ExitCode == 0, check.Output);
@@ -314,7 +314,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             WriteChild(dir.File("top.vhdx"), MiB + 4000, b);
             b.CopyTo(content, (int)MiB + 4000);
             Assert.Equal(content, TestData.ReadAll(dir.File("top.vhdx")));
-            Judge.AssertSameContent(dir.File("top.vhdx"), DiskFormat.Vhdx, content);
+            Judge.AssertSameContent(dir.File("top.vhdx"), Fmt.Vhdx, content);
         }
 
         [Fact]

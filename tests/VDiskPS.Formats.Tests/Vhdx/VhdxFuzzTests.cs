@@ -17,7 +17,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         private static string MakeImage(TempDir dir, string name = "f.vhdx")
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             layer.Write(MiB, TestData.Pattern(100000, 1));
             return path;
@@ -30,7 +30,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             ImageException error = null;
             try
             {
-                using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vhdx, new OpenOptions());
+                using var layer = FormatRegistry.Default.Open(path, Fmt.Vhdx, new OpenOptions());
                 var buffer = new byte[Math.Min(layer.Size, 8 * MiB)];
                 layer.Read(0, buffer);
                 for (long offset = 0; offset < layer.Size;)
@@ -332,9 +332,9 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string parent = dir.File("parent.vhdx");
-            CreateOperation.Create(parent, DiskFormat.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
+            CreateOperation.Create(parent, Fmt.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
             string child = dir.File("child.vhdx");
-            CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("parent.vhdx", DiskFormat.Vhdx) });
+            CreateOperation.Create(child, Fmt.Vhdx, new CreateRequest { Backing = new BackingReference("parent.vhdx", Fmt.Vhdx) });
             using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
             {
                 chain.Top.Write(MiB + 512, TestData.Pattern(5000, 3));

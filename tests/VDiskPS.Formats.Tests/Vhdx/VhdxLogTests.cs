@@ -27,7 +27,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         private static PendingLogImage MakePendingLog(TempDir dir, int sectorSize, bool inject = true)
         {
             var image = new PendingLogImage { Path = dir.File($"log{sectorSize}.vhdx"), LogGuid = Guid.NewGuid() };
-            CreateOperation.Create(image.Path, DiskFormat.Vhdx, new CreateRequest { Size = 8 * MiB, ClusterSize = MiB, LogicalSectorSize = sectorSize, PhysicalSectorSize = 4096 });
+            CreateOperation.Create(image.Path, Fmt.Vhdx, new CreateRequest { Size = 8 * MiB, ClusterSize = MiB, LogicalSectorSize = sectorSize, PhysicalSectorSize = 4096 });
             byte[] a = TestData.Pattern((int)MiB, 1);
             using (var layer = FormatRegistry.Default.Open(image.Path, null, new OpenOptions { Writable = true }))
             {

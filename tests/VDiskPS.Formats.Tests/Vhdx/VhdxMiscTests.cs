@@ -33,9 +33,9 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("p.img");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = MiB });
-            Assert.Equal(DiskFormat.Vhdx, FormatRegistry.Default.Probe(path));
-            Assert.Equal(DiskFormat.Vhdx, FormatRegistry.Default.FromExtension("x.VHDX"));
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = MiB });
+            Assert.Equal(Fmt.Vhdx, FormatRegistry.Default.Probe(path));
+            Assert.Equal(Fmt.Vhdx, FormatRegistry.Default.FromExtension("x.VHDX"));
         }
 
         [Fact]
@@ -43,14 +43,14 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string parent = dir.File("p.vhdx");
-            CreateOperation.Create(parent, DiskFormat.Vhdx, new CreateRequest { Size = 8 * MiB, ClusterSize = MiB });
+            CreateOperation.Create(parent, Fmt.Vhdx, new CreateRequest { Size = 8 * MiB, ClusterSize = MiB });
             using (var layer = FormatRegistry.Default.Open(parent, null, new OpenOptions { Writable = true }))
             {
                 layer.Write(0, TestData.Pattern((int)(8 * MiB), 1));
             }
 
             string child = dir.File("c.vhdx");
-            CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", DiskFormat.Vhdx) });
+            CreateOperation.Create(child, Fmt.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", Fmt.Vhdx) });
             using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
             {
                 var rng = new Random(2);

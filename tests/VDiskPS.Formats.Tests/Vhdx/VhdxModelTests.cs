@@ -26,7 +26,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             if (differencing)
             {
                 string parent = dir.File("p.vhdx");
-                CreateOperation.Create(parent, DiskFormat.Vhdx, new CreateRequest { Size = size, ClusterSize = MiB, LogicalSectorSize = sectorSize });
+                CreateOperation.Create(parent, Fmt.Vhdx, new CreateRequest { Size = size, ClusterSize = MiB, LogicalSectorSize = sectorSize });
                 model = TestData.Pattern((int)size, seed);
                 parentContent = (byte[])model.Clone();
                 using (var layer = FormatRegistry.Default.Open(parent, null, new OpenOptions { Writable = true }))
@@ -34,11 +34,11 @@ namespace VDiskPS.Formats.Tests.Vhdx
                     layer.Write(0, model);
                 }
 
-                CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", DiskFormat.Vhdx) });
+                CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", Fmt.Vhdx) });
             }
             else
             {
-                CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = size, ClusterSize = MiB, LogicalSectorSize = sectorSize });
+                CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = size, ClusterSize = MiB, LogicalSectorSize = sectorSize });
             }
 
             for (int session = 0; session < 4; session++)
@@ -96,7 +96,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
 
             // libvhdi reads every case (4 KiB sectors and differencing included); qemu-img checks and
             // compares the 512-byte-sector images without a parent.
-            Judge.AssertSameContent(path, DiskFormat.Vhdx, model);
+            Judge.AssertSameContent(path, Fmt.Vhdx, model);
         }
 
         /// <summary>Without a parent a discarded run reads as zeros; with one, whole blocks and whole sectors show the parent again.</summary>

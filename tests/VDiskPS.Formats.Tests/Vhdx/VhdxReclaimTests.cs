@@ -15,7 +15,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("d.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
             var expected = new byte[4 * MiB];
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -36,7 +36,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string parent = dir.File("p.vhdx");
-            CreateOperation.Create(parent, DiskFormat.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
+            CreateOperation.Create(parent, Fmt.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
             byte[] content = TestData.Pattern((int)(4 * MiB), 2);
             using (var layer = FormatRegistry.Default.Open(parent, null, new OpenOptions { Writable = true }))
             {
@@ -44,7 +44,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             string child = dir.File("c.vhdx");
-            CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", DiskFormat.Vhdx) });
+            CreateOperation.Create(child, Fmt.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", Fmt.Vhdx) });
             using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
             {
                 chain.Top.Write(0, new byte[3 * MiB]);
@@ -64,7 +64,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("o.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 8 * MiB, ClusterSize = MiB });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 8 * MiB, ClusterSize = MiB });
             var expected = new byte[8 * MiB];
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -93,7 +93,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string parent = dir.File("p.vhdx");
-            CreateOperation.Create(parent, DiskFormat.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
+            CreateOperation.Create(parent, Fmt.Vhdx, new CreateRequest { Size = 4 * MiB, ClusterSize = MiB });
             byte[] content = TestData.Pattern((int)(4 * MiB), 4);
             using (var layer = FormatRegistry.Default.Open(parent, null, new OpenOptions { Writable = true }))
             {
@@ -101,7 +101,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             string child = dir.File("c.vhdx");
-            CreateOperation.Create(child, DiskFormat.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", DiskFormat.Vhdx) });
+            CreateOperation.Create(child, Fmt.Vhdx, new CreateRequest { Backing = new BackingReference("p.vhdx", Fmt.Vhdx) });
             using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
             {
                 chain.Top.Write(0, new byte[MiB]);

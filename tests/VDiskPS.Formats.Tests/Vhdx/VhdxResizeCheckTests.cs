@@ -12,7 +12,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
 
         private static byte[] MakeImage(string path, long size, DiskType type = DiskType.Dynamic)
         {
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = size, Type = type, ClusterSize = MiB });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = size, Type = type, ClusterSize = MiB });
             var content = new byte[size];
             byte[] data = TestData.Pattern((int)Math.Min(size - 1000, 3 * MiB), 21);
             data.CopyTo(content, 1000);
@@ -53,7 +53,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("big.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 100L << 30, ClusterSize = MiB });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 100L << 30, ClusterSize = MiB });
             long oldBat = VhdxSurgery.BatOffset(path);
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -200,7 +200,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             // qemu-img refuses an image with a pending log; after the replay it checks it clean.
-            Judge.AssertClean(path, DiskFormat.Vhdx);
+            Judge.AssertClean(path, Fmt.Vhdx);
         }
 
         [Fact]
@@ -245,14 +245,14 @@ namespace VDiskPS.Formats.Tests.Vhdx
             }
 
             Assert.Equal(Guid.Empty, VhdxSurgery.ReadHeader(path).LogGuid);
-            Judge.AssertClean(path, DiskFormat.Vhdx);
+            Judge.AssertClean(path, Fmt.Vhdx);
             Assert.Equal(content, Qemu.ToRawBytes(path, "vhdx", dir.Path));
         }
 
         [Fact]
         public void MeasureCountsMetadataAndBlocks()
         {
-            var driver = FormatRegistry.Default.Get(DiskFormat.Vhdx);
+            var driver = FormatRegistry.Default.GetCreatable(Fmt.Vhdx);
             var dynamic = driver.Measure(new CreateRequest { Size = 64 * MiB, ClusterSize = MiB }, 3 * MiB);
             var fixedSize = driver.Measure(new CreateRequest { Size = 64 * MiB, ClusterSize = MiB, Type = DiskType.Fixed }, 3 * MiB);
             Assert.Equal(fixedSize.FullyAllocated, dynamic.FullyAllocated);
@@ -261,7 +261,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
 
             using var dir = new TempDir();
             string path = dir.File("m.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 64 * MiB, ClusterSize = MiB, Type = DiskType.Fixed });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 64 * MiB, ClusterSize = MiB, Type = DiskType.Fixed });
             Assert.Equal(fixedSize.Required, new FileInfo(path).Length);
         }
     }

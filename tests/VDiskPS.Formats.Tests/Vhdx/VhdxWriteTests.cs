@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         internal static string MakeMixedRaw(TempDir dir, string name, long size = 12L << 20)
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Raw, new CreateRequest { Size = size });
+            CreateOperation.Create(path, Fmt.Raw, new CreateRequest { Size = size });
             using var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true });
             layer.Write(0, TestData.Pattern(1 << 20, 1));
             layer.Write((3L << 20) + 123, TestData.Pattern(70000, 2));
@@ -38,14 +38,14 @@ namespace VDiskPS.Formats.Tests.Vhdx
             string target = dir.File("dst.vhdx");
             ConvertOperation.Run(source, target, new ConvertOptions
             {
-                TargetFormat = DiskFormat.Vhdx,
+                TargetFormat = Fmt.Vhdx,
                 Target = new CreateRequest { Type = type, Options = OptionSet.Parse(options) },
             });
             AssertQemuClean(target);
             var compare = Qemu.Compare(source, "raw", target, "vhdx");
             Assert.True(compare.Identical, compare.Output);
             Assert.Equal(File.ReadAllBytes(source), TestData.ReadAll(target));
-            Judge.AssertSameContent(target, DiskFormat.Vhdx, File.ReadAllBytes(source));
+            Judge.AssertSameContent(target, Fmt.Vhdx, File.ReadAllBytes(source));
         }
 
         [Fact]
@@ -53,7 +53,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("4k.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 8L << 20, LogicalSectorSize = 4096, PhysicalSectorSize = 4096, Options = OptionSet.Parse("block_size=1M") });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 8L << 20, LogicalSectorSize = 4096, PhysicalSectorSize = 4096, Options = OptionSet.Parse("block_size=1M") });
             byte[] data = TestData.Pattern(5000, 9);
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -67,7 +67,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             var expected = new byte[8L << 20];
             data.CopyTo(expected, 4097);
             Assert.Equal(expected, TestData.ReadAll(path));
-            Judge.AssertSameContent(path, DiskFormat.Vhdx, expected);
+            Judge.AssertSameContent(path, Fmt.Vhdx, expected);
         }
 
         [Fact]
@@ -75,7 +75,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("a.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 9L << 20, ClusterSize = 1L << 20 });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 9L << 20, ClusterSize = 1L << 20 });
             var expected = new byte[9L << 20];
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -93,7 +93,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             AssertQemuClean(path);
             Assert.Equal(expected, Qemu.ToRawBytes(path, "vhdx", dir.Path));
             Assert.Equal(expected, TestData.ReadAll(path));
-            Judge.AssertSameContent(path, DiskFormat.Vhdx, expected);
+            Judge.AssertSameContent(path, Fmt.Vhdx, expected);
         }
 
         [Fact]
@@ -113,7 +113,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
             byte[] raw = Qemu.ToRawBytes(path, "vhdx", dir.Path);
             Assert.Equal(TestData.Pattern(4096, 5), raw.AsSpan(2 << 20, 4096).ToArray());
             Assert.Equal(raw, TestData.ReadAll(path));
-            Judge.AssertSameContent(path, DiskFormat.Vhdx, raw);
+            Judge.AssertSameContent(path, Fmt.Vhdx, raw);
         }
 
         [Fact]
@@ -121,7 +121,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("c.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 4L << 20, ClusterSize = 1L << 20 });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 4L << 20, ClusterSize = 1L << 20 });
             string snapshot = dir.File("crash.vhdx");
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
             {
@@ -136,7 +136,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
 
             AssertQemuClean(snapshot);
             Assert.Equal(new byte[4L << 20], TestData.ReadAll(snapshot));
-            Judge.AssertSameContent(snapshot, DiskFormat.Vhdx, new byte[4L << 20]);
+            Judge.AssertSameContent(snapshot, Fmt.Vhdx, new byte[4L << 20]);
         }
 
         [Fact]
@@ -144,7 +144,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("many.vhdx");
-            CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 200L << 30, ClusterSize = 1L << 20 });
+            CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 200L << 30, ClusterSize = 1L << 20 });
 
             // One block per BAT page: 300 pages of BAT change, more than one entry of a 1 MiB log holds.
             using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
@@ -173,7 +173,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         {
             using var dir = new TempDir();
             string path = dir.File("f.vhdx");
-            var info = CreateOperation.Create(path, DiskFormat.Vhdx, new CreateRequest { Size = 4L << 20, Type = DiskType.Fixed, ClusterSize = 1L << 20 });
+            var info = CreateOperation.Create(path, Fmt.Vhdx, new CreateRequest { Size = 4L << 20, Type = DiskType.Fixed, ClusterSize = 1L << 20 });
             Assert.Equal("Fixed", info.Type);
             Assert.True(new FileInfo(path).Length >= 4L << 20);
             AssertQemuClean(path);
@@ -185,8 +185,8 @@ namespace VDiskPS.Formats.Tests.Vhdx
         public void DefaultBlockSizeFollowsQemu()
         {
             using var dir = new TempDir();
-            var small = CreateOperation.Create(dir.File("s.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1L << 30 });
-            var large = CreateOperation.Create(dir.File("l.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 2L << 30 });
+            var small = CreateOperation.Create(dir.File("s.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 1L << 30 });
+            var large = CreateOperation.Create(dir.File("l.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 2L << 30 });
             Assert.Equal(8L << 20, small.BlockSize);
             Assert.Equal(16L << 20, large.BlockSize);
             using var info = Qemu.Info(dir.File("l.vhdx"), "vhdx");
@@ -197,7 +197,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         public void PreallocationOfADynamicImageIsRefused()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Dynamic, Preallocation = Preallocation.Full }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Dynamic, Preallocation = Preallocation.Full }));
             Assert.Equal("preallocation", e.Field);
         }
 
@@ -205,7 +205,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         public void FullPreallocationMakesAFixedImage()
         {
             using var dir = new TempDir();
-            var info = CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 2 << 20, Preallocation = Preallocation.Full, ClusterSize = 1 << 20 });
+            var info = CreateOperation.Create(dir.File("p.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 2 << 20, Preallocation = Preallocation.Full, ClusterSize = 1 << 20 });
             Assert.Equal("Fixed", info.Type);
             AssertQemuClean(dir.File("p.vhdx"));
         }
@@ -214,7 +214,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         public void SubformatAndTypeMustAgree()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed, Options = OptionSet.Parse("subformat=dynamic") }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Fixed, Options = OptionSet.Parse("subformat=dynamic") }));
             Assert.Equal("subformat", e.Field);
         }
 
@@ -222,7 +222,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         public void DifferencingTypeNeedsAParent()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Differencing }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("p.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 1 << 20, Type = DiskType.Differencing }));
             Assert.Equal("backing", e.Field);
         }
 
@@ -235,7 +235,7 @@ namespace VDiskPS.Formats.Tests.Vhdx
         public void BadCreateOptionIsRefusedByName(string options, string field)
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("x.vhdx"), DiskFormat.Vhdx, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse(options) }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("x.vhdx"), Fmt.Vhdx, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse(options) }));
             Assert.Equal(field, e.Field);
             Assert.False(File.Exists(dir.File("x.vhdx")));
         }

@@ -107,7 +107,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string path = VmdkFixtures.QemuConverted(dir, VmdkFixtures.MixedRaw(dir), "streamOptimized");
             byte[] data = File.ReadAllBytes(path);
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions()))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions()))
             {
                 var first = ((Formats.Vmdk.VmdkLayer)layer).Extents[0];
                 Assert.True(first.Compressed);
@@ -171,7 +171,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
                 byte[] before = SHA256.HashData(data);
                 try
                 {
-                    using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+                    using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
                     var buffer = new byte[Math.Min(layer.Size, 4L << 20)];
                     layer.Read(0, buffer);
                     for (long offset = 0; offset < layer.Size;)

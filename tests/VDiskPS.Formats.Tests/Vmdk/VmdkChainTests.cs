@@ -16,7 +16,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string child = CreateChild(dir, "child.vmdk", "gold.vmdk");
             using var json = Qemu.Info(child, "vmdk");
             Assert.Equal("gold.vmdk", json.RootElement.GetProperty("backing-filename").GetString());
-            using var parent = (Formats.Vmdk.VmdkLayer)FormatRegistry.Default.Open(gold, DiskFormat.Vmdk, new OpenOptions());
+            using var parent = (Formats.Vmdk.VmdkLayer)FormatRegistry.Default.Open(gold, Fmt.Vmdk, new OpenOptions());
             Assert.Equal((long)parent.Cid, json.RootElement.GetProperty("format-specific").GetProperty("data").GetProperty("parent-cid").GetInt64());
         }
 
@@ -62,9 +62,9 @@ namespace VDiskPS.Formats.Tests.Vmdk
 
             // Rebase pointer-only: the user image now sits directly on gold; only its own grains remain.
             using (var chain = ImageChain.Open(user, new ChainOptions { Writable = true, IgnoreParentMismatch = true }))
-            using (var newParent = FormatRegistry.Default.Open(gold, DiskFormat.Vmdk, new OpenOptions()))
+            using (var newParent = FormatRegistry.Default.Open(gold, Fmt.Vmdk, new OpenOptions()))
             {
-                ((IParentChangeableLayer)chain.Top).SetBacking(new BackingReference("gold.vmdk", DiskFormat.Vmdk), newParent);
+                ((IParentChangeableLayer)chain.Top).SetBacking(new BackingReference("gold.vmdk", Fmt.Vmdk), newParent);
             }
 
             byte[] rebased = File.ReadAllBytes(ToRaw(dir, gold, "gold2.raw"));
@@ -79,7 +79,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string gold = CreateGold(dir);
             string child = CreateChild(dir, "child.vmdk", "gold.vmdk");
-            using (var layer = FormatRegistry.Default.Open(gold, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(gold, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 layer.Write(0, new byte[512]);
             }
@@ -109,7 +109,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string gold = CreateGold(dir);
             uint before;
-            using (var layer = (Formats.Vmdk.VmdkLayer)FormatRegistry.Default.Open(gold, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = (Formats.Vmdk.VmdkLayer)FormatRegistry.Default.Open(gold, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 before = layer.Cid;
                 layer.Write(0, new byte[] { 1 });
@@ -132,13 +132,13 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string delta = dir.File("delta.vmdk");
             ConvertOperation.Run(source, delta, new ConvertOptions
             {
-                TargetFormat = DiskFormat.Vmdk,
-                Target = new CreateRequest { Backing = new BackingReference("gold.vmdk", DiskFormat.Vmdk) },
+                TargetFormat = Fmt.Vmdk,
+                Target = new CreateRequest { Backing = new BackingReference("gold.vmdk", Fmt.Vmdk) },
             });
             Assert.Equal(0, Qemu.Check(delta, "vmdk").ExitCode);
             var (identical, output) = Qemu.Compare(source, "raw", delta, "vmdk");
             Assert.True(identical, output);
-            using var layer = FormatRegistry.Default.Open(delta, DiskFormat.Vmdk, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(delta, Fmt.Vmdk, new OpenOptions());
             Assert.Equal(ExtentKind.Unallocated, layer.GetBlockStatus(0, 65536).Kind);
             Assert.Equal(ExtentKind.Data, layer.GetBlockStatus(65536, 65536).Kind);
         }
@@ -148,16 +148,16 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string raw = dir.File("base.raw");
-            CreateOperation.Create(raw, DiskFormat.Raw, new CreateRequest { Size = Size });
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("c.vmdk"), DiskFormat.Vmdk, new CreateRequest { Backing = new BackingReference("base.raw", DiskFormat.Raw) }));
+            CreateOperation.Create(raw, Fmt.Raw, new CreateRequest { Size = Size });
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("c.vmdk"), Fmt.Vmdk, new CreateRequest { Backing = new BackingReference("base.raw", Fmt.Raw) }));
             Assert.Equal("backing_fmt", e.Field);
         }
 
         private static string CreateGold(TempDir dir)
         {
             string gold = dir.File("gold.vmdk");
-            CreateOperation.Create(gold, DiskFormat.Vmdk, new CreateRequest { Size = Size });
-            using var layer = FormatRegistry.Default.Open(gold, DiskFormat.Vmdk, new OpenOptions { Writable = true });
+            CreateOperation.Create(gold, Fmt.Vmdk, new CreateRequest { Size = Size });
+            using var layer = FormatRegistry.Default.Open(gold, Fmt.Vmdk, new OpenOptions { Writable = true });
             layer.Write(0, TestData.Pattern(300000, 10));
             layer.Write(Size - 65536, TestData.Pattern(65536, 13));
             return gold;
@@ -166,7 +166,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         private static string CreateChild(TempDir dir, string name, string parent)
         {
             string path = dir.File(name);
-            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Backing = new BackingReference(parent, DiskFormat.Vmdk) });
+            CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Backing = new BackingReference(parent, Fmt.Vmdk) });
             return path;
         }
 

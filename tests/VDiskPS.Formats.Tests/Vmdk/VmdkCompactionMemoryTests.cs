@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             const int grains = 16384;
             const int grain = 4096;
             const long size = 1L << 30;
-            using (var layer = FormatRegistry.Default.Get(DiskFormat.Vmdk).Create(path, new CreateRequest { Size = size, Subformat = "monolithicSparse", ClusterSize = grain }))
+            using (var layer = FormatRegistry.Default.GetCreatable(Fmt.Vmdk).Create(path, new CreateRequest { Size = size, Subformat = "monolithicSparse", ClusterSize = grain }))
             {
                 layer.Write(0, TestData.Pattern(grains * grain, 11));
                 for (long offset = 0; offset < grains * (long)grain; offset += 128 << 10)
@@ -58,7 +58,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Qemu.Img("convert", "-f", "vmdk", "-O", "raw", path, raw);
             long before = new FileInfo(path).Length;
             var sampler = new LiveMemorySampler();
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 for (long offset = 0; offset < size; offset += 2 << 20)
                 {

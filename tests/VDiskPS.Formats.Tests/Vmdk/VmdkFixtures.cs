@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
 
         public static byte[] EngineBytes(string path, OpenOptions options = null)
         {
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, options ?? new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, options ?? new OpenOptions());
             var buffer = new byte[layer.Size];
             layer.Read(0, buffer);
             return buffer;

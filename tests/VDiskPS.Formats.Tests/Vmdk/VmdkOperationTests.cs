@@ -110,7 +110,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string path = VmdkFixtures.QemuImage(dir, "monolithicSparse");
             byte[] before = Qemu.ToRawBytes(path, "vmdk", dir.Path);
             long newSize = 5L << 30;
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 ((IResizableLayer)layer).Resize(newSize, false, Preallocation.Off);
                 layer.Write(newSize - 65536, TestData.Pattern(65536, 5));
@@ -121,7 +121,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Assert.Equal(newSize, json.RootElement.GetProperty("virtual-size").GetInt64());
             byte[] tail = new byte[65536];
             Qemu.Io("-f", "vmdk", "-c", $"read -P 0 {VmdkFixtures.SmallSize} 65536", path);
-            using var reopened = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            using var reopened = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
             reopened.Read(newSize - 65536, tail);
             Assert.Equal(TestData.Pattern(65536, 5), tail);
             var head = new byte[before.Length];
@@ -134,8 +134,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("split.vmdk");
-            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 1L << 30, Subformat = "twoGbMaxExtentFlat", Preallocation = Preallocation.Off });
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Size = 1L << 30, Subformat = "twoGbMaxExtentFlat", Preallocation = Preallocation.Off });
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 ((IResizableLayer)layer).Resize(3L << 30, false, Preallocation.Off);
                 layer.Write((3L << 30) - 512, TestData.Pattern(512, 6));
@@ -153,9 +153,9 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("ss.vmdk");
-            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 1L << 20, Subformat = "twoGbMaxExtentSparse" });
+            CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Size = 1L << 20, Subformat = "twoGbMaxExtentSparse" });
             long newSize = (2L << 30) + (1L << 20);
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 layer.Write(0, TestData.Pattern(4096, 8));
                 ((IResizableLayer)layer).Resize(newSize, false, Preallocation.Off);
@@ -165,10 +165,10 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Assert.True(File.Exists(dir.File("ss-s002.vmdk")));
             Assert.Equal(0, Qemu.Check(path, "vmdk").ExitCode);
             string raw = dir.File("ss.raw");
-            ConvertOperation.Run(path, raw, new ConvertOptions { TargetFormat = DiskFormat.Raw });
+            ConvertOperation.Run(path, raw, new ConvertOptions { TargetFormat = Fmt.Raw });
             var (identical, output) = Qemu.Compare(path, "vmdk", raw, "raw");
             Assert.True(identical, output);
-            using var check = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            using var check = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
             var buffer = new byte[8192];
             check.Read((2L << 30) - 4096, buffer);
             Assert.Equal(TestData.Pattern(8192, 9), buffer);
@@ -180,7 +180,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string path = VmdkFixtures.QemuImage(dir, "monolithicSparse");
             byte[] before = Qemu.ToRawBytes(path, "vmdk", dir.Path);
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 Assert.Throws<ImageOptionException>(() => ((IResizableLayer)layer).Resize(1L << 20, false, Preallocation.Off));
                 ((IResizableLayer)layer).Resize(1L << 20, true, Preallocation.Off);
@@ -195,9 +195,9 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string parent = dir.File("p.vmdk");
-            CreateOperation.Create(parent, DiskFormat.Vmdk, new CreateRequest { Size = 1L << 20 });
+            CreateOperation.Create(parent, Fmt.Vmdk, new CreateRequest { Size = 1L << 20 });
             string child = dir.File("c.vmdk");
-            CreateOperation.Create(child, DiskFormat.Vmdk, new CreateRequest { Backing = new BackingReference("p.vmdk", DiskFormat.Vmdk) });
+            CreateOperation.Create(child, Fmt.Vmdk, new CreateRequest { Backing = new BackingReference("p.vmdk", Fmt.Vmdk) });
             using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
             {
                 chain.Top.Write(0, TestData.Pattern(131072, 7));
@@ -219,8 +219,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string raw = VmdkFixtures.MixedRaw(dir);
             string target = dir.File("m.vmdk");
             var request = new CreateRequest { Size = VmdkFixtures.SmallSize, Subformat = subformat };
-            var measured = FormatRegistry.Default.Get(DiskFormat.Vmdk).Measure(request, 1L << 20);
-            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = DiskFormat.Vmdk, Target = new CreateRequest { Subformat = subformat } });
+            var measured = FormatRegistry.Default.GetCreatable(Fmt.Vmdk).Measure(request, 1L << 20);
+            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = Fmt.Vmdk, Target = new CreateRequest { Subformat = subformat } });
             long written = 0;
             foreach (string file in Directory.GetFiles(dir.Path, "m*.vmdk"))
             {
@@ -233,7 +233,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
 
         private static VDiskCheckResult Check(string path, RepairMode repair)
         {
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = repair != RepairMode.None });
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = repair != RepairMode.None });
             return ((ICheckableLayer)layer).Check(repair);
         }
 

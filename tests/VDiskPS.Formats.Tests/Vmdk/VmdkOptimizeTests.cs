@@ -61,7 +61,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string path = dir.File("d.vmdk");
             Qemu.Img("create", "-q", "-f", "vmdk", path, (4 * MiB).ToString());
             Qemu.Io("-f", "vmdk", "-c", "write -P 0x31 0 2M", path);
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 ((IDiscardableLayer)layer).Discard(0, MiB);
             }
@@ -83,7 +83,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string path = dir.File("t.vmdk");
             Qemu.Img("create", "-q", "-f", "vmdk", path, (32 * MiB).ToString());
             Qemu.Io("-f", "vmdk", "-c", "write -P 0x61 0 2M", path);
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 // The grain at 40 MiB is allocated after the 32 grains, then its new grain table and redundant table.
                 ((IResizableLayer)layer).Resize(64 * MiB, false, Preallocation.Off);
@@ -111,7 +111,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string path = dir.File("g.vmdk");
             Qemu.Img("create", "-q", "-f", "vmdk", path, (32 * MiB).ToString());
             Qemu.Io("-f", "vmdk", "-c", "write -P 0x62 0 2M", path);
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 // 256 grain tables no longer fit the directory's sector: both directories move to the end of the file.
                 ((IResizableLayer)layer).Resize(8L << 30, false, Preallocation.Off);
@@ -262,7 +262,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Assert.True(check.ExitCode == 0, check.Output);
 
             // The engine's check also compares the redundant grain tables with the primary ones.
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions()))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions()))
             {
                 var own = ((ICheckableLayer)layer).Check(RepairMode.None);
                 Assert.True(own.IsValid && own.Leaks == 0, string.Join("\n", own.Messages));

@@ -35,7 +35,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             string raw = VmdkFixtures.MixedRaw(dir);
             string stream = VmdkFixtures.QemuConverted(dir, raw, "streamOptimized");
             string copy = dir.File("copy.raw");
-            ConvertOperation.Run(stream, copy, new ConvertOptions { TargetFormat = DiskFormat.Raw, ThrottleLimit = 4, ChunkSize = 256 * 1024 });
+            ConvertOperation.Run(stream, copy, new ConvertOptions { TargetFormat = Fmt.Raw, ThrottleLimit = 4, ChunkSize = 256 * 1024 });
             Assert.Equal(File.ReadAllBytes(raw), File.ReadAllBytes(copy));
         }
 
@@ -45,7 +45,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string path = VmdkFixtures.QemuImage(dir, "monolithicSparse", extraOptions: "zeroed_grain=on");
             Qemu.Io("-f", "vmdk", "-c", "write -z 0 131072", path);
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
             Assert.Equal(ExtentKind.Zero, layer.GetBlockStatus(0, 65536).Kind);
             Assert.Equal(Qemu.ToRawBytes(path, "vmdk", dir.Path), VmdkFixtures.EngineBytes(path));
         }
@@ -59,12 +59,12 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", path, size.ToString());
             long boundary = 2L << 30;
             Qemu.Io("-f", "vmdk", "-c", $"write -P 0x77 {boundary - 100000} 300000", path);
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
             var buffer = new byte[300000];
             layer.Read(boundary - 100000, buffer);
             Assert.All(buffer, b => Assert.Equal(0x77, b));
             string raw = dir.File("split.raw");
-            ConvertOperation.Run(path, raw, new ConvertOptions { TargetFormat = DiskFormat.Raw });
+            ConvertOperation.Run(path, raw, new ConvertOptions { TargetFormat = Fmt.Raw });
             var (identical, output) = Qemu.Compare(path, "vmdk", raw, "raw");
             Assert.True(identical, output);
         }
@@ -75,7 +75,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string path = dir.File("big.vmdk");
             Qemu.Img("create", "-q", "-f", "vmdk", path, "1G");
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
             var status = layer.GetBlockStatus(0, layer.Size);
             Assert.Equal(ExtentKind.Unallocated, status.Kind);
             Assert.Equal(layer.Size, status.Length);
@@ -86,7 +86,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = VmdkFixtures.QemuImage(dir, "monolithicSparse");
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
             var status = layer.GetBlockStatus(0, layer.Size);
             Assert.Equal(ExtentKind.Data, status.Kind);
             Assert.Equal(4 * 65536, status.Length);
@@ -146,13 +146,13 @@ namespace VDiskPS.Formats.Tests.Vmdk
             Assert.Equal(capacitySectors * 512, engine.Length);
             Assert.Equal(Qemu.ToRawBytes(descriptor, "vmdk", dir.Path).AsSpan(0, engine.Length).ToArray(), engine);
             Assert.Equal(TestData.Pattern(4096, 32), engine.AsSpan(200 * 4096, 4096).ToArray());
-            using (var layer = FormatRegistry.Default.Open(descriptor, DiskFormat.Vmdk, new OpenOptions()))
+            using (var layer = FormatRegistry.Default.Open(descriptor, Fmt.Vmdk, new OpenOptions()))
             {
                 Assert.Equal(ExtentKind.Zero, layer.GetBlockStatus(5 * 4096, 4096).Kind);
             }
 
             byte[] descriptorBefore = File.ReadAllBytes(descriptor);
-            using (var writable = FormatRegistry.Default.Open(descriptor, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var writable = FormatRegistry.Default.Open(descriptor, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 Assert.Throws<ImageNotSupportedException>(() => writable.Write(0, new byte[512]));
             }
@@ -166,8 +166,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string sparse = VmdkFixtures.QemuImage(dir, "monolithicSparse");
             string flat = VmdkFixtures.QemuImage(dir, "monolithicFlat");
-            Assert.Equal(DiskFormat.Vmdk, FormatRegistry.Default.Probe(sparse));
-            Assert.Equal(DiskFormat.Vmdk, FormatRegistry.Default.Probe(flat));
+            Assert.Equal(Fmt.Vmdk, FormatRegistry.Default.Probe(sparse));
+            Assert.Equal(Fmt.Vmdk, FormatRegistry.Default.Probe(flat));
         }
     }
 }

@@ -18,7 +18,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string raw = VmdkFixtures.MixedRaw(dir);
             string target = dir.File("out.vmdk");
-            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = DiskFormat.Vmdk, Target = new CreateRequest { Subformat = subformat } });
+            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = Fmt.Vmdk, Target = new CreateRequest { Subformat = subformat } });
             var (code, output) = Qemu.Check(target, "vmdk");
             Assert.True(code == 0, output);
             var (identical, compareOutput) = Qemu.Compare(raw, "raw", target, "vmdk");
@@ -32,7 +32,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string raw = VmdkFixtures.MixedRaw(dir);
             string target = dir.File("stream.vmdk");
-            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = DiskFormat.Vmdk, Compress = true, Target = new CreateRequest { Options = OptionSet.Parse("subformat=streamOptimized") } });
+            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = Fmt.Vmdk, Compress = true, Target = new CreateRequest { Options = OptionSet.Parse("subformat=streamOptimized") } });
             Assert.Equal(0, Qemu.Check(target, "vmdk").ExitCode);
             var (identical, output) = Qemu.Compare(raw, "raw", target, "vmdk");
             Assert.True(identical, output);
@@ -43,9 +43,9 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("w.vmdk");
-            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 4L << 20 });
+            CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Size = 4L << 20 });
             var expected = new byte[4L << 20];
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 Write(layer, expected, 1000, TestData.Pattern(5000, 1));
                 Write(layer, expected, 65536 - 10, TestData.Pattern(300000, 2));
@@ -63,8 +63,8 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("z.vmdk");
-            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 4L << 20, Options = OptionSet.Parse("zeroed_grain=on") });
-            using (var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions { Writable = true }))
+            CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Size = 4L << 20, Options = OptionSet.Parse("zeroed_grain=on") });
+            using (var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions { Writable = true }))
             {
                 layer.Write(0, TestData.Pattern(1 << 20, 4));
                 layer.WriteZeroes(65536, 3 * 65536);
@@ -82,7 +82,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("o.vmdk");
-            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 1L << 30, Subformat = "monolithicFlat", Options = OptionSet.Parse("adapter_type=lsilogic,hwversion=11,toolsversion=10346") });
+            CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Size = 1L << 30, Subformat = "monolithicFlat", Options = OptionSet.Parse("adapter_type=lsilogic,hwversion=11,toolsversion=10346") });
             string text = File.ReadAllText(path);
             Assert.Contains("ddb.adapterType = \"lsilogic\"", text);
             Assert.Contains("ddb.virtualHWVersion = \"11\"", text);
@@ -96,7 +96,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("thin.vmdk");
-            var info = CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 1L << 30, Subformat = "vmfsThin" });
+            var info = CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Size = 1L << 30, Subformat = "vmfsThin" });
             string text = File.ReadAllText(path);
             Assert.Contains("createType=\"vmfs\"", text);
             Assert.Contains("RW 2097152 VMFS \"thin-flat.vmdk\"", text);
@@ -115,10 +115,10 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("empty.vmdk");
-            CreateOperation.Create(path, DiskFormat.Vmdk, new CreateRequest { Size = 0, Subformat = subformat });
+            CreateOperation.Create(path, Fmt.Vmdk, new CreateRequest { Size = 0, Subformat = subformat });
 
             // qemu-img 7.2 cannot open an empty sparse VMDK (even its own), so the engine judges here.
-            using var layer = FormatRegistry.Default.Open(path, DiskFormat.Vmdk, new OpenOptions());
+            using var layer = FormatRegistry.Default.Open(path, Fmt.Vmdk, new OpenOptions());
             Assert.Equal(0, layer.Size);
             Assert.True(((ICheckableLayer)layer).Check(RepairMode.None).IsValid);
         }
@@ -127,7 +127,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         public void UnknownCreateOptionIsRefusedByName()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("u.vmdk"), DiskFormat.Vmdk, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("cluster_bits=9") }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("u.vmdk"), Fmt.Vmdk, new CreateRequest { Size = 1 << 20, Options = OptionSet.Parse("cluster_bits=9") }));
             Assert.Equal("cluster_bits", e.Field);
             Assert.False(File.Exists(dir.File("u.vmdk")));
         }
@@ -136,7 +136,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         public void ConflictingSubformatFieldAndOptionAreRefused()
         {
             using var dir = new TempDir();
-            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("c.vmdk"), DiskFormat.Vmdk, new CreateRequest { Size = 1 << 20, Subformat = "monolithicFlat", Options = OptionSet.Parse("subformat=streamOptimized") }));
+            var e = Assert.Throws<ImageOptionException>(() => CreateOperation.Create(dir.File("c.vmdk"), Fmt.Vmdk, new CreateRequest { Size = 1 << 20, Subformat = "monolithicFlat", Options = OptionSet.Parse("subformat=streamOptimized") }));
             Assert.Equal("subformat", e.Field);
         }
 
@@ -145,7 +145,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         {
             using var dir = new TempDir();
             string path = dir.File("s.vmdk");
-            using var layer = FormatRegistry.Default.Get(DiskFormat.Vmdk).Create(path, new CreateRequest { Size = 4L << 20, Subformat = "streamOptimized" });
+            using var layer = FormatRegistry.Default.GetCreatable(Fmt.Vmdk).Create(path, new CreateRequest { Size = 4L << 20, Subformat = "streamOptimized" });
             layer.Write(1L << 20, TestData.Pattern(65536, 1));
             var e = Assert.Throws<ImageNotSupportedException>(() => layer.Write(0, TestData.Pattern(512, 2)));
             Assert.Contains("increasing order", e.Message);
@@ -157,7 +157,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
             using var dir = new TempDir();
             string raw = VmdkFixtures.MixedRaw(dir);
             string target = dir.File("s.vmdk");
-            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = DiskFormat.Vmdk, Compress = true, Target = new CreateRequest { Subformat = "streamOptimized" } });
+            ConvertOperation.Run(raw, target, new ConvertOptions { TargetFormat = Fmt.Vmdk, Compress = true, Target = new CreateRequest { Subformat = "streamOptimized" } });
             byte[] file = File.ReadAllBytes(target);
             Assert.Equal(3u, BitConverter.ToUInt32(file, 4));
             Assert.Equal(ulong.MaxValue, BitConverter.ToUInt64(file, 56));
@@ -174,7 +174,7 @@ namespace VDiskPS.Formats.Tests.Vmdk
         [Fact]
         public void CompressionIsOfferedOnlyForStreamOptimized()
         {
-            var driver = FormatRegistry.Default.Get(DiskFormat.Vmdk);
+            var driver = FormatRegistry.Default.GetCreatable(Fmt.Vmdk);
             Assert.True(driver.SupportsCompression(new CreateRequest { Subformat = "streamOptimized" }));
             Assert.False(driver.SupportsCompression(new CreateRequest { Subformat = "monolithicSparse" }));
         }

@@ -15,12 +15,12 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
                 (0, TestData.Pattern(8 * Cluster, 1)),
                 (20 * Cluster, TestData.Pattern(4 * Cluster, 2)),
                 (60 * Cluster, TestData.Pattern(4 * Cluster, 3)));
-            string mid = OverlayTestDriver.CreateOverlay(dir.File("mid.tdbl"), basePath, DiskFormat.Qcow2);
+            string mid = OverlayTestDriver.CreateOverlay(dir.File("mid.tdbl"), basePath, Fmt.Qcow2);
             OverlayTestDriver.WriteInto(mid,
                 (2 * Cluster + 100, TestData.Pattern(Cluster, 4)),
                 (21 * Cluster, new byte[Cluster]),
                 (40 * Cluster, TestData.Pattern(3 * Cluster, 5)));
-            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), mid, DiskFormat.Qcow2);
+            string top = OverlayTestDriver.CreateOverlay(dir.File("top.tdbl"), mid, Fmt.Qcow2);
             OverlayTestDriver.WriteInto(top,
                 (3 * Cluster, TestData.Pattern(Cluster, 6)),
                 (41 * Cluster + 7, TestData.Pattern(10, 7)),
@@ -38,7 +38,7 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
 
         public static int DataClusters(string path)
         {
-            using var layer = (OverlayTestLayer)OverlayTestDriver.Registry.Open(path, DiskFormat.Qcow2, new OpenOptions());
+            using var layer = (OverlayTestLayer)OverlayTestDriver.Registry.Open(path, Fmt.Qcow2, new OpenOptions());
             return layer.DataClusterCount;
         }
 
@@ -50,7 +50,7 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
 
         public static string RecordedParent(string path)
         {
-            using var layer = OverlayTestDriver.Registry.Open(path, DiskFormat.Qcow2, new OpenOptions());
+            using var layer = OverlayTestDriver.Registry.Open(path, Fmt.Qcow2, new OpenOptions());
             return layer.Backing?.RecordedPath;
         }
 

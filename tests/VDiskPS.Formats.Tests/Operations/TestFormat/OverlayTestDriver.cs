@@ -13,7 +13,7 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
     /// whole image is kept in memory and written back on flush: magic "VDTD", size, cluster size,
     /// backing path, then one state byte per cluster followed by the data clusters in order.
     /// </summary>
-    internal sealed class OverlayTestDriver : FormatDriver
+    internal sealed class OverlayTestDriver : FormatDriver, ICreatableDriver
     {
         internal static readonly byte[] Magic = Encoding.ASCII.GetBytes("VDTD");
 
@@ -22,11 +22,11 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
         /// <summary>Raw plus this double, for tests only.</summary>
         public static FormatRegistry Registry { get; } = new FormatRegistry(new FormatDriver[] { new global::VDiskPS.Formats.Raw.RawDriver(), new OverlayTestDriver() });
 
-        public override DiskFormat Format => DiskFormat.Qcow2;
+        public override DiskFormat Format => Fmt.Qcow2;
 
         public override IReadOnlyList<string> Extensions { get; } = new[] { ".tdbl" };
 
-        public override IReadOnlyList<string> CreateOptionNames { get; } = Array.Empty<string>();
+        public override string Description => "test double";
 
         public override int Probe(ProbeContext context)
             => context.Head.Length >= 4 && context.Head.AsSpan(0, 4).SequenceEqual(Magic) ? 100 : 0;
@@ -47,7 +47,11 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             }
         }
 
-        public override ImageLayer Create(string path, CreateRequest request)
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes) => throw new NotSupportedException();
+
+        public bool SupportsCompression(CreateRequest request) => false;
+
+        public ImageLayer Create(string path, CreateRequest request)
         {
             if (File.Exists(path) && !request.Overwrite)
             {

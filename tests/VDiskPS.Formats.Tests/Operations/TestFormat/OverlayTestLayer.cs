@@ -10,6 +10,8 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
     /// <summary>TEST DOUBLE: one image of <see cref="OverlayTestDriver"/>: clusters Unallocated, Zero or Data, in memory.</summary>
     internal sealed class OverlayTestLayer : ImageLayer, IResizableLayer, IDiscardableLayer, IParentChangeableLayer, IOptimizableLayer
     {
+        private static readonly string[] s_formatNames = { "raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi" };
+
         private const byte StateUnallocated = 0;
         private const byte StateZero = 1;
         private const byte StateData = 2;
@@ -29,7 +31,7 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             _backing = backing;
         }
 
-        public override DiskFormat Format => DiskFormat.Qcow2;
+        public override DiskFormat Format => Fmt.Qcow2;
 
         public override long Size => _size;
 
@@ -60,7 +62,7 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             {
                 string recorded = Encoding.UTF8.GetString(bytes, position, pathLength);
                 position += pathLength;
-                backing = new BackingReference(recorded, (DiskFormat)OverlayTestDriver.ReadInt64(bytes, ref position));
+                backing = new BackingReference(recorded, DiskFormat.Parse(s_formatNames[OverlayTestDriver.ReadInt64(bytes, ref position)]));
             }
 
             var layer = new OverlayTestLayer(path, writable, size, clusterSize, backing);
@@ -184,7 +186,7 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
                     if (path.Length > 0)
                     {
                         stream.Write(path, 0, path.Length);
-                        WriteInt64(stream, (long)(_backing.Format ?? DiskFormat.Raw));
+                        WriteInt64(stream, Array.IndexOf(s_formatNames, (_backing.Format ?? Fmt.Raw).Name));
                     }
 
                     long clusters = (_size + _clusterSize - 1) / _clusterSize;
