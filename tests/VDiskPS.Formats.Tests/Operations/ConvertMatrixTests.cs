@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using Xunit;
 
 namespace VDiskPS.Formats.Tests.Operations
@@ -9,16 +10,21 @@ namespace VDiskPS.Formats.Tests.Operations
     {
         private const long Size = 9L << 20;
 
+        /// <summary>Every readable source with a sample maker × every format this build writes, from the registry.</summary>
         public static IEnumerable<object[]> Pairs()
         {
-            foreach (DiskFormat source in new[] { Fmt.Raw, Fmt.Qcow2, Fmt.Vmdk, Fmt.Vhd, Fmt.Vhdx, Fmt.Vdi })
+            foreach (string source in FormatSamples.Sources)
             {
-                foreach (DiskFormat target in new[] { Fmt.Raw, Fmt.Qcow2, Fmt.Vmdk, Fmt.Vhd, Fmt.Vhdx, Fmt.Vdi })
+                foreach (string target in FormatRegistry.Default.CreatableNames)
                 {
                     yield return new object[] { source, target };
                 }
             }
         }
+
+        [Fact]
+        public void EveryReadableFormatIsASourceOfTheMatrix()
+            => Assert.Equal(FormatRegistry.Default.ReadableNames.OrderBy(n => n), FormatSamples.Sources.OrderBy(n => n));
 
         /// <summary>A raw image with data at unaligned places, explicit zeros and holes.</summary>
         private static string MakeRaw(TempDir dir)
@@ -42,12 +48,12 @@ namespace VDiskPS.Formats.Tests.Operations
 
         [Theory]
         [MemberData(nameof(Pairs))]
-        public void ConvertsAndQemuJudgesIdentical(DiskFormat sourceFormat, DiskFormat targetFormat)
+        public void ConvertsAndQemuJudgesIdentical(string sourceName, string targetName)
         {
+            DiskFormat targetFormat = DiskFormat.Parse(targetName);
             using var dir = new TempDir();
             string raw = MakeRaw(dir);
-            string source = dir.File("source." + sourceFormat.ToName());
-            Qemu.Img("convert", "-f", "raw", "-O", sourceFormat.ToQemuName(), raw, source);
+            string source = FormatSamples.Make(sourceName, dir, raw);
             string target = dir.File("target." + targetFormat.ToName());
             ConvertOperation.Run(source, target, new ConvertOptions { TargetFormat = targetFormat });
 
