@@ -55,6 +55,9 @@ namespace VDiskPS.Formats
 
         public CompressionType? CompressionType { get; set; }
 
+        /// <summary>Encrypt the new image with this scheme ("luks"), where the format can; the password comes from <see cref="ImageSecrets"/>.</summary>
+        public string Encryption { get; set; }
+
         public OptionSet Options { get; set; } = new OptionSet();
 
         /// <summary>Replace an existing file.</summary>

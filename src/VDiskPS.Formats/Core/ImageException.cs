@@ -323,4 +323,19 @@ namespace VDiskPS.Formats
         /// <summary>The bytes of the failed read, from <see cref="ImageException.Offset"/>.</summary>
         public long Length { get; }
     }
+
+    /// <summary>An encrypted image needs a password that was not given, or the one given opens no key slot.</summary>
+    public class ImagePasswordException : ImageException
+    {
+        public ImagePasswordException(string filePath, bool missing)
+            : base(filePath, null, null, missing ? "the image is encrypted; a password is required to open it" : "the password opens none of the image's key slots")
+        {
+            Missing = missing;
+        }
+
+        /// <summary>True when no password was given; false when the given one is wrong.</summary>
+        public bool Missing { get; }
+
+        public override string ErrorId => Missing ? "PasswordRequired" : "InvalidPassword";
+    }
 }

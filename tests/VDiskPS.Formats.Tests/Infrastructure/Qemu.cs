@@ -78,7 +78,8 @@ namespace VDiskPS.Formats.Tests
 
         private static string Find(string tool)
         {
-            foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(Path.PathSeparator))
+            // cryptsetup and sgdisk live in sbin, which a non-root PATH may lack.
+            foreach (string dir in (Environment.GetEnvironmentVariable("PATH") + Path.PathSeparator + "/usr/sbin" + Path.PathSeparator + "/sbin").Split(Path.PathSeparator))
             {
                 string candidate = Path.Combine(dir, tool);
                 if (File.Exists(candidate))
