@@ -25,6 +25,7 @@
         'Get-VDisk'
         'Get-VDiskBitmap'
         'Get-VDiskChain'
+        'Get-VDiskFormat'
         'Get-VDiskMap'
         'Get-VDiskOva'
         'Get-VDiskServer'

@@ -31,6 +31,9 @@ namespace VDiskPS
         CertificateNotTrusted,
         ConnectionFailed,
         RemoteError,
+        PasswordRequired,
+        InvalidPassword,
+        FormatNotFound,
     }
 
     /// <summary>
@@ -63,6 +66,9 @@ namespace VDiskPS
             [ErrorCode.CertificateNotTrusted] = ErrorCategory.SecurityError,
             [ErrorCode.ConnectionFailed] = ErrorCategory.ConnectionError,
             [ErrorCode.RemoteError] = ErrorCategory.ReadError,
+            [ErrorCode.PasswordRequired] = ErrorCategory.AuthenticationError,
+            [ErrorCode.InvalidPassword] = ErrorCategory.AuthenticationError,
+            [ErrorCode.FormatNotFound] = ErrorCategory.ObjectNotFound,
         };
 
         /// <summary>
@@ -80,7 +86,7 @@ namespace VDiskPS
             [ImageErrorKind.ParentNotNamed] = ("ParentPath", "Give {0}."),
             [ImageErrorKind.ParentFormatWithoutParent] = ("ParentPath", "Give {0} too."),
             [ImageErrorKind.FixedWithParent] = ("ParentPath", "Leave out -Type Fixed with {0}."),
-            [ImageErrorKind.SubformatNotApplicable] = ("Subformat", "Leave out {0}, or write a VMDK."),
+            [ImageErrorKind.SubformatNotApplicable] = ("Subformat", "Leave out {0}, or write a format that has subformats (Get-VDiskFormat lists them)."),
             [ImageErrorKind.SizeNotNamed] = ("SizeBytes", "Give {0}, or a parent or source image to take the size from."),
             [ImageErrorKind.SizeNeededUnopenedParent] = ("Unsafe", "Give the size, or leave out {0} so the parent is opened."),
             [ImageErrorKind.ExistingOutputMissing] = ("NoCreate", "Leave out {0} to create it."),
@@ -90,6 +96,8 @@ namespace VDiskPS
             [ImageErrorKind.DamageNeedsCheck] = (null, "Test-VDisk -Detailed reports the damage; Repair-VDisk repairs what it can."),
             [ImageErrorKind.CredentialMissing] = ("Credential", "Give a user name and password with {0}."),
             [ImageErrorKind.CredentialRefused] = ("Credential", "Check the user name and password given to {0}."),
+            [ImageErrorKind.PasswordMissing] = ("Password", "Give the password with {0} (a SecureString, for example from Read-Host -AsSecureString)."),
+            [ImageErrorKind.PasswordRejected] = ("Password", "Check the password given to {0}."),
             [ImageErrorKind.CertificateNotTrusted] = ("SkipCertificateCheck", "Use {0} to connect without checking the certificate (a self-signed server)."),
         };
 
@@ -122,6 +130,8 @@ namespace VDiskPS
                     return ErrorCode.BrokenChain;
                 case ImageLockedException _:
                     return ErrorCode.ImageInUse;
+                case ImagePasswordException e:
+                    return e.Missing ? ErrorCode.PasswordRequired : ErrorCode.InvalidPassword;
                 case ImageRemoteException e:
                     // The engine names the remote failure's id (PathNotFound, AuthenticationFailed, ...); every one is a code here.
                     return (ErrorCode)Enum.Parse(typeof(ErrorCode), e.ErrorId);

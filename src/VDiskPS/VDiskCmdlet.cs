@@ -236,6 +236,37 @@ namespace VDiskPS
         private bool _yesToAll;
         private bool _noToAll;
 
+        /// <summary>The password of encrypted images this cmdlet opens or creates (its -Password), or null.</summary>
+        protected virtual System.Security.SecureString ImagePassword => null;
+
+        /// <summary>The engine's copy of a password, UTF-8 (as cryptsetup and qemu read a passphrase); the characters are cleared at once.</summary>
+        internal static ImageSecrets Secrets(System.Security.SecureString password)
+        {
+            if (password == null)
+            {
+                return null;
+            }
+
+            IntPtr chars = System.Runtime.InteropServices.Marshal.SecureStringToGlobalAllocUnicode(password);
+            char[] copy = new char[password.Length];
+            byte[] bytes = null;
+            try
+            {
+                System.Runtime.InteropServices.Marshal.Copy(chars, copy, 0, copy.Length);
+                bytes = System.Text.Encoding.UTF8.GetBytes(copy);
+                return new ImageSecrets(bytes);
+            }
+            finally
+            {
+                System.Runtime.InteropServices.Marshal.ZeroFreeGlobalAllocUnicode(chars);
+                Array.Clear(copy, 0, copy.Length);
+                if (bytes != null)
+                {
+                    Array.Clear(bytes, 0, bytes.Length);
+                }
+            }
+        }
+
         /// <summary>How this cmdlet reaches remote locations (its -Credential and -SkipCertificateCheck); the defaults where it has neither.</summary>
         protected virtual TransportOptions RemoteOptions => new TransportOptions();
 
@@ -248,6 +279,7 @@ namespace VDiskPS
             IReadOnlyCollection<string> warnings = Array.Empty<string>();
             try
             {
+                using (ImageSecrets.Use(Secrets(ImagePassword)))
                 using (TransportOptions.Use(RemoteOptions))
                 using (ImageWarnings.Capture(out warnings))
                 {

@@ -21,6 +21,12 @@ namespace VDiskPS
         [ValidateNotNullOrEmpty]
         public string[] LiteralPath { get; set; }
 
+        /// <summary>The password of an encrypted image (LUKS, qcow2 with LUKS or legacy AES encryption), as a SecureString: Read-Host -AsSecureString. Never written to a log, verbose output or an error.</summary>
+        [Parameter]
+        public System.Security.SecureString Password { get; set; }
+
+        protected override System.Security.SecureString ImagePassword => Password;
+
         /// <summary>The existing files named by -Path or -LiteralPath; the others became error records.</summary>
         protected IEnumerable<string> ResolvedImagePaths()
         {

@@ -72,6 +72,32 @@ namespace VDiskPS.Stage
             return Path.Combine(dir, "lib", "netstandard2.0", "System.Management.Automation.dll");
         }
 
+        /// <summary>
+        /// A list of the engine's format registry (ReadableNames, CreatableNames), read by running the engine
+        /// assembly beside the module: the -Format values come from the registry, not from the cmdlets.
+        /// </summary>
+        public static IReadOnlyList<string> RegistryNames(string moduleAssemblyPath, string property)
+        {
+            string dir = Path.GetDirectoryName(Path.GetFullPath(moduleAssemblyPath));
+            var context = new System.Runtime.Loader.AssemblyLoadContext("vdiskps-formats", isCollectible: true);
+            context.Resolving += (c, name) =>
+            {
+                string candidate = Path.Combine(dir, name.Name + ".dll");
+                return File.Exists(candidate) ? c.LoadFromAssemblyPath(candidate) : null;
+            };
+            try
+            {
+                Assembly engine = context.LoadFromAssemblyPath(Path.Combine(dir, "VDiskPS.Formats.dll"));
+                Type registry = engine.GetType("VDiskPS.Formats.FormatRegistry", throwOnError: true);
+                object instance = registry.GetProperty("Default").GetValue(null);
+                return ((IEnumerable<string>)registry.GetProperty(property).GetValue(instance)).ToList();
+            }
+            finally
+            {
+                context.Unload();
+            }
+        }
+
         public static List<CmdletModel> Load(string moduleAssemblyPath)
         {
             moduleAssemblyPath = Path.GetFullPath(moduleAssemblyPath);
@@ -181,6 +207,11 @@ namespace VDiskPS.Stage
                     if (property.PropertyType.IsEnum)
                     {
                         parameter.ValidValues.AddRange(property.PropertyType.GetEnumNames());
+                    }
+
+                    foreach (var validate in property.GetCustomAttributesData().Where(a => a.AttributeType.FullName == "VDiskPS.ValidateReadableFormatAttribute" || a.AttributeType.FullName == "VDiskPS.ValidateWritableFormatAttribute"))
+                    {
+                        parameter.ValidValues.AddRange(RegistryNames(moduleAssemblyPath, validate.AttributeType.Name.Contains("Writable") ? "CreatableNames" : "ReadableNames"));
                     }
 
                     var defaultValue = property.GetCustomAttributesData().FirstOrDefault(a => a.AttributeType.FullName == "System.Management.Automation.PSDefaultValueAttribute");

@@ -129,6 +129,12 @@ namespace VDiskPS.Formats
 
         /// <summary>A server's TLS certificate is not trusted.</summary>
         CertificateNotTrusted,
+
+        /// <summary>The image is encrypted and no password was given.</summary>
+        PasswordMissing,
+
+        /// <summary>The password given opens none of the image's key slots.</summary>
+        PasswordRejected,
     }
 
     /// <summary>The file's structures are invalid: truncated, out of range, bad checksum, loops.</summary>
@@ -331,6 +337,7 @@ namespace VDiskPS.Formats
             : base(filePath, null, null, missing ? "the image is encrypted; a password is required to open it" : "the password opens none of the image's key slots")
         {
             Missing = missing;
+            Kind = missing ? ImageErrorKind.PasswordMissing : ImageErrorKind.PasswordRejected;
         }
 
         /// <summary>True when no password was given; false when the given one is wrong.</summary>

@@ -28,6 +28,9 @@ namespace VDiskPS.Formats
 
         public CompressionType? CompressionType { get; set; }
 
+        /// <summary>Encrypt the new image with this scheme (luks), where the format can; the password comes from <see cref="ImageSecrets"/>.</summary>
+        public string Encryption { get; set; }
+
         /// <summary>A hashtable or "k=v,k=v" string of format options.</summary>
         public object Option { get; set; }
 
@@ -96,6 +99,7 @@ namespace VDiskPS.Formats
                 PhysicalSectorSize = PhysicalSectorSize,
                 Preallocation = Preallocation,
                 CompressionType = CompressionType,
+                Encryption = Encryption,
                 Options = options,
                 Overwrite = Force,
             };

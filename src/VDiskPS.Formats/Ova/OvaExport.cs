@@ -336,7 +336,7 @@ namespace VDiskPS.Formats.Ova
                 var widest = new OvfExportSpec { Name = _spec.Name, CpuCount = _spec.CpuCount, MemoryMB = _spec.MemoryMB, Firmware = _spec.Firmware, Guest = _spec.Guest, Controller = _spec.Controller };
                 foreach (OvfDisk disk in _spec.Disks)
                 {
-                    widest.Disks.Add(new OvfDisk { DiskId = disk.DiskId, FileId = disk.FileId, File = disk.File, Capacity = disk.Capacity, Address = disk.Address, FileSize = long.MaxValue, PopulatedSize = long.MaxValue });
+                    widest.Disks.Add(new OvfDisk { DiskId = disk.DiskId, FileId = disk.FileId, File = disk.File, Format = disk.Format, Capacity = disk.Capacity, Address = disk.Address, FileSize = long.MaxValue, PopulatedSize = long.MaxValue });
                 }
 
                 return Encoding.UTF8.GetByteCount(OvfDescriptor.Write(widest));

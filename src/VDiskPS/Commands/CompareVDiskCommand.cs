@@ -44,6 +44,12 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        /// <summary>The password of an encrypted image (LUKS, qcow2 with LUKS or legacy AES encryption), as a SecureString: Read-Host -AsSecureString. Never written to a log, verbose output or an error.</summary>
+        [Parameter]
+        public System.Security.SecureString Password { get; set; }
+
+        protected override System.Security.SecureString ImagePassword => Password;
+
         protected override bool ForceSharesWithWriters => true;
 
         /// <summary>The user name and password for a server that asks for them (HTTP basic or digest authentication), for every URL the cmdlet opens, backing files included.</summary>

@@ -15,7 +15,7 @@ namespace VDiskPS.Commands
         [ValidateNotNullOrEmpty]
         public string Destination { get; set; }
 
-        /// <summary>Target format: raw, qcow2, vmdk, vhd, vhdx or vdi. Default: from the extension of -Destination.</summary>
+        /// <summary>Target format: one this build writes (Get-VDiskFormat -Writable lists them; qemu names such as vpc work too). Default: from the extension of -Destination.</summary>
         [Parameter]
         [ValidateWritableFormat]
         [ArgumentCompleter(typeof(WritableFormatCompleter))]
@@ -93,6 +93,11 @@ namespace VDiskPS.Commands
         [ValidateRange(1, 64)]
         public int ThrottleLimit { get; set; }
 
+        /// <summary>Encrypt the new image: luks (a LUKS1 container, or qcow2 with encrypt.format=luks; aes-xts-plain64, PBKDF2-SHA256). Needs -Password.</summary>
+        [Parameter]
+        [ValidateSet("luks", IgnoreCase = true)]
+        public string Encryption { get; set; }
+
         /// <summary>Target format options as a hashtable (@{cluster_size='64k'}) or a qemu-style string ("cluster_size=64k,lazy_refcounts=on"). Unknown options are refused by name.</summary>
         [Parameter]
         [ArgumentCompleter(typeof(OptionKeyCompleter))]
@@ -169,6 +174,7 @@ namespace VDiskPS.Commands
                         TargetIsZero = TargetIsZero.IsPresent,
                         Preallocation = IsBound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
                         ThrottleLimit = IsBound(nameof(ThrottleLimit)) ? (int?)ThrottleLimit : null,
+                        Encryption = Encryption,
                         Option = Unwrap(Option),
                         Force = Force.IsPresent,
                         ShareWithWriters = Force.IsPresent,
@@ -243,8 +249,13 @@ namespace VDiskPS.Commands
             var work = _jobWork.ToArray();
             var job = new VDiskJob(MyInvocation.Line, $"Convert-VDisk ({work.Length} image{(work.Length == 1 ? string.Empty : "s")})");
             JobRepository.Add(job);
+            TransportOptions remote = RemoteOptions;
+            ImageSecrets secrets = Secrets(ImagePassword);
             job.Start((j, cancel) =>
             {
+                // The job's thread gets the cmdlet's credential and password, which the session's scope does not reach.
+                using (ImageSecrets.Use(secrets))
+                using (TransportOptions.Use(remote))
                 foreach (var item in work)
                 {
                     cancel.ThrowIfCancellationRequested();

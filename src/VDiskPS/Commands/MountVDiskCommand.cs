@@ -43,7 +43,8 @@ namespace VDiskPS.Commands
                         ExportName = System.IO.Path.GetFileName(file),
                         Writable = !ReadOnly,
                     };
-                    IDiskAttachment mount = DiskAttachments.Attach(export, MountPoint == null ? null : ResolveNewPath(MountPoint));
+                    string mountPoint = MountPoint == null ? null : ResolveNewPath(MountPoint);
+                    IDiskAttachment mount = WithImageWarnings(() => DiskAttachments.Attach(export, mountPoint));
                     VDiskServers.Add(mount);
                     WriteObject(new VDiskMount(mount));
                 }

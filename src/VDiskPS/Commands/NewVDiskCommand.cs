@@ -10,7 +10,7 @@ namespace VDiskPS.Commands
     {
         private const string DifferencingSet = "Differencing";
 
-        /// <summary>Path of the image file(s) to create, relative to the current PowerShell location. The extension chooses the format when -Format is omitted (.qcow2, .vmdk, .vhd and .avhd, .vhdx and .avhdx, .vdi, .raw/.img). A .vhds (VHD Set) is refused as not supported.</summary>
+        /// <summary>Path of the image file(s) to create, relative to the current PowerShell location. The extension chooses the format when -Format is omitted (Get-VDiskFormat shows each format's extensions: .qcow2, .vhdx, .avhdx, ...). A .vhds (VHD Set) is refused as not supported.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("FullName")]
         [ValidateNotNullOrEmpty]
@@ -23,7 +23,7 @@ namespace VDiskPS.Commands
         [SizeTransformation]
         public ulong SizeBytes { get; set; }
 
-        /// <summary>The image format: raw, qcow2, vmdk, vhd, vhdx or vdi. Default: from the file extension.</summary>
+        /// <summary>The image format: one this build writes (Get-VDiskFormat -Writable lists them). Default: from the file extension.</summary>
         [Parameter]
         [ValidateWritableFormat]
         [ArgumentCompleter(typeof(WritableFormatCompleter))]
@@ -97,6 +97,11 @@ namespace VDiskPS.Commands
         [ValidateNotNullOrEmpty]
         public string SourcePath { get; set; }
 
+        /// <summary>Encrypt the new image: luks (a LUKS1 container, or qcow2 with encrypt.format=luks; aes-xts-plain64, PBKDF2-SHA256). Needs -Password.</summary>
+        [Parameter]
+        [ValidateSet("luks", IgnoreCase = true)]
+        public string Encryption { get; set; }
+
         /// <summary>Format options: a hashtable or "cluster_size=64k,lazy_refcounts=on".</summary>
         [Parameter]
         [ArgumentCompleter(typeof(OptionKeyCompleter))]
@@ -105,6 +110,12 @@ namespace VDiskPS.Commands
         /// <summary>Overwrite an existing file.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
+
+        /// <summary>The password of an encrypted image (LUKS, qcow2 with LUKS or legacy AES encryption), as a SecureString: Read-Host -AsSecureString. Never written to a log, verbose output or an error.</summary>
+        [Parameter]
+        public System.Security.SecureString Password { get; set; }
+
+        protected override System.Security.SecureString ImagePassword => Password;
 
         protected override void ProcessRecord()
         {
@@ -139,6 +150,7 @@ namespace VDiskPS.Commands
                         PhysicalSectorSize = IsBound(nameof(PhysicalSectorSizeBytes)) ? (int?)PhysicalSectorSizeBytes : null,
                         Preallocation = IsBound(nameof(Preallocation)) ? (Preallocation?)Preallocation : null,
                         CompressionType = IsBound(nameof(CompressionType)) ? (CompressionType?)CompressionType : null,
+                        Encryption = Encryption,
                         Option = Unwrap(Option),
                         Force = Force.IsPresent,
                         SourcePath = string.IsNullOrEmpty(SourcePath) ? null : GetUnresolvedProviderPathFromPSPath(SourcePath),

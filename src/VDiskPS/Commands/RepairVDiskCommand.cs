@@ -32,7 +32,7 @@ namespace VDiskPS.Commands
 
                 try
                 {
-                    WriteObject(CheckOperation.Run(file, ParseFormat(Format), mode));
+                    WriteObject(WithImageWarnings(() => CheckOperation.Run(file, ParseFormat(Format), mode)));
                 }
                 catch (ImageException e)
                 {

@@ -106,6 +106,12 @@ namespace VDiskPS.Commands
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
+        /// <summary>The password of an encrypted image (LUKS, qcow2 with LUKS or legacy AES encryption), as a SecureString: Read-Host -AsSecureString. Never written to a log, verbose output or an error.</summary>
+        [Parameter]
+        public System.Security.SecureString Password { get; set; }
+
+        protected override System.Security.SecureString ImagePassword => Password;
+
         protected override void ProcessRecord()
         {
             bool literal = ParameterSetName == LiteralPathParent || ParameterSetName == LiteralPathOption || ParameterSetName == LiteralPathIdentifier || ParameterSetName == LiteralPathSectorSize;

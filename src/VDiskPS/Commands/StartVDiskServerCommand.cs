@@ -97,7 +97,7 @@ namespace VDiskPS.Commands
                         UnixSocket = UnixSocket == null ? null : ResolveNewPath(UnixSocket),
                         Certificate = LoadCertificate(),
                     };
-                    NbdServer server = NbdServer.Start(export, options);
+                    NbdServer server = WithImageWarnings(() => NbdServer.Start(export, options));
                     VDiskServers.Add(server);
                     WriteObject(new VDiskServer(server));
                 }
