@@ -5,7 +5,7 @@ using System.IO;
 namespace VDiskPS.Formats
 {
     /// <summary>How to open an image and its backing files.</summary>
-    public sealed class ChainOptions
+    public sealed class ChainOptions : EngineOptions
     {
         /// <summary>The top image's format; null to probe. An explicit format is never second-guessed.</summary>
         public DiskFormat? Format { get; set; }
@@ -15,8 +15,6 @@ namespace VDiskPS.Formats
 
         /// <summary>Which layers (by depth) besides the top are opened writable, for commit.</summary>
         public int WritableDepth { get; set; }
-
-        public bool ShareWithWriters { get; set; }
 
         /// <summary>Open only the top layer, ignoring its parent (qemu's backing=null).</summary>
         public bool NoBacking { get; set; }
@@ -29,12 +27,8 @@ namespace VDiskPS.Formats
         /// <summary>Allow VMDK extent files outside the descriptor's directory.</summary>
         public bool AllowExternalExtents { get; set; }
 
-        public bool IgnoreParentMismatch { get; set; }
-
         /// <summary>Chains deeper than this are refused (loops are caught before, by path).</summary>
         public int MaxDepth { get; set; } = 256;
-
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>
@@ -109,7 +103,7 @@ namespace VDiskPS.Formats
                     ImageLayer layer = options.Registry.Open(current, format, open);
                     if (layers.Count > 0)
                     {
-                        layers[layers.Count - 1].Parent = layer;
+                        layers[layers.Count - 1].LinkParent(layer);
                     }
 
                     layers.Add(layer);
@@ -152,13 +146,23 @@ namespace VDiskPS.Formats
             }
         }
 
-        /// <summary>Wraps layers already linked (Parent set), top first. Used after create.</summary>
+        /// <summary>
+        /// Puts <paramref name="top"/> (a layer just created or reopened) over <paramref name="below"/>: what
+        /// <paramref name="top"/> lacks reads from below's top; null leaves it with no parent. The chain stays
+        /// the owner of its layers.
+        /// </summary>
+        public static void Stack(ImageLayer top, ImageChain below) => Stack(top, below?.Top);
+
+        /// <summary>Puts <paramref name="top"/> over the layer <paramref name="below"/> (a layer of an open chain, or null), as a commit relinks an overlay to its new base.</summary>
+        public static void Stack(ImageLayer top, ImageLayer below) => top.LinkParent(below);
+
+        /// <summary>Links <paramref name="layers"/> (top first) into a chain that owns them.</summary>
         public static ImageChain FromLayers(IReadOnlyList<ImageLayer> layers)
         {
             var list = new List<ImageLayer>(layers);
             for (int i = 0; i + 1 < list.Count; i++)
             {
-                list[i].Parent = list[i + 1];
+                list[i].LinkParent(list[i + 1]);
             }
 
             return new ImageChain(list);

@@ -114,8 +114,15 @@ namespace VDiskPS.Formats
         /// <summary>The parent the image records, or null.</summary>
         public virtual BackingReference Backing => null;
 
-        /// <summary>The opened parent (set by <see cref="ImageChain"/>); reads of unallocated runs go there.</summary>
-        public ImageLayer Parent { get; internal set; }
+        /// <summary>
+        /// The opened parent; reads of unallocated runs, and the copy-on-write of a partial cluster, go there.
+        /// A layer never opens or sets it: <see cref="ImageChain"/> composes layers, in one place
+        /// (its Stack methods and its own opening).
+        /// </summary>
+        public ImageLayer Parent { get; private set; }
+
+        /// <summary>Only <see cref="ImageChain"/> calls this (a test checks that no other source file does).</summary>
+        internal void LinkParent(ImageLayer parent) => Parent = parent;
 
         /// <summary>Every host file the image consists of (for FileSize, and deletion on failure).</summary>
         public virtual IReadOnlyList<string> HostFiles => new[] { Path };

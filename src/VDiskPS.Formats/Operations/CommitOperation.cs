@@ -7,7 +7,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Invoke-VDiskCommit (qemu-img commit).</summary>
-    public sealed class CommitOptions
+    public sealed class CommitOptions : EngineOptions
     {
         /// <summary>The top image's format; null to probe.</summary>
         public DiskFormat? Format { get; set; }
@@ -23,9 +23,6 @@ namespace VDiskPS.Formats
 
         /// <summary>Bytes per second to copy at most (qemu-img commit -r); 0 for no limit.</summary>
         public long RateLimit { get; set; }
-
-        /// <summary>The formats to open the chain with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
 
         /// <summary>Test hook: told the name of each step the commit has finished (every write into the base among them).</summary>
         internal Action<string> StepObserver { get; set; }
@@ -69,15 +66,10 @@ namespace VDiskPS.Formats
             Action<string> step = options.StepObserver ?? (_ => { });
             int baseDepth = FindBaseDepth(topPath, options, registry);
             bool repoint = baseDepth > 1;
-            var open = new ChainOptions
-            {
-                Format = options.Format,
-                // The top is written even with KeepTop: formats that record the parent's identity
-                // (VMDK parentCID, VHDX parent linkage) must be re-pinned to the changed base.
-                Writable = true,
-                WritableDepth = baseDepth,
-                Registry = registry,
-            };
+            // The top is written even with KeepTop: formats that record the parent's identity
+            // (VMDK parentCID, VHDX parent linkage) must be re-pinned to the changed base.
+            ChainOptions open = options.OpenChain(options.Format, writable: true);
+            open.WritableDepth = baseDepth;
             using (var chain = ImageChain.Open(topPath, open))
             {
                 ImageLayer top = chain.Top;
@@ -108,6 +100,7 @@ namespace VDiskPS.Formats
                 if (parentChanger != null)
                 {
                     parentChanger.SetBacking(new BackingReference(RecordedPathFor(top, baseLayer), baseLayer.Format), baseLayer);
+                    ImageChain.Stack(top, baseLayer);
                     top.Flush();
                     step("relinked");
 
@@ -144,7 +137,7 @@ namespace VDiskPS.Formats
 
         private static int FindBaseDepth(string topPath, CommitOptions options, FormatRegistry registry)
         {
-            using (var chain = ImageChain.Open(topPath, new ChainOptions { Format = options.Format, Registry = registry }))
+            using (var chain = ImageChain.Open(topPath, options.OpenChain(options.Format)))
             {
                 if (chain.Layers.Count < 2)
                 {

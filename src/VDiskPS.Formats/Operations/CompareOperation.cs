@@ -6,7 +6,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Compare-VDisk (qemu-img compare).</summary>
-    public sealed class CompareOptions
+    public sealed class CompareOptions : EngineOptions
     {
         /// <summary>Format of the reference image; null to probe.</summary>
         public DiskFormat? ReferenceFormat { get; set; }
@@ -20,15 +20,6 @@ namespace VDiskPS.Formats
         /// status includes an end-of-image flag) are mismatches even where the content agrees.
         /// </summary>
         public bool Strict { get; set; }
-
-        /// <summary>Read images another process has open for writing (qemu-img -U).</summary>
-        public bool ShareWithWriters { get; set; }
-
-        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
-        public bool IgnoreParentMismatch { get; set; }
-
-        /// <summary>The formats to open the images with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>
@@ -44,7 +35,7 @@ namespace VDiskPS.Formats
         public static VDiskComparison Run(string referencePath, string differencePath, CompareOptions options = null, IProgress<OperationProgress> progress = null, CancellationToken cancel = default)
         {
             options = options ?? new CompareOptions();
-            var open = new ChainOptions { ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = options.Registry ?? FormatRegistry.Default };
+            var open = options.OpenChain(null);
             open.Format = options.ReferenceFormat;
             using (var reference = ImageChain.Open(referencePath, open))
             {

@@ -8,14 +8,9 @@ using System.Threading.Tasks;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of a conversion (qemu-img convert).</summary>
-    public sealed class ConvertOptions
+    public sealed class ConvertOptions : EngineOptions
     {
         public DiskFormat? SourceFormat { get; set; }
-
-        public bool ShareWithWriters { get; set; }
-
-        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
-        public bool IgnoreParentMismatch { get; set; }
 
         /// <summary>Convert the disk as it was in this internal snapshot (id or name).</summary>
         public string Snapshot { get; set; }
@@ -74,9 +69,6 @@ namespace VDiskPS.Formats
         /// </summary>
         public Action VerifySource { get; set; }
 
-        /// <summary>The formats to open the source and create the target with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
-
         /// <summary>
         /// A fixed VHD, VHDX or VDI source gives a fixed VHD, VHDX or VDI output unless a type, subformat or
         /// preallocation was asked for (Convert-VHD keeps the type; qemu-img convert makes the target's default).
@@ -128,7 +120,7 @@ namespace VDiskPS.Formats
 
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
             IReadOnlyList<string> sourceFiles = null;
-            using (var chain = ImageChain.Open(source, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
+            using (var chain = ImageChain.Open(source, options.OpenChain(options.SourceFormat)))
             {
                 ImageLayer sourceTop = chain.Top;
                 ImageChain snapshotView = null;
@@ -209,7 +201,7 @@ namespace VDiskPS.Formats
         /// <summary>Compares the finished output (with its own backing chain) against the source; throws when they differ.</summary>
         private static void VerifyOutput(ImageChain source, string destination, ConvertOptions options, IProgress<OperationProgress> progress, CancellationToken cancel)
         {
-            var open = new ChainOptions { Format = options.TargetFormat, Registry = options.Registry ?? FormatRegistry.Default };
+            var open = options.OpenChain(options.TargetFormat);
             using (var output = ImageChain.Open(destination, open))
             {
                 VDiskComparison comparison = CompareOperation.Compare(source, output, false, progress, cancel);
@@ -245,7 +237,7 @@ namespace VDiskPS.Formats
             {
                 if (request.Backing != null)
                 {
-                    targetParent = ImageChain.Open(request.Backing.Resolve(destination), new ChainOptions { Format = request.Backing.Format, ShareWithWriters = options.ShareWithWriters, Registry = registry });
+                    targetParent = ImageChain.Open(request.Backing.Resolve(destination), options.OpenChain(request.Backing.Format));
                     request.BackingLayer = targetParent.Top;
                     if (request.Backing.Format == null)
                     {
@@ -286,10 +278,7 @@ namespace VDiskPS.Formats
                     target = registry.GetCreatable(targetFormat, destination).Create(destination, request);
                 }
 
-                if (targetParent != null)
-                {
-                    target.Parent = targetParent.Top;
-                }
+                ImageChain.Stack(target, targetParent);
 
                 ICompressedWriteLayer compressor = null;
                 if (options.Compress)

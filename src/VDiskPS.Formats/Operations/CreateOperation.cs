@@ -50,10 +50,7 @@ namespace VDiskPS.Formats
                 try
                 {
                     layer = FormatRegistry.Default.GetCreatable(format, path).Create(path, request);
-                    if (parent != null)
-                    {
-                        layer.Parent = parent.Top;
-                    }
+                    ImageChain.Stack(layer, parent);
 
                     layer.Flush();
                     layer.Dispose();

@@ -8,7 +8,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Copy-VDiskData (qemu-img dd).</summary>
-    public sealed class DdOptions
+    public sealed class DdOptions : EngineOptions
     {
         /// <summary>The input image's format; null to probe.</summary>
         public DiskFormat? SourceFormat { get; set; }
@@ -30,15 +30,6 @@ namespace VDiskPS.Formats
 
         /// <summary>Write into an existing output from its start instead of creating one.</summary>
         public bool NoCreate { get; set; }
-
-        /// <summary>Read an input another process has open for writing (qemu-img -U).</summary>
-        public bool ShareWithWriters { get; set; }
-
-        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
-        public bool IgnoreParentMismatch { get; set; }
-
-        /// <summary>The formats to open and create the images with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
 
         /// <summary>When set, unreadable input ranges are written as zeros and recorded here instead of failing the copy (dd_rescue).</summary>
         public SalvageLog Salvage { get; set; }
@@ -72,7 +63,7 @@ namespace VDiskPS.Formats
                 throw new ImageOptionException(destinationPath, "of", "the output is the input image itself");
             }
 
-            using (var source = ImageChain.Open(sourcePath, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
+            using (var source = ImageChain.Open(sourcePath, options.OpenChain(options.SourceFormat)))
             {
                 long start = options.Skip > source.Size / options.BlockSize ? source.Size : options.Skip * options.BlockSize;
                 long length = source.Size - start;

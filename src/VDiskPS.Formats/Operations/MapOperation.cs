@@ -6,7 +6,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Get-VDiskMap (qemu-img map --output=json).</summary>
-    public sealed class MapOptions
+    public sealed class MapOptions : EngineOptions
     {
         /// <summary>The image's format; null to probe.</summary>
         public DiskFormat? Format { get; set; }
@@ -16,15 +16,6 @@ namespace VDiskPS.Formats
 
         /// <summary>Bytes to map from <see cref="StartOffset"/>, or null for the rest of the image (--max-length).</summary>
         public long? Length { get; set; }
-
-        /// <summary>Read an image another process has open for writing (qemu-img -U).</summary>
-        public bool ShareWithWriters { get; set; }
-
-        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
-        public bool IgnoreParentMismatch { get; set; }
-
-        /// <summary>The formats to open the image with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>
@@ -38,7 +29,7 @@ namespace VDiskPS.Formats
         public static IReadOnlyList<VDiskExtent> Run(string path, MapOptions options = null, CancellationToken cancel = default)
         {
             options = options ?? new MapOptions();
-            var open = new ChainOptions { Format = options.Format, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = options.Registry ?? FormatRegistry.Default };
+            var open = options.OpenChain(options.Format);
             using (var chain = ImageChain.Open(path, open))
             {
                 return Map(chain, options.StartOffset, options.Length, cancel);

@@ -6,7 +6,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Measure-VDisk (qemu-img measure).</summary>
-    public sealed class MeasureOptions
+    public sealed class MeasureOptions : EngineOptions
     {
         /// <summary>The format to measure for (qemu-img measure -O).</summary>
         /// <summary>The format to measure for; null: the plain-data format (raw).</summary>
@@ -20,15 +20,6 @@ namespace VDiskPS.Formats
 
         /// <summary>Measure the disk as it was in this internal snapshot of the source (id or name).</summary>
         public string Snapshot { get; set; }
-
-        /// <summary>Read a source another process has open for writing (qemu-img -U).</summary>
-        public bool ShareWithWriters { get; set; }
-
-        /// <summary>Open a child whose recorded parent identity no longer matches its parent.</summary>
-        public bool IgnoreParentMismatch { get; set; }
-
-        /// <summary>The formats to open the source and measure the target with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>
@@ -60,7 +51,7 @@ namespace VDiskPS.Formats
                 return driver.Measure(request, 0);
             }
 
-            using (var chain = ImageChain.Open(sourcePath, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
+            using (var chain = ImageChain.Open(sourcePath, options.OpenChain(options.SourceFormat)))
             {
                 ImageChain view = chain;
                 ImageLayer snapshot = null;

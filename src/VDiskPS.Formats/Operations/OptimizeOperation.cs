@@ -28,16 +28,13 @@ namespace VDiskPS.Formats
     }
 
     /// <summary>Options of Optimize-VDisk.</summary>
-    public sealed class OptimizeOptions
+    public sealed class OptimizeOptions : EngineOptions
     {
         /// <summary>The mode; null for the format's default (its driver's DefaultOptimizeMode: Full for VHD, as Optimize-VHD, else Quick).</summary>
         public OptimizeMode? Mode { get; set; }
 
         /// <summary>The image's format; null to probe.</summary>
         public DiskFormat? Format { get; set; }
-
-        /// <summary>The formats to open the image with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>What an optimization did.</summary>
@@ -68,7 +65,7 @@ namespace VDiskPS.Formats
         {
             options = options ?? new OptimizeOptions();
             FormatRegistry registry = options.Registry ?? FormatRegistry.Default;
-            using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, Registry = registry }))
+            using (var chain = ImageChain.Open(path, options.OpenChain(options.Format, writable: true)))
             {
                 ImageLayer layer = chain.Top;
                 OptimizeMode mode = options.Mode ?? registry.Find(layer.Format)?.DefaultOptimizeMode ?? OptimizeMode.Quick;

@@ -8,7 +8,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Set-VDisk -ParentPath (qemu-img rebase).</summary>
-    public sealed class RebaseOptions
+    public sealed class RebaseOptions : EngineOptions
     {
         /// <summary>The overlay's format; null to probe.</summary>
         public DiskFormat? Format { get; set; }
@@ -32,19 +32,10 @@ namespace VDiskPS.Formats
         public bool Deduplicate { get; set; }
 
         /// <summary>
-        /// Open the overlay (and the new parent's chain) even where a recorded parent identity no longer
-        /// matches; the rebase then records the new parent's current identity (Set-VHD -IgnoreIdMismatch).
-        /// </summary>
-        public bool IgnoreParentMismatch { get; set; }
-
-        /// <summary>
         /// The leaf of the chain the overlay belongs to (Set-VHD -LeafPath): the overlay must be the leaf or
         /// one of the parents it records, else nothing is changed; null to skip the check.
         /// </summary>
         public string LeafPath { get; set; }
-
-        /// <summary>The formats to open the images with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>What a rebase did.</summary>
@@ -115,7 +106,7 @@ namespace VDiskPS.Formats
                     string newPath = BackingReference.ResolveAgainst(Path.GetDirectoryName(overlayPath) ?? string.Empty, options.NewParentPath);
                     if (!options.Unsafe || File.Exists(newPath))
                     {
-                        newChain = ImageChain.Open(newPath, new ChainOptions { Format = options.NewParentFormat, NoBacking = options.Unsafe, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry });
+                        newChain = ImageChain.Open(newPath, options.OpenChain(options.NewParentFormat, noBacking: options.Unsafe));
                     }
 
                     // The new parent must not be, or stand on, the overlay itself.
@@ -129,7 +120,7 @@ namespace VDiskPS.Formats
                     reference = new BackingReference(options.NewParentPath, options.NewParentFormat ?? newChain?.Top.Format);
                 }
 
-                using (var chain = ImageChain.Open(overlayPath, new ChainOptions { Format = options.Format, Writable = true, NoBacking = options.Unsafe, IgnoreParentMismatch = options.IgnoreParentMismatch, Registry = registry }))
+                using (var chain = ImageChain.Open(overlayPath, options.OpenChain(options.Format, writable: true, noBacking: options.Unsafe)))
                 {
                     ImageLayer overlay = chain.Top;
                     var changer = Capability.Require<IParentChangeableLayer>(overlay, "changing the backing file");
@@ -142,7 +133,7 @@ namespace VDiskPS.Formats
                     }
 
                     changer.SetBacking(reference, newChain?.Top);
-                    overlay.Parent = newChain?.Top;
+                    ImageChain.Stack(overlay, newChain);
                     if (discarder != null)
                     {
                         result.BytesDeduplicated = Deduplicate(overlay, newChain, discarder, progress, cancel);

@@ -5,7 +5,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Resize-VDisk (qemu-img resize).</summary>
-    public sealed class ResizeOptions
+    public sealed class ResizeOptions : EngineOptions
     {
         /// <summary>The new size: absolute ("20G") or relative to the current one ("+10G", "-1G").</summary>
         public DiskSize Size { get; set; }
@@ -24,9 +24,6 @@ namespace VDiskPS.Formats
 
         /// <summary>The image's format; null to probe.</summary>
         public DiskFormat? Format { get; set; }
-
-        /// <summary>The formats to open the image with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>Changes an image's virtual size through the format's resize capability.</summary>
@@ -43,7 +40,7 @@ namespace VDiskPS.Formats
                 throw new ImageOptionException(path, "size", "a new size is required");
             }
 
-            using (var chain = ImageChain.Open(path, new ChainOptions { Format = options.Format, Writable = true, Registry = options.Registry ?? FormatRegistry.Default }))
+            using (var chain = ImageChain.Open(path, options.OpenChain(options.Format, writable: true)))
             {
                 ImageLayer layer = chain.Top;
                 var resizable = Capability.Require<IResizableLayer>(layer, "resize");

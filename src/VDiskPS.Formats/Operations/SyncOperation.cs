@@ -6,7 +6,7 @@ using VDiskPS;
 namespace VDiskPS.Formats
 {
     /// <summary>Options of Sync-VDisk (a write-avoiding copy into an existing image, like dd_rescue -W).</summary>
-    public sealed class SyncOptions
+    public sealed class SyncOptions : EngineOptions
     {
         /// <summary>The source image's format; null to probe.</summary>
         public DiskFormat? SourceFormat { get; set; }
@@ -22,12 +22,6 @@ namespace VDiskPS.Formats
 
         /// <summary>Grow a destination smaller than the source instead of failing (needs a resizable format).</summary>
         public bool ResizeDestination { get; set; }
-
-        /// <summary>Read a source another process has open for writing (qemu-img -U).</summary>
-        public bool ShareWithWriters { get; set; }
-
-        /// <summary>The formats to open the images with.</summary>
-        public FormatRegistry Registry { get; set; } = FormatRegistry.Default;
     }
 
     /// <summary>
@@ -51,8 +45,8 @@ namespace VDiskPS.Formats
                 throw new ImageOptionException(destinationPath, "destination", "the destination is the source image itself");
             }
 
-            using (var source = ImageChain.Open(sourcePath, new ChainOptions { Format = options.SourceFormat, ShareWithWriters = options.ShareWithWriters, Registry = registry }))
-            using (var destination = ImageChain.Open(destinationPath, new ChainOptions { Format = options.DestinationFormat, Writable = true, Registry = registry }))
+            using (var source = ImageChain.Open(sourcePath, options.OpenChain(options.SourceFormat)))
+            using (var destination = ImageChain.Open(destinationPath, options.OpenChain(options.DestinationFormat, writable: true)))
             {
                 ImageLayer target = destination.Top;
                 if (target.Size < source.Size)

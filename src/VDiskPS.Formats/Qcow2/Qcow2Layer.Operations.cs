@@ -199,7 +199,6 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 _backing = MakeBacking(_header, Path);
-                Parent = parent;
                 _file.Flush();
             }
         }

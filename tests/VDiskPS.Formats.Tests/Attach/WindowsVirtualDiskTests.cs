@@ -22,7 +22,7 @@ namespace VDiskPS.Formats.Tests.Attach
         {
             DiskFormat format = DiskFormat.Parse(formatName);
             var e = Assert.Throws<ImageNotSupportedException>(() => WindowsVirtualDisk.Attach("/images/disk", format, readOnly: true));
-            Assert.Contains("Windows attaches VHD and VHDX images only", e.Message);
+            Assert.Contains("Windows attaches vhd, vhdx images only", e.Message);
             Assert.Contains(format.ToName(), e.Message);
         }
 

@@ -76,6 +76,15 @@ namespace VDiskPS.Formats.Tests.Core
             Assert.Contains("unknown image format 'qcow3'", error.Message);
         }
 
+        /// <summary>Layers never link themselves or each other: only the chain composes them (engine-only check of the source).</summary>
+        [Fact]
+        public void OnlyTheChainLinksALayerToItsParent()
+        {
+            var linking = SourceFiles().Where(f => File.ReadAllText(f).Contains("LinkParent("))
+                .Select(f => f.Substring(ModuleFixture.RepoRoot.Length + 1)).ToList();
+            Assert.Equal(new[] { Path.Combine("src", "VDiskPS.Formats", "Core", "ImageChain.cs"), Path.Combine("src", "VDiskPS.Formats", "Core", "ImageLayer.cs") }.OrderBy(f => f), linking.OrderBy(f => f));
+        }
+
         private static IEnumerable<string> SourceFiles()
         {
             string src = Path.Combine(ModuleFixture.RepoRoot, "src");

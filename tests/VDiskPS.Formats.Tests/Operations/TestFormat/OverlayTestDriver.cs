@@ -61,7 +61,6 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             // A staged output is written under its temporary name, as the real drivers do.
             string file = request.Staging?.TemporaryPathFor(path) ?? path;
             var layer = new OverlayTestLayer(file, true, request.Size, (int)(request.ClusterSize ?? DefaultClusterSize), request.Backing);
-            layer.Parent = request.BackingLayer;
             layer.Flush();
             return layer;
         }

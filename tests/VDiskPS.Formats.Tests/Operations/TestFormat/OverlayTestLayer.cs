@@ -147,7 +147,6 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
         {
             EnsureWritable();
             _backing = backing;
-            Parent = parent;
         }
 
         /// <summary>Drops zero markers that are not needed (no parent to hide); returns their bytes.</summary>
