@@ -286,6 +286,12 @@ namespace VDiskPS.Formats.Vdi
         private BackingReference FindParent(OpenOptions options)
         {
             Guid wanted = _header.UuidLinkage;
+            if (Transports.IsRemote(Path))
+            {
+                throw new ImageChainException(Path, "parent uuid",
+                    $"a differencing VDI names its parent only by UUID ({wanted:B}), and the folder of a remote location cannot be listed to find it; copy the chain into a local folder and read it there");
+            }
+
             string dir = System.IO.Path.GetDirectoryName(Path) ?? ".";
             var folders = new List<(string Dir, string Prefix)> { (dir, string.Empty) };
             string up = System.IO.Path.GetDirectoryName(dir);

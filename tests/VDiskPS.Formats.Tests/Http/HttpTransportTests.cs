@@ -78,6 +78,62 @@ namespace VDiskPS.Formats.Tests.Http
             Assert.Equal(_nginx.Url("chain/base.qcow2"), ImageInspector.Get(_nginx.Url("chain/top.qcow2")).ParentFullPath);
         }
 
+        /// <summary>
+        /// VHD and VHDX children record their parent in parent locators (relative and absolute forms): the
+        /// relative one resolves against the child's URL. qemu-img opens neither differencing image, so
+        /// libvhdi judges the child from the local files.
+        /// </summary>
+        [Theory]
+        [InlineData("vhd")]
+        [InlineData("vhdx")]
+        public void A_differencing_child_on_a_web_server_reads_its_parent_through_the_url(string name)
+        {
+            DiskFormat format = DiskFormat.Parse(name);
+            string child = ServeDifferencing(name);
+
+            string fromUrl = ConvertToLocal(_nginx.Url("diff/child." + name));
+
+            Assert.NotEmpty(_nginx.Requests("/diff/base." + name));
+            Assert.Equal(_nginx.Url("diff/base." + name), ImageInspector.Get(_nginx.Url("diff/child." + name)).ParentFullPath);
+            Judge.AssertSameContent(child, format, fromUrl);
+        }
+
+        /// <summary>A VDI child names its parent only by UUID, found by listing the folder, which a URL cannot do: a clear refusal, nothing written.</summary>
+        [Fact]
+        public void A_differencing_vdi_on_a_web_server_is_refused_because_its_parent_cannot_be_searched_for()
+        {
+            ServeDifferencing("vdi");
+            string output = _local.File("out.raw");
+            var e = Assert.Throws<ImageChainException>(() => ConvertOperation.Run(_nginx.Url("diff/child.vdi"), output, new ConvertOptions { TargetFormat = Fmt.Raw }));
+            Assert.Contains("names its parent only by UUID", e.Message);
+            Assert.Contains("cannot be listed", e.Message);
+            Assert.False(File.Exists(output));
+        }
+
+        /// <summary>A base with data and a child with more, both made by the engine (qemu-img creates no VHD, VHDX or VDI child), in the served folder diff/.</summary>
+        private string ServeDifferencing(string name)
+        {
+            DiskFormat format = DiskFormat.Parse(name);
+            Directory.CreateDirectory(_nginx.File("diff"));
+            string basePath = _nginx.File("diff/base." + name);
+            CreateOperation.Create(basePath, format, new CreateRequest { Size = 8 * MiB });
+            using (var chain = ImageChain.Open(basePath, new ChainOptions { Writable = true }))
+            {
+                chain.Top.Write(0, TestData.Pattern(3 * MiB, 7));
+            }
+
+            string child = _nginx.File("diff/child." + name);
+            CreateOperation.Create(child, format, new CreateRequest { Backing = new BackingReference("base." + name, format) });
+            // 4 KiB-aligned: libvhdi reads a VHD child's sectors by 4 KiB page, so a page the child holds
+            // only part of reads wrong there (the engine follows the per-sector bitmap).
+            using (var chain = ImageChain.Open(child, new ChainOptions { Writable = true }))
+            {
+                chain.Top.Write(MiB + 4096, TestData.Pattern(700 * 1024, 8));
+            }
+
+            return child;
+        }
+
         [Theory]
         [InlineData("vmdk", "monolithicSparse")]
         [InlineData("vmdk", "streamOptimized")]
