@@ -67,9 +67,13 @@ namespace VDiskPS.Formats.Qcow
         /// <summary>L1 entries for the virtual size (qcow.c: size rounded up to whole L2 spans).</summary>
         public long L1Entries => (long)((Size + (ulong)L2Span - 1) >> (ClusterBits + L2Bits));
 
-        /// <summary>Whether <paramref name="head"/> starts with the qcow magic and version 1 (qcow.c qcow_probe).</summary>
+        /// <summary>
+        /// Whether <paramref name="head"/> starts with the qcow magic and version 1 (qcow.c qcow_probe). A file
+        /// too short for the rest of the header is still claimed, so that opening it is a typed error rather
+        /// than a read as raw.
+        /// </summary>
         public static bool HasSignature(ReadOnlySpan<byte> head)
-            => head.Length >= Length && BinaryPrimitives.ReadUInt32BigEndian(head) == Magic && BinaryPrimitives.ReadUInt32BigEndian(head.Slice(VersionAt)) == Version1;
+            => head.Length >= 8 && BinaryPrimitives.ReadUInt32BigEndian(head) == Magic && BinaryPrimitives.ReadUInt32BigEndian(head.Slice(VersionAt)) == Version1;
 
         public static QcowHeader FromBytes(ReadOnlySpan<byte> raw)
         {

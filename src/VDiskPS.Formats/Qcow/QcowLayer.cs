@@ -217,7 +217,7 @@ namespace VDiskPS.Formats.Qcow
                         {
                             next = (l1Index + 1) * _header.L2Span;
                         }
-                        else if (EntryOf(next >> ClusterBits) == 0)
+                        else if (PeekEntry(next >> ClusterBits) == 0)
                         {
                             next += _header.ClusterSize;
                         }
@@ -240,7 +240,7 @@ namespace VDiskPS.Formats.Qcow
                 long host = (long)entry;
                 while (next < end)
                 {
-                    ulong following = EntryOf(next >> ClusterBits);
+                    ulong? following = PeekEntry(next >> ClusterBits);
                     if (following != (ulong)(host + (next - (offset & ~ClusterMask))))
                     {
                         break;
@@ -383,6 +383,22 @@ namespace VDiskPS.Formats.Qcow
             }
 
             return entry;
+        }
+
+        /// <summary>
+        /// The entry of a cluster a run might extend into, or null when its table or entry is damaged: the run
+        /// stops before it, and the damage is reported when that cluster itself is asked for.
+        /// </summary>
+        private ulong? PeekEntry(long cluster)
+        {
+            try
+            {
+                return EntryOf(cluster);
+            }
+            catch (ImageCorruptException)
+            {
+                return null;
+            }
         }
 
         /// <summary>Why an L2 entry cannot be used (it leaves the file, or lands on the header or L1 table), or null.</summary>

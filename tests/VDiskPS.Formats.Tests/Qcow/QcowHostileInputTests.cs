@@ -100,7 +100,10 @@ namespace VDiskPS.Formats.Tests.Qcow
             string path = Make(dir);
             byte[] all = File.ReadAllBytes(path);
             File.WriteAllBytes(path, all.AsSpan(0, 40).ToArray());
-            Assert.Throws<ImageFormatMismatchException>(() => Open(path));
+
+            // A header cut short still carries the signature: it is a qcow image that does not open, never raw data.
+            Assert.Equal(Fmt.Qcow, FormatRegistry.Default.Probe(path));
+            Assert.Throws<ImageFormatMismatchException>(() => FormatRegistry.Default.Open(path, null, new OpenOptions()));
             File.WriteAllBytes(path, new byte[4096]);
             Assert.Equal("magic", Assert.Throws<ImageFormatMismatchException>(() => Open(path)).Field);
         }
@@ -113,7 +116,8 @@ namespace VDiskPS.Formats.Tests.Qcow
             Patch(path, 48 + 8, Be64(1UL << 40));
             using (var layer = Open(path))
             {
-                // The first L2 table is fine; the second (guest 2 MiB to 4 MiB) is not.
+                // The first L2 table is fine; the second (guest 2 MiB to 4 MiB) is not: runs stop before it.
+                Assert.Equal(2L << 20, layer.GetBlockStatus(8192, layer.Size).End);
                 var buffer = new byte[4096];
                 layer.Read(0, buffer);
                 Assert.Equal(0x11, buffer[0]);
