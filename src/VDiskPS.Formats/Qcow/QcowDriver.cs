@@ -129,10 +129,10 @@ namespace VDiskPS.Formats.Qcow
             }
 
             string backingFormat = options.GetString("backing_fmt");
-            if (backingFormat != null)
+            if (backingFormat != null && !FormatRegistry.Default.TryParse(backingFormat, out _))
             {
                 // qcow.c: the backing format cannot be stored, but it must name a format.
-                FormatRegistry.Default.Parse(backingFormat);
+                throw new ImageOptionException(path, "backing_fmt", $"unknown backing format '{backingFormat}'; known formats: {string.Join(", ", FormatRegistry.Default.ReadableNames)}");
             }
 
             options.RejectUnknown(Id.Name, s_options);

@@ -15,23 +15,43 @@ namespace VDiskPS.Formats.Tests.Qcow
         private const string Password = "correct horse";
 
         /// <summary>The subcommand (or, for qemu-io, nothing) and its arguments with the secret object after it.</summary>
-        private static string[] Secret(string command, params string[] args)
-            => (command == null ? Array.Empty<string>() : new[] { command }).Concat(new[] { "--object", $"secret,id=sec0,data={Password}" }).Concat(args).ToArray();
+        private static string[] Secret(string command, string password, params string[] args)
+            => (command == null ? Array.Empty<string>() : new[] { command }).Concat(new[] { "--object", $"secret,id=sec0,data={password}" }).Concat(args).ToArray();
 
-        private static string MakeEncrypted(TempDir dir)
+        private static string MakeEncrypted(TempDir dir, string password = Password)
         {
             string path = dir.File("e.qcow");
-            Qemu.Img(Secret("create", "-q", "-f", "qcow", "-o", "encrypt.format=aes,encrypt.key-secret=sec0", path, "3M"));
-            Qemu.Io(Secret(null, "--image-opts", "-c", "write -P 0x5a 0 64k", "-c", "write -P 0xa5 1000k 5000", "-c", "write -P 0x3c 3071k 1k",
+            Qemu.Img(Secret("create", password, "-q", "-f", "qcow", "-o", "encrypt.format=aes,encrypt.key-secret=sec0", path, "3M"));
+            Qemu.Io(Secret(null, password, "--image-opts", "-c", "write -P 0x5a 0 64k", "-c", "write -P 0xa5 1000k 5000", "-c", "write -P 0x3c 3071k 1k",
                 $"driver=qcow,file.filename={path},encrypt.key-secret=sec0"));
             return path;
         }
 
-        private static byte[] QemuPlain(TempDir dir, string path)
+        private static byte[] QemuPlain(TempDir dir, string path, string password = Password)
         {
             string raw = dir.File("plain.raw");
-            Qemu.Img(Secret("convert", "--image-opts", $"driver=qcow,file.filename={path},encrypt.key-secret=sec0", "-O", "raw", raw));
+            Qemu.Img(Secret("convert", password, "--image-opts", $"driver=qcow,file.filename={path},encrypt.key-secret=sec0", "-O", "raw", raw));
             return File.ReadAllBytes(raw);
+        }
+
+        [Fact]
+        public void OnlyTheFirstSixteenBytesOfThePasswordAreTheKeyAsInQemu()
+        {
+            using var dir = new TempDir();
+            string path = MakeEncrypted(dir, "0123456789abcdefLONGER");
+            byte[] expected = QemuPlain(dir, path, "0123456789abcdefLONGER");
+
+            // qemu itself reads the image with another tail after the 16th byte.
+            Assert.Equal(expected, QemuPlain(dir, path, "0123456789abcdefOTHER"));
+            using (ImageSecrets.Use(ImageSecrets.FromString("0123456789abcdefXYZ")))
+            {
+                Assert.Equal(expected, TestData.ReadAll(path));
+            }
+
+            using (ImageSecrets.Use(ImageSecrets.FromString("0123456789abcde")))
+            {
+                Assert.NotEqual(expected, TestData.ReadAll(path));
+            }
         }
 
         [Fact]
