@@ -31,7 +31,6 @@ Describe 'Images the module does not understand are never read as raw' {
 
     It 'refuses a <Format> image made by qemu-img by name' -TestCases @(
         @{ Format = 'qed'; Name = 'vm.qed'; Extra = @() }
-        @{ Format = 'qcow'; Name = 'vm1.qcow'; Extra = @() }
         @{ Format = 'parallels'; Name = 'vm.hds'; Extra = @() }
         @{ Format = 'luks'; Name = 'secret.img'; Extra = @('--object', 'secret,id=s0,data=x', '-o', 'key-secret=s0,iter-time=10') }
     ) {

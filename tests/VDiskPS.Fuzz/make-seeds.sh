@@ -5,7 +5,7 @@ set -euo pipefail
 out=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,ova}
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova}
 io() { qemu-io "$@" >/dev/null; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
@@ -31,6 +31,14 @@ qemu-img create -q -f vpc -o subformat=fixed "$out/vhd/fixed.vhd" 256K
 
 # vdi: header and block map.
 qemu-img create -q -f vdi "$out/vdi/dynamic.vdi" 1M
+
+# qcow (version 1): plain and compressed clusters; an overlay naming its backing file; legacy AES.
+qemu-img create -q -f qcow "$out/qcow/plain.qcow" 1M
+io -f qcow -c "write -P 0x11 0 8k" -c "write -P 0x22 600k 4k" "$out/qcow/plain.qcow"
+qemu-img create -q -f qcow "$out/qcow/compressed.qcow" 256K
+io -f qcow -c "write -c -P 0x11 0 4k" -c "write -c -P 0x22 8k 4k" "$out/qcow/compressed.qcow"
+qemu-img create -q -f qcow -b plain.qcow -F qcow "$out/qcow/overlay.qcow" 1M
+qemu-img create -q -f qcow --object secret,id=s0,data=x -o encrypt.format=aes,encrypt.key-secret=s0 "$out/qcow/aes.qcow" 256K
 
 # vhdx: a 1 MiB-block image with data, packed as FuzzTarget.Materialize expects: the first
 # 256 KiB (headers, region tables), then 128 KiB of the log, the BAT and the metadata region.

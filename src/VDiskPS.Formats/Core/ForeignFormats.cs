@@ -28,9 +28,6 @@ namespace VDiskPS.Formats
             public Func<ProbeContext, bool> Matches { get; }
         }
 
-        // block/qcow.c: QCOW_MAGIC 'QFI\xfb', version 1 (qcow2 shares the magic with versions 2 and 3).
-        private const uint QcowMagic = 0x514649fb;
-
         // block/qed.h: QED_MAGIC 'Q' | 'E' << 8 | 'D' << 16 | '\0' << 24, little-endian.
         private const uint QedMagic = 0x00444551;
 
@@ -53,7 +50,6 @@ namespace VDiskPS.Formats
 
         private static readonly Foreign[] s_formats =
         {
-            new Foreign("qcow", Array.Empty<string>(), c => c.Head.Length >= 48 && BinaryPrimitives.ReadUInt32BigEndian(c.Head) == QcowMagic && BinaryPrimitives.ReadUInt32BigEndian(c.Head.AsSpan(4)) == 1),
             new Foreign("qed", new[] { ".qed" }, c => c.Head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(c.Head) == QedMagic),
             new Foreign("parallels", new[] { ".hds", ".hdd" }, IsParallels),
             new Foreign("luks", new[] { ".luks" }, c => StartsWith(c.Head, 0, s_luksMagic) && c.Head.Length >= 8),

@@ -15,7 +15,7 @@ namespace VDiskPS.Formats.Qcow2
 
         public override string Description => "QEMU copy-on-write v2/v3";
 
-        public override IReadOnlyList<string> Extensions { get; } = new[] { ".qcow2", ".qcow" };
+        public override IReadOnlyList<string> Extensions { get; } = new[] { ".qcow2" };
 
         public override IReadOnlyList<CreateOption> CreateOptions => Qcow2CreateOptions.Names;
 
@@ -28,7 +28,7 @@ namespace VDiskPS.Formats.Qcow2
                 return 0;
             }
 
-            // Version 1 (the original qcow) shares the magic but is another format (ForeignFormats refuses it);
+            // Version 1 (the original qcow) shares the magic but is another format, with a driver of its own;
             // any other version is a qcow2 image, opened or refused by its header reader, never raw.
             return System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(context.Head.AsSpan(4)) == 1 ? 0 : 100;
         }

@@ -14,7 +14,6 @@ namespace VDiskPS.Formats.Tests.Core
     {
         [Theory]
         [InlineData("qed", "img.qed")]
-        [InlineData("qcow", "img.qcow")]
         [InlineData("parallels", "img.hds")]
         public void ImagesMadeByQemuImgAreRefusedByName(string format, string name)
         {

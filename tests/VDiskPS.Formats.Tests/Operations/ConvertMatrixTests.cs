@@ -60,11 +60,9 @@ namespace VDiskPS.Formats.Tests.Operations
             Assert.Equal(targetFormat, FormatRegistry.Default.Probe(target));
             var (identical, output) = Qemu.Compare(raw, "raw", target, targetFormat.ToQemuName());
             Assert.True(identical, output);
-            if (targetFormat != Fmt.Raw && targetFormat != Fmt.Vhd)
-            {
-                var (code, check) = Qemu.Check(target, targetFormat.ToQemuName());
-                Assert.True(code == 0, check);
-            }
+            // qemu-img check exits 63 for a format it has no check for (raw, vpc, qcow): compare is the judge then.
+            var (code, check) = Qemu.Check(target, targetFormat.ToQemuName());
+            Assert.True(code == 0 || (code == 63 && check.Contains("does not support checks")), check);
         }
 
         [Fact]
