@@ -31,9 +31,6 @@ namespace VDiskPS.Formats
         // block/qcow.c: QCOW_MAGIC 'QFI\xfb', version 1 (qcow2 shares the magic with versions 2 and 3).
         private const uint QcowMagic = 0x514649fb;
 
-        // block/qed.h: QED_MAGIC 'Q' | 'E' << 8 | 'D' << 16 | '\0' << 24, little-endian.
-        private const uint QedMagic = 0x00444551;
-
         // block/parallels.c: 16-byte magic (two spellings), then version 2.
         private static readonly byte[] s_parallelsMagic = Encoding.ASCII.GetBytes("WithoutFreeSpace");
         private static readonly byte[] s_parallelsMagicExt = Encoding.ASCII.GetBytes("WithouFreSpacExt");
@@ -54,7 +51,6 @@ namespace VDiskPS.Formats
         private static readonly Foreign[] s_formats =
         {
             new Foreign("qcow", Array.Empty<string>(), c => c.Head.Length >= 48 && BinaryPrimitives.ReadUInt32BigEndian(c.Head) == QcowMagic && BinaryPrimitives.ReadUInt32BigEndian(c.Head.AsSpan(4)) == 1),
-            new Foreign("qed", new[] { ".qed" }, c => c.Head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(c.Head) == QedMagic),
             new Foreign("parallels", new[] { ".hds", ".hdd" }, IsParallels),
             new Foreign("luks", new[] { ".luks" }, c => StartsWith(c.Head, 0, s_luksMagic) && c.Head.Length >= 8),
             new Foreign("bochs", new[] { ".bochs" }, IsBochs),
@@ -82,7 +78,7 @@ namespace VDiskPS.Formats
             return null;
         }
 
-        /// <summary>The unimplemented format an extension names (".qed", ".dmg", ...), or null.</summary>
+        /// <summary>The unimplemented format an extension names (".hds", ".dmg", ...), or null.</summary>
         public static string FromExtension(string extension)
         {
             foreach (Foreign format in s_formats)

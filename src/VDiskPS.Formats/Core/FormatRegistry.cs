@@ -24,6 +24,7 @@ namespace VDiskPS.Formats
             new Vhd.VhdDriver(),
             new Vdi.VdiDriver(),
             new Vhdx.VhdxDriver(),
+            new Qed.QedDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;

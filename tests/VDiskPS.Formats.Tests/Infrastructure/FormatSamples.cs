@@ -21,6 +21,7 @@ namespace VDiskPS.Formats.Tests
             ["vhd"] = "vpc",
             ["vhdx"] = "vhdx",
             ["vdi"] = "vdi",
+            ["qed"] = "qed",
         };
 
         /// <summary>Formats QEMU cannot create: a builder writes the image at the given path from the raw file.</summary>
