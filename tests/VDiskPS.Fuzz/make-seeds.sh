@@ -5,7 +5,7 @@ set -euo pipefail
 out=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,ova}
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qed,ova}
 io() { qemu-io "$@" >/dev/null; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
@@ -31,6 +31,12 @@ qemu-img create -q -f vpc -o subformat=fixed "$out/vhd/fixed.vhd" 256K
 
 # vdi: header and block map.
 qemu-img create -q -f vdi "$out/vdi/dynamic.vdi" 1M
+
+# qed: 4 KiB clusters, 2-cluster tables: header with a backing name, L1, L2, data and zero clusters.
+qemu-img create -q -f raw "$scratch/base.raw" 1M
+qemu-img create -q -f qed -o cluster_size=4k,table_size=2 -b base.raw -F raw "$scratch/features.qed" 1M
+io -f qed -c "write -P 0x11 0 8k" -c "write -z 64k 4k" "$scratch/features.qed"
+cp "$scratch/features.qed" "$out/qed/features.qed"
 
 # vhdx: a 1 MiB-block image with data, packed as FuzzTarget.Materialize expects: the first
 # 256 KiB (headers, region tables), then 128 KiB of the log, the BAT and the metadata region.
