@@ -19,6 +19,8 @@ namespace VDiskPS.Formats.Qed
         public const ulong FeaturesKnown = FeatureBackingFile | FeatureNeedCheck | FeatureBackingFormatNoProbe;
 
         /// <summary>The spec defines no compat or autoclear bits yet.</summary>
+        public const ulong CompatKnown = 0;
+
         public const ulong AutoclearKnown = 0;
 
         public const int MinClusterSize = 4096;

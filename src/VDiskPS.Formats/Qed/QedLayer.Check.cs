@@ -7,11 +7,15 @@ namespace VDiskPS.Formats.Qed
     /// <summary>
     /// qemu-img check for QED (block/qed-check.c): every cluster referenced at most once, every offset
     /// aligned and inside the file, tables wholly inside the file; unreferenced clusters are leaks.
-    /// A repair clears out-of-range entries (as qemu) and, beyond qemu, gives leaked clusters at the end
-    /// of the file back by truncating it; it clears the need-check flag once nothing else is wrong.
+    /// A repair clears out-of-range entries (as qemu) and, beyond qemu, gives leaked clusters back: data
+    /// clusters from the end of the file move into the holes, then the file is cut after its last used
+    /// cluster. It clears the need-check flag once nothing else is wrong.
     /// </summary>
     public sealed partial class QedLayer : ICheckableLayer
     {
+        /// <summary>Files of more clusters than this keep their leaks (the map of owners would take over 512 MiB).</summary>
+        private const long MaxReclaimClusters = 1L << 26;
+
         public VDiskCheckResult Check(RepairMode repair)
         {
             if (repair != RepairMode.None)
@@ -25,7 +29,7 @@ namespace VDiskPS.Formats.Qed
                 if (repair != RepairMode.None && result.Leaks > 0 && result.Corruptions == 0 && result.CheckErrors == 0)
                 {
                     long before = result.Leaks;
-                    TruncateTrailingLeaks();
+                    ReclaimLeaks();
                     VDiskCheckResult after = RunCheck(fix: false);
                     after.CorruptionsFixed = result.CorruptionsFixed;
                     after.LeaksFixed = before - after.Leaks;
@@ -36,7 +40,7 @@ namespace VDiskPS.Formats.Qed
 
                     if (after.Leaks > 0)
                     {
-                        after.Messages.Add($"{after.Leaks} leaked cluster(s) lie between used ones; QED has no way to reuse them (converting the image drops them)");
+                        after.Messages.Add($"{after.Leaks} leaked cluster(s) lie between used ones where no data cluster could move (too few for a table); converting the image drops them");
                     }
 
                     result = after;
@@ -227,13 +231,36 @@ namespace VDiskPS.Formats.Qed
             }
         }
 
-        /// <summary>Cuts the file after the last referenced cluster: the leaked clusters past it go back to the host.</summary>
-        private void TruncateTrailingLeaks()
+        /// <summary>
+        /// Moves the data clusters nearest the end of the file into the lowest unused clusters (copy, flush,
+        /// repoint, flush: a crash leaves one copy leaked, never data lost), then cuts the file after the last
+        /// used cluster. Tables stay where they are. Under _gate, on an image without corruptions.
+        /// </summary>
+        private void ReclaimLeaks()
         {
             long cs = ClusterBytes;
-            long end = HeaderBytes;
-            void Use(long offset, long bytes) => end = Math.Max(end, offset + bytes);
-            Use((long)_header.L1TableOffset, TableBytes);
+            long clusters = _fileSize / cs;
+            if (clusters > MaxReclaimClusters)
+            {
+                return;
+            }
+
+            // Per cluster: -1 unused, -2 a table or the header, else the data cluster's (L1 index << 32 | L2 index).
+            var owner = new long[clusters];
+            for (long c = 0; c < clusters; c++)
+            {
+                owner[c] = c < _header.HeaderSize ? -2 : -1;
+            }
+
+            void Table(ulong offset)
+            {
+                for (long c = 0; c < _header.TableSize; c++)
+                {
+                    owner[((long)offset / cs) + c] = -2;
+                }
+            }
+
+            Table(_header.L1TableOffset);
             for (long i = 0; i < _l1.Length; i++)
             {
                 if (_l1[i] == 0)
@@ -241,16 +268,51 @@ namespace VDiskPS.Formats.Qed
                     continue;
                 }
 
-                Use((long)_l1[i], TableBytes);
-                foreach (ulong entry in L2Table(i))
+                Table(_l1[i]);
+                ulong[] table = L2Table(i);
+                for (long j = 0; j < table.Length; j++)
                 {
-                    if (entry > 1)
+                    if (table[j] > 1)
                     {
-                        Use((long)entry, cs);
+                        owner[(long)table[j] / cs] = (i << 32) | j;
                     }
                 }
             }
 
+            long hole = 0;
+            long top = clusters - 1;
+            var buffer = new byte[cs];
+            while (true)
+            {
+                while (hole < clusters && owner[hole] != -1)
+                {
+                    hole++;
+                }
+
+                while (top >= 0 && owner[top] == -1)
+                {
+                    top--;
+                }
+
+                if (hole >= top || owner[top] < 0)
+                {
+                    break;
+                }
+
+                long l1Index = owner[top] >> 32;
+                long l2Index = owner[top] & 0xFFFFFFFF;
+                _file.ReadExactly(top * cs, buffer, "data cluster");
+                _file.WriteAt(hole * cs, buffer);
+                _file.Flush();
+                ulong[] table = L2Table(l1Index);
+                table[l2Index] = (ulong)(hole * cs);
+                _file.WriteAt((long)_l1[l1Index] + (l2Index * 8), EncodeTable(table, l2Index, 1));
+                _file.Flush();
+                owner[hole] = owner[top];
+                owner[top] = -1;
+            }
+
+            long end = (top + 1) * cs;
             if (end < _file.Length)
             {
                 _file.Flush();

@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Qed
     /// new L2 table before the L1 entry) that references them. The need-check flag is set before the
     /// first table change and cleared when the image is closed cleanly.
     /// </summary>
-    public sealed partial class QedLayer : IResizableLayer
+    public sealed partial class QedLayer : IResizableLayer, IParentChangeableLayer
     {
         /// <summary>New clusters staged for one host write at most.</summary>
         private const int MaxAllocationBytes = 8 << 20;
@@ -77,6 +77,43 @@ namespace VDiskPS.Formats.Qed
                 _header.ImageSize = (ulong)newSize;
                 WriteHeader();
                 _file.Flush();
+            }
+        }
+
+        /// <summary>qed.c bdrv_qed_change_backing_file: the header and the name after it are rewritten in one synchronous write.</summary>
+        public void SetBacking(BackingReference backing, ImageLayer parent)
+        {
+            EnsureWritable();
+            if (backing != null && (_header.CompatFeatures & ~QedHeader.CompatKnown) != 0)
+            {
+                // An unknown compat feature may keep data after the header, where the new name would go.
+                throw new ImageNotSupportedException(Path, "compat features", QedHeader.CompatFeaturesOffset, $"the image uses compat features this build does not know (0x{_header.CompatFeatures & ~QedHeader.CompatKnown:x}), so the space after the header cannot be rewritten");
+            }
+
+            byte[] name = backing == null ? Array.Empty<byte>() : System.Text.Encoding.UTF8.GetBytes(backing.PortablePath);
+            if (QedHeader.Length + name.Length > HeaderBytes)
+            {
+                throw new ImageOptionException(Path, "backing file", $"the backing file name ({name.Length} bytes) does not fit in the {HeaderBytes}-byte header");
+            }
+
+            DiskFormat? format = backing?.Format ?? parent?.Format;
+            bool plain = format.HasValue && FormatRegistry.Default.Get(format.Value).IsPlainData;
+            lock (_gate)
+            {
+                _header.Features &= ~(QedHeader.FeatureBackingFile | QedHeader.FeatureBackingFormatNoProbe);
+                _header.BackingNameOffset = backing == null ? 0 : (uint)QedHeader.Length;
+                _header.BackingNameSize = (uint)name.Length;
+                if (backing != null)
+                {
+                    _header.Features |= QedHeader.FeatureBackingFile | (plain ? QedHeader.FeatureBackingFormatNoProbe : 0);
+                }
+
+                var raw = new byte[QedHeader.Length + name.Length];
+                _header.ToBytes().CopyTo(raw, 0);
+                name.CopyTo(raw, QedHeader.Length);
+                _file.WriteAt(0, raw);
+                _file.Flush();
+                _backing = backing == null ? null : new BackingReference(backing.PortablePath, plain ? format : null);
             }
         }
 

@@ -20,7 +20,7 @@ namespace VDiskPS.Formats.Qed
         private readonly Dictionary<long, ulong[]> _l2Cache = new Dictionary<long, ulong[]>();
         private readonly QedHeader _header;
         private readonly ulong[] _l1;
-        private readonly BackingReference _backing;
+        private BackingReference _backing;
         private readonly int _clusterShift;
         private readonly int _l1Shift;
 

@@ -119,7 +119,7 @@ namespace VDiskPS.Formats.Tests.Qed
         }
 
         [Fact]
-        public void ALeakBetweenUsedClustersIsCountedAsQemuCountsIt()
+        public void ALeakBetweenUsedClustersIsCountedAsQemuCountsItAndRepairedByMovingData()
         {
             using var dir = new TempDir();
             string path = dir.File("midleak.qed");
@@ -132,6 +132,14 @@ namespace VDiskPS.Formats.Tests.Qed
             VDiskCheckResult ours = CheckOperation.Run(path, null, RepairMode.None);
             Assert.Equal(1, ours.Leaks);
             Assert.True(ours.IsValid);
+            byte[] content = Qemu.ToRawBytes(path, "qed", dir.Path);
+            long length = new FileInfo(path).Length;
+            VDiskCheckResult repaired = CheckOperation.Run(path, null, RepairMode.Leaks);
+            Assert.Equal(1, repaired.LeaksFixed);
+            Assert.Equal(length - 65536, new FileInfo(path).Length);
+            var after = Qemu.Check(path, "qed");
+            Assert.True(after.ExitCode == 0, after.Output);
+            Assert.Equal(content, Qemu.ToRawBytes(path, "qed", dir.Path));
         }
 
         [Fact]

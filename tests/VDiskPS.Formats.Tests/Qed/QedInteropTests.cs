@@ -247,6 +247,43 @@ namespace VDiskPS.Formats.Tests.Qed
             Assert.Equal(File.ReadAllBytes(theirs), File.ReadAllBytes(ours));
         }
 
+        [Fact]
+        public void TheRecordedParentChangesAsQemuImgRebaseUnsafeChangesIt()
+        {
+            using var dir = new TempDir();
+            File.WriteAllBytes(dir.File("p.raw"), TestData.Pattern(1 << 20, 3));
+            Qemu.Img("create", "-f", "qcow2", dir.File("p.qcow2"), "1M");
+            string path = dir.File("c.qed");
+            Qemu.Img("create", "-f", "qed", path, "1M");
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                ((IParentChangeableLayer)layer).SetBacking(new BackingReference("p.raw", FormatRegistry.Default.PlainDataFormat), null);
+            }
+
+            var info = Qemu.Info(path).RootElement;
+            Assert.Equal("p.raw", info.GetProperty("backing-filename").GetString());
+            Assert.Equal("raw", info.GetProperty("backing-filename-format").GetString());
+            Assert.Equal(File.ReadAllBytes(dir.File("p.raw")), Qemu.ToRawBytes(path, "qed", dir.Path));
+
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                ((IParentChangeableLayer)layer).SetBacking(new BackingReference("p.qcow2", DiskFormat.Parse("qcow2")), null);
+            }
+
+            info = Qemu.Info(path).RootElement;
+            Assert.Equal("p.qcow2", info.GetProperty("backing-filename").GetString());
+            Assert.False(info.TryGetProperty("backing-filename-format", out _));
+            Assert.Equal(0UL, Features(path) & 4);
+            Assert.Equal(0, Qemu.Check(path, "qed").ExitCode);
+
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                ((IParentChangeableLayer)layer).SetBacking(null, null);
+            }
+
+            Assert.False(Qemu.Info(path).RootElement.TryGetProperty("backing-filename", out _));
+        }
+
         [Theory]
         [InlineData("table_size=1")]
         [InlineData("table_size=3")]
