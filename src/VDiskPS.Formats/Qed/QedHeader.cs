@@ -23,6 +23,9 @@ namespace VDiskPS.Formats.Qed
 
         public const ulong AutoclearKnown = 0;
 
+        /// <summary>The longest backing file name qemu opens (a 4096-byte buffer with its NUL).</summary>
+        public const int MaxBackingNameLength = 4095;
+
         public const int MinClusterSize = 4096;
         public const int MaxClusterSize = 1 << 26;
         public const int MinTableSize = 1;
@@ -160,6 +163,12 @@ namespace VDiskPS.Formats.Qed
             if (HasBackingFile && (ulong)BackingNameOffset + BackingNameSize > (ulong)headerBytes)
             {
                 throw new ImageCorruptException(path, "backing file name", BackingNameOffsetOffset, $"the name ({BackingNameSize} bytes at {BackingNameOffset}) lies outside the {headerBytes}-byte header");
+            }
+
+            if (HasBackingFile && BackingNameSize > MaxBackingNameLength)
+            {
+                // qemu reads the name into a PATH_MAX buffer and refuses longer ones (qed.c qed_read_string).
+                throw new ImageNotSupportedException(path, "backing file name", BackingNameSizeOffset, $"the name is {BackingNameSize} bytes long, more than the {MaxBackingNameLength} qemu reads");
             }
         }
 

@@ -102,6 +102,19 @@ namespace VDiskPS.Formats.Tests.Qed
         }
 
         [Fact]
+        public void ABackingNameLongerThanQemuReadsIsRefused()
+        {
+            using var dir = new TempDir();
+            File.WriteAllBytes(dir.File("b.raw"), new byte[4 << 20]);
+            string path = dir.File("long.qed");
+            Qemu.Img("create", "-f", "qed", "-b", "b.raw", "-F", "raw", path, "4M");
+            Patch(path, 60, BitConverter.GetBytes(5000u));
+            Assert.NotEqual(0, Qemu.Run("qemu-img", new[] { "info", "-f", "qed", "-U", path }).ExitCode);
+            var error = Assert.Throws<ImageNotSupportedException>(() => Open(path));
+            Assert.Equal("backing file name", error.Field);
+        }
+
+        [Fact]
         public void AnL2TableOffsetOutsideTheFileIsATypedErrorOnRead()
         {
             using var dir = new TempDir();
