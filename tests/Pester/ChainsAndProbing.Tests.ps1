@@ -30,7 +30,6 @@ Describe 'Images the module does not understand are never read as raw' {
     AfterAll { Pop-Location }
 
     It 'refuses a <Format> image made by qemu-img by name' -TestCases @(
-        @{ Format = 'qed'; Name = 'vm.qed'; Extra = @() }
         @{ Format = 'parallels'; Name = 'vm.hds'; Extra = @() }
         @{ Format = 'luks'; Name = 'secret.img'; Extra = @('--object', 'secret,id=s0,data=x', '-o', 'key-secret=s0,iter-time=10') }
     ) {
@@ -43,9 +42,9 @@ Describe 'Images the module does not understand are never read as raw' {
         $failure[0].Exception.Message | Should -Match "$Format images are not supported yet"
     }
 
-    It 'does not convert a qed image into a copy of its container' {
-        qemu-img create -q -f qed (Join-Path $script:Root 'data.qed') 4M
-        Convert-VDisk data.qed -Destination data.qcow2 -ErrorVariable failure -ErrorAction SilentlyContinue
+    It 'does not convert a parallels image into a copy of its container' {
+        qemu-img create -q -f parallels (Join-Path $script:Root 'data.hds') 4M
+        Convert-VDisk data.hds -Destination data.qcow2 -ErrorVariable failure -ErrorAction SilentlyContinue
         $failure[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.NotSupported*'
         Test-Path data.qcow2 | Should -BeFalse
     }

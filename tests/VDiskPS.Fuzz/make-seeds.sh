@@ -5,7 +5,7 @@ set -euo pipefail
 out=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova}
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed}
 io() { qemu-io "$@" >/dev/null; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
@@ -39,6 +39,11 @@ qemu-img create -q -f qcow "$out/qcow/compressed.qcow" 256K
 io -f qcow -c "write -c -P 0x11 0 4k" -c "write -c -P 0x22 8k 4k" "$out/qcow/compressed.qcow"
 qemu-img create -q -f qcow -b plain.qcow -F qcow "$out/qcow/overlay.qcow" 1M
 qemu-img create -q -f qcow --object secret,id=s0,data=x -o encrypt.format=aes,encrypt.key-secret=s0 "$out/qcow/aes.qcow" 256K
+# qed: 4 KiB clusters, 2-cluster tables: header with a backing name, L1, L2, data and zero clusters.
+qemu-img create -q -f raw "$scratch/base.raw" 1M
+qemu-img create -q -f qed -o cluster_size=4k,table_size=2 -b base.raw -F raw "$scratch/features.qed" 1M
+io -f qed -c "write -P 0x11 0 8k" -c "write -z 64k 4k" "$scratch/features.qed"
+cp "$scratch/features.qed" "$out/qed/features.qed"
 
 # vhdx: a 1 MiB-block image with data, packed as FuzzTarget.Materialize expects: the first
 # 256 KiB (headers, region tables), then 128 KiB of the log, the BAT and the metadata region.

@@ -28,8 +28,6 @@ namespace VDiskPS.Formats
             public Func<ProbeContext, bool> Matches { get; }
         }
 
-        // block/qed.h: QED_MAGIC 'Q' | 'E' << 8 | 'D' << 16 | '\0' << 24, little-endian.
-        private const uint QedMagic = 0x00444551;
 
         // block/parallels.c: 16-byte magic (two spellings), then version 2.
         private static readonly byte[] s_parallelsMagic = Encoding.ASCII.GetBytes("WithoutFreeSpace");
@@ -50,7 +48,6 @@ namespace VDiskPS.Formats
 
         private static readonly Foreign[] s_formats =
         {
-            new Foreign("qed", new[] { ".qed" }, c => c.Head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(c.Head) == QedMagic),
             new Foreign("parallels", new[] { ".hds", ".hdd" }, IsParallels),
             new Foreign("luks", new[] { ".luks" }, c => StartsWith(c.Head, 0, s_luksMagic) && c.Head.Length >= 8),
             new Foreign("bochs", new[] { ".bochs" }, IsBochs),
@@ -78,7 +75,7 @@ namespace VDiskPS.Formats
             return null;
         }
 
-        /// <summary>The unimplemented format an extension names (".qed", ".dmg", ...), or null.</summary>
+        /// <summary>The unimplemented format an extension names (".hds", ".dmg", ...), or null.</summary>
         public static string FromExtension(string extension)
         {
             foreach (Foreign format in s_formats)

@@ -25,6 +25,7 @@ namespace VDiskPS.Formats
             new Vdi.VdiDriver(),
             new Vhdx.VhdxDriver(),
             new Qcow.QcowDriver(),
+            new Qed.QedDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;

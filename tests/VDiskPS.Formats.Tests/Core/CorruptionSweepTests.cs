@@ -21,6 +21,7 @@ namespace VDiskPS.Formats.Tests.Core
         [InlineData("vhdx", "")]
         [InlineData("vdi", "")]
         [InlineData("qcow", "")]
+        [InlineData("qed", "cluster_size=4096,table_size=2")]
         public async Task DamagedHeadersAndTablesGiveTypedErrorsOnly(string qemuFormat, string options)
         {
             using var dir = new TempDir();

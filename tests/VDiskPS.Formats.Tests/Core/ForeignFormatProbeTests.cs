@@ -13,7 +13,6 @@ namespace VDiskPS.Formats.Tests.Core
     public class ForeignFormatProbeTests
     {
         [Theory]
-        [InlineData("qed", "img.qed")]
         [InlineData("parallels", "img.hds")]
         public void ImagesMadeByQemuImgAreRefusedByName(string format, string name)
         {
@@ -142,14 +141,14 @@ namespace VDiskPS.Formats.Tests.Core
         }
 
         [Fact]
-        public void ConvertingAQedImageRefusesInsteadOfCopyingItsContainer()
+        public void ConvertingAParallelsImageRefusesInsteadOfCopyingItsContainer()
         {
             using var dir = new TempDir();
-            string source = dir.File("vm.qed");
-            Qemu.Img("create", "-q", "-f", "qed", source, "4M");
+            string source = dir.File("vm.hds");
+            Qemu.Img("create", "-q", "-f", "parallels", source, "4M");
             var e = Assert.Throws<ImageNotSupportedException>(() =>
                 ConvertOperation.Run(source, dir.File("vm.qcow2"), new ConvertOptions { TargetFormat = Fmt.Qcow2, Target = new CreateRequest() }));
-            Assert.Contains("qed images are not supported yet", e.Message);
+            Assert.Contains("parallels images are not supported yet", e.Message);
             Assert.False(File.Exists(dir.File("vm.qcow2")));
         }
 

@@ -10,5 +10,6 @@ namespace VDiskPS.Formats.Tests
         public static readonly DiskFormat Vhdx = global::VDiskPS.Formats.Vhdx.VhdxDriver.Id;
         public static readonly DiskFormat Vdi = global::VDiskPS.Formats.Vdi.VdiDriver.Id;
         public static readonly DiskFormat Qcow = global::VDiskPS.Formats.Qcow.QcowDriver.Id;
+        public static readonly DiskFormat Qed = global::VDiskPS.Formats.Qed.QedDriver.Id;
     }
 }

@@ -22,6 +22,7 @@ namespace VDiskPS.Formats.Tests
             ["vhdx"] = "vhdx",
             ["vdi"] = "vdi",
             ["qcow"] = "qcow",
+            ["qed"] = "qed",
         };
 
         /// <summary>Formats QEMU cannot create: a builder writes the image at the given path from the raw file.</summary>

@@ -97,6 +97,7 @@ namespace VDiskPS.Formats.Tests.Operations
         [InlineData("vhd")]
         [InlineData("vdi")]
         [InlineData("qcow2")]
+        [InlineData("qed")]
         public void CommitKeepsTheChainOpenableWhereTheParentIdentityChanges(string formatName)
         {
             DiskFormat format = DiskFormat.Parse(formatName);
