@@ -20,6 +20,7 @@ namespace VDiskPS.Formats.Tests.Core
         [InlineData("vpc", "subformat=dynamic")]
         [InlineData("vhdx", "")]
         [InlineData("vdi", "")]
+        [InlineData("parallels", "cluster_size=64k")]
         public async Task DamagedHeadersAndTablesGiveTypedErrorsOnly(string qemuFormat, string options)
         {
             using var dir = new TempDir();
