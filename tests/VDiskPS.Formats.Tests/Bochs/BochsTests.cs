@@ -39,15 +39,6 @@ namespace VDiskPS.Formats.Tests.Bochs
             return image;
         }
 
-        private static void Patch(string path, long offset, uint value)
-        {
-            var bytes = new byte[4];
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes, value);
-            using var stream = File.Open(path, FileMode.Open);
-            stream.Position = offset;
-            stream.Write(bytes);
-        }
-
         [Theory]
         [InlineData(64 << 10, 2, 0)]
         [InlineData(4096, 2, 0)]
@@ -138,7 +129,7 @@ namespace VDiskPS.Formats.Tests.Bochs
         {
             using var dir = new TempDir();
             string image = Build(dir, MakeRaw(dir, 1L << 20));
-            Patch(image, offset, value);
+            TestData.PatchUInt32(image, offset, value);
             byte[] before = File.ReadAllBytes(image);
             var error = Assert.ThrowsAny<ImageException>(() => TestData.ReadAll(image));
             Assert.Equal(field, error.Field);
@@ -151,7 +142,7 @@ namespace VDiskPS.Formats.Tests.Bochs
         {
             using var dir = new TempDir();
             string image = Build(dir, MakeRaw(dir, 1L << 20));
-            Patch(image, 512, 100_000);
+            TestData.PatchUInt32(image, 512, 100_000);
             var error = Assert.Throws<ImageCorruptException>(() => TestData.ReadAll(image));
             Assert.Equal("catalog entry 0", error.Field);
             Assert.Equal(512, error.Offset);

@@ -11,15 +11,6 @@ namespace VDiskPS.Formats.Tests.Parallels
     {
         private const int Bat = 64;
 
-        private static void Patch(string path, long offset, uint value)
-        {
-            var bytes = new byte[4];
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes, value);
-            using var stream = File.Open(path, FileMode.Open);
-            stream.Position = offset;
-            stream.Write(bytes);
-        }
-
         private static uint Read(string path, long offset) => BinaryPrimitives.ReadUInt32LittleEndian(File.ReadAllBytes(path).AsSpan((int)offset));
 
         private static string Image(TempDir dir) => ParallelsInteropTests.MakeQemuImage(dir);
@@ -43,7 +34,7 @@ namespace VDiskPS.Formats.Tests.Parallels
         {
             using var dir = new TempDir();
             string path = Image(dir);
-            Patch(path, Bat + (10 * 4), 100_000);
+            TestData.PatchUInt32(path, Bat + (10 * 4), 100_000);
             var qemuBefore = Qemu.Check(path, "parallels");
             Assert.Equal(2, qemuBefore.ExitCode);
             Assert.Contains("outside image", qemuBefore.Output);
@@ -91,7 +82,7 @@ namespace VDiskPS.Formats.Tests.Parallels
             using var dir = new TempDir();
             string path = Image(dir);
             byte[] content = Qemu.ToRawBytes(path, "parallels", dir.Path);
-            Patch(path, 44, 0x746F6E59);
+            TestData.PatchUInt32(path, 44, 0x746F6E59);
             var qemuBefore = Qemu.Check(path, "parallels");
             Assert.Equal(2, qemuBefore.ExitCode);
             Assert.Contains("not closed correctly", qemuBefore.Output);
@@ -119,7 +110,7 @@ namespace VDiskPS.Formats.Tests.Parallels
             using var dir = new TempDir();
             string path = Image(dir);
             uint first = Read(path, Bat);
-            Patch(path, Bat + (40 * 4), first);
+            TestData.PatchUInt32(path, Bat + (40 * 4), first);
             byte[] content = Qemu.ToRawBytes(path, "parallels", dir.Path);
             Assert.Equal(content, TestData.ReadAll(path));
             VDiskCheckResult result = CheckOperation.Run(path, null, RepairMode.None);
@@ -174,7 +165,7 @@ namespace VDiskPS.Formats.Tests.Parallels
         {
             using var dir = new TempDir();
             string path = Image(dir);
-            Patch(path, offset, value);
+            TestData.PatchUInt32(path, offset, value);
             byte[] before = File.ReadAllBytes(path);
             var error = Assert.ThrowsAny<ImageException>(() => TestData.ReadAll(path));
             Assert.IsType(expected, error);
@@ -190,7 +181,7 @@ namespace VDiskPS.Formats.Tests.Parallels
             using var dir = new TempDir();
             string path = ParallelsInteropTests.MakeQemuImage(dir, "4k");
             Assert.Equal(16u, Read(path, 48));
-            Patch(path, Bat + (5 * 4), 1);
+            TestData.PatchUInt32(path, Bat + (5 * 4), 1);
 
             // qemu 7.2 reads cluster 1 (BAT bytes) as the guest's data and its check does not object; the engine refuses both.
             Assert.Equal(0, Qemu.Check(path, "parallels").ExitCode);
@@ -200,7 +191,7 @@ namespace VDiskPS.Formats.Tests.Parallels
             Assert.Equal(1, CheckOperation.Run(path, null, RepairMode.All).CorruptionsFixed);
             Assert.Equal(0u, Read(path, Bat + (5 * 4)));
 
-            Patch(path, 48, 4);
+            TestData.PatchUInt32(path, 48, 4);
             var error = Assert.Throws<ImageCorruptException>(() => TestData.ReadAll(path));
             Assert.Equal("data_off", error.Field);
         }
@@ -210,7 +201,7 @@ namespace VDiskPS.Formats.Tests.Parallels
         {
             using var dir = new TempDir();
             string path = Image(dir);
-            Patch(path, 16, 7);
+            TestData.PatchUInt32(path, 16, 7);
             // qemu reads it as raw data; the engine refuses it as a Parallels version it does not know.
             Assert.Contains("file format: raw", Qemu.Img("info", path));
             var error = Assert.Throws<ImageNotSupportedException>(() => TestData.ReadAll(path));

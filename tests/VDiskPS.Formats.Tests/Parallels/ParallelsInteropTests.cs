@@ -67,6 +67,19 @@ namespace VDiskPS.Formats.Tests.Parallels
             Assert.Equal(expected, Qemu.ToRawBytes(path, "parallels", dir.Path));
             Assert.Equal(expected, TestData.ReadAll(path));
             Assert.Equal("original", ImageInspector.Get(path).Subformat);
+
+            // New clusters of this header are recorded in sectors too, and qemu reads them so.
+            using (var layer = FormatRegistry.Default.Open(path, null, new OpenOptions { Writable = true }))
+            {
+                layer.Write(2L << 20, TestData.Pattern(70_000, 7));
+                layer.Write(30_000, TestData.Pattern(100, 8));
+            }
+
+            TestData.Pattern(70_000, 7).CopyTo(expected, 2L << 20);
+            TestData.Pattern(100, 8).CopyTo(expected, 30_000);
+            Assert.Equal(0, Qemu.Check(path, "parallels").ExitCode);
+            Assert.Equal(expected, Qemu.ToRawBytes(path, "parallels", dir.Path));
+            Assert.Equal(expected, TestData.ReadAll(path));
         }
 
         [Theory]
