@@ -30,7 +30,6 @@ Describe 'Images the module does not understand are never read as raw' {
     AfterAll { Pop-Location }
 
     It 'refuses a <Format> image made by qemu-img by name' -TestCases @(
-        @{ Format = 'parallels'; Name = 'vm.hds'; Extra = @() }
         @{ Format = 'luks'; Name = 'secret.img'; Extra = @('--object', 'secret,id=s0,data=x', '-o', 'key-secret=s0,iter-time=10') }
     ) {
         param($Format, $Name, $Extra)
@@ -47,25 +46,6 @@ Describe 'Images the module does not understand are never read as raw' {
         Convert-VDisk data.hds -Destination data.qcow2 -ErrorVariable failure -ErrorAction SilentlyContinue
         $failure[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.NotSupported*'
         Test-Path data.qcow2 | Should -BeFalse
-    }
-
-    It 'refuses a Bochs image built from its header' {
-        $header = [byte[]]::new(516)
-        [Text.Encoding]::ASCII.GetBytes('Bochs Virtual HD Image').CopyTo($header, 0)
-        [Text.Encoding]::ASCII.GetBytes('Redolog').CopyTo($header, 32)
-        [Text.Encoding]::ASCII.GetBytes('Growing').CopyTo($header, 48)
-        [BitConverter]::GetBytes([uint32]0x20000).CopyTo($header, 64)
-        [BitConverter]::GetBytes([uint32]512).CopyTo($header, 68)
-        [BitConverter]::GetBytes([uint32]1).CopyTo($header, 72)
-        [BitConverter]::GetBytes([uint32]512).CopyTo($header, 76)
-        [BitConverter]::GetBytes([uint32]1MB).CopyTo($header, 80)
-        [BitConverter]::GetBytes([uint64]1MB).CopyTo($header, 88)
-        [BitConverter]::GetBytes([uint32]::MaxValue).CopyTo($header, 512)
-        [IO.File]::WriteAllBytes((Join-Path $script:Root 'old.img'), $header)
-        (qemu-img info (Join-Path $script:Root 'old.img')) -join "`n" | Should -Match 'file format: bochs'
-        Get-VDisk old.img -ErrorVariable failure -ErrorAction SilentlyContinue
-        $failure[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.NotSupported*'
-        $failure[0].Exception.Message | Should -Match 'bochs images'
     }
 
     It 'refuses a cloop image and a DMG by their signatures' {

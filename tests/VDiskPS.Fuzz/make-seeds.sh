@@ -5,7 +5,7 @@ set -euo pipefail
 out=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed}
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed,parallels,bochs}
 io() { qemu-io "$@" >/dev/null; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
@@ -44,6 +44,30 @@ qemu-img create -q -f raw "$scratch/base.raw" 1M
 qemu-img create -q -f qed -o cluster_size=4k,table_size=2 -b base.raw -F raw "$scratch/features.qed" 1M
 io -f qed -c "write -P 0x11 0 8k" -c "write -z 64k 4k" "$scratch/features.qed"
 cp "$scratch/features.qed" "$out/qed/features.qed"
+# parallels: header, BAT and two 4 KiB clusters.
+qemu-img create -q -f parallels -o cluster_size=4k "$out/parallels/small.hds" 256K
+io -f parallels -c "write -P 0x11 0 4k" -c "write -P 0x22 200k 512" "$out/parallels/small.hds"
+
+# bochs: QEMU cannot create it; a version 2 growing redolog by bximage's layout (header, catalog of
+# 8 extents of 4 KiB, two stored extents, each a one-sector bitmap then its sectors).
+python3 - "$out/bochs/growing.bochs" <<'PY'
+import struct, sys
+extent, entries = 4096, 8
+header = bytearray(512)
+header[0:22] = b"Bochs Virtual HD Image"
+header[32:39] = b"Redolog"
+header[48:55] = b"Growing"
+struct.pack_into("<IIIII", header, 64, 0x00020000, 512, entries, 1, extent)
+struct.pack_into("<Q", header, 88, entries * extent)
+catalog = [0xFFFFFFFF] * entries
+catalog[0], catalog[5] = 1, 0
+with open(sys.argv[1], "wb") as f:
+    f.write(header)
+    f.write(struct.pack("<%dI" % entries, *catalog))
+    for fill in (0x55, 0x11):
+        f.write(bytes([0b00001101]) + bytes(511))
+        f.write(bytes([fill]) * extent)
+PY
 
 # vhdx: a 1 MiB-block image with data, packed as FuzzTarget.Materialize expects: the first
 # 256 KiB (headers, region tables), then 128 KiB of the log, the BAT and the metadata region.

@@ -29,16 +29,8 @@ namespace VDiskPS.Formats
         }
 
 
-        // block/parallels.c: 16-byte magic (two spellings), then version 2.
-        private static readonly byte[] s_parallelsMagic = Encoding.ASCII.GetBytes("WithoutFreeSpace");
-        private static readonly byte[] s_parallelsMagicExt = Encoding.ASCII.GetBytes("WithouFreSpacExt");
-
         // crypto/block-luks.c: "LUKS\xba\xbe", then a big-endian version (1; cryptsetup writes 2 for LUKS2).
         private static readonly byte[] s_luksMagic = { (byte)'L', (byte)'U', (byte)'K', (byte)'S', 0xba, 0xbe };
-
-        // block/bochs.h: NUL-terminated strings in fixed fields, then a little-endian version.
-        private static readonly byte[] s_bochsMagic = Encoding.ASCII.GetBytes("Bochs Virtual HD Image\0");
-        private static readonly byte[] s_bochsRedolog = Encoding.ASCII.GetBytes("Redolog\0");
 
         // block/cloop.c: the shell preamble of a version 2.0 compressed loop image.
         private static readonly byte[] s_cloopMagic = Encoding.ASCII.GetBytes("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n");
@@ -48,9 +40,7 @@ namespace VDiskPS.Formats
 
         private static readonly Foreign[] s_formats =
         {
-            new Foreign("parallels", new[] { ".hds", ".hdd" }, IsParallels),
             new Foreign("luks", new[] { ".luks" }, c => StartsWith(c.Head, 0, s_luksMagic) && c.Head.Length >= 8),
-            new Foreign("bochs", new[] { ".bochs" }, IsBochs),
             new Foreign("cloop", new[] { ".cloop" }, c => StartsWith(c.Head, 0, s_cloopMagic)),
             new Foreign("dmg", new[] { ".dmg" }, c => c.Tail.Length == 512 && StartsWith(c.Tail, 0, s_dmgTrailer)),
 
@@ -97,28 +87,6 @@ namespace VDiskPS.Formats
             => name == VhdSetName
                 ? new ImageNotSupportedException(path, "format", 0, "VHD Set (.vhds) files are not supported: a VHD Set is Hyper-V's shared-disk container, a small file that names the .avhdx files holding the data; neither reading nor creating one is implemented (for a shared disk make a .vhdx; to read a VHD Set, convert it to .vhdx on Hyper-V first)")
                 : new ImageNotSupportedException(path, "format", 0, $"{name} images are not supported yet (the file carries the {name} signature; it is not read as raw)");
-
-        private static bool IsParallels(ProbeContext context)
-        {
-            byte[] head = context.Head;
-            return head.Length >= 64
-                && (StartsWith(head, 0, s_parallelsMagic) || StartsWith(head, 0, s_parallelsMagicExt))
-                && BinaryPrimitives.ReadUInt32LittleEndian(head.AsSpan(16)) == 2;
-        }
-
-        private static bool IsBochs(ProbeContext context)
-        {
-            // struct bochs_header: magic[32], type[16], subtype[16], version; QEMU reads only "Growing"
-            // redologs, but any redolog is a Bochs image, never raw data.
-            byte[] head = context.Head;
-            if (head.Length < 512 || !StartsWith(head, 0, s_bochsMagic) || !StartsWith(head, 32, s_bochsRedolog))
-            {
-                return false;
-            }
-
-            uint version = BinaryPrimitives.ReadUInt32LittleEndian(head.AsSpan(64));
-            return version == 0x00020000 || version == 0x00010000;
-        }
 
         private static bool StartsWith(byte[] data, int offset, IReadOnlyList<byte> prefix)
         {

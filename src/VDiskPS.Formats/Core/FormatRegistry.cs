@@ -26,6 +26,8 @@ namespace VDiskPS.Formats
             new Vhdx.VhdxDriver(),
             new Qcow.QcowDriver(),
             new Qed.QedDriver(),
+            new Parallels.ParallelsDriver(),
+            new Bochs.BochsDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;

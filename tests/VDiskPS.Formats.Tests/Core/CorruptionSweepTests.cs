@@ -22,6 +22,7 @@ namespace VDiskPS.Formats.Tests.Core
         [InlineData("vdi", "")]
         [InlineData("qcow", "")]
         [InlineData("qed", "cluster_size=4096,table_size=2")]
+        [InlineData("parallels", "cluster_size=64k")]
         public async Task DamagedHeadersAndTablesGiveTypedErrorsOnly(string qemuFormat, string options)
         {
             using var dir = new TempDir();

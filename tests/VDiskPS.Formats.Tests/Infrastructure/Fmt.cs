@@ -11,5 +11,7 @@ namespace VDiskPS.Formats.Tests
         public static readonly DiskFormat Vdi = global::VDiskPS.Formats.Vdi.VdiDriver.Id;
         public static readonly DiskFormat Qcow = global::VDiskPS.Formats.Qcow.QcowDriver.Id;
         public static readonly DiskFormat Qed = global::VDiskPS.Formats.Qed.QedDriver.Id;
+        public static readonly DiskFormat Parallels = global::VDiskPS.Formats.Parallels.ParallelsDriver.Id;
+        public static readonly DiskFormat Bochs = global::VDiskPS.Formats.Bochs.BochsDriver.Id;
     }
 }

@@ -23,11 +23,13 @@ namespace VDiskPS.Formats.Tests
             ["vdi"] = "vdi",
             ["qcow"] = "qcow",
             ["qed"] = "qed",
+            ["parallels"] = "parallels",
         };
 
         /// <summary>Formats QEMU cannot create: a builder writes the image at the given path from the raw file.</summary>
         private static readonly Dictionary<string, Action<string, string>> s_builders = new Dictionary<string, Action<string, string>>(StringComparer.OrdinalIgnoreCase)
         {
+            ["bochs"] = (raw, path) => Bochs.BochsBuilder.Build(raw, path),
         };
 
         public static IEnumerable<string> Sources => s_qemuWrites.Keys.Concat(s_builders.Keys);

@@ -55,6 +55,16 @@ namespace VDiskPS.Formats.Tests
             return path;
         }
 
+        /// <summary>Overwrites 4 bytes of a file with a little-endian value (damage for hostile-input tests).</summary>
+        public static void PatchUInt32(string path, long offset, uint value)
+        {
+            var bytes = new byte[4];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes, value);
+            using var stream = System.IO.File.Open(path, System.IO.FileMode.Open);
+            stream.Position = offset;
+            stream.Write(bytes);
+        }
+
         /// <summary>Reads a whole image through the engine (chain included).</summary>
         public static byte[] ReadAll(string path, DiskFormat? format = null)
         {
