@@ -45,12 +45,6 @@ namespace VDiskPS.Formats
         private static readonly byte[] s_bochsMagic = Encoding.ASCII.GetBytes("Bochs Virtual HD Image\0");
         private static readonly byte[] s_bochsRedolog = Encoding.ASCII.GetBytes("Redolog\0");
 
-        // block/cloop.c: the shell preamble of a version 2.0 compressed loop image.
-        private static readonly byte[] s_cloopMagic = Encoding.ASCII.GetBytes("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n");
-
-        // block/dmg.c: the UDIF trailer ("koly") in the last 512 bytes.
-        private static readonly byte[] s_dmgTrailer = Encoding.ASCII.GetBytes("koly");
-
         private static readonly Foreign[] s_formats =
         {
             new Foreign("qcow", Array.Empty<string>(), c => c.Head.Length >= 48 && BinaryPrimitives.ReadUInt32BigEndian(c.Head) == QcowMagic && BinaryPrimitives.ReadUInt32BigEndian(c.Head.AsSpan(4)) == 1),
@@ -58,8 +52,6 @@ namespace VDiskPS.Formats
             new Foreign("parallels", new[] { ".hds", ".hdd" }, IsParallels),
             new Foreign("luks", new[] { ".luks" }, c => StartsWith(c.Head, 0, s_luksMagic) && c.Head.Length >= 8),
             new Foreign("bochs", new[] { ".bochs" }, IsBochs),
-            new Foreign("cloop", new[] { ".cloop" }, c => StartsWith(c.Head, 0, s_cloopMagic)),
-            new Foreign("dmg", new[] { ".dmg" }, c => c.Tail.Length == 512 && StartsWith(c.Tail, 0, s_dmgTrailer)),
 
             // Hyper-V's VHD Set, known here by its extension only: its content is never read as anything.
             new Foreign(VhdSetName, new[] { ".vhds" }, c => false),
@@ -82,7 +74,7 @@ namespace VDiskPS.Formats
             return null;
         }
 
-        /// <summary>The unimplemented format an extension names (".qed", ".dmg", ...), or null.</summary>
+        /// <summary>The unimplemented format an extension names (".qed", ".hds", ...), or null.</summary>
         public static string FromExtension(string extension)
         {
             foreach (Foreign format in s_formats)

@@ -24,6 +24,8 @@ namespace VDiskPS.Formats
             new Vhd.VhdDriver(),
             new Vdi.VdiDriver(),
             new Vhdx.VhdxDriver(),
+            new Cloop.CloopDriver(),
+            new Dmg.DmgDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;

@@ -26,6 +26,8 @@ namespace VDiskPS.Formats.Tests
         /// <summary>Formats QEMU cannot create: a builder writes the image at the given path from the raw file.</summary>
         private static readonly Dictionary<string, Action<string, string>> s_builders = new Dictionary<string, Action<string, string>>(StringComparer.OrdinalIgnoreCase)
         {
+            ["cloop"] = Cloop.CloopBuilder.Build,
+            ["dmg"] = Dmg.DmgBuilder.Build,
         };
 
         public static IEnumerable<string> Sources => s_qemuWrites.Keys.Concat(s_builders.Keys);
