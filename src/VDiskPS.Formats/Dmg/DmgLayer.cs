@@ -27,6 +27,7 @@ namespace VDiskPS.Formats.Dmg
             _file = file;
             _chunks = chunks;
             _size = size;
+            ClusterSize = (int)Math.Max(SectorSize, chunks.Where(c => c.Kind != DmgChunkKind.Zero && c.Kind != DmgChunkKind.Gap && c.SectorCount <= DmgBlockTable.MaxChunkSectors).Select(c => c.SectorCount * SectorSize).DefaultIfEmpty(0).Max());
         }
 
         public override DiskFormat Format => DmgDriver.Id;
@@ -34,7 +35,7 @@ namespace VDiskPS.Formats.Dmg
         public override long Size => _size;
 
         /// <summary>The largest stored chunk (DMG chunks vary in size), at least one sector.</summary>
-        public override int ClusterSize => (int)Math.Max(SectorSize, _chunks.Where(c => c.Kind != DmgChunkKind.Zero && c.Kind != DmgChunkKind.Gap).Select(c => c.SectorCount * SectorSize).DefaultIfEmpty(0).Max());
+        public override int ClusterSize { get; }
 
         internal static DmgLayer Open(HostFile file)
         {
@@ -46,6 +47,12 @@ namespace VDiskPS.Formats.Dmg
         public override BlockStatus GetBlockStatus(long offset, long maxLength)
         {
             long end = offset + Math.Min(maxLength, _size - offset);
+            if (end <= offset)
+            {
+                // Nothing to describe (an empty disk has no chunks at all).
+                return new BlockStatus(offset, 0, ExtentKind.Zero);
+            }
+
             int i = Find(offset);
             DmgChunk first = _chunks[i];
             long runEnd = Math.Min(end, first.EndSector * SectorSize);

@@ -172,6 +172,19 @@ namespace VDiskPS.Formats.Tests.Dmg
         }
 
         [Fact]
+        public void AnEmptyDiskOpensWithSizeZeroAsInQemu()
+        {
+            using var dir = new TempDir();
+            string image = Write(dir, new DmgBuilder { Tables = 1 }, Array.Empty<byte>());
+            Assert.Contains("virtual size: 0 B (0 bytes)", Qemu.Img("info", "-f", "dmg", image));
+            using var layer = FormatRegistry.Default.Open(image, null, new OpenOptions());
+            Assert.Equal(0, layer.Size);
+            Assert.Equal(0, layer.GetBlockStatus(0, 0).Length);
+            Assert.Equal(512, layer.ClusterSize);
+            Assert.Equal(0, ImageInspector.Get(image).Size);
+        }
+
+        [Fact]
         public void TheImageIsReadOnly()
         {
             using var dir = new TempDir();
