@@ -48,17 +48,6 @@ Describe 'Images the module does not understand are never read as raw' {
         Test-Path data.qcow2 | Should -BeFalse
     }
 
-    It 'refuses a cloop image and a DMG by their signatures' {
-        $cloop = [byte[]]::new(1024)
-        [Text.Encoding]::ASCII.GetBytes("#!/bin/sh`n#V2.0 Format`nmodprobe cloop file=`$0 && mount -r -t iso9660 /dev/cloop `$1`n").CopyTo($cloop, 0)
-        [IO.File]::WriteAllBytes((Join-Path $script:Root 'live.img'), $cloop)
-        $dmg = [byte[]]::new(4096)
-        [Text.Encoding]::ASCII.GetBytes('koly').CopyTo($dmg, 4096 - 512)
-        [IO.File]::WriteAllBytes((Join-Path $script:Root 'mac.img'), $dmg)
-        Get-VDisk live.img, mac.img -ErrorVariable failures -ErrorAction SilentlyContinue
-        $failures.Count | Should -Be 2
-        $failures[0].Exception.Message | Should -Match 'cloop images are not supported'
-        $failures[1].Exception.Message | Should -Match 'dmg images are not supported'
     }
 
     It 'names both the extension and the content when a <Name> is no such image' -TestCases @(

@@ -12,7 +12,7 @@ namespace VDiskPS.Formats.Fuzzing
     public static class FuzzTarget
     {
         /// <summary>Formats with a target, by the corpus folder name.</summary>
-        public static readonly string[] Formats = { "qcow2", "vmdk", "vhd", "vhdx", "vdi", "qcow", "ova", "qed", "parallels", "bochs" };
+        public static readonly string[] Formats = { "qcow2", "vmdk", "vhd", "vhdx", "vdi", "qcow", "ova", "qed", "parallels", "bochs", "cloop", "dmg" };
 
         /// <summary>At most this many stored bytes are read from one input.</summary>
         private const long ReadBudget = 64L << 20;

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Writes small qemu-made seed images for every fuzz target into DIR/<format>/.
+# Writes small qemu-made seed images for every fuzz target into DIR/<format>/; QEMU cannot write
+# cloop and DMG, so their seeds are the builder-made ones kept in the corpus (seed-*.bin).
 # usage: make-seeds.sh DIR
 set -euo pipefail
 out=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed,parallels,bochs}
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed,parallels,bochs,cloop,dmg}
 io() { qemu-io "$@" >/dev/null; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
@@ -96,3 +97,8 @@ cat > "$scratch/ova/vm.ovf" <<OVF
 </Envelope>
 OVF
 (cd "$scratch/ova" && sha256sum --tag vm.ovf disk1.vmdk > vm.mf && tar --format=ustar -cf "$out/ova/seed.ova" vm.ovf disk1.vmdk vm.mf)
+
+# cloop and dmg: written by tests/VDiskPS.Formats.Tests/{Cloop/CloopBuilder,Dmg/DmgBuilder}.cs (qemu-img reads them as their content).
+corpus=$(cd "$(dirname "$0")/../VDiskPS.Formats.Tests/FuzzCorpus" && pwd)
+cp "$corpus"/cloop/seed-*.bin "$out/cloop/"
+cp "$corpus"/dmg/seed-*.bin "$out/dmg/"

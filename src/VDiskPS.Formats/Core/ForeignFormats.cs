@@ -32,17 +32,10 @@ namespace VDiskPS.Formats
         // crypto/block-luks.c: "LUKS\xba\xbe", then a big-endian version (1; cryptsetup writes 2 for LUKS2).
         private static readonly byte[] s_luksMagic = { (byte)'L', (byte)'U', (byte)'K', (byte)'S', 0xba, 0xbe };
 
-        // block/cloop.c: the shell preamble of a version 2.0 compressed loop image.
-        private static readonly byte[] s_cloopMagic = Encoding.ASCII.GetBytes("#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n");
-
-        // block/dmg.c: the UDIF trailer ("koly") in the last 512 bytes.
-        private static readonly byte[] s_dmgTrailer = Encoding.ASCII.GetBytes("koly");
 
         private static readonly Foreign[] s_formats =
         {
             new Foreign("luks", new[] { ".luks" }, c => StartsWith(c.Head, 0, s_luksMagic) && c.Head.Length >= 8),
-            new Foreign("cloop", new[] { ".cloop" }, c => StartsWith(c.Head, 0, s_cloopMagic)),
-            new Foreign("dmg", new[] { ".dmg" }, c => c.Tail.Length == 512 && StartsWith(c.Tail, 0, s_dmgTrailer)),
 
             // Hyper-V's VHD Set, known here by its extension only: its content is never read as anything.
             new Foreign(VhdSetName, new[] { ".vhds" }, c => false),
@@ -65,7 +58,7 @@ namespace VDiskPS.Formats
             return null;
         }
 
-        /// <summary>The unimplemented format an extension names (".hds", ".dmg", ...), or null.</summary>
+        /// <summary>The unimplemented format an extension names (".vhds", ...), or null.</summary>
         public static string FromExtension(string extension)
         {
             foreach (Foreign format in s_formats)

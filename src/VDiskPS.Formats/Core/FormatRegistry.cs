@@ -28,6 +28,8 @@ namespace VDiskPS.Formats
             new Qed.QedDriver(),
             new Parallels.ParallelsDriver(),
             new Bochs.BochsDriver(),
+            new Cloop.CloopDriver(),
+            new Dmg.DmgDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;

@@ -30,6 +30,8 @@ namespace VDiskPS.Formats.Tests
         private static readonly Dictionary<string, Action<string, string>> s_builders = new Dictionary<string, Action<string, string>>(StringComparer.OrdinalIgnoreCase)
         {
             ["bochs"] = (raw, path) => Bochs.BochsBuilder.Build(raw, path),
+            ["cloop"] = Cloop.CloopBuilder.Build,
+            ["dmg"] = Dmg.DmgBuilder.Build,
         };
 
         public static IEnumerable<string> Sources => s_qemuWrites.Keys.Concat(s_builders.Keys);

@@ -21,15 +21,27 @@ namespace VDiskPS.Formats.Tests.Module
         private const string PowerShellToken = "31bf3856ad364e35";
 
         /// <summary>
-        /// The one reference that a shipped dependency declares and nothing can satisfy, which the module
-        /// never resolves. ZstdSharp 0.8.8 (lib/net462) references Threading.Tasks.Extensions 4.2.0.1 for
-        /// the ValueTask of its async stream methods, and that assembly references Unsafe 4.0.4.1 while
-        /// ZstdSharp and System.Memory need Unsafe 6.0.1.0: no set of packages satisfies both. The engine
-        /// calls only ZstdSharp.Unsafe.Methods (StagingTests pins that), whose code touches no ValueTask,
-        /// so Threading.Tasks.Extensions is never loaded and its Unsafe reference never resolved.
+        /// The references that shipped dependencies declare and nothing shipped satisfies, which the module
+        /// never resolves (Windows PowerShell only). ZstdSharp 0.8.8 (lib/net462) references
+        /// Threading.Tasks.Extensions 4.2.0.1 for the ValueTask of its async stream methods, and that
+        /// assembly references Unsafe 4.0.4.1 while ZstdSharp and System.Memory need Unsafe 6.0.1.0: no set
+        /// of packages satisfies both. The engine calls only ZstdSharp.Unsafe.Methods (StagingTests pins
+        /// that), whose code touches no ValueTask, so Threading.Tasks.Extensions is never loaded and its
+        /// Unsafe reference never resolved. SharpZipLib 1.4.2 (lib/netstandard2.0) references System.Memory
+        /// 4.0.1.1, System.Buffers 4.0.2.0 and Threading.Tasks.Extensions 4.2.0.0, older than the ones
+        /// ZstdSharp needs; the engine uses only its BZip2InputStream, and no code that class can reach
+        /// names a type of those three (StagingTests pins both), so those references are never resolved.
         /// </summary>
-        public static readonly (string File, string Reference, Version Version) NeverResolved =
-            ("System.Threading.Tasks.Extensions.dll", "System.Runtime.CompilerServices.Unsafe", new Version(4, 0, 4, 1));
+        public static readonly IReadOnlyList<(string File, string Reference, Version Version)> NeverResolved = new[]
+        {
+            ("System.Threading.Tasks.Extensions.dll", "System.Runtime.CompilerServices.Unsafe", new Version(4, 0, 4, 1)),
+            (SharpZipLibFile, "System.Memory", new Version(4, 0, 1, 1)),
+            (SharpZipLibFile, "System.Buffers", new Version(4, 0, 2, 0)),
+            (SharpZipLibFile, "System.Threading.Tasks.Extensions", new Version(4, 2, 0, 0)),
+        };
+
+        /// <summary>The managed bzip2 the engine ships for DMG chunks.</summary>
+        public const string SharpZipLibFile = "ICSharpCode.SharpZipLib.dll";
 
         /// <summary>What an edition's process provides without the module shipping it.</summary>
         public sealed class Runtime
@@ -109,7 +121,7 @@ namespace VDiskPS.Formats.Tests.Module
 
             foreach (var (file, reference) in references)
             {
-                if (runtime.ExactFrameworkVersion && file == NeverResolved.File && reference.Name == NeverResolved.Reference && reference.Version == NeverResolved.Version)
+                if (runtime.ExactFrameworkVersion && NeverResolved.Any(n => file == n.File && reference.Name == n.Reference && reference.Version == n.Version))
                 {
                     continue;
                 }

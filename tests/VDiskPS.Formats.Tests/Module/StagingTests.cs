@@ -41,7 +41,7 @@ namespace VDiskPS.Formats.Tests.Module
         public void StagedModuleHasManifestAssembliesFormatsAndHelp()
         {
             var expected = new[] { "VDiskPS.psd1", "VDiskPS.Format.ps1xml", "VDiskPS.Types.ps1xml", "en-US/VDiskPS.dll-Help.xml", "en-US/about_VDiskPS.help.txt" }
-                .Concat(new[] { "VDiskPS.dll", "VDiskPS.Formats.dll", "ZstdSharp.dll" }.SelectMany(f => Edition.All.Select(e => e.Name + "/" + f)))
+                .Concat(new[] { "VDiskPS.dll", "VDiskPS.Formats.dll", "ZstdSharp.dll", AssemblyReferences.SharpZipLibFile }.SelectMany(f => Edition.All.Select(e => e.Name + "/" + f)))
                 .Concat(new[] { "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "System.Numerics.Vectors.dll", "System.Threading.Tasks.Extensions.dll" }.Select(f => "Desktop/" + f));
             foreach (string file in expected)
             {
@@ -102,7 +102,41 @@ namespace VDiskPS.Formats.Tests.Module
         [MemberData(nameof(Editions))]
         public void TheEngineUsesOnlyZstdSharpsStaticApi(string name)
         {
-            using var stream = File.OpenRead(Path.Combine(_module.Folder(EditionNamed(name)), "VDiskPS.Formats.dll"));
+            var used = EngineTypesFrom(name, "ZstdSharp");
+            Assert.Contains("ZstdSharp.Unsafe.Methods", used);
+            Assert.All(used, t => Assert.StartsWith("ZstdSharp.Unsafe.", t));
+        }
+
+        /// <summary>
+        /// SharpZipLib's references that Windows PowerShell cannot satisfy (System.Memory 4.0.1.1, Buffers
+        /// 4.0.2.0, Threading.Tasks.Extensions 4.2.0.0) stay unresolved only while the engine uses nothing of
+        /// it but BZip2InputStream, and no code that class can reach names a type of those assemblies.
+        /// </summary>
+        [Theory]
+        [MemberData(nameof(Editions))]
+        public void TheEngineUsesOnlySharpZipLibsBZip2InputStream(string name)
+            => Assert.Equal(new[] { "ICSharpCode.SharpZipLib.BZip2.BZip2InputStream" }, EngineTypesFrom(name, "ICSharpCode.SharpZipLib"));
+
+        [Fact]
+        public void NoCodeBZip2InputStreamReachesNamesATypeOfTheUnsatisfiedReferences()
+        {
+            string dll = Path.Combine(_module.Folder(Edition.Desktop), AssemblyReferences.SharpZipLibFile);
+            var unsatisfied = AssemblyReferences.NeverResolved.Where(n => n.File == AssemblyReferences.SharpZipLibFile).Select(n => n.Reference).ToList();
+            Assert.Equal(3, unsatisfied.Count);
+            var usesThem = ReferenceUse.MethodsUsing(dll, unsatisfied);
+            var reachable = ReferenceUse.Reachable(dll, "ICSharpCode.SharpZipLib.BZip2.BZip2InputStream");
+
+            // The check sees the uses there are (the tar streams' Span and ValueTask code) and the decoder's own code.
+            Assert.Contains("ICSharpCode.SharpZipLib.Tar.TarInputStream::ReadAsync", usesThem);
+            Assert.Contains("ICSharpCode.SharpZipLib.BZip2.BZip2InputStream::Read", reachable);
+            Assert.Contains("ICSharpCode.SharpZipLib.Checksum.BZip2Crc::Update", reachable);
+            Assert.Empty(reachable.Intersect(usesThem));
+        }
+
+        /// <summary>The full names of the types of <paramref name="assembly"/> that the edition's engine references.</summary>
+        private List<string> EngineTypesFrom(string edition, string assembly)
+        {
+            using var stream = File.OpenRead(Path.Combine(_module.Folder(EditionNamed(edition)), "VDiskPS.Formats.dll"));
             using var pe = new System.Reflection.PortableExecutable.PEReader(stream);
             var reader = System.Reflection.Metadata.PEReaderExtensions.GetMetadataReader(pe);
             var used = new List<string>();
@@ -110,14 +144,13 @@ namespace VDiskPS.Formats.Tests.Module
             {
                 var type = reader.GetTypeReference(handle);
                 if (type.ResolutionScope.Kind == System.Reflection.Metadata.HandleKind.AssemblyReference
-                    && reader.GetString(reader.GetAssemblyReference((System.Reflection.Metadata.AssemblyReferenceHandle)type.ResolutionScope).Name) == "ZstdSharp")
+                    && reader.GetString(reader.GetAssemblyReference((System.Reflection.Metadata.AssemblyReferenceHandle)type.ResolutionScope).Name) == assembly)
                 {
                     used.Add(reader.GetString(type.Namespace) + "." + reader.GetString(type.Name));
                 }
             }
 
-            Assert.Contains("ZstdSharp.Unsafe.Methods", used);
-            Assert.All(used, t => Assert.StartsWith("ZstdSharp.Unsafe.", t));
+            return used;
         }
 
         /// <summary>An assembly of the PowerShell 7 build is not loadable in Windows PowerShell: the check says so.</summary>
