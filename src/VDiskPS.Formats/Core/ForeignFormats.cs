@@ -38,9 +38,6 @@ namespace VDiskPS.Formats
         private static readonly byte[] s_parallelsMagic = Encoding.ASCII.GetBytes("WithoutFreeSpace");
         private static readonly byte[] s_parallelsMagicExt = Encoding.ASCII.GetBytes("WithouFreSpacExt");
 
-        // crypto/block-luks.c: "LUKS\xba\xbe", then a big-endian version (1; cryptsetup writes 2 for LUKS2).
-        private static readonly byte[] s_luksMagic = { (byte)'L', (byte)'U', (byte)'K', (byte)'S', 0xba, 0xbe };
-
         // block/bochs.h: NUL-terminated strings in fixed fields, then a little-endian version.
         private static readonly byte[] s_bochsMagic = Encoding.ASCII.GetBytes("Bochs Virtual HD Image\0");
         private static readonly byte[] s_bochsRedolog = Encoding.ASCII.GetBytes("Redolog\0");
@@ -56,7 +53,6 @@ namespace VDiskPS.Formats
             new Foreign("qcow", Array.Empty<string>(), c => c.Head.Length >= 48 && BinaryPrimitives.ReadUInt32BigEndian(c.Head) == QcowMagic && BinaryPrimitives.ReadUInt32BigEndian(c.Head.AsSpan(4)) == 1),
             new Foreign("qed", new[] { ".qed" }, c => c.Head.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(c.Head) == QedMagic),
             new Foreign("parallels", new[] { ".hds", ".hdd" }, IsParallels),
-            new Foreign("luks", new[] { ".luks" }, c => StartsWith(c.Head, 0, s_luksMagic) && c.Head.Length >= 8),
             new Foreign("bochs", new[] { ".bochs" }, IsBochs),
             new Foreign("cloop", new[] { ".cloop" }, c => StartsWith(c.Head, 0, s_cloopMagic)),
             new Foreign("dmg", new[] { ".dmg" }, c => c.Tail.Length == 512 && StartsWith(c.Tail, 0, s_dmgTrailer)),

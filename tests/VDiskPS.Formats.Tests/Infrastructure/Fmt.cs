@@ -9,5 +9,6 @@ namespace VDiskPS.Formats.Tests
         public static readonly DiskFormat Vhd = global::VDiskPS.Formats.Vhd.VhdDriver.Id;
         public static readonly DiskFormat Vhdx = global::VDiskPS.Formats.Vhdx.VhdxDriver.Id;
         public static readonly DiskFormat Vdi = global::VDiskPS.Formats.Vdi.VdiDriver.Id;
+        public static readonly DiskFormat Luks = global::VDiskPS.Formats.Luks.LuksDriver.Id;
     }
 }
