@@ -26,7 +26,12 @@ namespace VDiskPS.Formats.Tests
         /// <summary>Formats QEMU cannot create: a builder writes the image at the given path from the raw file.</summary>
         private static readonly Dictionary<string, Action<string, string>> s_builders = new Dictionary<string, Action<string, string>>(StringComparer.OrdinalIgnoreCase)
         {
+            // qemu-img writes luks only with a secret: the container's password is Qemu.Password.
+            ["luks"] = (raw, path) => Qemu.Img("convert", "--object", Qemu.SecretObject, "-f", "raw", "-O", "luks", "-o", "key-secret=sec0,iter-time=10", raw, path),
         };
+
+        /// <summary>Formats whose images need <see cref="Qemu.Password"/> (an ImageSecrets scope on the engine's side, the secret sec0 on qemu's).</summary>
+        public static bool IsEncrypted(string format) => string.Equals(format, "luks", StringComparison.OrdinalIgnoreCase);
 
         public static IEnumerable<string> Sources => s_qemuWrites.Keys.Concat(s_builders.Keys);
 
