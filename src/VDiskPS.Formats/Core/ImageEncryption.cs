@@ -20,6 +20,9 @@ namespace VDiskPS.Formats
         /// <summary>The scheme's name, as <see cref="CreateRequest.Encryption"/> and qemu's encrypt.format give it.</summary>
         string SchemeName { get; }
 
+        /// <summary>The bytes <see cref="CreateHeader"/> returns (for measuring a new image).</summary>
+        long NewHeaderLength { get; }
+
         /// <summary>
         /// A new header with one key slot that <paramref name="password"/> opens (the key derivation timed to
         /// about <paramref name="iterationMilliseconds"/>): the bytes to store, a whole number of sectors, and

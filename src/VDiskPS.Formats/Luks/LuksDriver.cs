@@ -33,6 +33,8 @@ namespace VDiskPS.Formats.Luks
 
         public string SchemeName => Id.Name;
 
+        public long NewHeaderLength => LuksHeader.PayloadSectorFor(LuksVolume.NewKeyBytes, LuksVolume.NewStripes) * LuksHeader.SectorSize;
+
         /// <summary>The LUKS magic at byte 0 (any version: LUKS2 is refused by name when opened, never read as raw).</summary>
         public override int Probe(ProbeContext context) => LuksHeader.HasMagic(context.Head) && context.Head.Length >= 8 ? 100 : 0;
 
@@ -117,8 +119,7 @@ namespace VDiskPS.Formats.Luks
         {
             // Every sector is written (encrypted zeros read back as garbage), after qemu's 2068480-byte header area.
             long size = (request.Size + LuksHeader.SectorSize - 1) / LuksHeader.SectorSize * LuksHeader.SectorSize;
-            long header = LuksHeader.PayloadSectorFor(LuksVolume.NewKeyBytes, LuksVolume.NewStripes) * LuksHeader.SectorSize;
-            return new VDiskMeasurement { Format = Id.Name, Required = header + size, FullyAllocated = header + size };
+            return new VDiskMeasurement { Format = Id.Name, Required = NewHeaderLength + size, FullyAllocated = NewHeaderLength + size };
         }
 
         public byte[] CreateHeader(string path, byte[] password, int iterationMilliseconds, out ISectorCipher cipher)

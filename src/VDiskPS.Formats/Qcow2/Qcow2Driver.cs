@@ -68,11 +68,14 @@ namespace VDiskPS.Formats.Qcow2
             }
 
             long fully = PreallocatedSize(virtualSize, cs, options.RefcountOrder, options.ExtendedL2);
+
+            // qcow2_measure adds the LUKS header, in whole clusters.
+            long crypto = options.Encryption == null ? 0 : (Qcow2Layer.LuksEncryption(null).NewHeaderLength + cs - 1) / cs * cs;
             return new VDiskMeasurement
             {
                 Format = "qcow2",
-                Required = fully - virtualSize + required,
-                FullyAllocated = fully,
+                Required = fully - virtualSize + required + crypto,
+                FullyAllocated = fully + crypto,
             };
         }
 

@@ -191,6 +191,18 @@ namespace VDiskPS.Formats.Tests.Qcow2
             return buffer;
         }
 
+        [Theory]
+        [InlineData("qcow2", "encrypt.format=luks,encrypt.key-secret=sec0")]
+        [InlineData("luks", "key-secret=sec0")]
+        public void Measuring_an_encrypted_image_counts_its_luks_header_as_qemu_does(string format, string qemuOptions)
+        {
+            using var measured = System.Text.Json.JsonDocument.Parse(Qemu.Img("measure", "--output=json", "--object", Qemu.SecretObject, "-O", format, "-o", qemuOptions, "--size", "100M"));
+            var request = new CreateRequest { Size = 100L << 20, Encryption = "luks" };
+            VDiskMeasurement ours = FormatRegistry.Default.GetCreatable(DiskFormat.Parse(format)).Measure(request, 0);
+            Assert.Equal(measured.RootElement.GetProperty("required").GetInt64(), ours.Required);
+            Assert.Equal(measured.RootElement.GetProperty("fully-allocated").GetInt64(), ours.FullyAllocated);
+        }
+
         [Fact]
         public void Compression_and_encryption_together_are_refused()
         {
