@@ -40,6 +40,13 @@ namespace VDiskPS.Formats.Luks
         private const uint MaxStripes = 65536;
         private const int MaxKeyBytes = 64;
 
+        // A slot timed to 2 s takes some 10 million iterations on a fast host; a damaged count could ask
+        // for billions (hours of PBKDF2), so counts past 2^28 (about a minute) are refused as damage.
+        private const uint MaxIterations = 1u << 28;
+
+        /// <summary>The most iterations a new key slot gets, so that this reader opens what it writes.</summary>
+        public const long MaxNewIterations = MaxIterations;
+
         private static readonly byte[] s_magic = { (byte)'L', (byte)'U', (byte)'K', (byte)'S', 0xBA, 0xBE };
 
         public string CipherName { get; private set; }
@@ -213,9 +220,9 @@ namespace VDiskPS.Formats.Luks
 
         private static int Iterations(string path, string field, int offset, uint value)
         {
-            if (value == 0 || value > int.MaxValue)
+            if (value == 0 || value > MaxIterations)
             {
-                throw new ImageCorruptException(path, field, offset, $"{value} PBKDF2 iterations is outside 1..{int.MaxValue}");
+                throw new ImageCorruptException(path, field, offset, $"{value} PBKDF2 iterations is outside 1..{MaxIterations}");
             }
 
             return (int)value;

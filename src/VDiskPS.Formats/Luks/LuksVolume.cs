@@ -98,8 +98,8 @@ namespace VDiskPS.Formats.Luks
             try
             {
                 long perSecond = IterationsPerSecond(path, Hash, KeyBytes);
-                int slotIterations = (int)Math.Max(MinIterations, Math.Min(int.MaxValue, perSecond * iterationMilliseconds / 1000));
-                int digestIterations = (int)Math.Max(MinIterations, Math.Min(int.MaxValue, perSecond * iterationMilliseconds / 8000));
+                int slotIterations = (int)Math.Max(MinIterations, Math.Min(LuksHeader.MaxNewIterations, perSecond * iterationMilliseconds / 1000));
+                int digestIterations = (int)Math.Max(MinIterations, Math.Min(LuksHeader.MaxNewIterations, perSecond * iterationMilliseconds / 8000));
                 byte[] digestSalt = Random(LuksHeader.SaltSize);
                 byte[] digest = LuksHash.Pbkdf2(path, Hash, masterKey, digestSalt, digestIterations, LuksHeader.DigestSize);
                 LuksHeader header = LuksHeader.New(CipherName, CipherMode, Hash, KeyBytes, Stripes, digest, digestSalt, digestIterations);

@@ -201,6 +201,40 @@ namespace VDiskPS.Formats.Tests.Luks
         }
 
         [Fact]
+        public void Damaged_headers_and_cut_files_give_typed_errors_and_stay_unchanged()
+        {
+            // The container's own sweep (CorruptionSweepTests drives qemu-img without a secret): bytes of the
+            // 592-byte header and the first key material changed, or the file cut short, then opened and read.
+            using var dir = new TempDir();
+            string good = QemuContainer(dir, "good.luks", "1M");
+            QemuIo(good, "write -P 0x6e 0 1M");
+            byte[] original = File.ReadAllBytes(good);
+            var rng = new Random(1234);
+            using (ImageSecrets.Use(Secret))
+            {
+                for (int round = 0; round < 30; round++)
+                {
+                    byte[] damaged = (byte[])original.Clone();
+                    for (int h = 1 + rng.Next(4); h > 0; h--)
+                    {
+                        damaged[rng.Next(round % 2 == 0 ? 592 : 8192)] = (byte)rng.Next(256);
+                    }
+
+                    if (round % 5 == 4)
+                    {
+                        Array.Resize(ref damaged, rng.Next(damaged.Length));
+                    }
+
+                    string path = dir.File($"damaged-{round}.luks");
+                    File.WriteAllBytes(path, damaged);
+                    Exception failure = Record.Exception(() => TestData.ReadAll(path, Fmt.Luks));
+                    Assert.True(failure == null || failure is ImageException, $"round {round}: {failure}");
+                    Assert.Equal(damaged, File.ReadAllBytes(path));
+                }
+            }
+        }
+
+        [Fact]
         public void A_luks2_container_is_refused_by_name_not_read_as_raw()
         {
             using var dir = new TempDir();
