@@ -12,7 +12,10 @@ namespace VDiskPS.Formats.Fuzzing
     public static class FuzzTarget
     {
         /// <summary>Formats with a target, by the corpus folder name.</summary>
-        public static readonly string[] Formats = { "qcow2", "vmdk", "vhd", "vhdx", "vdi", "qcow", "ova", "qed", "parallels", "bochs", "cloop", "dmg" };
+        public static readonly string[] Formats = { "qcow2", "vmdk", "vhd", "vhdx", "vdi", "qcow", "ova", "qed", "parallels", "bochs", "cloop", "dmg", "luks" };
+
+        /// <summary>The password of the encrypted seeds (make-seeds.sh), in scope while an input is exercised.</summary>
+        public const string Password = "pass";
 
         /// <summary>At most this many stored bytes are read from one input.</summary>
         private const long ReadBudget = 64L << 20;
@@ -65,6 +68,7 @@ namespace VDiskPS.Formats.Fuzzing
             DiskFormat diskFormat = DiskFormat.Parse(format);
             try
             {
+                using var secrets = ImageSecrets.Use(ImageSecrets.FromString(Password));
                 ImageInspector.Get(path, diskFormat);
                 using (var chain = ImageChain.Open(path, new ChainOptions { Format = diskFormat, NoBacking = true }))
                 {

@@ -6,7 +6,7 @@ set -euo pipefail
 out=$1
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed,parallels,bochs,cloop,dmg}
+mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed,parallels,bochs,cloop,dmg,luks}
 io() { qemu-io "$@" >/dev/null; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
@@ -69,6 +69,10 @@ with open(sys.argv[1], "wb") as f:
         f.write(bytes([0b00001101]) + bytes(511))
         f.write(bytes([fill]) * extent)
 PY
+# luks: the smallest key material qemu writes (aes-128-cbc, 16-byte key: 1032 header sectors),
+# a short key derivation, and one written sector block; the password is FuzzTarget.Password.
+qemu-img create -q -f luks --object secret,id=sec0,data=pass -o key-secret=sec0,iter-time=1,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=plain64 "$out/luks/cbc.luks" 8K
+io --object secret,id=sec0,data=pass --image-opts "driver=luks,key-secret=sec0,file.filename=$out/luks/cbc.luks" -c "write -P 0x11 0 4k"
 
 # vhdx: a 1 MiB-block image with data, packed as FuzzTarget.Materialize expects: the first
 # 256 KiB (headers, region tables), then 128 KiB of the log, the BAT and the metadata region.

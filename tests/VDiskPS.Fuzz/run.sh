@@ -22,7 +22,7 @@ done
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 corpus="$root/tests/VDiskPS.Formats.Tests/FuzzCorpus"
-formats=(qcow2 vmdk vhd vhdx vdi qcow qed parallels bochs cloop dmg ova)
+formats=(qcow2 vmdk vhd vhdx vdi qcow qed parallels bochs cloop dmg luks ova)
 per=$(( total / ${#formats[@]} ))
 [ "$per" -ge 5 ] || per=5
 for tool in afl-fuzz qemu-img qemu-io dotnet; do

@@ -30,6 +30,7 @@ namespace VDiskPS.Formats
             new Bochs.BochsDriver(),
             new Cloop.CloopDriver(),
             new Dmg.DmgDriver(),
+            new Luks.LuksDriver(),
         });
 
         public IReadOnlyList<FormatDriver> Drivers => _drivers;
@@ -45,6 +46,13 @@ namespace VDiskPS.Formats
 
         /// <summary>The plain-data format (raw): the default of a new file whose name says nothing.</summary>
         public DiskFormat PlainDataFormat => (PlainData ?? throw new ImageNotSupportedException(null, "format", null, "this build has no plain-data format")).Format;
+
+        /// <summary>The encryption schemes the drivers offer to formats that embed one (qcow2's encrypt.format).</summary>
+        public IReadOnlyList<string> EncryptionSchemes => _drivers.OfType<IEncryptionScheme>().Select(s => s.SchemeName).ToList();
+
+        /// <summary>The driver that offers the encryption scheme <paramref name="name"/> (case-insensitive), or null.</summary>
+        public IEncryptionScheme FindEncryption(string name)
+            => _drivers.OfType<IEncryptionScheme>().FirstOrDefault(s => string.Equals(s.SchemeName, name, StringComparison.OrdinalIgnoreCase));
 
         public FormatDriver Find(DiskFormat format) => _drivers.FirstOrDefault(d => d.Format == format);
 

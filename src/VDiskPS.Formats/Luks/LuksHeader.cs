@@ -33,9 +33,19 @@ namespace VDiskPS.Formats.Luks
         private const int KeySlotSize = 48;
         private const int NameSize = 32;
 
+        // qemu aligns key material and payload to 4 KiB (QCRYPTO_BLOCK_LUKS_KEY_SLOT_OFFSET / ..._SECTOR_SIZE).
+        private const long Align = 4096 / SectorSize;
+
         // Bounds on untrusted fields: qemu and cryptsetup write 4000 stripes and 32/64-byte keys.
         private const uint MaxStripes = 65536;
         private const int MaxKeyBytes = 64;
+
+        // A slot timed to 2 s takes some 10 million iterations on a fast host; a damaged count could ask
+        // for billions (hours of PBKDF2), so counts past 2^28 (about a minute) are refused as damage.
+        private const uint MaxIterations = 1u << 28;
+
+        /// <summary>The most iterations a new key slot gets, so that this reader opens what it writes.</summary>
+        public const long MaxNewIterations = MaxIterations;
 
         private static readonly byte[] s_magic = { (byte)'L', (byte)'U', (byte)'K', (byte)'S', 0xBA, 0xBE };
 
@@ -59,6 +69,72 @@ namespace VDiskPS.Formats.Luks
         public string Uuid { get; private set; }
 
         public LuksKeySlot[] KeySlots { get; } = new LuksKeySlot[KeySlotCount];
+
+        /// <summary>
+        /// A new header as qemu's crypto/block-luks.c lays it out: key material regions from 4 KiB on, each
+        /// rounded up to 4 KiB, the payload after the eighth; only slot 0 is filled in by the caller.
+        /// </summary>
+        public static LuksHeader New(string cipherName, string cipherMode, string hashSpec, int keyBytes, int stripes, byte[] digest, byte[] digestSalt, int digestIterations)
+        {
+            long stride = SlotStride(keyBytes, stripes);
+            var h = new LuksHeader
+            {
+                CipherName = cipherName,
+                CipherMode = cipherMode,
+                HashSpec = hashSpec,
+                KeyBytes = keyBytes,
+                Digest = digest,
+                DigestSalt = digestSalt,
+                DigestIterations = digestIterations,
+                Uuid = Guid.NewGuid().ToString("D"),
+                PayloadSector = PayloadSectorFor(keyBytes, stripes),
+            };
+
+            for (int i = 0; i < KeySlotCount; i++)
+            {
+                h.KeySlots[i] = new LuksKeySlot { Index = i, Salt = new byte[SaltSize], MaterialSector = Align + i * stride, Stripes = stripes };
+            }
+
+            return h;
+        }
+
+        /// <summary>Where qemu puts the payload of a new header: after eight key material regions.</summary>
+        public static long PayloadSectorFor(int keyBytes, int stripes) => Align + KeySlotCount * SlotStride(keyBytes, stripes);
+
+        /// <summary>Sectors between key material regions: one region rounded up to 4 KiB.</summary>
+        private static long SlotStride(int keyBytes, int stripes)
+        {
+            long materialSectors = ((long)keyBytes * stripes + SectorSize - 1) / SectorSize;
+            return (materialSectors + Align - 1) / Align * Align;
+        }
+
+        /// <summary>The 592 header bytes.</summary>
+        public byte[] Serialize()
+        {
+            byte[] b = new byte[Size];
+            s_magic.CopyTo(b, MagicOffset);
+            BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(VersionOffset), 1);
+            PutText(b, CipherNameOffset, NameSize, CipherName);
+            PutText(b, CipherModeOffset, NameSize, CipherMode);
+            PutText(b, HashSpecOffset, NameSize, HashSpec);
+            BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(PayloadOffsetOffset), checked((uint)PayloadSector));
+            BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(KeyBytesOffset), (uint)KeyBytes);
+            Digest.CopyTo(b, DigestOffset);
+            DigestSalt.CopyTo(b, DigestSaltOffset);
+            BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(DigestIterationsOffset), (uint)DigestIterations);
+            PutText(b, UuidOffset, 40, Uuid);
+            foreach (LuksKeySlot slot in KeySlots)
+            {
+                int at = KeySlotsOffset + slot.Index * KeySlotSize;
+                BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(at), slot.Active ? SlotActive : SlotInactive);
+                BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(at + 4), (uint)slot.Iterations);
+                slot.Salt.CopyTo(b, at + 8);
+                BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(at + 40), checked((uint)slot.MaterialSector));
+                BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(at + 44), (uint)slot.Stripes);
+            }
+
+            return b;
+        }
 
         /// <summary>True when the header's first bytes are the LUKS magic, of any version.</summary>
         public static bool HasMagic(ReadOnlySpan<byte> head) => head.Length >= 6 && head.Slice(0, 6).SequenceEqual(s_magic);
@@ -144,12 +220,18 @@ namespace VDiskPS.Formats.Luks
 
         private static int Iterations(string path, string field, int offset, uint value)
         {
-            if (value == 0 || value > int.MaxValue)
+            if (value == 0 || value > MaxIterations)
             {
-                throw new ImageCorruptException(path, field, offset, $"{value} PBKDF2 iterations is outside 1..{int.MaxValue}");
+                throw new ImageCorruptException(path, field, offset, $"{value} PBKDF2 iterations is outside 1..{MaxIterations}");
             }
 
             return (int)value;
+        }
+
+        private static void PutText(byte[] b, int offset, int length, string text)
+        {
+            byte[] bytes = Encoding.ASCII.GetBytes(text);
+            Buffer.BlockCopy(bytes, 0, b, offset, Math.Min(bytes.Length, length - 1));
         }
 
         private static string Text(ReadOnlySpan<byte> b, int offset, int length)

@@ -10,7 +10,7 @@ namespace VDiskPS.Formats.Luks
     /// transforms, which run whole sectors at once); only the XTS and CBC chaining is done here.
     /// Thread-safe: transforms are pooled.
     /// </summary>
-    internal sealed class LuksSectorCipher : IDisposable
+    internal sealed class LuksSectorCipher : ISectorCipher
     {
         public const int SectorSize = 512;
         private const int Block = 16;

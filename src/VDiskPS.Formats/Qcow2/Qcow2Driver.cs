@@ -43,7 +43,7 @@ namespace VDiskPS.Formats.Qcow2
 
         public bool SupportsCompression(CreateRequest request)
         {
-            return request?.Options == null || !request.Options.Contains("data_file");
+            return request?.Options == null || !(request.Options.Contains("data_file") || request.Options.Contains("encrypt.format") || request.Options.Contains("encryption") || request.Encryption != null);
         }
 
         /// <summary>qemu-img measure (block/qcow2.c qcow2_measure): metadata for a full image, plus the data required.</summary>
@@ -68,11 +68,14 @@ namespace VDiskPS.Formats.Qcow2
             }
 
             long fully = PreallocatedSize(virtualSize, cs, options.RefcountOrder, options.ExtendedL2);
+
+            // qcow2_measure adds the LUKS header, in whole clusters.
+            long crypto = options.Encryption == null ? 0 : (Qcow2Layer.LuksEncryption(null).NewHeaderLength + cs - 1) / cs * cs;
             return new VDiskMeasurement
             {
                 Format = "qcow2",
-                Required = fully - virtualSize + required,
-                FullyAllocated = fully,
+                Required = fully - virtualSize + required + crypto,
+                FullyAllocated = fully + crypto,
             };
         }
 
@@ -127,8 +130,9 @@ namespace VDiskPS.Formats.Qcow2
             new CreateOption("backing_fmt", CreateOptionKind.Text, "the parent's format"),
             new CreateOption("data_file", CreateOptionKind.Text, "an external file that holds the guest data"),
             new CreateOption("data_file_raw", CreateOptionKind.Bool, "the data file is valid raw data on its own"),
-            new CreateOption("encryption", CreateOptionKind.Bool, "encrypt the image (encrypt.format=luks)"),
-            new CreateOption("encrypt.format", CreateOptionKind.Choice, "the encryption format", "luks"),
+            new CreateOption("encryption", CreateOptionKind.Bool, "qemu's old spelling of encrypt.format=aes (refused: legacy AES)"),
+            new CreateOption("encrypt.format", CreateOptionKind.Choice, "the encryption format: luks (aes, the legacy one, is refused for new images)", Qcow2Layer.LuksScheme, LegacyAesName),
+            new CreateOption("encrypt.iter-time", CreateOptionKind.Number, "milliseconds the LUKS key derivation takes (PBKDF2 is benchmarked); 2000 by default"),
             new CreateOption("cluster_size", CreateOptionKind.Size, "cluster size, 512 B to 2 MiB"),
             new CreateOption("preallocation", CreateOptionKind.Choice, "how the file's space is reserved", "off", "metadata", "falloc", "full"),
             new CreateOption("lazy_refcounts", CreateOptionKind.Bool, "postpone refcount updates"),
@@ -160,6 +164,16 @@ namespace VDiskPS.Formats.Qcow2
         public string DataFile { get; private set; }
 
         public bool DataFileRaw { get; private set; }
+
+        /// <summary>The encryption scheme of the new image (LUKS), or null.</summary>
+        public string Encryption { get; private set; }
+
+        /// <summary>The LUKS key slot's PBKDF2 time (encrypt.iter-time), in milliseconds.</summary>
+        public int IterationMilliseconds { get; private set; } = DefaultIterationMilliseconds;
+
+        // qemu's iter-time default; "aes" is qemu's encrypt.format name of legacy AES (crypt_method 1).
+        private const int DefaultIterationMilliseconds = 2000;
+        private const string LegacyAesName = "aes";
 
         public static Qcow2CreateOptions Parse(string path, CreateRequest request, bool forMeasure = false)
         {
@@ -330,13 +344,7 @@ namespace VDiskPS.Formats.Qcow2
                 o.Preallocation = Preallocation.Metadata;
             }
 
-            bool? encryption = set.GetBool("encryption");
-            string encryptFormat = set.GetString("encrypt.format");
-            if (encryption == true || encryptFormat != null)
-            {
-                throw new ImageNotSupportedException(path, "encrypt.format", null, "creating encrypted qcow2 images is not supported");
-            }
-
+            ParseEncryption(path, request, set, o);
             set.RejectUnknown("qcow2", Names);
             if (o.Size < 0 || Qcow2Header.L1EntriesFor(o.Size, ClusterBitsOf(o.ClusterSize), o.ClusterSize / (o.ExtendedL2 ? 16 : 8)) > Qcow2Header.MaxL1Bytes / 8)
             {
@@ -344,6 +352,66 @@ namespace VDiskPS.Formats.Qcow2
             }
 
             return o;
+        }
+
+        /// <summary>
+        /// encrypt.format (or the request's encryption scheme; encryption=on is qemu's old spelling of the
+        /// legacy aes): LUKS is created; legacy AES is refused as QEMU deprecates it.
+        /// </summary>
+        private static void ParseEncryption(string path, CreateRequest request, OptionSet set, Qcow2CreateOptions o)
+        {
+            bool? encryption = set.GetBool("encryption");
+            string format = set.GetChoice("encrypt.format", Qcow2Layer.LuksScheme, LegacyAesName);
+            int? iterTime = set.GetInt("encrypt.iter-time", 1, 60000);
+            if (encryption == true && format == null)
+            {
+                format = LegacyAesName;
+            }
+
+            if (request.Encryption != null)
+            {
+                string asked = request.Encryption.ToLowerInvariant();
+                if (format != null && format != asked)
+                {
+                    throw new ImageOptionException(path, "encrypt.format", $"the encrypt.format option ({format}) and the encryption given ({request.Encryption}) disagree");
+                }
+
+                format = asked;
+            }
+
+            if (format == null)
+            {
+                if (iterTime.HasValue)
+                {
+                    throw new ImageOptionException(path, "encrypt.iter-time", "encrypt.iter-time needs encrypt.format=luks");
+                }
+
+                return;
+            }
+
+            if (format == LegacyAesName)
+            {
+                throw new ImageNotSupportedException(path, "encrypt.format", null,
+                    "qcow2's legacy AES encryption is not created: it is insecure and QEMU no longer supports it for running guests (\"Use of AES-CBC encrypted qcow2 images is no longer supported in system emulators\"); use LUKS encryption");
+            }
+
+            if (format != Qcow2Layer.LuksScheme)
+            {
+                throw new ImageOptionException(path, "encrypt.format", $"'{format}' is not an encryption qcow2 takes (luks)");
+            }
+
+            if (o.DataFile != null)
+            {
+                throw ImageNotSupportedException.Capability(Qcow2Driver.Id, "encryption with an external data file", path);
+            }
+
+            if (o.Preallocation != Preallocation.Off)
+            {
+                throw new ImageOptionException(path, "preallocation", "preallocation and encryption are not supported together: preallocated clusters would not hold encrypted zeros");
+            }
+
+            o.Encryption = format;
+            o.IterationMilliseconds = iterTime ?? DefaultIterationMilliseconds;
         }
 
         public static int ClusterBitsOf(int clusterSize)

@@ -43,6 +43,14 @@ namespace VDiskPS.Formats.Qcow2
         public const uint ExtensionEncryption = 0x0537be77;
         public const uint ExtensionDataFile = 0x44415441;
 
+        // crypt_method values (qcow2.rst): none, legacy AES-CBC, LUKS with its header in the crypto header extension.
+        public const uint CryptNone = 0;
+        public const uint CryptAes = 1;
+        public const uint CryptLuks = 2;
+
+        // A LUKS1 header with 64-byte keys and 4000 stripes takes 2 MiB; a bound for the untrusted length.
+        private const long MaxCryptoHeaderLength = 64L << 20;
+
         // Feature bits.
         public const ulong IncompatibleDirty = 1UL << 0;
         public const ulong IncompatibleCorrupt = 1UL << 1;
@@ -70,6 +78,11 @@ namespace VDiskPS.Formats.Qcow2
         public long Size { get; set; }
 
         public uint CryptMethod { get; set; }
+
+        /// <summary>Where the LUKS header of a crypt_method 2 image lies (the crypto header extension), in bytes.</summary>
+        public long CryptoHeaderOffset { get; set; }
+
+        public long CryptoHeaderLength { get; set; }
 
         public int L1Size { get; set; }
 
@@ -217,13 +230,7 @@ namespace VDiskPS.Formats.Qcow2
             uint snapshotCount = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(SnapshotCountOffset));
             h.SnapshotsOffset = ReadSigned(path, fixedPart, SnapshotsOffsetOffset, "snapshots_offset");
 
-            if (h.CryptMethod == 1 || h.CryptMethod == 2)
-            {
-                throw new ImageNotSupportedException(path, "crypt_method", CryptMethodOffset,
-                    $"the image is encrypted ({(h.CryptMethod == 1 ? "legacy AES" : "LUKS")}); encrypted qcow2 images are not supported");
-            }
-
-            if (h.CryptMethod != 0)
+            if (h.CryptMethod > CryptLuks)
             {
                 throw new ImageCorruptException(path, "crypt_method", CryptMethodOffset, $"unknown encryption method {h.CryptMethod}");
             }
@@ -269,6 +276,10 @@ namespace VDiskPS.Formats.Qcow2
 
             ReadExtensions(file, h);
             ReadBackingFileName(file, h, fixedPart);
+            if (h.CryptMethod == CryptLuks && h.CryptoHeaderLength == 0)
+            {
+                throw new ImageCorruptException(path, "crypt_method", CryptMethodOffset, "the image is LUKS-encrypted (crypt_method 2) but has no crypto header extension locating its LUKS header");
+            }
 
             ulong unknown = h.IncompatibleFeatures & ~IncompatibleKnown;
             if (unknown != 0)
@@ -339,6 +350,14 @@ namespace VDiskPS.Formats.Qcow2
                 BinaryPrimitives.WriteUInt64BigEndian(bitmaps.AsSpan(8), (ulong)BitmapDirectorySize);
                 BinaryPrimitives.WriteUInt64BigEndian(bitmaps.AsSpan(16), (ulong)BitmapDirectoryOffset);
                 extensions.Add(new KeyValuePair<uint, byte[]>(ExtensionBitmaps, bitmaps));
+            }
+
+            if (CryptMethod == CryptLuks)
+            {
+                var crypto = new byte[16];
+                BinaryPrimitives.WriteUInt64BigEndian(crypto, (ulong)CryptoHeaderOffset);
+                BinaryPrimitives.WriteUInt64BigEndian(crypto.AsSpan(8), (ulong)CryptoHeaderLength);
+                extensions.Add(new KeyValuePair<uint, byte[]>(ExtensionEncryption, crypto));
             }
 
             extensions.AddRange(UnknownExtensions);
@@ -542,7 +561,8 @@ namespace VDiskPS.Formats.Qcow2
 
                         break;
                     case ExtensionEncryption:
-                        throw new ImageNotSupportedException(file.Path, "crypt_method", CryptMethodOffset, "the image is encrypted (LUKS); encrypted qcow2 images are not supported");
+                        ReadCryptoHeaderExtension(file, h, data, at);
+                        break;
                     default:
                         h.UnknownExtensions.Add(new KeyValuePair<uint, byte[]>(type, data.ToArray()));
                         break;
@@ -550,6 +570,35 @@ namespace VDiskPS.Formats.Qcow2
 
                 at += 8 + Align8((int)length);
             }
+        }
+
+        /// <summary>The crypto header extension (qcow2.rst "Full disk encryption header pointer"): offset and length, big-endian.</summary>
+        private static void ReadCryptoHeaderExtension(HostFile file, Qcow2Header h, ReadOnlySpan<byte> data, int at)
+        {
+            if (h.CryptMethod != CryptLuks)
+            {
+                throw new ImageCorruptException(file.Path, "crypto header extension", at, $"the extension is only valid with crypt_method {CryptLuks} (LUKS), not {h.CryptMethod}");
+            }
+
+            if (data.Length < 16)
+            {
+                throw new ImageCorruptException(file.Path, "crypto header extension", at, $"its length {data.Length} is below 16");
+            }
+
+            ulong offset = BinaryPrimitives.ReadUInt64BigEndian(data);
+            ulong length = BinaryPrimitives.ReadUInt64BigEndian(data.Slice(8));
+            if (offset == 0 || (offset & (ulong)(h.ClusterSize - 1)) != 0 || offset > long.MaxValue / 4)
+            {
+                throw new ImageCorruptException(file.Path, "crypto header offset", at + 8, $"0x{offset:x} is not a non-zero multiple of the cluster size");
+            }
+
+            if (length < 592 || length > MaxCryptoHeaderLength || offset + length > (ulong)file.Length)
+            {
+                throw new ImageCorruptException(file.Path, "crypto header length", at + 16, $"a LUKS header of {length} bytes at 0x{offset:x} is outside 592 bytes .. {MaxCryptoHeaderLength >> 20} MiB or runs past the end of the file");
+            }
+
+            h.CryptoHeaderOffset = (long)offset;
+            h.CryptoHeaderLength = (long)length;
         }
 
         private static void ReadBackingFileName(HostFile file, Qcow2Header h, byte[] fixedPart)

@@ -123,6 +123,10 @@ namespace VDiskPS.Formats.Qcow2
             pass = new CheckPass(result) { FileLength = _file.Length };
             int cs = _header.ClusterSize;
             CountRange(pass, 0, cs, "header");
+            if (_header.CryptMethod == Qcow2Header.CryptLuks)
+            {
+                CountRange(pass, _header.CryptoHeaderOffset, _header.CryptoHeaderLength, "crypto header");
+            }
             CountRange(pass, _header.L1TableOffset, (long)_header.L1Size * 8, "L1 table");
             WalkL1(pass, _l1, active: true);
             if (_snapshots.Count > 0)

@@ -18,6 +18,7 @@ namespace VDiskPS.Formats.Qcow2
         /// <summary>Pure and thread-safe: pads to one cluster, compresses with the image's type, or returns null when that does not shrink it.</summary>
         public byte[] Compress(ReadOnlySpan<byte> unit)
         {
+            RefuseWithEncryption("compression");
             int cs = _header.ClusterSize;
             byte[] padded = null;
             ReadOnlySpan<byte> input = unit;
@@ -47,6 +48,7 @@ namespace VDiskPS.Formats.Qcow2
                 throw new ArgumentException("the compressed cluster must be 1 to cluster_size - 1 bytes (use Compress)", nameof(compressed));
             }
 
+            RefuseWithEncryption("compression");
             lock (_gate)
             {
                 EnsureWritableImage();

@@ -11,7 +11,19 @@ namespace VDiskPS.Formats.Qcow2
         internal static Qcow2Layer Create(string path, Qcow2CreateOptions options, CreateRequest request)
         {
             string fullPath = System.IO.Path.GetFullPath(path);
-            HostFile file = request.CreateFile(fullPath);
+            ISectorCipher cipher = null;
+            byte[] cryptoArea = options.Encryption == null ? null : NewLuksHeader(fullPath, options, out cipher);
+            HostFile file;
+            try
+            {
+                file = request.CreateFile(fullPath);
+            }
+            catch
+            {
+                cipher?.Dispose();
+                throw;
+            }
+
             HostFile dataFile = null;
             string createdDataFile = null;
             try
@@ -57,14 +69,28 @@ namespace VDiskPS.Formats.Qcow2
                 long l1Clusters = ((long)header.L1Size * 8 + options.ClusterSize - 1) >> clusterBits;
                 header.L1TableOffset = header.L1Size > 0 ? options.ClusterSize : 0;
 
+                // The LUKS header takes whole clusters after the L1 table, as qemu's qcow2_crypto_hdr_init_func allocates them.
+                long cryptoClusters = cryptoArea == null ? 0 : (cryptoArea.Length + options.ClusterSize - 1) >> clusterBits;
+                if (cryptoArea != null)
+                {
+                    header.CryptMethod = Qcow2Header.CryptLuks;
+                    header.CryptoHeaderOffset = (1 + l1Clusters) << clusterBits;
+                    header.CryptoHeaderLength = cryptoArea.Length;
+                }
+
                 // The header must fit its cluster before anything else is written.
                 header.RefcountTableOffset = options.ClusterSize;
                 header.RefcountTableClusters = 1;
                 header.Serialize(fullPath);
 
                 var counts = new ClusterCounts();
-                counts.AddRange(0, 1 + l1Clusters);
-                var built = Qcow2RefcountBuilder.Build(file, counts, clusterBits, options.RefcountOrder, 1 + l1Clusters);
+                counts.AddRange(0, 1 + l1Clusters + cryptoClusters);
+                var built = Qcow2RefcountBuilder.Build(file, counts, clusterBits, options.RefcountOrder, 1 + l1Clusters + cryptoClusters);
+                if (cryptoArea != null)
+                {
+                    file.WriteAt(header.CryptoHeaderOffset, cryptoArea);
+                }
+
                 header.RefcountTableOffset = built.TableOffset;
                 header.RefcountTableClusters = built.TableClusters;
                 if (header.L1Size > 0)
@@ -93,7 +119,8 @@ namespace VDiskPS.Formats.Qcow2
                     }
                 }
 
-                var layer = new Qcow2Layer(file, dataFile, header, new long[header.L1Size], new List<Qcow2Snapshot>()) { _dataFileCreatedHere = createdDataFile != null };
+                var layer = new Qcow2Layer(file, dataFile, header, new long[header.L1Size], new List<Qcow2Snapshot>()) { _dataFileCreatedHere = createdDataFile != null, _cipher = cipher };
+                cipher = null;
                 layer._refcounts = new Qcow2Refcounts(file, clusterBits, options.RefcountOrder, built.TableOffset, built.Table, layer.OnRefcountTableMoved);
                 if (options.Preallocation != Preallocation.Off)
                 {
@@ -104,6 +131,7 @@ namespace VDiskPS.Formats.Qcow2
             }
             catch
             {
+                cipher?.Dispose();
                 dataFile?.Dispose();
                 file.Dispose();
                 StagedOutput.TryDelete(file.Path);
@@ -116,9 +144,25 @@ namespace VDiskPS.Formats.Qcow2
             }
         }
 
+        /// <summary>A new LUKS header area for the ambient password (asked before any file is made), and its cipher.</summary>
+        private static byte[] NewLuksHeader(string path, Qcow2CreateOptions options, out ISectorCipher cipher)
+        {
+            byte[] password = ImageSecrets.Password(path);
+            try
+            {
+                return LuksEncryption(path).CreateHeader(path, password, options.IterationMilliseconds, out cipher);
+            }
+            finally
+            {
+                Array.Clear(password, 0, password.Length);
+            }
+        }
+
         /// <summary>Maps every cluster from <paramref name="fromCluster"/> on (metadata preallocation), then reserves (falloc) or writes (full) its data.</summary>
         private void Preallocate(Preallocation mode, long fromCluster = 0)
         {
+            // A mapped cluster of an encrypted image must hold encrypted zeros, which no preallocation writes.
+            RefuseWithEncryption("preallocation");
             lock (_gate)
             {
                 long clusters = (_size + ClusterMask) >> ClusterBits;

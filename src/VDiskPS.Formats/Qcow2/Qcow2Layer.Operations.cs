@@ -351,7 +351,7 @@ namespace VDiskPS.Formats.Qcow2
                     if (offset != 0 && Refcounts.Get(offset >> ClusterBits) == l2References)
                     {
                         // Only this table names the cluster: it becomes plain zeros in place.
-                        _file.WriteAt(offset, zeros);
+                        WriteClusterData(_file, offset, zeros);
                         table[j] = entry & ~ZeroFlag;
                         continue;
                     }
@@ -369,7 +369,7 @@ namespace VDiskPS.Formats.Qcow2
 
                     long cluster = Refcounts.Allocate(1);
                     Refcounts.Set(cluster >> ClusterBits, l2References);
-                    _file.WriteAt(cluster, zeros);
+                    WriteClusterData(_file, cluster, zeros);
                     table[j] = (ulong)cluster | (l2References == 1 ? CopiedFlag : 0);
                 }
 

@@ -255,8 +255,21 @@ namespace VDiskPS.Formats.Qcow2
             if (!status.Compressed)
             {
                 long host = status.HostOffset + (offset - status.GuestOffset);
-                (_dataFile ?? _file).ReadZeroPadded(host, buffer);
+                if (_cipher != null)
+                {
+                    ReadDecrypted(_dataFile ?? _file, offset, host, buffer);
+                }
+                else
+                {
+                    (_dataFile ?? _file).ReadZeroPadded(host, buffer);
+                }
+
                 return;
+            }
+
+            if (_cipher != null)
+            {
+                throw new ImageNotSupportedException(Path, "L2 entry", null, $"the encrypted image holds a compressed cluster at guest offset {offset}; QEMU writes neither together, and such a cluster has no defined encryption");
             }
 
             byte[] cluster = ArrayPool<byte>.Shared.Rent(_header.ClusterSize);

@@ -114,7 +114,8 @@ namespace VDiskPS.Formats.Qcow2
                 }
                 else
                 {
-                    actions[i] = ClusterAction.InPlace;
+                    // An encrypted cluster is rewritten whole: sectors are the cipher's unit.
+                    actions[i] = _cipher != null ? ClusterAction.InPlaceMerge : ClusterAction.InPlace;
                 }
             }
 
@@ -203,7 +204,7 @@ namespace VDiskPS.Formats.Qcow2
             long tail = runBytes - head - data.Length;
             if (head == 0 && tail == 0)
             {
-                target.WriteAt(host, data);
+                WriteClusterData(target, host, data);
                 return;
             }
 
@@ -216,7 +217,7 @@ namespace VDiskPS.Formats.Qcow2
                 {
                     ReadBase(guest, buffer);
                     data.CopyTo(buffer.Slice(head));
-                    target.WriteAt(host, buffer);
+                    WriteClusterData(target, host, buffer);
                     return;
                 }
 
@@ -225,17 +226,17 @@ namespace VDiskPS.Formats.Qcow2
                 {
                     ReadBase(guest, buffer);
                     data.Slice(0, firstPart).CopyTo(buffer.Slice(head));
-                    target.WriteAt(host, buffer);
+                    WriteClusterData(target, host, buffer);
                 }
                 else
                 {
-                    target.WriteAt(host, data.Slice(0, cs));
+                    WriteClusterData(target, host, data.Slice(0, cs));
                 }
 
                 int middleLength = (int)(runBytes - 2L * cs);
                 if (middleLength > 0)
                 {
-                    target.WriteAt(host + cs, data.Slice(firstPart, middleLength));
+                    WriteClusterData(target, host + cs, data.Slice(firstPart, middleLength));
                 }
 
                 int lastPart = data.Length - firstPart - middleLength;
@@ -244,11 +245,11 @@ namespace VDiskPS.Formats.Qcow2
                 {
                     ReadBase(lastGuest, buffer);
                     data.Slice(firstPart + middleLength, lastPart).CopyTo(buffer);
-                    target.WriteAt(host + runBytes - cs, buffer);
+                    WriteClusterData(target, host + runBytes - cs, buffer);
                 }
                 else
                 {
-                    target.WriteAt(host + runBytes - cs, data.Slice(firstPart + middleLength, lastPart));
+                    WriteClusterData(target, host + runBytes - cs, data.Slice(firstPart + middleLength, lastPart));
                 }
             }
             finally

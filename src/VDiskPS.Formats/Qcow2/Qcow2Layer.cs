@@ -63,6 +63,8 @@ namespace VDiskPS.Formats.Qcow2
             _size = snapshot.DiskSize;
             _snapshots = owner._snapshots;
             _backing = owner._backing;
+            _cipher = owner._cipher;
+            _cipherByGuestOffset = owner._cipherByGuestOffset;
             _isSnapshotView = true;
         }
 
@@ -126,6 +128,7 @@ namespace VDiskPS.Formats.Qcow2
                 }
 
                 var layer = new Qcow2Layer(file, dataFile, header, l1, snapshots);
+                layer.Unlock();
                 if (file.CanWrite && (header.AutoclearFeatures & ~Qcow2Header.AutoclearKnown) != 0)
                 {
                     // A writer must clear the autoclear bits it does not know (qcow2.rst "autoclear_features").
@@ -165,7 +168,7 @@ namespace VDiskPS.Formats.Qcow2
                 info.Subformat = _header.CompatName;
                 info.Dirty = _header.Dirty;
                 info.Corrupt = _header.Corrupt;
-                info.Encrypted = false;
+                info.Encrypted = Encrypted;
                 info.Snapshots = _snapshots.Count;
                 info.FormatSpecific["compat"] = _header.CompatName;
                 info.FormatSpecific["compression-type"] = _header.CompressionType == 1 ? "zstd" : "zlib";
@@ -233,6 +236,7 @@ namespace VDiskPS.Formats.Qcow2
             }
             finally
             {
+                _cipher?.Dispose();
                 _dataFile?.Dispose();
                 _file.Dispose();
             }

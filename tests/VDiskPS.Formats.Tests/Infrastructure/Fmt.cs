@@ -13,5 +13,6 @@ namespace VDiskPS.Formats.Tests
         public static readonly DiskFormat Qed = global::VDiskPS.Formats.Qed.QedDriver.Id;
         public static readonly DiskFormat Parallels = global::VDiskPS.Formats.Parallels.ParallelsDriver.Id;
         public static readonly DiskFormat Bochs = global::VDiskPS.Formats.Bochs.BochsDriver.Id;
+        public static readonly DiskFormat Luks = global::VDiskPS.Formats.Luks.LuksDriver.Id;
     }
 }

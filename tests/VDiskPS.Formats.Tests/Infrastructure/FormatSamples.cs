@@ -32,7 +32,12 @@ namespace VDiskPS.Formats.Tests
             ["bochs"] = (raw, path) => Bochs.BochsBuilder.Build(raw, path),
             ["cloop"] = Cloop.CloopBuilder.Build,
             ["dmg"] = Dmg.DmgBuilder.Build,
+            // qemu-img writes luks only with a secret: the container's password is Qemu.Password.
+            ["luks"] = (raw, path) => Qemu.Img("convert", "--object", Qemu.SecretObject, "-f", "raw", "-O", "luks", "-o", "key-secret=sec0,iter-time=10", raw, path),
         };
+
+        /// <summary>Formats whose images need <see cref="Qemu.Password"/> (an ImageSecrets scope on the engine's side, the secret sec0 on qemu's).</summary>
+        public static bool IsEncrypted(string format) => string.Equals(format, "luks", StringComparison.OrdinalIgnoreCase);
 
         public static IEnumerable<string> Sources => s_qemuWrites.Keys.Concat(s_builders.Keys);
 

@@ -1,6 +1,7 @@
 using System;
 using System.Diagnostics;
 using System.IO;
+using System.Linq;
 using System.Text.Json;
 
 namespace VDiskPS.Formats.Tests
@@ -48,9 +49,31 @@ namespace VDiskPS.Formats.Tests
         public static (int ExitCode, string Output) Check(string path, string format)
             => Run("qemu-img", new[] { "check", "-f", format, path });
 
-        /// <summary>qemu-img compare of two images: true when identical.</summary>
+        /// <summary>The password of the encrypted images the tests make (ImageSecrets.FromString(Password) on the engine's side).</summary>
+        public const string Password = "pass";
+
+        /// <summary>qemu's --object argument holding <see cref="Password"/> as the secret sec0.</summary>
+        public const string SecretObject = "secret,id=sec0,data=" + Password;
+
+        /// <summary>An --image-opts string for an image: a luks container, or a qcow2 with (maybe) encryption, takes the secret sec0.</summary>
+        public static string ImageOpts(string path, string format) => format switch
+        {
+            "luks" => $"driver=luks,key-secret=sec0,file.filename={path}",
+            "qcow2-encrypted" => $"driver=qcow2,encrypt.key-secret=sec0,file.filename={path}",
+            _ => $"driver={format},file.filename={path}",
+        };
+
+        /// <summary>qemu-img compare of two images: true when identical. An encrypted format is opened with <see cref="SecretObject"/>.</summary>
         public static (bool Identical, string Output) Compare(string a, string formatA, string b, string formatB, bool strict = false)
         {
+            if (IsEncrypted(formatA) || IsEncrypted(formatB))
+            {
+                var opts = new[] { "compare", "--object", SecretObject, "--image-opts" }.Concat(strict ? new[] { "-s" } : Array.Empty<string>())
+                    .Concat(new[] { ImageOpts(a, formatA), ImageOpts(b, formatB) }).ToArray();
+                var o = Run("qemu-img", opts);
+                return (o.ExitCode == 0, o.Output);
+            }
+
             var args = strict
                 ? new[] { "compare", "-s", "-f", formatA, "-F", formatB, a, b }
                 : new[] { "compare", "-f", formatA, "-F", formatB, a, b };
@@ -64,6 +87,18 @@ namespace VDiskPS.Formats.Tests
             string json = format == null ? Img("info", "--output=json", path) : Img("info", "--output=json", "-f", format, path);
             return JsonDocument.Parse(json);
         }
+
+        /// <summary>Converts an image opened with <see cref="ImageOpts"/> (and the secret) to raw with qemu-img and returns the bytes.</summary>
+        public static byte[] ToRawBytesWithSecret(string imageOpts, string scratchDir)
+        {
+            string raw = Path.Combine(scratchDir, Guid.NewGuid().ToString("N") + ".raw");
+            Img("convert", "--object", SecretObject, "--image-opts", imageOpts, "-O", "raw", raw);
+            byte[] bytes = File.ReadAllBytes(raw);
+            File.Delete(raw);
+            return bytes;
+        }
+
+        private static bool IsEncrypted(string format) => format == "luks" || format == "qcow2-encrypted";
 
         /// <summary>Converts any image to raw with qemu-img and returns the bytes.</summary>
         public static byte[] ToRawBytes(string path, string format, string scratchDir)

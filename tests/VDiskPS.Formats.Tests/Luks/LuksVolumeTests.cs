@@ -112,6 +112,7 @@ namespace VDiskPS.Formats.Tests.Luks
         [InlineData(104, "payload-offset", "the payload would start")]
         [InlineData(208, "key slot 0 state", "neither active")]
         [InlineData(252, "key slot 0 stripes", "anti-forensic stripes")]
+        [InlineData(212, "key slot 0 iterations", "PBKDF2 iterations is outside 1..268435456")]
         public void Damaged_header_fields_are_named_with_their_offset(int offset, string field, string message)
         {
             using var dir = new TempDir();

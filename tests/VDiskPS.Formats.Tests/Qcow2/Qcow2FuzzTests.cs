@@ -409,25 +409,27 @@ namespace VDiskPS.Formats.Tests.Qcow2
         }
 
         [Fact]
-        public void LegacyAesEncryptionIsRefusedClearly()
+        public void LegacyAesEncryptionWithoutAPasswordAsksForOne()
         {
             using var dir = new TempDir();
             string path = MakeSubject(dir);
             PatchU32(path, 32, 1);
             var e = AssertRefused(path, "encrypted");
-            Assert.IsType<ImageNotSupportedException>(e);
+            Assert.True(Assert.IsType<ImagePasswordException>(e).Missing);
         }
 
         [Fact]
-        public void LuksEncryptionIsRefusedClearly()
+        public void LuksEncryptionWithoutItsHeaderExtensionIsCorrupt()
         {
             // qemu-img's LUKS key derivation benchmark is unreliable on a loaded host, so the method is set in the header.
             using var dir = new TempDir();
             string path = MakeSubject(dir);
             PatchU32(path, 32, 2);
             var e = AssertRefused(path, "encrypted");
-            Assert.IsType<ImageNotSupportedException>(e);
-            Assert.Contains("LUKS", e.Message);
+            Assert.IsType<ImageCorruptException>(e);
+            Assert.Equal("crypt_method", e.Field);
+            Assert.Equal(32, e.Offset);
+            Assert.Contains("no crypto header extension", e.Message);
         }
 
         [Fact]
