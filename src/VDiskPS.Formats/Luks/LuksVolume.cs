@@ -1,6 +1,7 @@
 using System;
 using System.Diagnostics;
 using System.Security.Cryptography;
+using VDiskPS.Formats.Crypto;
 
 namespace VDiskPS.Formats.Luks
 {
@@ -10,7 +11,7 @@ namespace VDiskPS.Formats.Luks
     /// </summary>
     internal sealed class LuksVolume : IDisposable
     {
-        private LuksVolume(LuksHeader header, LuksSectorCipher cipher)
+        private LuksVolume(LuksHeader header, AesSectorCipher cipher)
         {
             Header = header;
             Cipher = cipher;
@@ -24,7 +25,7 @@ namespace VDiskPS.Formats.Luks
 
         public LuksHeader Header { get; }
 
-        public LuksSectorCipher Cipher { get; }
+        public AesSectorCipher Cipher { get; }
 
         /// <summary>Where the encrypted payload starts in the file, in bytes.</summary>
         public long PayloadOffset => Header.PayloadSector * LuksHeader.SectorSize;
@@ -48,8 +49,8 @@ namespace VDiskPS.Formats.Luks
             LuksHeader header = LuksHeader.Parse(file.Path, head, length);
 
             // The digest check runs the header's hash first, so an unsupported hash or cipher is named before any slot is tried.
-            LuksHash.Name(file.Path, header.HashSpec);
-            LuksSectorCipher.Create(file.Path, header.CipherName, header.CipherMode, new byte[header.KeyBytes]).Dispose();
+            HashSpec.Name(file.Path, header.HashSpec);
+            AesSectorCipher.Create(file.Path, header.CipherName, header.CipherMode, new byte[header.KeyBytes]).Dispose();
             foreach (LuksKeySlot slot in header.KeySlots)
             {
                 if (!slot.Active)
@@ -62,7 +63,7 @@ namespace VDiskPS.Formats.Luks
                 {
                     try
                     {
-                        return new LuksVolume(header, LuksSectorCipher.Create(file.Path, header.CipherName, header.CipherMode, key));
+                        return new LuksVolume(header, AesSectorCipher.Create(file.Path, header.CipherName, header.CipherMode, key));
                     }
                     finally
                     {
@@ -101,20 +102,20 @@ namespace VDiskPS.Formats.Luks
                 int slotIterations = (int)Math.Max(MinIterations, Math.Min(LuksHeader.MaxNewIterations, perSecond * iterationMilliseconds / 1000));
                 int digestIterations = (int)Math.Max(MinIterations, Math.Min(LuksHeader.MaxNewIterations, perSecond * iterationMilliseconds / 8000));
                 byte[] digestSalt = Random(LuksHeader.SaltSize);
-                byte[] digest = LuksHash.Pbkdf2(path, Hash, masterKey, digestSalt, digestIterations, LuksHeader.DigestSize);
+                byte[] digest = HashSpec.Pbkdf2(path, Hash, masterKey, digestSalt, digestIterations, LuksHeader.DigestSize);
                 LuksHeader header = LuksHeader.New(CipherName, CipherMode, Hash, KeyBytes, Stripes, digest, digestSalt, digestIterations);
                 LuksKeySlot slot = header.KeySlots[0];
                 slot.Active = true;
                 slot.Iterations = slotIterations;
                 slot.Salt = Random(LuksHeader.SaltSize);
 
-                slotKey = LuksHash.Pbkdf2(path, Hash, password, slot.Salt, slotIterations, KeyBytes);
+                slotKey = HashSpec.Pbkdf2(path, Hash, password, slot.Salt, slotIterations, KeyBytes);
                 byte[] split = AntiForensic.Split(path, Hash, masterKey, Stripes);
                 int sectors = (split.Length + LuksHeader.SectorSize - 1) / LuksHeader.SectorSize;
                 material = new byte[sectors * LuksHeader.SectorSize];
                 Buffer.BlockCopy(split, 0, material, 0, split.Length);
                 Array.Clear(split, 0, split.Length);
-                using (LuksSectorCipher slotCipher = LuksSectorCipher.Create(path, CipherName, CipherMode, slotKey))
+                using (AesSectorCipher slotCipher = AesSectorCipher.Create(path, CipherName, CipherMode, slotKey))
                 {
                     slotCipher.Encrypt(0, material, 0, material.Length);
                 }
@@ -123,7 +124,7 @@ namespace VDiskPS.Formats.Luks
                 byte[] fixedPart = header.Serialize();
                 Buffer.BlockCopy(fixedPart, 0, area, 0, fixedPart.Length);
                 Buffer.BlockCopy(material, 0, area, (int)(slot.MaterialSector * LuksHeader.SectorSize), material.Length);
-                return new LuksVolume(header, LuksSectorCipher.Create(path, CipherName, CipherMode, masterKey));
+                return new LuksVolume(header, AesSectorCipher.Create(path, CipherName, CipherMode, masterKey));
             }
             finally
             {
@@ -143,7 +144,7 @@ namespace VDiskPS.Formats.Luks
             for (int count = 1000; ; count *= 2)
             {
                 var clock = Stopwatch.StartNew();
-                LuksHash.Pbkdf2(path, hash, password, salt, count, keyBytes);
+                HashSpec.Pbkdf2(path, hash, password, salt, count, keyBytes);
                 long elapsed = clock.ElapsedMilliseconds;
                 if (elapsed >= 50 || count >= (1 << 28))
                 {
@@ -165,13 +166,13 @@ namespace VDiskPS.Formats.Luks
 
         private static byte[] TrySlot(HostFile file, long offset, LuksHeader header, LuksKeySlot slot, byte[] password)
         {
-            byte[] slotKey = LuksHash.Pbkdf2(file.Path, header.HashSpec, password, slot.Salt, slot.Iterations, header.KeyBytes);
+            byte[] slotKey = HashSpec.Pbkdf2(file.Path, header.HashSpec, password, slot.Salt, slot.Iterations, header.KeyBytes);
             int length = header.KeyBytes * slot.Stripes;
             int sectors = (length + LuksHeader.SectorSize - 1) / LuksHeader.SectorSize;
             byte[] material = new byte[sectors * LuksHeader.SectorSize];
             file.ReadExactly(offset + slot.MaterialSector * LuksHeader.SectorSize, material, $"key slot {slot.Index} key material");
             byte[] candidate;
-            using (LuksSectorCipher slotCipher = LuksSectorCipher.Create(file.Path, header.CipherName, header.CipherMode, slotKey))
+            using (AesSectorCipher slotCipher = AesSectorCipher.Create(file.Path, header.CipherName, header.CipherMode, slotKey))
             {
                 slotCipher.Decrypt(0, material, 0, material.Length);
                 candidate = AntiForensic.Merge(file.Path, header.HashSpec, material, header.KeyBytes, slot.Stripes);
@@ -179,7 +180,7 @@ namespace VDiskPS.Formats.Luks
 
             Array.Clear(slotKey, 0, slotKey.Length);
             Array.Clear(material, 0, material.Length);
-            byte[] digest = LuksHash.Pbkdf2(file.Path, header.HashSpec, candidate, header.DigestSalt, header.DigestIterations, LuksHeader.DigestSize);
+            byte[] digest = HashSpec.Pbkdf2(file.Path, header.HashSpec, candidate, header.DigestSalt, header.DigestIterations, LuksHeader.DigestSize);
             if (FixedTimeEquals(digest, header.Digest))
             {
                 return candidate;

@@ -4,7 +4,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Text;
 using VDiskPS.Formats.Compression;
-using VDiskPS.Formats.Luks;
+using VDiskPS.Formats.Crypto;
 
 namespace VDiskPS.Formats.Qcow
 {
@@ -28,7 +28,7 @@ namespace VDiskPS.Formats.Qcow
         private readonly long _size;
         private readonly BackingReference _backing;
         private readonly Dictionary<long, ulong[]> _tables = new Dictionary<long, ulong[]>();
-        private LuksSectorCipher _cipher;
+        private AesSectorCipher _cipher;
 
         // The last cluster decompressed: its host offset and content.
         private long _inflatedAt = -1;
@@ -115,14 +115,14 @@ namespace VDiskPS.Formats.Qcow
         /// bytes, are the AES-128 key; each 512-byte sector is CBC-encrypted with its sector number
         /// (little-endian, from the start of the disk) as the initial vector.
         /// </summary>
-        internal static LuksSectorCipher CipherFor(string path, byte[] password)
+        internal static AesSectorCipher CipherFor(string path, byte[] password)
         {
             var key = new byte[16];
             try
             {
                 int n = Array.IndexOf(password, (byte)0);
                 Array.Copy(password, key, Math.Min(16, n < 0 ? password.Length : n));
-                return LuksSectorCipher.Create(path, "aes", "cbc-plain64", key);
+                return AesSectorCipher.Create(path, "aes", "cbc-plain64", key);
             }
             finally
             {
@@ -307,7 +307,7 @@ namespace VDiskPS.Formats.Qcow
         /// <summary>Decrypts the sectors under <paramref name="buffer"/> (one cluster at most) from the host bytes at <paramref name="host"/>.</summary>
         private void ReadEncrypted(long offset, long host, Span<byte> buffer)
         {
-            LuksSectorCipher cipher = _cipher ?? throw new ImagePasswordException(Path, missing: true);
+            AesSectorCipher cipher = _cipher ?? throw new ImagePasswordException(Path, missing: true);
             long first = offset & ~511L;
             int skip = (int)(offset - first);
             int length = (skip + buffer.Length + 511) & ~511;

@@ -2,15 +2,15 @@ using System;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 
-namespace VDiskPS.Formats.Luks
+namespace VDiskPS.Formats.Crypto
 {
     /// <summary>
-    /// Encrypts and decrypts 512-byte sectors as dm-crypt and QEMU do for LUKS1: AES in XTS or CBC
+    /// Encrypts and decrypts 512-byte sectors as dm-crypt and QEMU do (LUKS1, qcow legacy AES): AES in XTS or CBC
     /// mode with plain, plain64 or ESSIV initial vectors. The block cipher is the platform's AES (ECB
     /// transforms, which run whole sectors at once); only the XTS and CBC chaining is done here.
     /// Thread-safe: transforms are pooled.
     /// </summary>
-    internal sealed class LuksSectorCipher : ISectorCipher
+    internal sealed class AesSectorCipher : ISectorCipher
     {
         public const int SectorSize = 512;
         private const int Block = 16;
@@ -23,7 +23,7 @@ namespace VDiskPS.Formats.Luks
         private readonly ConcurrentBag<ICryptoTransform> _decryptors = new ConcurrentBag<ICryptoTransform>();
         private readonly ConcurrentBag<ICryptoTransform> _tweakers = new ConcurrentBag<ICryptoTransform>();
 
-        private LuksSectorCipher(bool xts, IvKind iv, byte[] dataKey, byte[] tweakKey)
+        private AesSectorCipher(bool xts, IvKind iv, byte[] dataKey, byte[] tweakKey)
         {
             _xts = xts;
             _iv = iv;
@@ -42,7 +42,7 @@ namespace VDiskPS.Formats.Luks
         /// The cipher of a LUKS1 cipher-name and cipher-mode ("aes", "xts-plain64" / "cbc-essiv:sha256" /
         /// "cbc-plain64" / "cbc-plain") with <paramref name="key"/>; other ciphers and modes are refused by name.
         /// </summary>
-        public static LuksSectorCipher Create(string path, string cipherName, string cipherMode, byte[] key)
+        public static AesSectorCipher Create(string path, string cipherName, string cipherMode, byte[] key)
         {
             if (!string.Equals(cipherName, "aes", StringComparison.OrdinalIgnoreCase))
             {
@@ -77,7 +77,7 @@ namespace VDiskPS.Formats.Luks
             else if (ivSpec.StartsWith("essiv:", StringComparison.Ordinal) && !xts)
             {
                 iv = IvKind.Essiv;
-                using (HashAlgorithm hash = LuksHash.Create(path, ivSpec.Substring(6)))
+                using (HashAlgorithm hash = HashSpec.Create(path, ivSpec.Substring(6)))
                 {
                     tweakKey = hash.ComputeHash(key);
                 }
@@ -92,7 +92,7 @@ namespace VDiskPS.Formats.Luks
                 throw new ImageNotSupportedException(path, "cipher-mode", null, $"the '{cipherMode}' initial-vector scheme is not supported (plain64, plain and, with cbc, essiv:HASH are)");
             }
 
-            return new LuksSectorCipher(xts, iv, dataKey, tweakKey);
+            return new AesSectorCipher(xts, iv, dataKey, tweakKey);
         }
 
         /// <summary>Decrypts whole sectors in place; <paramref name="sector"/> numbers the first one (from the start of the encrypted area).</summary>
