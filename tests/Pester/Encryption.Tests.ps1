@@ -93,6 +93,27 @@ Describe 'Reading encrypted images' {
         }
     }
 
+    It 'maps, tests and measures an encrypted image with -Password, as qemu-img does with the secret' {
+        $qemuMap = (qemu-img map --output=json --object $script:SecretObject --image-opts "driver=qcow2,encrypt.key-secret=sec0,file.filename=qemu.qcow2") -join "`n" | ConvertFrom-Json
+        $map = @(Get-VDiskMap qemu.qcow2 -Password $script:Password)
+        ($map | Where-Object Data | Measure-Object Length -Sum).Sum | Should -Be ($qemuMap | Where-Object data | Measure-Object length -Sum).Sum
+        Test-VDisk qemu.qcow2 -Password $script:Password | Should -BeTrue
+        $measured = Measure-VDisk -Path qemu.qcow2 -Format qcow2 -Password $script:Password
+        $qemuMeasure = (qemu-img measure --output=json -O qcow2 --object $script:SecretObject --image-opts "driver=qcow2,encrypt.key-secret=sec0,file.filename=qemu.qcow2") -join "`n" | ConvertFrom-Json
+        $measured.Required | Should -Be $qemuMeasure.required
+    }
+
+    It 'reads a raw LUKS container qemu-img made, through every reading cmdlet' {
+        qemu-img create -q --object $script:SecretObject -f luks -o key-secret=sec0,iter-time=10 made.luks 4M
+        qemu-io --object $script:SecretObject --image-opts "driver=luks,key-secret=sec0,file.filename=made.luks" -c 'write -P 0x6b 512k 64k' | Out-Null
+        (Get-VDisk made.luks -Password $script:Password).Format | Should -Be 'luks'
+        Convert-VDisk made.luks -Destination made.raw -Password $script:Password
+        Assert-QemuSame made.luks luks made.raw
+        Compare-VDisk made.luks made.raw -Password $script:Password | Should -BeTrue
+        @(Get-VDiskMap made.luks -Password $script:Password).Count | Should -BeGreaterThan 0
+        Test-VDisk made.luks -Password $script:Password | Should -BeTrue
+    }
+
     It 'passes the password to a conversion run as a job' {
         $job = Convert-VDisk qemu.qcow2 -Destination job.raw -Password $script:Password -AsJob
         $job | Wait-Job -Timeout 120 | Out-Null

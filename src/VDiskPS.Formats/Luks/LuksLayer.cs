@@ -39,7 +39,7 @@ namespace VDiskPS.Formats.Luks
         /// <summary>Unlocks the container with the ambient password; the guest size is the payload's whole sectors.</summary>
         public static LuksLayer Open(HostFile file)
         {
-            byte[] password = ImageSecrets.Password(file.Path);
+            byte[] password = ImageSecrets.HasPassword ? ImageSecrets.Password(file.Path) : null;
             LuksVolume volume;
             try
             {
@@ -47,7 +47,10 @@ namespace VDiskPS.Formats.Luks
             }
             finally
             {
-                Array.Clear(password, 0, password.Length);
+                if (password != null)
+                {
+                    Array.Clear(password, 0, password.Length);
+                }
             }
 
             long payload = volume.PayloadOffset;

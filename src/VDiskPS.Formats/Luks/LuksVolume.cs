@@ -39,11 +39,6 @@ namespace VDiskPS.Formats.Luks
         /// </summary>
         public static LuksVolume Unlock(HostFile file, long offset, long length, byte[] password)
         {
-            if (password == null)
-            {
-                throw new ImagePasswordException(file.Path, true);
-            }
-
             byte[] head = new byte[LuksHeader.Size];
             file.ReadExactly(offset, head, "LUKS header");
             LuksHeader header = LuksHeader.Parse(file.Path, head, length);
@@ -51,6 +46,12 @@ namespace VDiskPS.Formats.Luks
             // The digest check runs the header's hash first, so an unsupported hash or cipher is named before any slot is tried.
             HashSpec.Name(file.Path, header.HashSpec);
             AesSectorCipher.Create(file.Path, header.CipherName, header.CipherMode, new byte[header.KeyBytes]).Dispose();
+
+            // Asked for only now: a header this module cannot read (LUKS2, another cipher) is refused as such, with or without a password.
+            if (password == null)
+            {
+                throw new ImagePasswordException(file.Path, true);
+            }
             foreach (LuksKeySlot slot in header.KeySlots)
             {
                 if (!slot.Active)
