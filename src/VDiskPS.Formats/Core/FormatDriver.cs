@@ -176,6 +176,13 @@ namespace VDiskPS.Formats
         /// </summary>
         public virtual IReadOnlyList<string> Subformats => Array.Empty<string>();
 
+        /// <summary>
+        /// The image can record its parent's format. Where it cannot, but marks a raw parent "do not probe"
+        /// (QED), a probed parent may name a further parent, as qemu opens such chains; elsewhere a chain must
+        /// record the formats it relies on (a probed raw parent could carry a guest-written header).
+        /// </summary>
+        public virtual bool RecordsBackingFormat => true;
+
         /// <summary>qemu-img info --output=json reports the format's fields under "format-specific".</summary>
         public virtual bool HasQemuFormatSpecific => false;
 

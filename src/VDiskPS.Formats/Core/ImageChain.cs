@@ -73,6 +73,7 @@ namespace VDiskPS.Formats
                 string current = Transports.GetFullLocation(path);
                 DiskFormat? format = options.Format;
                 bool formatWasProbed = format == null;
+                bool namerRecordsFormats = true;
                 string namedBy = null;
                 while (true)
                 {
@@ -118,7 +119,9 @@ namespace VDiskPS.Formats
                         break;
                     }
 
-                    if (formatWasProbed && depth > 0 && !options.AllowProbedBackingChain)
+                    // A child whose format has no place for its parent's format but marks a raw parent "do not
+                    // probe" (QED) leaves probing as the only way, as in qemu.
+                    if (formatWasProbed && depth > 0 && !options.AllowProbedBackingChain && namerRecordsFormats)
                     {
                         throw new ImageChainException(layer.Path, "backing format",
                             $"this backing file's format was probed, not recorded, and it names a further backing file ('{backing.RecordedPath}'); the image that names it must record its format")
@@ -128,6 +131,7 @@ namespace VDiskPS.Formats
                     }
 
                     namedBy = layer.Path;
+                    namerRecordsFormats = options.Registry.Find(layer.Format)?.RecordsBackingFormat != false;
                     format = backing.Format;
                     formatWasProbed = format == null;
                     current = backing.ResolveExisting(layer.Path);

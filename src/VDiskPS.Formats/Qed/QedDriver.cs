@@ -39,6 +39,9 @@ namespace VDiskPS.Formats.Qed
 
         public override IReadOnlyList<CreateOption> CreateOptions => s_options;
 
+        /// <summary>QED records only the parent's name (and, for a raw parent, "do not probe").</summary>
+        public override bool RecordsBackingFormat => false;
+
         public override int Probe(ProbeContext context) => QedHeader.HasMagic(context.Head) ? 100 : 0;
 
         public override ImageLayer Open(HostFile file, OpenOptions options)

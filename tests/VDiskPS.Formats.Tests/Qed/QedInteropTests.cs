@@ -94,6 +94,32 @@ namespace VDiskPS.Formats.Tests.Qed
             Assert.Equal(Qemu.ToRawBytes(child, "qed", dir.Path), TestData.ReadAll(child));
         }
 
+        /// <summary>
+        /// QED cannot record a parent's format, so a QED parent is probed; qemu opens a three-layer chain
+        /// of them, and so does the engine (a raw base is still recorded "do not probe").
+        /// </summary>
+        [Fact]
+        public void AChainOfThreeQedLayersReadsAsQemuReadsIt()
+        {
+            using var dir = new TempDir();
+            string basePath = dir.File("base.raw");
+            Qemu.Img("create", "-f", "raw", basePath, "4M");
+            Qemu.Io("-f", "raw", "-c", "write -P 0x11 0 4M", basePath);
+            string mid = dir.File("mid.qed");
+            Qemu.Img("create", "-f", "qed", "-b", "base.raw", "-F", "raw", mid, "4M");
+            Qemu.Io("-f", "qed", "-c", "write -P 0x22 1M 64k", mid);
+            string top = dir.File("top.qed");
+            Qemu.Img("create", "-f", "qed", "-b", "mid.qed", "-F", "qed", top, "4M");
+            Qemu.Io("-f", "qed", "-c", "write -P 0x33 2M 8k", top);
+
+            using (var chain = ImageChain.Open(top))
+            {
+                Assert.Equal(3, chain.Layers.Count);
+            }
+
+            Assert.Equal(Qemu.ToRawBytes(top, "qed", dir.Path), TestData.ReadAll(top));
+        }
+
         [Fact]
         public void ConvertedQedPassesQemuCheckAndCompare()
         {
