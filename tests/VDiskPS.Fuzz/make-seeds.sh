@@ -8,6 +8,9 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$out"/{qcow2,vmdk,vhd,vhdx,vdi,qcow,ova,qed,parallels,bochs,cloop,dmg,luks}
 io() { qemu-io "$@" >/dev/null; }
+# qemu-img making a LUKS header: qemu times its PBKDF2 benchmark with the thread's coarse CPU clock
+# and, at random on a fast idle machine, gives up ("Unable to get accurate CPU usage"); try again.
+keyed() { qemu-img "$@" || qemu-img "$@" || qemu-img "$@"; }
 
 # qcow2: data, zero and compressed clusters, an internal snapshot and a persistent bitmap;
 # a tiny-cluster version 2 image; zstd compression with 1-bit refcounts.
@@ -71,7 +74,7 @@ with open(sys.argv[1], "wb") as f:
 PY
 # luks: the smallest key material qemu writes (aes-128-cbc, 16-byte key: 1032 header sectors),
 # a short key derivation, and one written sector block; the password is FuzzTarget.Password.
-qemu-img create -q -f luks --object secret,id=sec0,data=pass -o key-secret=sec0,iter-time=1,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=plain64 "$out/luks/cbc.luks" 8K
+keyed create -q -f luks --object secret,id=sec0,data=pass -o key-secret=sec0,iter-time=1,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=plain64 "$out/luks/cbc.luks" 8K
 io --object secret,id=sec0,data=pass --image-opts "driver=luks,key-secret=sec0,file.filename=$out/luks/cbc.luks" -c "write -P 0x11 0 4k"
 
 # vhdx: a 1 MiB-block image with data, packed as FuzzTarget.Materialize expects: the first
