@@ -59,12 +59,13 @@ namespace VDiskPS
                 return;
             }
 
-            if (FormatRegistry.Default.TryParse(value, out DiskFormat format) && allowed.Contains(format.Name))
+            bool knownFormat = FormatRegistry.Default.TryParse(value, out DiskFormat format);
+            if (knownFormat && allowed.Contains(format.Name))
             {
                 return;
             }
 
-            string known = FormatRegistry.Default.TryParse(value, out format)
+            string known = knownFormat
                 ? $"this build reads {format.Name} images but does not write them"
                 : "it is not a format this build knows";
             throw new ValidationMetadataException($"'{value}' is not accepted: {known}. Formats it {verb}: {string.Join(", ", allowed)}.");

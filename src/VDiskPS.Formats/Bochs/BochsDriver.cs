@@ -21,17 +21,6 @@ namespace VDiskPS.Formats.Bochs
         /// <summary>Any redolog is claimed (so that undoable and volatile ones are refused by name, never read as raw).</summary>
         public override int Probe(ProbeContext context) => BochsHeader.IsRedolog(context.Head) ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return BochsLayer.Open(file);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => BochsLayer.Open(file));
     }
 }

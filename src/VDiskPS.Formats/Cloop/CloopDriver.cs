@@ -25,17 +25,6 @@ namespace VDiskPS.Formats.Cloop
         public override int Probe(ProbeContext context)
             => context.Head.Length >= Signature.Length && context.Head.AsSpan(0, Signature.Length).SequenceEqual(Signature) ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return CloopLayer.Open(file);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => CloopLayer.Open(file));
     }
 }

@@ -207,6 +207,20 @@ namespace VDiskPS.Formats
         /// </summary>
         public abstract ImageLayer Open(HostFile file, OpenOptions options);
 
+        /// <summary>Runs <paramref name="open"/>, disposing <paramref name="file"/> when it fails (as <see cref="Open(HostFile, OpenOptions)"/> promises).</summary>
+        protected static ImageLayer DisposingOnFailure(HostFile file, Func<ImageLayer> open)
+        {
+            try
+            {
+                return open();
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+        }
+
         public override string ToString() => Format.ToName();
     }
 

@@ -21,17 +21,6 @@ namespace VDiskPS.Formats.Dmg
         /// <summary>The koly trailer in the last 512 bytes (qemu probes by the extension; the trailer is what makes a file a DMG).</summary>
         public override int Probe(ProbeContext context) => DmgTrailer.HasSignature(context.Tail, 0) ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return DmgLayer.Open(file);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => DmgLayer.Open(file));
     }
 }

@@ -38,18 +38,7 @@ namespace VDiskPS.Formats.Luks
         /// <summary>The LUKS magic at byte 0 (any version: LUKS2 is refused by name when opened, never read as raw).</summary>
         public override int Probe(ProbeContext context) => LuksHeader.HasMagic(context.Head) && context.Head.Length >= 8 ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return LuksLayer.Open(file);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => LuksLayer.Open(file));
 
         public ImageLayer Create(string path, CreateRequest request)
         {

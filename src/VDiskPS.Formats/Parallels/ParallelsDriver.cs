@@ -37,18 +37,7 @@ namespace VDiskPS.Formats.Parallels
 
         public override int Probe(ProbeContext context) => ParallelsHeader.HasAnyMagic(context.Head) ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return ParallelsLayer.Open(file);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => ParallelsLayer.Open(file));
 
         public ImageLayer Create(string path, CreateRequest request)
         {

@@ -36,18 +36,7 @@ namespace VDiskPS.Formats.Qcow
 
         public override int Probe(ProbeContext context) => QcowHeader.HasSignature(context.Head) ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return QcowLayer.Open(file, options);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => QcowLayer.Open(file, options));
 
         /// <summary>Writing legacy AES-encrypted qcow is refused, as QEMU's system emulators refuse using such images at all.</summary>
         internal static ImageNotSupportedException EncryptedWriteRefused(string path)

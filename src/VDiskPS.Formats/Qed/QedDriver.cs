@@ -44,18 +44,7 @@ namespace VDiskPS.Formats.Qed
 
         public override int Probe(ProbeContext context) => QedHeader.HasMagic(context.Head) ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return QedLayer.Open(file, options);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => QedLayer.Open(file, options));
 
         public ImageLayer Create(string path, CreateRequest request)
         {

@@ -34,18 +34,7 @@ namespace VDiskPS.Formats.Vdi
 
         public override int Probe(ProbeContext context) => VdiHeader.HasSignature(context.Head) ? 100 : 0;
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return VdiLayer.Open(file, options);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => VdiLayer.Open(file, options));
 
         public ImageLayer Create(string path, CreateRequest request)
         {

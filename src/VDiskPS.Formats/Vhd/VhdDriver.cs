@@ -91,18 +91,7 @@ namespace VDiskPS.Formats.Vhd
             return 0;
         }
 
-        public override ImageLayer Open(HostFile file, OpenOptions options)
-        {
-            try
-            {
-                return VhdLayer.Open(file, options);
-            }
-            catch
-            {
-                file.Dispose();
-                throw;
-            }
-        }
+        public override ImageLayer Open(HostFile file, OpenOptions options) => DisposingOnFailure(file, () => VhdLayer.Open(file, options));
 
         public ImageLayer Create(string path, CreateRequest request)
         {

@@ -47,7 +47,7 @@ namespace VDiskPS.Formats.Tests.Operations.TestFormat
             }
         }
 
-        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes) => throw new NotSupportedException();
+        public VDiskMeasurement Measure(CreateRequest request, long allocatedBytes) => throw new NotSupportedException("the overlay test double is never measured");
 
         public bool SupportsCompression(CreateRequest request) => false;
 
