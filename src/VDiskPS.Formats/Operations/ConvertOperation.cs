@@ -337,7 +337,7 @@ namespace VDiskPS.Formats
             private readonly int _granule;
             private readonly bool _mustWriteZeros;
             private readonly bool _writeInWorkers;
-            private readonly SemaphoreSlim _workers;
+            private readonly int _workerCount;
 
             public ChunkCopier(ImageChain source, ImageLayer target, ImageChain targetParent, ConvertOptions options, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
             {
@@ -362,14 +362,15 @@ namespace VDiskPS.Formats
 
                 // Targets that take concurrent writes (raw) are written by the readers themselves.
                 _writeInWorkers = target is IConcurrentWriteLayer && compressor == null && targetParent == null;
-                _workers = new SemaphoreSlim(Math.Max(1, options.ThrottleLimit));
+                _workerCount = Math.Max(1, options.ThrottleLimit);
             }
 
             public void Run()
             {
                 var pending = new Queue<Task<Chunk>>();
-                int capacity = 2 * Math.Max(1, _options.ThrottleLimit);
+                int capacity = 2 * _workerCount;
                 long done = 0;
+                var workers = new CopyWorkers(_workerCount);
                 try
                 {
                     foreach (var item in WorkItems())
@@ -381,7 +382,7 @@ namespace VDiskPS.Formats
                         }
 
                         var work = item;
-                        pending.Enqueue(Task.Run(() => Process(work)));
+                        pending.Enqueue(workers.Run(() => Process(work)));
                     }
 
                     while (pending.Count > 0)
@@ -406,6 +407,8 @@ namespace VDiskPS.Formats
                         {
                         }
                     }
+
+                    workers.Dispose();
                 }
             }
 
@@ -448,15 +451,8 @@ namespace VDiskPS.Formats
 
             private Chunk Process(WorkItem item)
             {
-                _workers.Wait(_cancel);
-                try
-                {
-                    return ProcessOne(item);
-                }
-                finally
-                {
-                    _workers.Release();
-                }
+                _cancel.ThrowIfCancellationRequested();
+                return ProcessOne(item);
             }
 
             private Chunk ProcessOne(WorkItem item)
