@@ -452,12 +452,6 @@ namespace VDiskPS.Formats
             private Chunk Process(WorkItem item)
             {
                 _cancel.ThrowIfCancellationRequested();
-                return ProcessOne(item);
-            }
-
-            private Chunk ProcessOne(WorkItem item)
-            {
-                _cancel.ThrowIfCancellationRequested();
                 byte[] buffer = s_buffers.Rent(item.Length);
                 var chunk = new Chunk(item, buffer);
                 if (item.KnownZero)

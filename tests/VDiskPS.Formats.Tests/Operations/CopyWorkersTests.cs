@@ -33,17 +33,18 @@ namespace VDiskPS.Formats.Tests.Operations
         }
 
         [Fact]
-        public void ItemsBlockedOnWorkThatNeedsThePoolStillFinish()
+        public async Task ItemsBlockedOnWorkThatNeedsThePoolStillFinish()
         {
-            // Every worker waits for a thread-pool task, as an HTTP read waits for its answer: the
-            // pool's threads stay free for it however many workers block.
+            // A liveness check: every worker waits for a thread-pool task, as an HTTP read waits
+            // for its answer, and all finish. (That they hold no pool thread while they wait is
+            // the test above.)
             using (var workers = new CopyWorkers(Environment.ProcessorCount * 4))
             {
                 Task<int>[] tasks = Enumerable.Range(0, Environment.ProcessorCount * 4)
                     .Select(i => workers.Run(() => Task.Run(() => i).GetAwaiter().GetResult()))
                     .ToArray();
-                Assert.True(Task.WaitAll(tasks, TimeSpan.FromSeconds(30)));
-                Assert.Equal(Enumerable.Range(0, tasks.Length), tasks.Select(t => t.Result));
+                int[] results = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromSeconds(30));
+                Assert.Equal(Enumerable.Range(0, tasks.Length), results);
             }
         }
 
