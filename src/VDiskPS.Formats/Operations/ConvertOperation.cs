@@ -195,6 +195,7 @@ namespace VDiskPS.Formats
         {
             ICompressedWriteLayer compressor = options.Compress ? Capability.Require<ICompressedWriteLayer>(target, "compressed writes") : null;
             new ChunkCopier(source, target, null, options, compressor, progress, cancel).Run();
+            source.ReadStreamsToEnd();
             source.CheckUnchanged();
         }
 
@@ -288,6 +289,7 @@ namespace VDiskPS.Formats
 
                 var copier = new ChunkCopier(source, target, targetParent, options, compressor, progress, cancel);
                 copier.Run();
+                source.ReadStreamsToEnd();
                 source.CheckUnchanged();
                 options.VerifySource?.Invoke();
                 target.Flush();
