@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -341,6 +342,9 @@ namespace VDiskPS.Formats
             private readonly bool _writeInWorkers;
             private readonly SemaphoreSlim _workers;
 
+            /// <summary>How far apart the items in flight may be over a streamed source (a fraction of the window it keeps, see <see cref="ImageLayer.IsStreamed"/>).</summary>
+            private const int StreamedInFlightBytes = 8 << 20;
+
             public ChunkCopier(ImageChain source, ImageLayer target, ImageChain targetParent, ConvertOptions options, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
             {
                 _source = source;
@@ -371,6 +375,11 @@ namespace VDiskPS.Formats
             {
                 var pending = new Queue<Task<Chunk>>();
                 int capacity = 2 * Math.Max(1, _options.ThrottleLimit);
+                if (_source.Layers.Any(l => l.IsStreamed))
+                {
+                    // A stream keeps only a window behind its position: the items in flight stay well inside it.
+                    capacity = Math.Max(1, Math.Min(capacity, StreamedInFlightBytes / _chunk));
+                }
                 long done = 0;
                 try
                 {
