@@ -123,6 +123,18 @@ namespace VDiskPS.Formats.Tests.Http
             Assert.True(requests[0].Bytes < new FileInfo(served).Length, $"nginx sent {requests[0].Bytes} of {new FileInfo(served).Length} bytes: Get read the whole stream");
         }
 
+        [Fact]
+        public void A_streamed_vmdk_is_not_checked_by_a_stream_it_cannot_finish()
+        {
+            ServeQemuStream("check.vmdk");
+            using ImageLayer layer = FormatRegistry.Default.Open(_nginx.Url("noranges/check.vmdk"), null, new OpenOptions());
+
+            var e = Assert.Throws<ImageNotSupportedException>(() => ((ICheckableLayer)layer).Check(RepairMode.None));
+
+            Assert.Contains(_nginx.Url("noranges/check.vmdk"), e.Message);
+            Assert.Contains("cannot be checked", e.Message);
+        }
+
         [Theory]
         [InlineData(new[] { 3, 2, 1, 0 }, 3)]
         [InlineData(new[] { 0, 3, 1 }, 3)]
