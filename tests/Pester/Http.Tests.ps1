@@ -64,6 +64,7 @@ http {
     qemu-img create -q -f qcow2 -b disk.qcow2 -F qcow2 (Join-Path $script:Www 'top.qcow2')
     qemu-io -f qcow2 -c 'write -P 0x7c 1M 64k' (Join-Path $script:Www 'top.qcow2') | Out-Null
     qemu-img convert -f qcow2 -O vhdx (Join-Path $script:Www 'disk.qcow2') (Join-Path $script:Www 'disk.vhdx')
+    qemu-img convert -f qcow2 -O vmdk -o subformat=streamOptimized (Join-Path $script:Www 'disk.qcow2') (Join-Path $script:Www 'noranges/stream.vmdk')
 }
 
 AfterAll {
@@ -132,6 +133,34 @@ Describe 'Reading images over HTTP' {
     It 'a convert that cannot read its source leaves nothing behind' {
         Convert-VDisk -Path "$script:Url/missing.qcow2" -Destination missing.vhdx -ErrorAction SilentlyContinue
         Test-Path (Join-Path $script:Root 'missing.vhdx') | Should -BeFalse
+    }
+}
+
+Describe 'Streaming from a server that ignores range requests' {
+    BeforeAll { Push-Location TestDrive: }
+    AfterAll { Pop-Location }
+
+    It 'Convert-VDisk of a streamOptimized VMDK URL streams it in one GET and gives what qemu-img compare finds identical' {
+        Convert-VDisk -Path "$script:Url/noranges/stream.vmdk" -Destination streamed.qcow2
+        qemu-img compare -f vmdk -F qcow2 (Join-Path $script:Www 'noranges/stream.vmdk') (Join-Path $script:Root 'streamed.qcow2')
+        $LASTEXITCODE | Should -Be 0
+        $log = @(Get-Content (Join-Path $script:Nginx 'access.log') | Where-Object { $_ -like 'GET /noranges/stream.vmdk *' })
+        $log.Count | Should -Be 1
+        $log[0] | Should -Match ' 200$'
+    }
+
+    It 'Get-VDisk of a streamed VMDK URL reports the virtual size from the header' {
+        $info = Get-VDisk -Path "$script:Url/noranges/stream.vmdk"
+        $expected = qemu-img info --output=json (Join-Path $script:Www 'noranges/stream.vmdk') | ConvertFrom-Json
+        $info.Format | Should -Be 'vmdk'
+        $info.Size | Should -Be $expected.'virtual-size'
+    }
+
+    It 'Convert-VDisk of a qcow2 URL from it is VDisk.NotSupported naming the URL, and leaves nothing' {
+        Convert-VDisk -Path "$script:Url/noranges/disk.qcow2" -Destination refused.raw -Format raw -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.NotSupported*'
+        "$($err[0])" | Should -BeLike "*$script:Url/noranges/disk.qcow2*ignores range requests*must support them*"
+        Test-Path (Join-Path $script:Root 'refused.raw') | Should -BeFalse
     }
 }
 

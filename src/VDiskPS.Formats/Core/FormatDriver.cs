@@ -167,6 +167,12 @@ namespace VDiskPS.Formats
         /// </summary>
         public virtual bool IsPlainData => false;
 
+        /// <summary>
+        /// The format can be read front to back from a source that reads only so (<see cref="HostFile.IsSequential"/>):
+        /// every other format is refused such a source at opening.
+        /// </summary>
+        public virtual bool ReadsFrontToBack => false;
+
         /// <summary>The format distinguishes fixed from dynamic images (VHD's vocabulary), which convert keeps.</summary>
         public virtual bool HasAllocationTypes => false;
 

@@ -131,11 +131,13 @@ namespace VDiskPS.Formats
         /// </summary>
         public DiskFormat Probe(string path, bool shareWithWriters = false)
         {
-            using (var file = HostFile.Open(path, shareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read))
+            using (var file = HostFile.Open(path, ProbeAccess(shareWithWriters)))
             {
                 return Probe(file);
             }
         }
+
+        private static HostAccess ProbeAccess(bool shareWithWriters) => shareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read;
 
         /// <summary>Recognises the format of the image stored in <paramref name="file"/>, by the rules of <see cref="Probe(string, bool)"/>.</summary>
         public DiskFormat Probe(HostFile file)
@@ -144,7 +146,9 @@ namespace VDiskPS.Formats
             byte[] head = new byte[(int)Math.Min(length, 64 * 1024)];
             file.ReadExactly(0, head, "file header");
             byte[] tail = Array.Empty<byte>();
-            if (length >= 512)
+
+            // A stream's end is reached only by reading all of it: its formats are known by their header.
+            if (length >= 512 && !file.IsSequential)
             {
                 tail = new byte[512];
                 file.ReadExactly(length - 512, tail, "file footer");
@@ -209,6 +213,10 @@ namespace VDiskPS.Formats
             try
             {
                 driver = Writable(Get(format ?? Probe(file)), file.Path, options);
+                if (file.IsSequential && !driver.ReadsFrontToBack)
+                {
+                    throw file.RandomAccessRefused();
+                }
             }
             catch
             {
@@ -230,8 +238,29 @@ namespace VDiskPS.Formats
 
             // A writer's probe only peeks at the header: the writable open after it takes and tests the
             // writer's locks, and its refusal names the right conflict.
-            DiskFormat actual = format ?? Probe(full, options.ShareWithWriters || options.Writable);
-            return Writable(Get(actual), full, options).Open(full, options);
+            if (Transports.IsRemote(full) && format != null)
+            {
+                // Through the overload that refuses a stream (a server that ignores ranges) to a format that cannot read one.
+                return Open(HostFile.Open(full, options.Access), format, options);
+            }
+
+            DiskFormat? actual = format;
+            if (actual == null)
+            {
+                HostFile probed = HostFile.Open(full, ProbeAccess(options.ShareWithWriters || options.Writable));
+                if (probed.IsSequential)
+                {
+                    // A stream can be read only once: the probed file is the one opened.
+                    return Open(probed, null, options);
+                }
+
+                using (probed)
+                {
+                    actual = Probe(probed);
+                }
+            }
+
+            return Writable(Get(actual.Value), full, options).Open(full, options);
         }
 
         /// <summary>A format this build only reads is refused for a writable open, by name, before anything is opened.</summary>

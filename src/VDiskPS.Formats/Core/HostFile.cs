@@ -36,6 +36,16 @@ namespace VDiskPS.Formats
 
         public abstract long Length { get; }
 
+        /// <summary>
+        /// The source can be read only front to back, once (an HTTP server that ignores range requests):
+        /// only a format that reads front to back (<see cref="FormatDriver.ReadsFrontToBack"/>) opens it.
+        /// </summary>
+        public virtual bool IsSequential => false;
+
+        /// <summary>The refusal of a format that must read this <see cref="IsSequential"/> source out of order.</summary>
+        public virtual ImageException RandomAccessRefused()
+            => new ImageNotSupportedException(Path, null, null, "the source can only be read front to back, and this image is not laid out to be read so");
+
         /// <summary>Opens the source at <paramref name="location"/> (a path or a URL a transport claims).</summary>
         public static HostFile Open(string location, HostAccess access)
             => Transports.Find(location)?.Open(location, access) ?? LocalFile.Open(location, access);

@@ -217,6 +217,15 @@ namespace VDiskPS.Formats
 
         public void Read(long offset, Span<byte> buffer) => Top.Read(offset, buffer);
 
+        /// <summary>Reads each streamed layer on to the end of its stream (<see cref="ImageLayer.ReadToEnd"/>): a copy is complete only then.</summary>
+        public void ReadStreamsToEnd()
+        {
+            foreach (ImageLayer layer in _layers)
+            {
+                layer.ReadToEnd();
+            }
+        }
+
         /// <summary>
         /// Throws when a file of the chain has another length than when the chain was opened: what was
         /// read from it may mix old and new content (a raw image's size is its file's length). A file

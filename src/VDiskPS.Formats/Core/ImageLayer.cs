@@ -127,6 +127,21 @@ namespace VDiskPS.Formats
         /// <summary>Every host file the image consists of (for FileSize, and deletion on failure).</summary>
         public virtual IReadOnlyList<string> HostFiles => new[] { Path };
 
+        /// <summary>
+        /// The layer is read from a source that goes front to back only (<see cref="HostFile.IsSequential"/>):
+        /// reads must come in increasing order (a little out of order at most), so what would need the
+        /// whole image out of order (a walk of its block map for Get-VDisk) is not attempted.
+        /// </summary>
+        public virtual bool IsStreamed => false;
+
+        /// <summary>
+        /// Reads a <see cref="IsStreamed"/> layer on to the end of its stream, checking what lies after the
+        /// last byte copied (a structure out of order is an error there, never dropped); nothing elsewhere.
+        /// </summary>
+        public virtual void ReadToEnd()
+        {
+        }
+
         public virtual int LogicalSectorSize => 512;
 
         public virtual int PhysicalSectorSize => 512;

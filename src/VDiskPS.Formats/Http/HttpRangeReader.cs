@@ -31,6 +31,7 @@ namespace VDiskPS.Formats.Http
         private readonly CancellationTokenSource _disposed = new CancellationTokenSource();
         private string _etag;
         private DateTimeOffset? _lastModified;
+        private HttpResponseMessage _wholeResponse;
 
         private HttpRangeReader(Uri uri, string location, TransportOptions options, int connections)
         {
@@ -60,8 +61,14 @@ namespace VDiskPS.Formats.Http
             _client = new HttpClient(handler, disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
         }
 
-        /// <summary>The resource's length in bytes, from the first answer's Content-Range.</summary>
+        /// <summary>The resource's length in bytes, from the first answer's Content-Range (or Content-Length of a whole-file answer).</summary>
         public long Length { get; private set; }
+
+        /// <summary>
+        /// The body of the opening answer when the server ignored its range and sent the whole file
+        /// (HTTP 200): the only way to the bytes, read front to back, once. Null when ranges work.
+        /// </summary>
+        public Stream WholeBody { get; private set; }
 
         /// <summary>
         /// Connects and reads the first <paramref name="firstLength"/> bytes (fewer for a shorter
@@ -88,6 +95,8 @@ namespace VDiskPS.Formats.Http
         public void Dispose()
         {
             _disposed.Cancel();
+            WholeBody?.Dispose();
+            _wholeResponse?.Dispose();
             _client.Dispose();
         }
 
@@ -141,7 +150,8 @@ namespace VDiskPS.Formats.Http
                     throw ConnectionFailure(e);
                 }
 
-                using (response)
+                bool kept = false;
+                try
                 {
                     int status = (int)response.StatusCode;
                     if (status == 206)
@@ -165,15 +175,43 @@ namespace VDiskPS.Formats.Http
                         return Array.Empty<byte>();
                     }
 
+                    if (status == 200 && opening)
+                    {
+                        // The whole file follows: kept open, to be read front to back by a stream of the formats that can.
+                        long? length = response.Content.Headers.ContentLength;
+                        if (!length.HasValue)
+                        {
+                            throw new ImageNotSupportedException(_location, "Content-Length", null, "the server ignores range requests (it answered a range request with the whole file, HTTP 200) and does not give the file's length (no Content-Length), so the image can neither be read by ranges nor streamed; the server must support range requests (Accept-Ranges: bytes)");
+                        }
+
+                        Length = length.Value;
+                        Remember(response);
+                        WholeBody = await response.Content.ReadAsStreamAsync().ConfigureAwait(false);
+                        _wholeResponse = response;
+                        kept = true;
+                        return Array.Empty<byte>();
+                    }
+
                     if (status == 200)
                     {
-                        throw new ImageNotSupportedException(_location, "Range", null, "the server ignores range requests (it answered a range request with the whole file, HTTP 200); an image is read over HTTP by ranges, so the server must support them (Accept-Ranges: bytes)");
+                        throw new ImageNotSupportedException(_location, "Range", offset, $"the server stopped honouring range requests (it answered the range at offset {offset} with the whole file, HTTP 200)");
                     }
 
                     throw StatusFailure(response);
                 }
+                finally
+                {
+                    if (!kept)
+                    {
+                        response.Dispose();
+                    }
+                }
             }
         }
+
+        /// <summary>The refusal of an image that must be read by ranges from a server that ignores them.</summary>
+        internal static ImageNotSupportedException RangesIgnored(string location)
+            => new ImageNotSupportedException(location, "Range", null, "the server ignores range requests (it answered a range request with the whole file, HTTP 200); an image is read over HTTP by ranges, so the server must support them (Accept-Ranges: bytes); only a raw image or a streamOptimized VMDK can be streamed front to back from such a server");
 
         private async Task<byte[]> ReadPartial(HttpResponseMessage response, long offset, int count, bool opening, CancellationToken cancel)
         {

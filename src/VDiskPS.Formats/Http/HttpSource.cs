@@ -47,9 +47,15 @@ namespace VDiskPS.Formats.Http
 
         private long BlockCount => (Length + BlockSize - 1) / BlockSize;
 
-        public static HttpSource Open(Uri uri, string location, TransportOptions options)
+        /// <summary>The resource by range requests, or, where the server answered the first with the whole file, as a stream of that answer.</summary>
+        public static HostFile Open(Uri uri, string location, TransportOptions options)
         {
             HttpRangeReader reader = HttpRangeReader.Open(uri, location, options, Connections, BlockSize, out byte[] first);
+            if (reader.WholeBody != null)
+            {
+                return HttpStreamFile.Open(location, reader);
+            }
+
             return new HttpSource(location, reader, first);
         }
 
@@ -111,9 +117,9 @@ namespace VDiskPS.Formats.Http
             return done;
         }
 
-        public override void WriteAt(long offset, ReadOnlySpan<byte> data) => throw ReadOnly();
+        public override void WriteAt(long offset, ReadOnlySpan<byte> data) => throw HttpTransport.ReadOnly(Path);
 
-        public override void SetLength(long length) => throw ReadOnly();
+        public override void SetLength(long length) => throw HttpTransport.ReadOnly(Path);
 
         /// <summary>Nothing is ever written, so there is nothing to flush.</summary>
         public override void Flush(bool durable = true)
@@ -125,8 +131,6 @@ namespace VDiskPS.Formats.Http
             _disposed.Cancel();
             _reader.Dispose();
         }
-
-        private Exception ReadOnly() => new ImageNotSupportedException(Path, "location", null, "an HTTP location is read-only: it cannot be written");
 
         /// <summary>The cached or in-flight block, else a new fetch; evicts the least recently used finished blocks beyond the bound. Under <see cref="_gate"/>.</summary>
         private Block GetOrFetch(long index, bool prefetch)

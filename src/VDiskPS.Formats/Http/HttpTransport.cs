@@ -5,7 +5,8 @@ namespace VDiskPS.Formats.Http
 {
     /// <summary>
     /// http:// and https:// locations (qemu's curl driver): read-only, by range requests, beneath any
-    /// format. Backing files and extents an image records resolve relative to its URL, so a chain
+    /// format; from a server that ignores ranges, as the one whole-file answer read front to back
+    /// (<see cref="HttpStreamFile"/>), beneath the formats that can be read so. Backing files and extents an image records resolve relative to its URL, so a chain
     /// published as a folder on a web server reads as it does on disk.
     /// </summary>
     internal sealed class HttpTransport : IHostTransport
@@ -19,11 +20,14 @@ namespace VDiskPS.Formats.Http
         {
             if (access == HostAccess.ReadWrite)
             {
-                throw new ImageNotSupportedException(location, "location", null, "an HTTP location is read-only: it cannot be written");
+                throw ReadOnly(location);
             }
 
             return HttpSource.Open(ParseLocation(location), location, TransportOptions.Current);
         }
+
+        /// <summary>The refusal of a write to an HTTP location.</summary>
+        internal static ImageNotSupportedException ReadOnly(string location) => new ImageNotSupportedException(location, "location", null, "an HTTP location is read-only: it cannot be written");
 
         /// <summary>
         /// A recorded path relative to the URL of the image that records it ("base.qcow2" beside it,

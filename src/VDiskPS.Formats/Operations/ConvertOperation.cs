@@ -2,6 +2,7 @@ using System;
 using System.Buffers;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -195,6 +196,7 @@ namespace VDiskPS.Formats
         {
             ICompressedWriteLayer compressor = options.Compress ? Capability.Require<ICompressedWriteLayer>(target, "compressed writes") : null;
             new ChunkCopier(source, target, null, options, compressor, progress, cancel).Run();
+            source.ReadStreamsToEnd();
             source.CheckUnchanged();
         }
 
@@ -288,6 +290,7 @@ namespace VDiskPS.Formats
 
                 var copier = new ChunkCopier(source, target, targetParent, options, compressor, progress, cancel);
                 copier.Run();
+                source.ReadStreamsToEnd();
                 source.CheckUnchanged();
                 options.VerifySource?.Invoke();
                 target.Flush();
@@ -339,6 +342,9 @@ namespace VDiskPS.Formats
             private readonly bool _writeInWorkers;
             private readonly int _workerCount;
 
+            /// <summary>How far apart the items in flight may be over a streamed source (a fraction of the window it keeps, see <see cref="ImageLayer.IsStreamed"/>).</summary>
+            private const int StreamedInFlightBytes = 8 << 20;
+
             public ChunkCopier(ImageChain source, ImageLayer target, ImageChain targetParent, ConvertOptions options, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
             {
                 _source = source;
@@ -369,6 +375,11 @@ namespace VDiskPS.Formats
             {
                 var pending = new Queue<Task<Chunk>>();
                 int capacity = 2 * _workerCount;
+                if (_source.Layers.Any(l => l.IsStreamed))
+                {
+                    // A stream keeps only a window behind its position: the items in flight stay well inside it.
+                    capacity = Math.Max(1, Math.Min(capacity, StreamedInFlightBytes / _chunk));
+                }
                 long done = 0;
                 var workers = new CopyWorkers(_workerCount);
                 try

@@ -32,8 +32,14 @@ namespace VDiskPS.Formats
                 info.ParentFormat = backing.Format?.ToName() ?? layer.Parent?.Format.ToName();
             }
 
-            DescribeLayout(layer, info);
-            if (backing == null || layer.Parent != null)
+            // A stream is described from its header: its block map and partition table lie ahead in it,
+            // and reading them would use up the one pass a copy has.
+            if (!layer.IsStreamed)
+            {
+                DescribeLayout(layer, info);
+            }
+
+            if ((backing == null || layer.Parent != null) && !layer.IsStreamed)
             {
                 info.MinimumSize = MinimumSize(layer);
             }

@@ -25,6 +25,9 @@ namespace VDiskPS.Formats.Raw
 
         public override bool IsPlainData => true;
 
+        /// <summary>Byte N of the disk is byte N of the file: a copy reads it front to back.</summary>
+        public override bool ReadsFrontToBack => true;
+
         /// <summary>Anything can be raw; every real format outbids it.</summary>
         public override int Probe(ProbeContext context) => 1;
 

@@ -28,6 +28,8 @@ namespace VDiskPS.Formats.Raw
 
         public override DiskType DiskType => DiskType.Fixed;
 
+        public override bool IsStreamed => _file.IsSequential;
+
         public override BlockStatus GetBlockStatus(long offset, long maxLength)
         {
             maxLength = Math.Min(maxLength, _size - offset);

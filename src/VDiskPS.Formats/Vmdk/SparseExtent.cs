@@ -61,6 +61,11 @@ namespace VDiskPS.Formats.Vmdk
             file.ReadExactly(0, sector, "sparse header");
             if (SparseHeader.HasCowdMagic(sector))
             {
+                if (file.IsSequential)
+                {
+                    throw file.RandomAccessRefused();
+                }
+
                 SparseHeader cowd = SparseHeader.ParseCowd(sector);
                 Validate(file, cowd);
                 return cowd;
@@ -77,7 +82,13 @@ namespace VDiskPS.Formats.Vmdk
                 throw new ImageNotSupportedException(file.Path, "sparse header version", 4, $"sparse extent version {header.Version} is not supported (1, 2 and 3 are)");
             }
 
-            if (header.DirectoryOffset == SparseHeader.GrainDirectoryAtEnd)
+            if (file.IsSequential && !StreamReadExtent.CanStream(header))
+            {
+                throw file.RandomAccessRefused();
+            }
+
+            // A stream read front to back reaches its footer last: the header gives what opening needs.
+            if (header.DirectoryOffset == SparseHeader.GrainDirectoryAtEnd && !file.IsSequential)
             {
                 header = ReadFooter(file, header);
             }

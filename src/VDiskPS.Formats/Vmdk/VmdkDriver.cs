@@ -12,6 +12,9 @@ namespace VDiskPS.Formats.Vmdk
 
         public override bool HasQemuFormatSpecific => true;
 
+        /// <summary>A streamOptimized disk reads front to back by its markers; other VMDKs are refused a stream when opened.</summary>
+        public override bool ReadsFrontToBack => true;
+
         /// <summary>The vmdk format's identity.</summary>
         public static readonly DiskFormat Id = new DiskFormat("vmdk");
 

@@ -33,6 +33,14 @@ namespace VDiskPS.Formats.Vmdk
 
         public virtual bool Compressed => false;
 
+        /// <summary>The extent is read front to back from a source that reads only so.</summary>
+        public virtual bool IsStreamed => false;
+
+        /// <summary>Reads a streamed extent on to the end of its stream (see <see cref="ImageLayer.ReadToEnd"/>).</summary>
+        public virtual void ReadToEnd()
+        {
+        }
+
         /// <summary>Why the extent cannot be written, or null when it can.</summary>
         public virtual string ReadOnlyReason => null;
 

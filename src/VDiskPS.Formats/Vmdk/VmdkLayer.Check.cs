@@ -12,6 +12,11 @@ namespace VDiskPS.Formats.Vmdk
                 EnsureWritable();
             }
 
+            if (IsStreamed)
+            {
+                throw new ImageNotSupportedException(Path, null, null, "a streamOptimized image read as a stream (from a server that ignores range requests) cannot be checked: the check needs its grain directory, which the stream reaches last; convert it, then check the copy");
+            }
+
             var result = new VDiskCheckResult { Path = Path, Format = Format.ToName() };
             foreach (var extent in _extents)
             {

@@ -75,7 +75,7 @@ namespace VDiskPS.Formats.Vmdk
             }
 
             var line = new ExtentLine { Sectors = (long)header.Capacity, Type = "SPARSE", FileName = System.IO.Path.GetFileName(path) };
-            SparseExtent extent = SparseExtent.Open(line, main, header);
+            VmdkExtent extent = OpenSparse(line, main, header);
             extent.DescribedType = string.Empty;
             descriptor.CreateType = descriptor.CreateType ?? DefaultCreateType(header);
             return new VmdkLayer(path, options.Writable, descriptor, new List<VmdkExtent> { extent }, files, embedded ? main : null, descriptorOffset, descriptorCapacity, options.IgnoreParentMismatch);
@@ -151,6 +151,11 @@ namespace VDiskPS.Formats.Vmdk
                 byPath[full] = file;
             }
 
+            if (file.IsSequential && line.Type != "SPARSE")
+            {
+                throw file.RandomAccessRefused();
+            }
+
             if (line.Type == "SESPARSE")
             {
                 return SeSparseExtent.Open(line, file);
@@ -159,10 +164,26 @@ namespace VDiskPS.Formats.Vmdk
             if (line.Type == "SPARSE" || line.Type == "VMFSSPARSE")
             {
                 SparseHeader header = SparseExtent.ReadHeader(file);
-                return SparseExtent.Open(line, file, header);
+                return OpenSparse(line, file, header);
             }
 
             return new FlatExtent(line, file);
+        }
+
+        /// <summary>A sparse extent; from a source read front to back only, a streamOptimized one read by its markers, anything else refused.</summary>
+        private static VmdkExtent OpenSparse(ExtentLine line, HostFile file, SparseHeader header)
+        {
+            if (!file.IsSequential)
+            {
+                return SparseExtent.Open(line, file, header);
+            }
+
+            if (!StreamReadExtent.CanStream(header))
+            {
+                throw file.RandomAccessRefused();
+            }
+
+            return new StreamReadExtent(line, file, header);
         }
 
         private static string DefaultCreateType(SparseHeader header)

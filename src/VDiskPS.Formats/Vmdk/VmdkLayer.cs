@@ -96,6 +96,16 @@ namespace VDiskPS.Formats.Vmdk
 
         internal IReadOnlyList<VmdkExtent> Extents => _extents;
 
+        public override bool IsStreamed => _extents.Any(e => e.IsStreamed);
+
+        public override void ReadToEnd()
+        {
+            foreach (VmdkExtent extent in _extents)
+            {
+                extent.ReadToEnd();
+            }
+        }
+
         public override void Read(long offset, Span<byte> buffer)
         {
             VerifyParent();

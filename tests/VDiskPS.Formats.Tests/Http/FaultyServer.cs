@@ -24,6 +24,12 @@ namespace VDiskPS.Formats.Tests.Http
 
         /// <summary>Close the connection without an answer.</summary>
         Reset,
+
+        /// <summary>Ignore the range: answer 200 with the whole file's Content-Length, send a tenth of it and close the connection.</summary>
+        WholeFileCutShort,
+
+        /// <summary>Ignore the range: answer 200 with the whole file and no Content-Length, closing the connection at its end.</summary>
+        WholeFileUnsized,
     }
 
     /// <summary>
@@ -106,6 +112,14 @@ namespace VDiskPS.Formats.Tests.Http
                         {
                             Write(stream, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
                             continue;
+                        }
+
+                        if (fault == Fault.WholeFileCutShort || fault == Fault.WholeFileUnsized)
+                        {
+                            string sized = fault == Fault.WholeFileCutShort ? $"Content-Length: {_content.Length}\r\n" : "Connection: close\r\n";
+                            Write(stream, $"HTTP/1.1 200 OK\r\n{sized}ETag: \"fixed\"\r\n\r\n");
+                            stream.Write(_content, 0, fault == Fault.WholeFileCutShort ? _content.Length / 10 : _content.Length);
+                            return;
                         }
 
                         int length = (int)(to - from + 1);
