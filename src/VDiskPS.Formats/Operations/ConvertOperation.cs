@@ -40,7 +40,11 @@ namespace VDiskPS.Formats
         /// <summary>The existing destination reads as zeros already, so zero runs need not be written.</summary>
         public bool TargetIsZero { get; set; }
 
-        /// <summary>Parallel readers/compressors; twice as many chunks are in flight (one being worked on, one waiting to be written, per worker).</summary>
+        /// <summary>
+        /// Parallel readers/compressors; twice as many chunks are in flight (one being worked on, one waiting
+        /// to be written, per worker). A source over a network transport keeps at least as many reads in
+        /// flight as its transport asks (NBD: 8, as qemu-img convert), since those wait rather than work.
+        /// </summary>
         public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
 
         /// <summary>
@@ -338,6 +342,8 @@ namespace VDiskPS.Formats
             private readonly bool _mustWriteZeros;
             private readonly bool _writeInWorkers;
             private readonly SemaphoreSlim _workers;
+            private readonly SemaphoreSlim _readers;
+            private readonly int _inFlight;
 
             public ChunkCopier(ImageChain source, ImageLayer target, ImageChain targetParent, ConvertOptions options, ICompressedWriteLayer compressor, IProgress<OperationProgress> progress, CancellationToken cancel)
             {
@@ -362,13 +368,17 @@ namespace VDiskPS.Formats
 
                 // Targets that take concurrent writes (raw) are written by the readers themselves.
                 _writeInWorkers = target is IConcurrentWriteLayer && compressor == null && targetParent == null;
-                _workers = new SemaphoreSlim(Math.Max(1, options.ThrottleLimit));
+                int workers = Math.Max(1, options.ThrottleLimit);
+                int readers = Math.Max(workers, Transports.ReadsInFlight(SourceFiles(source)));
+                _workers = new SemaphoreSlim(workers);
+                _readers = new SemaphoreSlim(readers);
+                _inFlight = Math.Max(workers, readers);
             }
 
             public void Run()
             {
                 var pending = new Queue<Task<Chunk>>();
-                int capacity = 2 * Math.Max(1, _options.ThrottleLimit);
+                int capacity = 2 * _inFlight;
                 long done = 0;
                 try
                 {
@@ -446,37 +456,86 @@ namespace VDiskPS.Formats
                 }
             }
 
-            private Chunk Process(WorkItem item)
+            private static IEnumerable<string> SourceFiles(ImageChain source)
             {
-                _workers.Wait(_cancel);
-                try
+                foreach (ImageLayer layer in source.Layers)
                 {
-                    return ProcessOne(item);
-                }
-                finally
-                {
-                    _workers.Release();
+                    foreach (string file in layer.HostFiles)
+                    {
+                        yield return file;
+                    }
                 }
             }
 
-            private Chunk ProcessOne(WorkItem item)
+            /// <summary>Reads under the readers' limit (a network source's reads mostly wait), then works under the workers'.</summary>
+            private Chunk Process(WorkItem item)
+            {
+                Chunk chunk = null;
+                try
+                {
+                    _readers.Wait(_cancel);
+                    try
+                    {
+                        chunk = ReadOne(item);
+                    }
+                    finally
+                    {
+                        _readers.Release();
+                    }
+
+                    _workers.Wait(_cancel);
+                    try
+                    {
+                        WorkOn(chunk);
+                    }
+                    finally
+                    {
+                        _workers.Release();
+                    }
+
+                    return chunk;
+                }
+                catch
+                {
+                    chunk?.Release();
+                    throw;
+                }
+            }
+
+            private Chunk ReadOne(WorkItem item)
             {
                 _cancel.ThrowIfCancellationRequested();
                 byte[] buffer = s_buffers.Rent(item.Length);
                 var chunk = new Chunk(item, buffer);
-                if (item.KnownZero)
+                try
                 {
-                    Array.Clear(buffer, 0, item.Length);
-                }
-                else if (_options.Salvage != null)
-                {
-                    _options.Salvage.Read(_source, item.Offset, buffer.AsSpan(0, item.Length));
-                }
-                else
-                {
-                    _source.Read(item.Offset, buffer.AsSpan(0, item.Length));
-                }
+                    if (item.KnownZero)
+                    {
+                        Array.Clear(buffer, 0, item.Length);
+                    }
+                    else if (_options.Salvage != null)
+                    {
+                        _options.Salvage.Read(_source, item.Offset, buffer.AsSpan(0, item.Length));
+                    }
+                    else
+                    {
+                        _source.Read(item.Offset, buffer.AsSpan(0, item.Length));
+                    }
 
+                    return chunk;
+                }
+                catch
+                {
+                    chunk.Release();
+                    throw;
+                }
+            }
+
+            private void WorkOn(Chunk chunk)
+            {
+                _cancel.ThrowIfCancellationRequested();
+                WorkItem item = chunk.Item;
+                byte[] buffer = chunk.Buffer;
                 if (_targetParent != null)
                 {
                     chunk.ParentBuffer = s_buffers.Rent(item.Length);
@@ -509,8 +568,6 @@ namespace VDiskPS.Formats
                     Write(chunk);
                     chunk.Written = true;
                 }
-
-                return chunk;
             }
 
             private long Commit(Task<Chunk> task, long done)
