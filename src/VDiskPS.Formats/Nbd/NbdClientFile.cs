@@ -55,6 +55,9 @@ namespace VDiskPS.Formats.Nbd
 
         public override long Length => _client.Size;
 
+        /// <summary>The connections open to the export now.</summary>
+        internal int Connections => _pool.Count;
+
         /// <summary>Connects to the export; <paramref name="timeout"/> (default 30 s) bounds the handshake and any silence while a reply is due.</summary>
         public static NbdClientFile Open(string location, HostAccess access, TimeSpan? timeout = null)
         {
