@@ -368,11 +368,13 @@ namespace VDiskPS.Formats
 
                 // Targets that take concurrent writes (raw) are written by the readers themselves.
                 _writeInWorkers = target is IConcurrentWriteLayer && compressor == null && targetParent == null;
+                // A network source's reads mostly wait: they get their own, larger limit. Local reads are
+                // work like any other and share the workers' limit.
                 int workers = Math.Max(1, options.ThrottleLimit);
-                int readers = Math.Max(workers, Transports.ReadsInFlight(SourceFiles(source)));
+                int remoteReads = Transports.ReadsInFlight(SourceFiles(source));
                 _workers = new SemaphoreSlim(workers);
-                _readers = new SemaphoreSlim(readers);
-                _inFlight = Math.Max(workers, readers);
+                _readers = remoteReads > workers ? new SemaphoreSlim(remoteReads) : null;
+                _inFlight = Math.Max(workers, remoteReads);
             }
 
             public void Run()
@@ -467,25 +469,29 @@ namespace VDiskPS.Formats
                 }
             }
 
-            /// <summary>Reads under the readers' limit (a network source's reads mostly wait), then works under the workers'.</summary>
+            /// <summary>Reads under the readers' limit where there is one (a network source), then works under the workers'.</summary>
             private Chunk Process(WorkItem item)
             {
                 Chunk chunk = null;
                 try
                 {
-                    _readers.Wait(_cancel);
-                    try
+                    if (_readers != null)
                     {
-                        chunk = ReadOne(item);
-                    }
-                    finally
-                    {
-                        _readers.Release();
+                        _readers.Wait(_cancel);
+                        try
+                        {
+                            chunk = ReadOne(item);
+                        }
+                        finally
+                        {
+                            _readers.Release();
+                        }
                     }
 
                     _workers.Wait(_cancel);
                     try
                     {
+                        chunk = chunk ?? ReadOne(item);
                         WorkOn(chunk);
                     }
                     finally
