@@ -258,11 +258,24 @@ namespace VDiskPS.Formats.Nbd
             parked.Close();
         }
 
+        /// <summary>The cached run holding <paramref name="offset"/>: the runs are sorted and touch, so a binary search finds it (a reply may hold 128 Ki extents).</summary>
         private (bool IsData, long Length)? Lookup(long offset, long maxLength)
         {
-            foreach ((long start, long end, bool isData) in _extents)
+            int low = 0;
+            int high = _extents.Count - 1;
+            while (low <= high)
             {
-                if (offset >= start && offset < end)
+                int middle = low + ((high - low) / 2);
+                (long start, long end, bool isData) = _extents[middle];
+                if (offset < start)
+                {
+                    high = middle - 1;
+                }
+                else if (offset >= end)
+                {
+                    low = middle + 1;
+                }
+                else
                 {
                     return (isData, Math.Min(end - offset, maxLength));
                 }
