@@ -137,6 +137,33 @@ namespace VDiskPS.Formats.Tests.Nbd
         }
 
         [Fact]
+        public void AHandshakeStalledByAServerAtItsClientLimitDelaysNeitherReadsNorTheClose()
+        {
+            using var dir = new TempDir();
+            string raw = dir.File("two.raw");
+            byte[] content = TestData.Pattern(Size, 14);
+            File.WriteAllBytes(raw, content);
+
+            // qemu-nbd -e 2 stops accepting at two clients: a third connects but is never greeted.
+            using var server = ExternalNbdServer.QemuNbdTcp(raw, "raw", shared: 2, readOnly: true);
+            var file = (NbdClientFile)HostFile.Open(server.Uri, HostAccess.Read);
+            try
+            {
+                ReadInParallelUntil(file, content, () => file.Connections == 2 && server.EstablishedConnections() == 3);
+                var watch = Stopwatch.StartNew();
+                ReadInParallel(file, content, 64);
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"reads took {watch.Elapsed} beside the stalled handshake");
+                Assert.Equal(2, file.Connections);
+            }
+            finally
+            {
+                var watch = Stopwatch.StartNew();
+                file.Dispose();
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"closing took {watch.Elapsed}");
+            }
+        }
+
+        [Fact]
         public void AFurtherConnectionThatDescribesTheExportDifferentlyIsNotUsed()
         {
             using var dir = new TempDir();
