@@ -329,6 +329,9 @@ namespace VDiskPS.Formats
         /// <summary>One conversion's pipeline: producer of work items, parallel readers, in-order writer.</summary>
         private sealed class ChunkCopier
         {
+            // Holes up to this long are read through from a network source rather than costing a round trip each.
+            private const long ShortGap = 64 * 1024;
+
             private readonly ImageChain _source;
             private readonly ImageLayer _target;
             private readonly ImageChain _targetParent;
@@ -453,6 +456,11 @@ namespace VDiskPS.Formats
 
                     long end = Math.Min(chunkEnd, (runEnd + _granule - 1) / _granule * _granule);
                     end = Math.Max(end, Math.Min(_size, offset + _granule));
+                    if (skippable && _readers != null)
+                    {
+                        end = ReadThroughShortGaps(end, chunkEnd);
+                    }
+
                     yield return new WorkItem(offset, (int)(end - offset), false);
                     offset = end;
                 }
@@ -467,6 +475,27 @@ namespace VDiskPS.Formats
                         yield return file;
                     }
                 }
+            }
+
+            /// <summary>
+            /// Over a network a read costs a round trip, so one read takes the data runs that follow within
+            /// the chunk when the holes between them are short; the zeros read are not written (the
+            /// granules are judged as usual), so the output stays as sparse.
+            /// </summary>
+            private long ReadThroughShortGaps(long end, long chunkEnd)
+            {
+                while (end < chunkEnd)
+                {
+                    BlockStatus next = _source.GetBlockStatus(end, chunkEnd - end);
+                    if (next.Kind != ExtentKind.Data && next.Length > ShortGap)
+                    {
+                        break;
+                    }
+
+                    end = Math.Min(chunkEnd, (end + next.Length + _granule - 1) / _granule * _granule);
+                }
+
+                return end;
             }
 
             /// <summary>Reads under the readers' limit where there is one (a network source), then works under the workers'.</summary>
