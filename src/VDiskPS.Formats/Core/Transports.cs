@@ -18,6 +18,12 @@ namespace VDiskPS.Formats
 
         HostFile Open(string location, HostAccess access);
 
+        /// <summary>
+        /// How many reads a copy keeps in flight from this transport to hide the round trip (waiting, not
+        /// processor work); 0 when the transport needs no more than the copy's workers (it reads ahead itself).
+        /// </summary>
+        int ReadsInFlight { get; }
+
         /// <summary>Resolves a path an image records (a backing file, an extent) against the location of that image.</summary>
         string Resolve(string imageLocation, string recorded);
     }
@@ -52,6 +58,18 @@ namespace VDiskPS.Formats
 
             string scheme = location.Substring(0, location.IndexOf(':'));
             throw new ImageNotSupportedException(location, "location", null, $"'{scheme}://' locations are not supported");
+        }
+
+        /// <summary>The most reads in flight any of <paramref name="locations"/> asks for (<see cref="IHostTransport.ReadsInFlight"/>); 0 for local files.</summary>
+        public static int ReadsInFlight(IEnumerable<string> locations)
+        {
+            int most = 0;
+            foreach (string location in locations)
+            {
+                most = Math.Max(most, Find(location)?.ReadsInFlight ?? 0);
+            }
+
+            return most;
         }
 
         /// <summary>True when <paramref name="location"/> is a URL (a scheme of two or more characters and "://"), not a local path.</summary>

@@ -16,6 +16,9 @@ namespace VDiskPS.Formats.Http
         public bool Claims(string location)
             => location.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || location.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
 
+        /// <summary>The source reads ahead over its own connections: the copy's workers are enough.</summary>
+        public int ReadsInFlight => 0;
+
         public HostFile Open(string location, HostAccess access)
         {
             if (access == HostAccess.ReadWrite)

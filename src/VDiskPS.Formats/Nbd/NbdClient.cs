@@ -42,6 +42,11 @@ namespace VDiskPS.Formats.Nbd
         private bool _failureIsCorruption;
         private Request _culprit;
         private uint _allocationContext = AllocationContextUnset;
+        private int _inFlight;
+        private bool _wroteSinceFlush;
+#if NETFRAMEWORK
+        private byte[] _receiveScratch;
+#endif
 
         private NbdClient(string location, Socket socket, TimeSpan timeout)
         {
@@ -75,26 +80,39 @@ namespace VDiskPS.Formats.Nbd
         /// <summary>False once the connection failed or was closed.</summary>
         public bool IsAlive => Volatile.Read(ref _failure) == null;
 
+        /// <summary>The connection ended because the server broke the protocol (not a plain loss of the connection).</summary>
+        public bool BrokeProtocol => !IsAlive && _failureIsCorruption;
+
+        /// <summary>Requests sent and not yet answered.</summary>
+        public int InFlight => Volatile.Read(ref _inFlight);
+
+        /// <summary>A WRITE or WRITE_ZEROES went out since the last FLUSH on this connection.</summary>
+        public bool WroteSinceFlush => Volatile.Read(ref _wroteSinceFlush);
+
         public bool Has(ushort flag) => (TransmissionFlags & flag) != 0;
 
-        /// <summary>Connects and negotiates: fixed newstyle, structured replies, base:allocation, NBD_OPT_GO (NBD_OPT_EXPORT_NAME for old servers).</summary>
-        public static NbdClient Connect(NbdClientLocation location, TimeSpan timeout)
+        /// <summary>
+        /// Connects and negotiates: fixed newstyle, structured replies, base:allocation, NBD_OPT_GO
+        /// (NBD_OPT_EXPORT_NAME for old servers). Cancelling closes the socket, which ends a handshake in progress.
+        /// </summary>
+        public static NbdClient Connect(NbdClientLocation location, TimeSpan timeout, CancellationToken cancel = default)
         {
-            Socket socket = OpenSocket(location, timeout);
+            Socket socket = OpenSocket(location, timeout, cancel);
             var client = new NbdClient(location.Location, socket, timeout);
             try
             {
-                socket.ReceiveTimeout = (int)timeout.TotalMilliseconds;
-                socket.SendTimeout = (int)timeout.TotalMilliseconds;
-                client.Handshake(location.ExportName);
+                using (cancel.Register(() => socket.Dispose()))
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    Negotiate(client, socket, location, timeout);
+                }
 
-                // The receiver waits for replies as long as the connection lives; silence while a request
-                // waits is judged by the waiter (see Wait).
-                socket.ReceiveTimeout = 0;
-                client._lastTraffic = DateTime.UtcNow.Ticks;
-                client._receiver = new Thread(client.ReceiveLoop) { IsBackground = true, Name = "NBD client " + location.Endpoint };
-                client._receiver.Start();
                 return client;
+            }
+            catch (Exception e) when (cancel.IsCancellationRequested && (e is IOException || e is ObjectDisposedException || e is SocketException || e is ImageException))
+            {
+                client.Dispose();
+                throw new OperationCanceledException(cancel);
             }
             catch (IOException e)
             {
@@ -108,32 +126,67 @@ namespace VDiskPS.Formats.Nbd
             }
         }
 
-        /// <summary>Reads [offset, offset+buffer.Length) in one request (at most <see cref="MaxPayload"/>).</summary>
-        public void Read(long offset, Span<byte> buffer)
+        private static void Negotiate(NbdClient client, Socket socket, NbdClientLocation location, TimeSpan timeout)
         {
-            var request = new Request(NbdProtocol.CmdRead, offset, buffer.Length) { Data = ArrayPool<byte>.Shared.Rent(buffer.Length) };
-            bool answered = false;
-            try
+            socket.ReceiveTimeout = (int)timeout.TotalMilliseconds;
+            socket.SendTimeout = (int)timeout.TotalMilliseconds;
+            client.Handshake(location.ExportName);
+
+            // The receiver waits for replies as long as the connection lives; silence while a request
+            // waits is judged by the waiter (see SendAndWait).
+            socket.ReceiveTimeout = 0;
+            client._lastTraffic = DateTime.UtcNow.Ticks;
+            client._receiver = new Thread(client.ReceiveLoop) { IsBackground = true, Name = "NBD client " + location.Endpoint };
+            client._receiver.Start();
+        }
+
+        /// <summary>
+        /// Reads [offset, offset+buffer.Length) in one request (at most <see cref="MaxPayload"/>). The
+        /// receiver stores the reply straight into <paramref name="buffer"/>, which stays pinned until
+        /// the request is released: once this returns or throws, nothing writes into it any more.
+        /// </summary>
+        public unsafe void Read(long offset, Span<byte> buffer)
+        {
+            fixed (byte* target = buffer)
             {
-                answered = Execute(request, 0, ReadOnlySpan<byte>.Empty);
-                request.Data.AsSpan(0, buffer.Length).CopyTo(buffer);
-            }
-            finally
-            {
-                // A request the server never answered may still be written by the receiver: its buffer is not reused.
-                if (answered)
+                var request = new Request(NbdProtocol.CmdRead, offset, buffer.Length) { Target = target };
+                try
                 {
-                    ArrayPool<byte>.Shared.Return(request.Data);
+                    Execute(request, 0, ReadOnlySpan<byte>.Empty);
+                }
+                finally
+                {
+                    request.Release();
                 }
             }
         }
 
         public void Write(long offset, ReadOnlySpan<byte> data, ushort flags = 0)
-            => Execute(new Request(NbdProtocol.CmdWrite, offset, data.Length), flags, data);
+        {
+            Volatile.Write(ref _wroteSinceFlush, true);
+            Execute(new Request(NbdProtocol.CmdWrite, offset, data.Length), flags, data);
+        }
 
-        public void WriteZeroes(long offset, long length, ushort flags) => Execute(new Request(NbdProtocol.CmdWriteZeroes, offset, length), flags, ReadOnlySpan<byte>.Empty);
+        public void WriteZeroes(long offset, long length, ushort flags)
+        {
+            Volatile.Write(ref _wroteSinceFlush, true);
+            Execute(new Request(NbdProtocol.CmdWriteZeroes, offset, length), flags, ReadOnlySpan<byte>.Empty);
+        }
 
-        public void Flush() => Execute(new Request(NbdProtocol.CmdFlush, 0, 0), 0, ReadOnlySpan<byte>.Empty);
+        /// <summary>NBD_CMD_FLUSH: the writes this connection had answered are durable once it returns.</summary>
+        public void Flush()
+        {
+            Volatile.Write(ref _wroteSinceFlush, false);
+            try
+            {
+                Execute(new Request(NbdProtocol.CmdFlush, 0, 0), 0, ReadOnlySpan<byte>.Empty);
+            }
+            catch
+            {
+                Volatile.Write(ref _wroteSinceFlush, true);
+                throw;
+            }
+        }
 
         /// <summary>base:allocation extents from <paramref name="offset"/>: (length, flags) each, as the server sent them; null when the server answered with an error.</summary>
         public List<(long Length, uint Flags)> BlockStatus(long offset, long length)
@@ -174,7 +227,7 @@ namespace VDiskPS.Formats.Nbd
             _receiver?.Join(TimeSpan.FromSeconds(5));
         }
 
-        private static Socket OpenSocket(NbdClientLocation location, TimeSpan timeout)
+        private static Socket OpenSocket(NbdClientLocation location, TimeSpan timeout, CancellationToken cancel)
         {
             Socket socket = null;
             try
@@ -193,7 +246,13 @@ namespace VDiskPS.Formats.Nbd
                 }
 
                 IAsyncResult pending = socket.BeginConnect(endPoint, null, null);
-                if (!pending.AsyncWaitHandle.WaitOne(timeout))
+                int signalled = WaitHandle.WaitAny(new[] { pending.AsyncWaitHandle, cancel.WaitHandle }, timeout);
+                if (signalled == 1)
+                {
+                    throw new OperationCanceledException(cancel);
+                }
+
+                if (signalled == WaitHandle.WaitTimeout)
                 {
                     throw new ImageIOException(location.Location, $"no answer from the NBD server at {location.Endpoint} within {timeout.TotalSeconds:0} s");
                 }
@@ -539,10 +598,33 @@ namespace VDiskPS.Formats.Nbd
             }
         }
 
-        /// <summary>Sends a request and waits for its reply; returns true once answered (a server error is thrown after).</summary>
-        private bool Execute(Request request, ushort flags, ReadOnlySpan<byte> payload)
+        /// <summary>Sends a request and waits for its reply (a server error is thrown after).</summary>
+        private void Execute(Request request, ushort flags, ReadOnlySpan<byte> payload)
         {
             ThrowIfFailed(request);
+            Interlocked.Increment(ref _inFlight);
+            try
+            {
+                SendAndWait(request, flags, payload);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _inFlight);
+            }
+
+            if (request.Failure != null)
+            {
+                throw request.Failure;
+            }
+
+            if (request.Error != 0)
+            {
+                throw ServerError(request);
+            }
+        }
+
+        private void SendAndWait(Request request, ushort flags, ReadOnlySpan<byte> payload)
+        {
             ulong cookie = (ulong)Interlocked.Increment(ref _nextCookie);
             request.Cookie = cookie;
             lock (_pending)
@@ -575,18 +657,6 @@ namespace VDiskPS.Formats.Nbd
                     Fail($"the server sent nothing for {Timeout.TotalSeconds:0.#} s while a reply was due", false);
                 }
             }
-
-            if (request.Failure != null)
-            {
-                throw request.Failure;
-            }
-
-            if (request.Error != 0)
-            {
-                throw ServerError(request);
-            }
-
-            return true;
         }
 
         private void WriteRequestHeader(ushort command, ushort flags, ulong cookie, long offset, uint length)
@@ -645,7 +715,7 @@ namespace VDiskPS.Formats.Nbd
                         }
                         else if (request.Command == NbdProtocol.CmdRead)
                         {
-                            ReadExact(request.Data, 0, (int)request.Length);
+                            ReadInto(request, 0, (int)request.Length);
                             request.Cover(request.Offset, request.Length);
                         }
                         else if (request.Command == NbdProtocol.CmdBlockStatus)
@@ -689,6 +759,55 @@ namespace VDiskPS.Formats.Nbd
             }
         }
 
+        /// <summary>Reads <paramref name="count"/> bytes of a READ reply into the caller's buffer, at <paramref name="at"/> in it.</summary>
+        private unsafe void ReadInto(Request request, int at, int count)
+        {
+            lock (request.Gate)
+            {
+                // A released request's caller has gone (the connection failed under it): its memory is not ours.
+                if (request.Released)
+                {
+                    throw new IOException("a reply came for a request that was given up");
+                }
+
+                byte* target = request.Target + at;
+                while (count > 0)
+                {
+#if NETFRAMEWORK
+                    byte[] scratch = _receiveScratch ?? (_receiveScratch = new byte[256 * 1024]);
+                    int n = _stream.Read(scratch, 0, Math.Min(count, scratch.Length));
+                    if (n > 0)
+                    {
+                        new ReadOnlySpan<byte>(scratch, 0, n).CopyTo(new Span<byte>(target, n));
+                    }
+#else
+                    int n = _stream.Read(new Span<byte>(target, count));
+#endif
+                    if (n <= 0)
+                    {
+                        throw new EndOfStreamException("the server closed the connection");
+                    }
+
+                    Volatile.Write(ref _lastTraffic, DateTime.UtcNow.Ticks);
+                    target += n;
+                    count -= n;
+                }
+            }
+        }
+
+        private unsafe void ClearIn(Request request, int at, int count)
+        {
+            lock (request.Gate)
+            {
+                if (request.Released)
+                {
+                    throw new IOException("a reply came for a request that was given up");
+                }
+
+                new Span<byte>(request.Target + at, count).Clear();
+            }
+        }
+
         private Request Find(ulong cookie)
         {
             lock (_pending)
@@ -717,7 +836,7 @@ namespace VDiskPS.Formats.Nbd
                         long offset = (long)BinaryPrimitives.ReadUInt64BigEndian(_receiveHeader);
                         long count = length - 8;
                         CheckInside(request, offset, count, "data");
-                        ReadExact(request.Data, (int)(offset - request.Offset), (int)count);
+                        ReadInto(request, (int)(offset - request.Offset), (int)count);
                         request.Cover(offset, count);
                         return;
                     }
@@ -733,7 +852,7 @@ namespace VDiskPS.Formats.Nbd
                         long offset = (long)BinaryPrimitives.ReadUInt64BigEndian(_receiveHeader);
                         long count = BinaryPrimitives.ReadUInt32BigEndian(_receiveHeader.AsSpan(8));
                         CheckInside(request, offset, count, "hole");
-                        Array.Clear(request.Data, (int)(offset - request.Offset), (int)count);
+                        ClearIn(request, (int)(offset - request.Offset), (int)count);
                         request.Cover(offset, count);
                         return;
                     }
@@ -975,11 +1094,18 @@ namespace VDiskPS.Formats.Nbd
 
             public long Length { get; }
 
-            public byte[] Data { get; set; }
+            /// <summary>Where a READ's bytes go: the caller's pinned buffer, valid until <see cref="Release"/>.</summary>
+            public unsafe byte* Target { get; set; }
+
+            /// <summary>Held by the receiver while it stores into <see cref="Target"/>, and by <see cref="Release"/>.</summary>
+            public object Gate { get; } = new object();
+
+            public bool Released { get; private set; }
 
             public List<(long Length, uint Flags)> Extents { get; set; }
 
-            public ManualResetEventSlim Done { get; } = new ManualResetEventSlim();
+            // No spinning: a reply takes a round trip, and spinning steals the core the server needs.
+            public ManualResetEventSlim Done { get; } = new ManualResetEventSlim(false, 0);
 
             public int Chunks { get; set; }
 
@@ -992,6 +1118,15 @@ namespace VDiskPS.Formats.Nbd
             public long CoveredBytes { get; private set; }
 
             public ulong Cookie { get; set; }
+
+            /// <summary>The caller leaves: waits out a store in progress, and no store starts after.</summary>
+            public void Release()
+            {
+                lock (Gate)
+                {
+                    Released = true;
+                }
+            }
 
             public void SetError(uint error, string message)
             {

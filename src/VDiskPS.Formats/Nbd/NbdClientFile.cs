@@ -15,13 +15,17 @@ namespace VDiskPS.Formats.Nbd
 
         public HostFile Open(string location, HostAccess access) => NbdClientFile.Open(location, access);
 
+        /// <summary>qemu-img convert's default (-m 8): enough requests in flight to hide the round trip, spread over the pool's connections.</summary>
+        public int ReadsInFlight => 8;
+
         public string Resolve(string imageLocation, string recorded)
             => throw new ImageChainException(imageLocation, "backing file", $"the image names its backing file '{recorded}' by a relative path, which an NBD export has no directory to resolve against; serve the backing file too and give its full location");
     }
 
     /// <summary>
     /// An NBD export as a host file: READ, WRITE, WRITE_ZEROES, FLUSH and BLOCK_STATUS base:allocation
-    /// over one <see cref="NbdClient"/> connection that parallel callers share.
+    /// over an <see cref="NbdConnectionPool"/> that parallel callers share (one connection unless the
+    /// server allows more).
     /// </summary>
     internal sealed class NbdClientFile : HostFile
     {
@@ -37,31 +41,37 @@ namespace VDiskPS.Formats.Nbd
         private static readonly object s_parkGate = new object();
         private static Parked s_parked;
 
+        private readonly NbdConnectionPool _pool;
         private readonly NbdClient _client;
         private readonly object _extentGate = new object();
         private List<(long Start, long End, bool IsData)> _extents = new List<(long, long, bool)>();
 
-        private NbdClientFile(string location, NbdClient client, bool writable)
+        private NbdClientFile(string location, NbdConnectionPool pool, bool writable)
             : base(location, writable)
         {
-            _client = client;
+            _pool = pool;
+            _client = pool.Primary;
         }
 
         public override long Length => _client.Size;
+
+        /// <summary>The connections open to the export now.</summary>
+        internal int Connections => _pool.Count;
 
         /// <summary>Connects to the export; <paramref name="timeout"/> (default 30 s) bounds the handshake and any silence while a reply is due.</summary>
         public static NbdClientFile Open(string location, HostAccess access, TimeSpan? timeout = null)
         {
             NbdClientLocation parsed = NbdClientLocation.Parse(location);
-            NbdClient client = Unpark(location, timeout ?? NbdClient.DefaultTimeout) ?? NbdClient.Connect(parsed, timeout ?? NbdClient.DefaultTimeout);
+            NbdConnectionPool pool = Unpark(location, timeout ?? NbdClient.DefaultTimeout)
+                ?? new NbdConnectionPool(parsed, NbdClient.Connect(parsed, timeout ?? NbdClient.DefaultTimeout));
             bool writable = access == HostAccess.ReadWrite;
-            if (writable && client.ReadOnly)
+            if (writable && pool.Primary.ReadOnly)
             {
-                client.Dispose();
+                pool.Dispose();
                 throw new ImageIOException(location, "the NBD export is read-only (the server was started without write access)");
             }
 
-            return new NbdClientFile(location, client, writable);
+            return new NbdClientFile(location, pool, writable);
         }
 
         public override int ReadAt(long offset, Span<byte> buffer)
@@ -87,7 +97,7 @@ namespace VDiskPS.Formats.Nbd
             int piece = _client.MaxPayload;
             for (int done = 0; done < data.Length; done += piece)
             {
-                _client.Write(offset + done, data.Slice(done, Math.Min(piece, data.Length - done)));
+                _pool.Write(offset + done, data.Slice(done, Math.Min(piece, data.Length - done)));
             }
         }
 
@@ -127,7 +137,7 @@ namespace VDiskPS.Formats.Nbd
         {
             if (CanWrite && _client.Has(NbdProtocol.FlagSendFlush))
             {
-                _client.Flush();
+                _pool.Flush();
             }
         }
 
@@ -191,15 +201,17 @@ namespace VDiskPS.Formats.Nbd
         {
             if (!_client.IsAlive)
             {
-                _client.Dispose();
+                _pool.Dispose();
                 return;
             }
 
+            // Parked, it keeps one connection: the server's other client places are free for others meanwhile.
+            _pool.Shrink();
             Parked previous;
             lock (s_parkGate)
             {
                 previous = s_parked;
-                var parked = new Parked(Path, _client);
+                var parked = new Parked(Path, _pool);
                 parked.Timer = new System.Threading.Timer(_ => Expire(parked), null, s_parkTime, System.Threading.Timeout.InfiniteTimeSpan);
                 s_parked = parked;
             }
@@ -207,24 +219,27 @@ namespace VDiskPS.Formats.Nbd
             previous?.Close();
         }
 
-        private static NbdClient Unpark(string location, TimeSpan timeout)
+        private static NbdConnectionPool Unpark(string location, TimeSpan timeout)
         {
+            Parked parked;
             lock (s_parkGate)
             {
-                Parked parked = s_parked;
-                if (parked == null || parked.Location != location || parked.Client.Timeout != timeout)
+                parked = s_parked;
+                if (parked == null || parked.Location != location || parked.Pool.Primary.Timeout != timeout)
                 {
                     return null;
                 }
 
                 s_parked = null;
                 parked.Timer.Dispose();
-                if (parked.Client.IsAlive)
+                if (parked.Pool.Primary.IsAlive)
                 {
-                    return parked.Client;
+                    return parked.Pool;
                 }
             }
 
+            // Its first connection is gone: the rest describe an export that may have changed.
+            parked.Close();
             return null;
         }
 
@@ -243,11 +258,24 @@ namespace VDiskPS.Formats.Nbd
             parked.Close();
         }
 
+        /// <summary>The cached run holding <paramref name="offset"/>: the runs are sorted and touch, so a binary search finds it (a reply may hold 128 Ki extents).</summary>
         private (bool IsData, long Length)? Lookup(long offset, long maxLength)
         {
-            foreach ((long start, long end, bool isData) in _extents)
+            int low = 0;
+            int high = _extents.Count - 1;
+            while (low <= high)
             {
-                if (offset >= start && offset < end)
+                int middle = low + ((high - low) / 2);
+                (long start, long end, bool isData) = _extents[middle];
+                if (offset < start)
+                {
+                    high = middle - 1;
+                }
+                else if (offset >= end)
+                {
+                    low = middle + 1;
+                }
+                else
                 {
                     return (isData, Math.Min(end - offset, maxLength));
                 }
@@ -261,7 +289,7 @@ namespace VDiskPS.Formats.Nbd
             int block = _client.MinimumBlock;
             if (block == 1 || (offset % block == 0 && buffer.Length % block == 0))
             {
-                _client.Read(offset, buffer);
+                _pool.Read(offset, buffer);
                 return;
             }
 
@@ -272,7 +300,7 @@ namespace VDiskPS.Formats.Nbd
             for (long done = 0; done < widened.Length; done += _client.MaxPayload)
             {
                 int n = (int)Math.Min(_client.MaxPayload, widened.Length - done);
-                _client.Read(start + done, widened.AsSpan((int)done, n));
+                _pool.Read(start + done, widened.AsSpan((int)done, n));
             }
 
             widened.AsSpan((int)(offset - start), buffer.Length).CopyTo(buffer);
@@ -308,29 +336,29 @@ namespace VDiskPS.Formats.Nbd
             long span = ZeroSpan / _client.MinimumBlock * _client.MinimumBlock;
             for (long done = 0; done < length; done += span)
             {
-                _client.WriteZeroes(offset + done, Math.Min(span, length - done), flags);
+                _pool.WriteZeroes(offset + done, Math.Min(span, length - done), flags);
             }
         }
-    
-        /// <summary>A connection kept open between a close and the next open of its export.</summary>
+
+        /// <summary>Connections kept open between a close and the next open of their export.</summary>
         private sealed class Parked
         {
-            public Parked(string location, NbdClient client)
+            public Parked(string location, NbdConnectionPool pool)
             {
                 Location = location;
-                Client = client;
+                Pool = pool;
             }
 
             public string Location { get; }
 
-            public NbdClient Client { get; }
+            public NbdConnectionPool Pool { get; }
 
             public System.Threading.Timer Timer { get; set; }
 
             public void Close()
             {
                 Timer?.Dispose();
-                Client.Dispose();
+                Pool.Dispose();
             }
         }
     }

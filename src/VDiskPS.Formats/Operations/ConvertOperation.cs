@@ -41,7 +41,11 @@ namespace VDiskPS.Formats
         /// <summary>The existing destination reads as zeros already, so zero runs need not be written.</summary>
         public bool TargetIsZero { get; set; }
 
-        /// <summary>Parallel readers/compressors; twice as many chunks are in flight (one being worked on, one waiting to be written, per worker).</summary>
+        /// <summary>
+        /// Parallel readers/compressors; twice as many chunks are in flight (one being worked on, one waiting
+        /// to be written, per worker). A source over a network transport keeps at least as many reads in
+        /// flight as its transport asks (NBD: 8, as qemu-img convert), since those wait rather than work.
+        /// </summary>
         public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
 
         /// <summary>
@@ -328,6 +332,9 @@ namespace VDiskPS.Formats
         /// <summary>One conversion's pipeline: producer of work items, parallel readers, in-order writer.</summary>
         private sealed class ChunkCopier
         {
+            // Holes up to this long are read through from a network source rather than costing a round trip each.
+            private const long ShortGap = 64 * 1024;
+
             private readonly ImageChain _source;
             private readonly ImageLayer _target;
             private readonly ImageChain _targetParent;
@@ -340,7 +347,9 @@ namespace VDiskPS.Formats
             private readonly int _granule;
             private readonly bool _mustWriteZeros;
             private readonly bool _writeInWorkers;
-            private readonly int _workerCount;
+            private readonly SemaphoreSlim _workers;
+            private readonly int _inFlight;
+            private readonly bool _remote;
 
             /// <summary>How far apart the items in flight may be over a streamed source (a fraction of the window it keeps, see <see cref="ImageLayer.IsStreamed"/>).</summary>
             private const int StreamedInFlightBytes = 8 << 20;
@@ -368,20 +377,27 @@ namespace VDiskPS.Formats
 
                 // Targets that take concurrent writes (raw) are written by the readers themselves.
                 _writeInWorkers = target is IConcurrentWriteLayer && compressor == null && targetParent == null;
-                _workerCount = Math.Max(1, options.ThrottleLimit);
+                // A network source's reads mostly wait: they get their own, larger limit (the copy's
+                // threads), and the work on what they read keeps the workers' limit. Local reads are work
+                // like any other and share the workers' limit.
+                int workers = Math.Max(1, options.ThrottleLimit);
+                _workers = new SemaphoreSlim(workers);
+                int remoteReads = Transports.ReadsInFlight(SourceFiles(source));
+                _remote = remoteReads > 0;
+                _inFlight = Math.Max(workers, remoteReads);
             }
 
             public void Run()
             {
                 var pending = new Queue<Task<Chunk>>();
-                int capacity = 2 * _workerCount;
+                int capacity = 2 * _inFlight;
                 if (_source.Layers.Any(l => l.IsStreamed))
                 {
                     // A stream keeps only a window behind its position: the items in flight stay well inside it.
                     capacity = Math.Max(1, Math.Min(capacity, StreamedInFlightBytes / _chunk));
                 }
                 long done = 0;
-                var workers = new CopyWorkers(_workerCount);
+                var workers = new CopyWorkers(_inFlight);
                 try
                 {
                     foreach (var item in WorkItems())
@@ -455,29 +471,107 @@ namespace VDiskPS.Formats
 
                     long end = Math.Min(chunkEnd, (runEnd + _granule - 1) / _granule * _granule);
                     end = Math.Max(end, Math.Min(_size, offset + _granule));
+                    if (skippable && _remote)
+                    {
+                        end = ReadThroughShortGaps(end, chunkEnd);
+                    }
+
                     yield return new WorkItem(offset, (int)(end - offset), false);
                     offset = end;
                 }
             }
 
+            private static IEnumerable<string> SourceFiles(ImageChain source)
+            {
+                foreach (ImageLayer layer in source.Layers)
+                {
+                    foreach (string file in layer.HostFiles)
+                    {
+                        yield return file;
+                    }
+                }
+            }
+
+            /// <summary>
+            /// Over a network a read costs a round trip, so one read takes the data runs that follow within
+            /// the chunk when the holes between them are short; the zeros read are not written (the
+            /// granules are judged as usual), so the output stays as sparse.
+            /// </summary>
+            private long ReadThroughShortGaps(long end, long chunkEnd)
+            {
+                while (end < chunkEnd)
+                {
+                    BlockStatus next = _source.GetBlockStatus(end, chunkEnd - end);
+                    if (next.Kind != ExtentKind.Data && next.Length > ShortGap)
+                    {
+                        break;
+                    }
+
+                    end = Math.Min(chunkEnd, (end + next.Length + _granule - 1) / _granule * _granule);
+                }
+
+                return end;
+            }
+
+            /// <summary>Reads on one of the copy's threads, then works on what it read under the workers' limit.</summary>
             private Chunk Process(WorkItem item)
+            {
+                Chunk chunk = ReadOne(item);
+                try
+                {
+                    _workers.Wait(_cancel);
+                    try
+                    {
+                        WorkOn(chunk);
+                    }
+                    finally
+                    {
+                        _workers.Release();
+                    }
+
+                    return chunk;
+                }
+                catch
+                {
+                    chunk.Release();
+                    throw;
+                }
+            }
+
+            private Chunk ReadOne(WorkItem item)
             {
                 _cancel.ThrowIfCancellationRequested();
                 byte[] buffer = s_buffers.Rent(item.Length);
                 var chunk = new Chunk(item, buffer);
-                if (item.KnownZero)
+                try
                 {
-                    Array.Clear(buffer, 0, item.Length);
-                }
-                else if (_options.Salvage != null)
-                {
-                    _options.Salvage.Read(_source, item.Offset, buffer.AsSpan(0, item.Length));
-                }
-                else
-                {
-                    _source.Read(item.Offset, buffer.AsSpan(0, item.Length));
-                }
+                    if (item.KnownZero)
+                    {
+                        Array.Clear(buffer, 0, item.Length);
+                    }
+                    else if (_options.Salvage != null)
+                    {
+                        _options.Salvage.Read(_source, item.Offset, buffer.AsSpan(0, item.Length));
+                    }
+                    else
+                    {
+                        _source.Read(item.Offset, buffer.AsSpan(0, item.Length));
+                    }
 
+                    return chunk;
+                }
+                catch
+                {
+                    chunk.Release();
+                    throw;
+                }
+            }
+
+            private void WorkOn(Chunk chunk)
+            {
+                _cancel.ThrowIfCancellationRequested();
+                WorkItem item = chunk.Item;
+                byte[] buffer = chunk.Buffer;
                 if (_targetParent != null)
                 {
                     chunk.ParentBuffer = s_buffers.Rent(item.Length);
@@ -510,8 +604,6 @@ namespace VDiskPS.Formats
                     Write(chunk);
                     chunk.Written = true;
                 }
-
-                return chunk;
             }
 
             private long Commit(Task<Chunk> task, long done)

@@ -111,6 +111,13 @@ namespace VDiskPS.Formats.Raw
 
         public override void Flush() => _file.Flush();
 
+        /// <summary>One host read for the whole range: a raw file's holes read as zeros from the host too, so a range of many short runs is not one read (an NBD round trip) per run.</summary>
+        public override void Read(long offset, Span<byte> buffer)
+        {
+            CheckRange(offset, buffer.Length);
+            _file.ReadZeroPadded(offset, buffer);
+        }
+
         protected override void ReadData(long offset, Span<byte> buffer, BlockStatus status) => _file.ReadZeroPadded(offset, buffer);
 
         protected override void WriteCore(long offset, ReadOnlySpan<byte> data) => _file.WriteAt(offset, data);

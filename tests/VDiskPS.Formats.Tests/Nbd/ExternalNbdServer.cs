@@ -15,14 +15,25 @@ namespace VDiskPS.Formats.Tests.Nbd
     {
         private readonly Process _process;
 
-        private ExternalNbdServer(Process process, string uri)
+        private ExternalNbdServer(Process process, string uri, int port)
         {
             _process = process;
             Uri = uri;
+            Port = port;
         }
 
         /// <summary>The export's NBD URI.</summary>
         public string Uri { get; }
+
+        /// <summary>The TCP port (0 on a Unix socket).</summary>
+        public int Port { get; }
+
+        /// <summary>The client connections established to this server's TCP port now, as the kernel's table (ss) lists them.</summary>
+        public int EstablishedConnections()
+        {
+            string listed = Qemu.Run("ss", new[] { "-H", "-t", "-n", "state", "established", "( dport = :" + Port + " )" }, expectSuccess: true).Output;
+            return listed.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+        }
 
         /// <summary>qemu-nbd serving <paramref name="image"/> (persistent, so each open is a new client) on a Unix socket.</summary>
         public static ExternalNbdServer QemuNbd(TempDir dir, string image, string format, string export = "disk", bool readOnly = false, bool persistent = true)
@@ -43,11 +54,18 @@ namespace VDiskPS.Formats.Tests.Nbd
             return Start("qemu-nbd", args.ToArray(), socket, $"nbd+unix:///{export}?socket={socket}");
         }
 
-        /// <summary>qemu-nbd on a free TCP port of 127.0.0.1.</summary>
-        public static ExternalNbdServer QemuNbdTcp(string image, string format, string export = "disk")
+        /// <summary>qemu-nbd on a free TCP port of 127.0.0.1; <paramref name="shared"/> clients at once (-e), which makes it advertise CAN_MULTI_CONN when above 1.</summary>
+        public static ExternalNbdServer QemuNbdTcp(string image, string format, string export = "disk", int shared = 1, bool readOnly = false)
         {
             int port = FreePort();
-            return Start("qemu-nbd", new[] { "-t", "-f", format, "-x", export, "-b", "127.0.0.1", "-p", port.ToString(), image }, null, $"nbd://127.0.0.1:{port}/{export}", port);
+            var args = new System.Collections.Generic.List<string> { "-t", "-f", format, "-x", export, "-b", "127.0.0.1", "-p", port.ToString(), "-e", shared.ToString() };
+            if (readOnly)
+            {
+                args.Add("-r");
+            }
+
+            args.Add(image);
+            return Start("qemu-nbd", args.ToArray(), null, $"nbd://127.0.0.1:{port}/{export}", port);
         }
 
         /// <summary>nbdkit with a plugin and its parameters (filters as "--filter=NAME" first) on a Unix socket; the export name is ignored by nbdkit.</summary>
@@ -95,7 +113,7 @@ namespace VDiskPS.Formats.Tests.Nbd
             }
 
             var process = Process.Start(psi);
-            var server = new ExternalNbdServer(process, uri);
+            var server = new ExternalNbdServer(process, uri, port);
             var stderr = new System.Text.StringBuilder();
             process.ErrorDataReceived += (_, e) => { lock (stderr) { stderr.AppendLine(e.Data); } };
             process.OutputDataReceived += (_, e) => { };

@@ -126,6 +126,34 @@ namespace VDiskPS.Formats.Tests.Nbd
         }
 
         [Fact]
+        public void AFragmentedExportMapsAndConvertsAsQemuSeesIt()
+        {
+            using var dir = new TempDir();
+            string raw = dir.File("frag.raw");
+
+            // 4 KiB of data every 8 KiB: 2048 extents in one BLOCK_STATUS reply.
+            byte[] block = TestData.Pattern(4096, 5);
+            using (var stream = new FileStream(raw, FileMode.CreateNew))
+            {
+                stream.SetLength(8 << 20);
+                for (long offset = 0; offset < 8 << 20; offset += 8192)
+                {
+                    stream.Position = offset;
+                    stream.Write(block);
+                }
+            }
+
+            using var server = ExternalNbdServer.QemuNbd(dir, raw, "raw", readOnly: true);
+            var theirs = NbdServerTests.DataZeroRuns(Qemu.Img("map", "--output=json", "-f", "raw", server.Uri));
+            Assert.Equal(1024, theirs.Count(r => r.Data));
+            Assert.Equal(theirs, Merge(MapOperation.Run(server.Uri)));
+            string output = dir.File("out.raw");
+            ConvertOperation.Run(server.Uri, output, new ConvertOptions { TargetFormat = Fmt.Raw });
+            var (identical, text) = Qemu.Compare(raw, "raw", output, "raw");
+            Assert.True(identical, text);
+        }
+
+        [Fact]
         public void ParallelReadsOnOneConnectionEachGetTheirOwnBytes()
         {
             using var dir = new TempDir();
