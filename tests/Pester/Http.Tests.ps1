@@ -201,3 +201,53 @@ Describe '-SkipCertificateCheck' {
         Test-VDisk -Path "$script:TlsUrl/disk.qcow2" -SkipCertificateCheck | Should -BeTrue
     }
 }
+
+Describe 'Appliances on a web server' {
+    BeforeAll {
+        Push-Location TestDrive:
+        & qemu-img create -q -f raw app-web.raw 16M
+        Write-Bytes app-web.raw 0 (New-TestBytes 1MB 11)
+        Write-Bytes app-web.raw 9MB (New-TestBytes 64KB 12)
+        & qemu-img create -q -f raw app-data.raw 8M
+        Write-Bytes app-data.raw 3MB (New-TestBytes 200KB 13)
+        New-Item -ItemType Directory -Path (Join-Path $script:Www 'vm') -Force | Out-Null
+        Export-VDiskOva -Path app-web.raw, app-data.raw -Destination (Join-Path $script:Www 'vm/web01.ova') -Name web01 -CpuCount 4 -MemoryMB 8192 | Out-Null
+        $script:Ova = "$script:Url/vm/web01.ova"
+        Copy-Item (Join-Path $script:Www 'vm/web01.ova') (Join-Path $script:Www 'private/web01.ova')
+    }
+    AfterAll { Pop-Location }
+
+    It 'Get-VDisk of an OVA URL describes each disk in it, Path the URL' {
+        $disks = Get-VDisk $script:Ova
+        $disks.Member | Should -Be @('web01-disk1.vmdk', 'web01-disk2.vmdk')
+        $disks.Size | Should -Be @(16MB, 8MB)
+        $disks | ForEach-Object { $_.Path | Should -Be $script:Ova }
+    }
+
+    It 'Get-VDiskOva of an OVA URL gives the VM, with -Credential where the server asks for one' {
+        $vm = Get-VDiskOva $script:Ova
+        $vm.CpuCount | Should -Be 4
+        $vm.MemoryMB | Should -Be 8192
+        Get-VDiskOva "$script:Url/private/web01.ova" -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'VDisk.AuthenticationFailed*'
+        (Get-VDiskOva "$script:Url/private/web01.ova" -Credential $script:Credential).Disks.File | Should -Be @('web01-disk1.vmdk', 'web01-disk2.vmdk')
+    }
+
+    It 'Convert-VDisk converts a disk straight out of an OVA URL by range requests, the same as its source by qemu-img compare' {
+        Convert-VDisk $script:Ova -Member web01-disk2.vmdk -Destination app-data.vhdx
+        & qemu-img compare -q -f raw -F vhdx app-data.raw app-data.vhdx
+        $LASTEXITCODE | Should -Be 0
+        Convert-VDisk $script:Ova -Member vmdisk1 -Destination ./ -Format qcow2
+        & qemu-img compare -q -f raw -F qcow2 app-web.raw web01-disk1.qcow2
+        $LASTEXITCODE | Should -Be 0
+        $log = Get-Content (Join-Path $script:Nginx 'access.log') | Where-Object { $_ -like 'GET /vm/web01.ova *' }
+        $log | Should -Not -BeNullOrEmpty
+        $log | ForEach-Object { $_ | Should -Match '"bytes=\d+-\d+" 206$' }
+    }
+
+    It 'Convert-VDisk of an OVA URL takes -Credential for the archive and its disk' {
+        Convert-VDisk "$script:Url/private/web01.ova" -Member vmdisk2 -Destination private-data.qcow2 -Credential $script:Credential
+        & qemu-img compare -q -f raw -F qcow2 app-data.raw private-data.qcow2
+        $LASTEXITCODE | Should -Be 0
+    }
+}

@@ -61,7 +61,7 @@ namespace VDiskPS.Formats.Ova
 
         public static OvfPackage Open(string path, bool shareWithWriters = false)
         {
-            string full = System.IO.Path.GetFullPath(path);
+            string full = Transports.GetFullLocation(path);
             HostAccess access = shareWithWriters ? HostAccess.ReadIgnoringWriters : HostAccess.Read;
             if (IsDescriptorName(full))
             {
@@ -71,11 +71,11 @@ namespace VDiskPS.Formats.Ova
                     descriptor = ReadBounded(file, 0, file.Length, OvfDescriptor.MaxSize, full, "OVF descriptor");
                 }
 
-                string manifestPath = System.IO.Path.ChangeExtension(full, ".mf");
+                string manifestPath = Beside(full, System.IO.Path.ChangeExtension(Transports.FileNameOf(full), ".mf"));
                 Dictionary<string, (string, string)> manifest = null;
-                if (File.Exists(manifestPath))
+                using (HostFile file = OpenIfPresent(manifestPath, access))
                 {
-                    using (HostFile file = HostFile.Open(manifestPath, access))
+                    if (file != null)
                     {
                         manifest = OvfManifest.Parse(ReadBounded(file, 0, file.Length, OvfManifest.MaxSize, manifestPath, "manifest"), manifestPath);
                     }
@@ -91,6 +91,11 @@ namespace VDiskPS.Formats.Ova
             HostFile archive = HostFile.Open(full, access);
             try
             {
+                if (archive.IsSequential)
+                {
+                    throw new ImageNotSupportedException(full, "location", null, "the server ignores range requests, and an OVA is read out of order (its manifest and descriptor after its disks' headers): serve it from a server that answers ranges, or download it first");
+                }
+
                 IReadOnlyList<TarMember> members = TarArchive.ReadMembers(archive);
                 List<TarMember> descriptors = members.Where(m => IsDescriptorName(m.Name) && m.Name.IndexOf('/') < 0).ToList();
                 if (descriptors.Count != 1)
@@ -227,9 +232,9 @@ namespace VDiskPS.Formats.Ova
 
         public void Dispose() => _archive?.Dispose();
 
-        internal static bool IsArchiveName(string path) => string.Equals(System.IO.Path.GetExtension(path), ".ova", StringComparison.OrdinalIgnoreCase);
+        internal static bool IsArchiveName(string path) => string.Equals(System.IO.Path.GetExtension(Transports.FileNameOf(path)), ".ova", StringComparison.OrdinalIgnoreCase);
 
-        internal static bool IsDescriptorName(string path) => string.Equals(System.IO.Path.GetExtension(path), ".ovf", StringComparison.OrdinalIgnoreCase);
+        internal static bool IsDescriptorName(string path) => string.Equals(System.IO.Path.GetExtension(Transports.FileNameOf(path)), ".ovf", StringComparison.OrdinalIgnoreCase);
 
         /// <summary>A window over the file the package calls <paramref name="name"/>: a member of the archive, or the file beside the descriptor.</summary>
         private WindowFile OpenFile(string name)
@@ -260,8 +265,10 @@ namespace VDiskPS.Formats.Ova
                 return FindMember(name).Size;
             }
 
-            var info = new FileInfo(ResolveBeside(name));
-            return info.Exists ? info.Length : 0;
+            using (HostFile file = HostFile.Open(ResolveBeside(name), _access))
+            {
+                return file.Length;
+            }
         }
 
         private TarMember FindMember(string name)
@@ -271,19 +278,40 @@ namespace VDiskPS.Formats.Ova
         /// <summary>A file named by a folder package's descriptor: beside it, never outside its folder.</summary>
         private string ResolveBeside(string name)
         {
-            string folder = System.IO.Path.GetDirectoryName(Path) ?? string.Empty;
             if (Transports.IsRemote(name) || System.IO.Path.IsPathRooted(name) || name.Replace('\\', '/').Split('/').Contains(".."))
             {
                 throw new ImageNotSupportedException(Path, "References", null, $"the file '{name}' lies outside the package's folder; only files beside the descriptor are read");
             }
 
-            string full = System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, name));
-            if (!File.Exists(full))
+            string full = Beside(Path, name);
+            if (!Transports.IsRemote(full) && !File.Exists(full))
             {
                 throw new ImageIOException(full, $"the file '{name}' named by the descriptor {Path} does not exist");
             }
 
             return full;
+        }
+
+        /// <summary>The location of <paramref name="name"/> in the folder of <paramref name="location"/>: a path beside a local file, a URL beside a URL.</summary>
+        private static string Beside(string location, string name)
+            => Transports.Resolve(location, name, (folder, file) => System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, file)));
+
+        /// <summary>The file at <paramref name="location"/>, or null where there is none (a local file missing, a server's 404).</summary>
+        private static HostFile OpenIfPresent(string location, HostAccess access)
+        {
+            if (!Transports.IsRemote(location))
+            {
+                return File.Exists(location) ? HostFile.Open(location, access) : null;
+            }
+
+            try
+            {
+                return HostFile.Open(location, access);
+            }
+            catch (ImageRemoteException e) when (e.Failure == RemoteFailure.NotFound)
+            {
+                return null;
+            }
         }
 
         /// <summary>Checks a file read whole (the descriptor) against the manifest.</summary>

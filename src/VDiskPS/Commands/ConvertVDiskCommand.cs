@@ -148,8 +148,8 @@ namespace VDiskPS.Commands
                     if (OvfPackage.IsPackage(source))
                     {
                         // A disk straight out of an appliance; a default destination is named after its file.
-                        package = OvfPackage.Open(source, Force.IsPresent);
-                        named = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(source) ?? string.Empty, System.IO.Path.GetFileName(package.SelectDisk(Member).File));
+                        package = WithImageWarnings(() => OvfPackage.Open(source, Force.IsPresent));
+                        named = Transports.Resolve(source, System.IO.Path.GetFileName(package.SelectDisk(Member).File), System.IO.Path.Combine);
                     }
                     else if (Member != null)
                     {

@@ -7,7 +7,7 @@ namespace VDiskPS.Commands
     /// <summary>Get-VDiskOva: the virtual machine an OVA or OVF package describes (name, CPUs, memory, firmware, disks), to size the VM it becomes.</summary>
     [Cmdlet(VerbsCommon.Get, "VDiskOva", DefaultParameterSetName = ParameterSets.Path)]
     [OutputType(typeof(OvfVirtualMachine))]
-    public sealed class GetVDiskOvaCommand : VDiskPathCmdlet
+    public sealed class GetVDiskOvaCommand : VDiskSourceCmdlet
     {
         /// <summary>Read a package another process writes.</summary>
         [Parameter]
@@ -21,10 +21,13 @@ namespace VDiskPS.Commands
             {
                 try
                 {
-                    using (OvfPackage package = OvfPackage.Open(file, Force.IsPresent))
+                    WriteObject(WithImageWarnings(() =>
                     {
-                        WriteObject(package.Machine);
-                    }
+                        using (OvfPackage package = OvfPackage.Open(file, Force.IsPresent))
+                        {
+                            return package.Machine;
+                        }
+                    }));
                 }
                 catch (ImageException e)
                 {

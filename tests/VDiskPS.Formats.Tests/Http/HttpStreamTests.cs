@@ -135,6 +135,71 @@ namespace VDiskPS.Formats.Tests.Http
             Assert.Contains("cannot be checked", e.Message);
         }
 
+        [Fact]
+        public void A_descriptor_naming_a_streamOptimized_extent_beside_it_streams_both_and_converts_equal()
+        {
+            // The extent is qemu-img's streamOptimized file; the descriptor beside it names it as a SPARSE extent (as a
+            // split sparse disk, the text descriptor form qemu-img opens).
+            ServeQemuStream("split-s001.vmdk");
+            long sectors = new FileInfo(_scratch.File("split-s001.vmdk.raw")).Length / 512;
+            string descriptor = _nginx.File("noranges/split.vmdk");
+            File.WriteAllText(descriptor, "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentSparse\"\n\n" +
+                $"# Extent description\nRW {sectors} SPARSE \"split-s001.vmdk\"\n\n# The Disk Data Base\nddb.virtualHWVersion = \"4\"\n");
+
+            string output = ConvertToLocal(_nginx.Url("noranges/split.vmdk"), Fmt.Qcow2);
+
+            var compare = Qemu.Compare(descriptor, "vmdk", output, "qcow2");
+            Assert.True(compare.Identical, compare.Output);
+            Assert.True(Qemu.Compare(_scratch.File("split-s001.vmdk.raw"), "raw", output, "qcow2").Identical);
+            AssertOneGet("/noranges/split.vmdk");
+            AssertOneGet("/noranges/split-s001.vmdk");
+        }
+
+        [Fact]
+        public void The_map_of_a_streamed_vmdk_is_what_qemu_img_map_gives_of_the_file()
+        {
+            string served = ServeQemuStream("map.vmdk");
+
+            var map = MapOperation.Run(_nginx.Url("noranges/map.vmdk"));
+
+            using var expected = System.Text.Json.JsonDocument.Parse(Qemu.Img("map", "--output=json", "-f", "vmdk", served));
+            var qemu = expected.RootElement.EnumerateArray().Select(e => (e.GetProperty("start").GetInt64(), e.GetProperty("length").GetInt64(), e.GetProperty("data").GetBoolean(), e.GetProperty("zero").GetBoolean())).ToList();
+            Assert.Equal(qemu, map.Select(e => (e.Start, e.Length, e.Data, e.Zero)).ToList());
+            AssertOneGet("/noranges/map.vmdk");
+        }
+
+        [Fact]
+        public void A_streamed_vmdk_compares_as_qemu_img_compare_finds_it_against_a_local_image()
+        {
+            string served = ServeQemuStream("cmp.vmdk");
+            string same = _scratch.File("cmp.vmdk.raw");
+            string changed = _scratch.File("changed.raw");
+            File.Copy(same, changed);
+            Qemu.Io("-f", "raw", "-c", "write -P 0x99 20M 4k", changed);
+            var qemuChanged = Qemu.Compare(served, "vmdk", changed, "raw");
+            Assert.False(qemuChanged.Identical);
+
+            VDiskComparison equal = CompareOperation.Run(_nginx.Url("noranges/cmp.vmdk"), same);
+            VDiskComparison differs = CompareOperation.Run(_nginx.Url("noranges/cmp.vmdk"), changed);
+
+            Assert.True(equal.Identical, equal.Reason);
+            Assert.False(differs.Identical);
+            Assert.Equal(20L << 20, differs.FirstMismatchOffset);
+            Assert.Contains("offset 20971520", qemuChanged.Output);
+        }
+
+        [Fact]
+        public void A_streamed_vmdk_measures_as_qemu_img_measure_gives_for_the_file()
+        {
+            string served = ServeQemuStream("measure.vmdk");
+
+            VDiskMeasurement measured = MeasureOperation.Run(_nginx.Url("noranges/measure.vmdk"), new MeasureOptions { TargetFormat = Fmt.Qcow2 });
+
+            using var expected = System.Text.Json.JsonDocument.Parse(Qemu.Img("measure", "--output=json", "-f", "vmdk", "-O", "qcow2", served));
+            Assert.Equal(expected.RootElement.GetProperty("required").GetInt64(), measured.Required);
+            Assert.Equal(expected.RootElement.GetProperty("fully-allocated").GetInt64(), measured.FullyAllocated);
+        }
+
         [Theory]
         [InlineData(new[] { 3, 2, 1, 0 }, 3)]
         [InlineData(new[] { 0, 3, 1 }, 3)]

@@ -222,7 +222,7 @@ namespace VDiskPS.Formats.Tests.Ova
         }
 
         /// <summary>Sets a byte of the zero padding after the first grain's compressed data, inside its last sector.</summary>
-        private static void CorruptPadding(string vmdk)
+        internal static void CorruptPadding(string vmdk)
         {
             byte[] bytes = File.ReadAllBytes(vmdk);
 
