@@ -79,7 +79,7 @@ namespace VDiskPS.Formats.Http
             var reader = new HttpRangeReader(uri, location, options, connections);
             try
             {
-                first = reader.Fetch(0, firstLength, opening: true, CancellationToken.None).GetAwaiter().GetResult();
+                first = reader.Fetch(0, firstLength, null, opening: true, CancellationToken.None).GetAwaiter().GetResult();
                 return reader;
             }
             catch
@@ -89,8 +89,8 @@ namespace VDiskPS.Formats.Http
             }
         }
 
-        /// <summary>Reads [offset, offset+count), which must lie inside the resource.</summary>
-        public Task<byte[]> ReadAsync(long offset, int count, CancellationToken cancel) => Fetch(offset, count, opening: false, cancel);
+        /// <summary>Reads [offset, offset+count), which must lie inside the resource, into the start of <paramref name="buffer"/>.</summary>
+        public Task ReadAsync(long offset, byte[] buffer, int count, CancellationToken cancel) => Fetch(offset, count, buffer, opening: false, cancel);
 
         public void Dispose()
         {
@@ -100,7 +100,8 @@ namespace VDiskPS.Formats.Http
             _client.Dispose();
         }
 
-        private async Task<byte[]> Fetch(long offset, int count, bool opening, CancellationToken cancel)
+        /// <summary>The range, into <paramref name="into"/> when given (then null is returned), else into a new array of its length.</summary>
+        private async Task<byte[]> Fetch(long offset, int count, byte[] into, bool opening, CancellationToken cancel)
         {
             using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancel, _disposed.Token))
             {
@@ -113,7 +114,7 @@ namespace VDiskPS.Formats.Http
                         attemptTimeout.CancelAfter(AttemptTimeout);
                         try
                         {
-                            return await FetchOnce(offset, count, opening, attemptTimeout.Token).ConfigureAwait(false);
+                            return await FetchOnce(offset, count, into, opening, attemptTimeout.Token).ConfigureAwait(false);
                         }
                         catch (TransientException e)
                         {
@@ -135,7 +136,7 @@ namespace VDiskPS.Formats.Http
             }
         }
 
-        private async Task<byte[]> FetchOnce(long offset, int count, bool opening, CancellationToken cancel)
+        private async Task<byte[]> FetchOnce(long offset, int count, byte[] into, bool opening, CancellationToken cancel)
         {
             using (var request = new HttpRequestMessage(HttpMethod.Get, _uri))
             {
@@ -156,7 +157,7 @@ namespace VDiskPS.Formats.Http
                     int status = (int)response.StatusCode;
                     if (status == 206)
                     {
-                        return await ReadPartial(response, offset, count, opening, cancel).ConfigureAwait(false);
+                        return await ReadPartial(response, offset, count, into, opening, cancel).ConfigureAwait(false);
                     }
 
                     if (status == 416 && opening && response.Content.Headers.ContentRange?.Length == 0)
@@ -213,7 +214,7 @@ namespace VDiskPS.Formats.Http
         internal static ImageNotSupportedException RangesIgnored(string location)
             => new ImageNotSupportedException(location, "Range", null, "the server ignores range requests (it answered a range request with the whole file, HTTP 200); an image is read over HTTP by ranges, so the server must support them (Accept-Ranges: bytes); only a raw image or a streamOptimized VMDK can be streamed front to back from such a server");
 
-        private async Task<byte[]> ReadPartial(HttpResponseMessage response, long offset, int count, bool opening, CancellationToken cancel)
+        private async Task<byte[]> ReadPartial(HttpResponseMessage response, long offset, int count, byte[] into, bool opening, CancellationToken cancel)
         {
             ContentRangeHeaderValue range = response.Content.Headers.ContentRange;
             if (range == null || !range.HasRange || !range.HasLength || range.From != offset || range.To < range.From)
@@ -237,15 +238,20 @@ namespace VDiskPS.Formats.Http
                 throw Failed($"the server answered a range request for {expected} bytes at offset {offset} with {range.To - range.From + 1} bytes");
             }
 
-            var data = new byte[expected];
+            byte[] data = into ?? new byte[expected];
+            if (data.Length < expected)
+            {
+                throw new ArgumentException($"a {data.Length}-byte buffer for a {expected}-byte range", nameof(into));
+            }
+
             int done = 0;
             try
             {
                 using (Stream body = await response.Content.ReadAsStreamAsync().ConfigureAwait(false))
                 {
-                    while (done < data.Length)
+                    while (done < expected)
                     {
-                        int n = await body.ReadAsync(data, done, data.Length - done, cancel).ConfigureAwait(false);
+                        int n = await body.ReadAsync(data, done, (int)expected - done, cancel).ConfigureAwait(false);
                         if (n == 0)
                         {
                             break;
@@ -260,12 +266,12 @@ namespace VDiskPS.Formats.Http
                 throw new TransientException(new ImageRemoteException(_location, RemoteFailure.Failed, 206, $"the response for {expected} bytes at offset {offset} was cut short after {done} bytes ({e.Message})", e));
             }
 
-            if (done != data.Length)
+            if (done != expected)
             {
                 throw new TransientException(Failed($"the response for {expected} bytes at offset {offset} was cut short after {done} bytes", 206));
             }
 
-            return data;
+            return into == null ? data : null;
         }
 
         private void Remember(HttpResponseMessage response)

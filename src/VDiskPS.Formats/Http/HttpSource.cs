@@ -30,6 +30,10 @@ namespace VDiskPS.Formats.Http
         private readonly SemaphoreSlim _connections = new SemaphoreSlim(Connections);
         private readonly CancellationTokenSource _disposed = new CancellationTokenSource();
         private readonly Dictionary<long, Block> _blocks = new Dictionary<long, Block>();
+
+        // Block buffers given back by evictions, reused by the next fetches: a long copy allocates
+        // about as many as the cache holds, not one per block read.
+        private readonly Stack<byte[]> _free = new Stack<byte[]>();
         private readonly object _gate = new object();
         private long _clock;
 
@@ -39,7 +43,7 @@ namespace VDiskPS.Formats.Http
             _reader = reader;
             if (first.Length > 0)
             {
-                _blocks[0] = new Block(0, Task.FromResult(first), prefetched: false);
+                _blocks[0] = new Block(0, first, first.Length, Task.CompletedTask, prefetched: false);
             }
         }
 
@@ -87,7 +91,9 @@ namespace VDiskPS.Formats.Http
                 bool sequential = (_blocks.TryGetValue(firstBlock, out Block start) && start.Prefetched) || _blocks.ContainsKey(firstBlock - 1);
                 for (long i = firstBlock; i <= lastBlock; i++)
                 {
-                    blocks[i - firstBlock] = GetOrFetch(i, prefetch: false);
+                    Block block = GetOrFetch(i, prefetch: false);
+                    block.Users++;
+                    blocks[i - firstBlock] = block;
                 }
 
                 if (sequential)
@@ -100,18 +106,38 @@ namespace VDiskPS.Formats.Http
             }
 
             int done = 0;
-            foreach (Block block in blocks)
+            try
             {
-                byte[] data = Wait(block);
-                int from = (int)(offset + done - (block.Index * BlockSize));
-                int n = Math.Min(data.Length - from, count - done);
-                if (n <= 0)
+                foreach (Block block in blocks)
                 {
-                    throw new ImageRemoteException(Path, RemoteFailure.Failed, null, $"the server sent {data.Length} bytes for the block at offset {block.Index * BlockSize}, fewer than its length promised");
-                }
+                    Wait(block.Fetched);
+                    int from = (int)(offset + done - (block.Index * BlockSize));
+                    int n = Math.Min(block.Length - from, count - done);
+                    if (n <= 0)
+                    {
+                        throw new ImageRemoteException(Path, RemoteFailure.Failed, null, $"the server sent {block.Length} bytes for the block at offset {block.Index * BlockSize}, fewer than its length promised");
+                    }
 
-                data.AsSpan(from, n).CopyTo(buffer.Slice(done));
-                done += n;
+                    block.Buffer.AsSpan(from, n).CopyTo(buffer.Slice(done));
+                    done += n;
+                }
+            }
+            finally
+            {
+                lock (_gate)
+                {
+                    // Blocks in use are never evicted; those pushed out meanwhile give their buffer back now.
+                    foreach (Block block in blocks)
+                    {
+                        block.Users--;
+                        if (block.Users == 0 && block.Evicted)
+                        {
+                            Recycle(block);
+                        }
+                    }
+
+                    Evict();
+                }
             }
 
             return done;
@@ -135,24 +161,32 @@ namespace VDiskPS.Formats.Http
         /// <summary>The cached or in-flight block, else a new fetch; evicts the least recently used finished blocks beyond the bound. Under <see cref="_gate"/>.</summary>
         private Block GetOrFetch(long index, bool prefetch)
         {
-            if (_blocks.TryGetValue(index, out Block block) && !block.Data.IsFaulted && !block.Data.IsCanceled)
+            if (_blocks.TryGetValue(index, out Block block))
             {
-                if (!prefetch)
+                if (!block.Fetched.IsFaulted && !block.Fetched.IsCanceled)
                 {
-                    block.LastUse = ++_clock;
+                    if (!prefetch)
+                    {
+                        block.LastUse = ++_clock;
+                    }
+
+                    return block;
                 }
 
-                return block;
+                // A failed fetch is tried again (the reader's retries had run out; a later read may fare better).
+                Drop(block);
             }
 
             long offset = index * BlockSize;
             int length = (int)Math.Min(BlockSize, Length - offset);
-            block = new Block(index, FetchAsync(offset, length), prefetch) { LastUse = ++_clock };
+            byte[] buffer = _free.Count > 0 ? _free.Pop() : new byte[BlockSize];
+            block = new Block(index, buffer, length, FetchAsync(offset, buffer, length), prefetch) { LastUse = ++_clock };
             _blocks[index] = block;
             Evict();
             return block;
         }
 
+        /// <summary>Drops the least recently used finished blocks nobody is reading until the cache is within its bound. Under <see cref="_gate"/>.</summary>
         private void Evict()
         {
             while (_blocks.Count > CacheBlocks)
@@ -160,7 +194,7 @@ namespace VDiskPS.Formats.Http
                 Block oldest = null;
                 foreach (Block candidate in _blocks.Values)
                 {
-                    if (candidate.Data.IsCompleted && (oldest == null || candidate.LastUse < oldest.LastUse))
+                    if (candidate.Fetched.IsCompleted && candidate.Users == 0 && (oldest == null || candidate.LastUse < oldest.LastUse))
                     {
                         oldest = candidate;
                     }
@@ -168,20 +202,40 @@ namespace VDiskPS.Formats.Http
 
                 if (oldest == null)
                 {
-                    // Everything is in flight: the readers waiting for it bound the excess.
+                    // Everything is in flight or being read: the readers waiting for it bound the excess.
                     return;
                 }
 
-                _blocks.Remove(oldest.Index);
+                Drop(oldest);
             }
         }
 
-        private async Task<byte[]> FetchAsync(long offset, int length)
+        /// <summary>Takes <paramref name="block"/> out of the cache; its buffer is reused once no reader holds it and its fetch has ended. Under <see cref="_gate"/>.</summary>
+        private void Drop(Block block)
+        {
+            _blocks.Remove(block.Index);
+            block.Evicted = true;
+            if (block.Users == 0)
+            {
+                Recycle(block);
+            }
+        }
+
+        /// <summary>Keeps the buffer of an evicted block for the next fetch (a fetch still writing into it keeps it out). Under <see cref="_gate"/>.</summary>
+        private void Recycle(Block block)
+        {
+            if (block.Fetched.IsCompleted && block.Buffer.Length == BlockSize && _free.Count < CacheBlocks)
+            {
+                _free.Push(block.Buffer);
+            }
+        }
+
+        private async Task FetchAsync(long offset, byte[] buffer, int length)
         {
             await _connections.WaitAsync(_disposed.Token).ConfigureAwait(false);
             try
             {
-                return await _reader.ReadAsync(offset, length, _disposed.Token).ConfigureAwait(false);
+                await _reader.ReadAsync(offset, buffer, length, _disposed.Token).ConfigureAwait(false);
             }
             finally
             {
@@ -189,11 +243,11 @@ namespace VDiskPS.Formats.Http
             }
         }
 
-        private byte[] Wait(Block block)
+        private void Wait(Task fetched)
         {
             try
             {
-                return block.Data.GetAwaiter().GetResult();
+                fetched.GetAwaiter().GetResult();
             }
             catch (OperationCanceledException e)
             {
@@ -201,10 +255,10 @@ namespace VDiskPS.Formats.Http
             }
         }
 
-        /// <summary>A read larger than the cache: fetched block by block into the caller's buffer, several requests at once, and not kept.</summary>
+        /// <summary>A read larger than the cache: fetched block by block, several requests at once, and not kept.</summary>
         private void ReadDirect(long offset, Span<byte> buffer)
         {
-            var pending = new Queue<(int At, Task<byte[]> Data)>();
+            var pending = new Queue<(int At, int Length, byte[] Buffer, Task Fetched)>();
             int issued = 0;
             int done = 0;
             while (done < buffer.Length)
@@ -212,34 +266,48 @@ namespace VDiskPS.Formats.Http
                 while (issued < buffer.Length && pending.Count < Connections)
                 {
                     int n = Math.Min(BlockSize, buffer.Length - issued);
-                    pending.Enqueue((issued, FetchAsync(offset + issued, n)));
+                    byte[] part = new byte[n];
+                    pending.Enqueue((issued, n, part, FetchAsync(offset + issued, part, n)));
                     issued += n;
                 }
 
-                (int at, Task<byte[]> data) = pending.Dequeue();
-                byte[] bytes = Wait(new Block(-1, data, prefetched: false));
-                bytes.AsSpan().CopyTo(buffer.Slice(at));
-                done += bytes.Length;
+                var (at, length, bytes, fetched) = pending.Dequeue();
+                Wait(fetched);
+                bytes.AsSpan(0, length).CopyTo(buffer.Slice(at));
+                done += length;
             }
         }
 
         private sealed class Block
         {
-            public Block(long index, Task<byte[]> data, bool prefetched)
+            public Block(long index, byte[] buffer, int length, Task fetched, bool prefetched)
             {
                 Index = index;
-                Data = data;
+                Buffer = buffer;
+                Length = length;
+                Fetched = fetched;
                 Prefetched = prefetched;
             }
 
             public long Index { get; }
 
-            public Task<byte[]> Data { get; }
+            /// <summary>Where the block's bytes are (its first <see cref="Length"/>), once <see cref="Fetched"/> has succeeded.</summary>
+            public byte[] Buffer { get; }
+
+            public int Length { get; }
+
+            public Task Fetched { get; }
 
             /// <summary>Fetched ahead of a reader, not for one: a reader reaching it is reading sequentially.</summary>
             public bool Prefetched { get; }
 
             public long LastUse { get; set; }
+
+            /// <summary>Readers copying out of the block now (it is not evicted while any are). Under the source's gate.</summary>
+            public int Users { get; set; }
+
+            /// <summary>Out of the cache; its buffer goes back to the free list once <see cref="Users"/> is 0.</summary>
+            public bool Evicted { get; set; }
         }
     }
 }
