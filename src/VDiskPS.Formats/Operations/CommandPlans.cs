@@ -269,6 +269,7 @@ namespace VDiskPS.Formats
                 NoCreate = NoCreate,
                 TargetIsZero = TargetIsZero,
                 ThrottleLimit = ThrottleLimit ?? Environment.ProcessorCount,
+                ReadsInFlight = ThrottleLimit,
                 DeleteSource = DeleteSource,
                 KeepSourceType = true,
             };

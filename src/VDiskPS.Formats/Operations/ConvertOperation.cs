@@ -49,6 +49,13 @@ namespace VDiskPS.Formats
         public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
 
         /// <summary>
+        /// The most reads in flight at once, when the caller limits them (an explicit -ThrottleLimit):
+        /// then a network source keeps no more than this either. Null lets the engine choose
+        /// (<see cref="ThrottleLimit"/>, or more for a network source).
+        /// </summary>
+        public int? ReadsInFlight { get; set; }
+
+        /// <summary>
         /// Make the output durable before returning (fsync). Off by default, as qemu-img convert's
         /// "unsafe" cache mode: a new output is rewritten from scratch after a failure anyway.
         /// Always on with <see cref="DeleteSource"/>, which must not delete the only durable copy.
@@ -384,7 +391,7 @@ namespace VDiskPS.Formats
                 _workers = new SemaphoreSlim(workers);
                 int remoteReads = Transports.ReadsInFlight(SourceFiles(source));
                 _remote = remoteReads > 0;
-                _inFlight = Math.Max(workers, remoteReads);
+                _inFlight = Math.Max(1, options.ReadsInFlight ?? Math.Max(workers, remoteReads));
             }
 
             public void Run()

@@ -88,7 +88,7 @@ namespace VDiskPS.Commands
         [Parameter]
         public Preallocation Preallocation { get; set; }
 
-        /// <summary>How many reads/compressions run in parallel. Default: the number of processor cores.</summary>
+        /// <summary>How many reads and compressions run in parallel. Default: the number of processor cores, and for a network source (NBD) up to 8 reads in flight besides, as qemu-img convert keeps; given, it bounds a network source's reads too.</summary>
         [Parameter]
         [ValidateRange(1, 64)]
         public int ThrottleLimit { get; set; }

@@ -69,6 +69,31 @@ namespace VDiskPS.Formats.Tests.Nbd
             Assert.True(identical, text);
         }
 
+        /// <summary>
+        /// Reads in flight beyond the workers are the engine's choice for a network source; a limit the
+        /// caller gives (-ThrottleLimit) holds for them too: one read at a time never finds its
+        /// connection busy, so no second connection is opened (nbdkit's log counts them).
+        /// </summary>
+        [Theory]
+        [InlineData(1, false)]
+        [InlineData(null, true)]
+        public void AnExplicitReadLimitHoldsForANetworkSource(int? readsInFlight, bool moreThanOneConnection)
+        {
+            using var dir = new TempDir();
+            string raw = dir.File("limited.raw");
+            File.WriteAllBytes(raw, TestData.Pattern(Size, 14));
+            string log = dir.File("nbdkit.log");
+            string output = dir.File("out.raw");
+            using (var server = ExternalNbdServer.Nbdkit(dir, "--filter=multi-conn", "--filter=log", "--filter=delay", "file", raw, "multi-conn-mode=emulate", "rdelay=5ms", "logfile=" + log))
+            {
+                ConvertOperation.Run(server.Uri, output, new ConvertOptions { TargetFormat = Fmt.Raw, ChunkSize = 256 << 10, ThrottleLimit = 1, ReadsInFlight = readsInFlight });
+            }
+
+            Assert.Equal(moreThanOneConnection, ConnectionsIn(File.ReadAllLines(log)).Count > 1);
+            var (identical, text) = Qemu.Compare(raw, "raw", output, "raw");
+            Assert.True(identical, text);
+        }
+
         [Fact]
         public void WritesSpreadOverConnectionsLandAndEveryConnectionThatWroteIsFlushedAfterItsLastWrite()
         {

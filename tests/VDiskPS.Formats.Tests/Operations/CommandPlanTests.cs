@@ -163,7 +163,16 @@ namespace VDiskPS.Formats.Tests.Operations
             var options = new ConvertPlan { SourcePath = dir.File("s.raw") }.BuildOptions(dir.File("t.raw"), Fmt.Raw);
             Assert.Equal(4096, options.SparseSize);
             Assert.Equal(System.Environment.ProcessorCount, options.ThrottleLimit);
+            Assert.Null(options.ReadsInFlight);
             Assert.False(options.Compress);
+        }
+
+        [Fact]
+        public void AnExplicitThrottleLimitAlsoBoundsTheReadsInFlight()
+        {
+            using var dir = new TempDir();
+            var options = new ConvertPlan { SourcePath = dir.File("s.raw"), ThrottleLimit = 1 }.BuildOptions(dir.File("t.raw"), Fmt.Raw);
+            Assert.Equal((1, (int?)1), (options.ThrottleLimit, options.ReadsInFlight));
         }
 
         [Fact]
