@@ -12,7 +12,7 @@ namespace VDiskPS.Formats.Http
     /// keeps the pipe full. Memory is bounded: at most <see cref="CacheBlocks"/> blocks are kept, and
     /// a read larger than the cache goes straight to the server.
     /// </summary>
-    internal sealed class HttpSource : HostFile
+    internal sealed class HttpSource : HttpFile
     {
         /// <summary>The unit of caching and of range requests.</summary>
         internal const int BlockSize = 1 << 20;
@@ -26,9 +26,7 @@ namespace VDiskPS.Formats.Http
         /// <summary>Blocks kept (32 MiB).</summary>
         internal const int CacheBlocks = 32;
 
-        private readonly HttpRangeReader _reader;
         private readonly SemaphoreSlim _connections = new SemaphoreSlim(Connections);
-        private readonly CancellationTokenSource _disposed = new CancellationTokenSource();
         private readonly Dictionary<long, Block> _blocks = new Dictionary<long, Block>();
 
         // Block buffers given back by evictions, reused by the next fetches: a long copy allocates
@@ -38,16 +36,15 @@ namespace VDiskPS.Formats.Http
         private long _clock;
 
         private HttpSource(string location, HttpRangeReader reader, byte[] first)
-            : base(location, canWrite: false)
+            : base(location, reader)
         {
-            _reader = reader;
             if (first.Length > 0)
             {
                 _blocks[0] = new Block(0, first, first.Length, Task.CompletedTask, prefetched: false);
             }
         }
 
-        public override long Length => _reader.Length;
+        public override long Length => Reader.Length;
 
         private long BlockCount => (Length + BlockSize - 1) / BlockSize;
 
@@ -143,21 +140,6 @@ namespace VDiskPS.Formats.Http
             return done;
         }
 
-        public override void WriteAt(long offset, ReadOnlySpan<byte> data) => throw HttpTransport.ReadOnly(Path);
-
-        public override void SetLength(long length) => throw HttpTransport.ReadOnly(Path);
-
-        /// <summary>Nothing is ever written, so there is nothing to flush.</summary>
-        public override void Flush(bool durable = true)
-        {
-        }
-
-        public override void Dispose()
-        {
-            _disposed.Cancel();
-            _reader.Dispose();
-        }
-
         /// <summary>The cached or in-flight block, else a new fetch; evicts the least recently used finished blocks beyond the bound. Under <see cref="_gate"/>.</summary>
         private Block GetOrFetch(long index, bool prefetch)
         {
@@ -232,10 +214,10 @@ namespace VDiskPS.Formats.Http
 
         private async Task FetchAsync(long offset, byte[] buffer, int length)
         {
-            await _connections.WaitAsync(_disposed.Token).ConfigureAwait(false);
+            await _connections.WaitAsync(Disposed.Token).ConfigureAwait(false);
             try
             {
-                await _reader.ReadAsync(offset, buffer, length, _disposed.Token).ConfigureAwait(false);
+                await Reader.ReadAsync(offset, buffer, length, Disposed.Token).ConfigureAwait(false);
             }
             finally
             {

@@ -13,7 +13,7 @@ namespace VDiskPS.Formats.Http
     /// forward, keeping what passes in the window. A read behind the window is refused, never fetched
     /// again: the server sends the file only whole. A failure mid-body cannot be resumed without ranges.
     /// </summary>
-    internal sealed class HttpStreamFile : HostFile
+    internal sealed class HttpStreamFile : HttpFile
     {
         /// <summary>The most bytes kept behind the stream's position (32 MiB).</summary>
         internal const int WindowBytes = 32 << 20;
@@ -24,18 +24,15 @@ namespace VDiskPS.Formats.Http
         // How long one read of the body may wait for the server.
         private static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(100);
 
-        private readonly HttpRangeReader _reader;
         private readonly Stream _body;
         private readonly long _length;
         private readonly object _gate = new object();
-        private readonly CancellationTokenSource _disposed = new CancellationTokenSource();
         private byte[] _window;
         private long _position;
 
         private HttpStreamFile(string location, HttpRangeReader reader)
-            : base(location, canWrite: false)
+            : base(location, reader)
         {
-            _reader = reader;
             _body = reader.WholeBody;
             _length = reader.Length;
         }
@@ -95,21 +92,6 @@ namespace VDiskPS.Formats.Http
             return count;
         }
 
-        public override void WriteAt(long offset, ReadOnlySpan<byte> data) => throw HttpTransport.ReadOnly(Path);
-
-        public override void SetLength(long length) => throw HttpTransport.ReadOnly(Path);
-
-        /// <summary>Nothing is ever written, so there is nothing to flush.</summary>
-        public override void Flush(bool durable = true)
-        {
-        }
-
-        public override void Dispose()
-        {
-            _disposed.Cancel();
-            _reader.Dispose();
-        }
-
         /// <summary>One piece, at most half the window: read forward to its end, then copied out of the window. Under <see cref="_gate"/>.</summary>
         private void ReadPiece(long offset, Span<byte> target)
         {
@@ -136,14 +118,14 @@ namespace VDiskPS.Formats.Http
             int at = (int)(_position % _window.Length);
             int n = (int)Math.Min(Math.Min(BodyReadBytes, _window.Length - at), _length - _position);
             int read;
-            using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(_disposed.Token))
+            using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(Disposed.Token))
             {
                 timeout.CancelAfter(ReadTimeout);
                 try
                 {
                     read = _body.ReadAsync(_window, at, n, timeout.Token).GetAwaiter().GetResult();
                 }
-                catch (OperationCanceledException e) when (_disposed.IsCancellationRequested)
+                catch (OperationCanceledException e) when (Disposed.IsCancellationRequested)
                 {
                     throw new ImageIOException(Path, "the HTTP source was closed while a read was waiting for it", e);
                 }
