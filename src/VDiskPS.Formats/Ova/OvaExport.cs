@@ -48,6 +48,9 @@ namespace VDiskPS.Formats.Ova
 
         /// <summary>Parallel readers/compressors.</summary>
         public int ThrottleLimit { get; set; } = Environment.ProcessorCount;
+
+        /// <summary>The most reads in flight when the caller limits them (see <see cref="ConvertOptions.ReadsInFlight"/>); null: the engine's choice.</summary>
+        public int? ReadsInFlight { get; set; }
     }
 
     /// <summary>
@@ -356,7 +359,7 @@ namespace VDiskPS.Formats.Ova
                 ImageLayer layer = driver.Create(displayPath, target);
                 try
                 {
-                    var options = new ConvertOptions { Compress = true, ThrottleLimit = _request.ThrottleLimit };
+                    var options = new ConvertOptions { Compress = true, ThrottleLimit = _request.ThrottleLimit, ReadsInFlight = _request.ReadsInFlight };
                     ConvertOperation.CopyInto(chain, layer, options, new DiskProgress(_progress, index, _chains), _cancel);
                 }
                 finally

@@ -51,7 +51,7 @@ namespace VDiskPS.Commands
         [Parameter]
         public OvaPackageFormat Format { get; set; }
 
-        /// <summary>How many reads/compressions run in parallel. Default: the number of processor cores.</summary>
+        /// <summary>How many reads and compressions run in parallel. Default: the number of processor cores, and for a network source (NBD) up to 8 reads in flight besides; given, it bounds a network source's reads too.</summary>
         [Parameter]
         [ValidateRange(1, 64)]
         public int ThrottleLimit { get; set; }
@@ -89,6 +89,7 @@ namespace VDiskPS.Commands
                 Overwrite = Force.IsPresent,
                 ShareWithWriters = Force.IsPresent,
                 ThrottleLimit = IsBound(nameof(ThrottleLimit)) ? ThrottleLimit : System.Environment.ProcessorCount,
+                ReadsInFlight = IsBound(nameof(ThrottleLimit)) ? (int?)ThrottleLimit : null,
             };
             string destination = request.Destination;
             try

@@ -94,6 +94,29 @@ namespace VDiskPS.Formats.Tests.Nbd
             Assert.True(identical, text);
         }
 
+        /// <summary>Export-VDiskOva passes the caller's limit on to the copy of each disk: an OVA from an NBD export at a limit of 1 reads over one connection; the member is judged by qemu-img compare.</summary>
+        [Fact]
+        public void AnOvaExportFromANetworkSourceKeepsTheCallersReadLimit()
+        {
+            using var dir = new TempDir();
+            string raw = dir.File("disk.raw");
+            File.WriteAllBytes(raw, TestData.Pattern(Size, 15));
+            string log = dir.File("nbdkit.log");
+            string ova = dir.File("vm.ova");
+            using (var server = ExternalNbdServer.Nbdkit(dir, "--filter=multi-conn", "--filter=log", "--filter=delay", "file", raw, "multi-conn-mode=emulate", "rdelay=5ms", "logfile=" + log))
+            {
+                VDiskPS.Formats.Ova.OvaExport.Run(new VDiskPS.Formats.Ova.OvaExportRequest { Images = new[] { server.Uri }, Destination = ova, Name = "vm", ThrottleLimit = 1, ReadsInFlight = 1 });
+            }
+
+            Assert.Single(ConnectionsIn(File.ReadAllLines(log)));
+            string parts = dir.File("parts");
+            Directory.CreateDirectory(parts);
+            var tar = Qemu.Run("tar", new[] { "-xf", ova, "-C", parts });
+            Assert.True(tar.ExitCode == 0, tar.Output);
+            var (identical, text) = Qemu.Compare(raw, "raw", Directory.GetFiles(parts, "*.vmdk").Single(), "vmdk");
+            Assert.True(identical, text);
+        }
+
         [Fact]
         public void WritesSpreadOverConnectionsLandAndEveryConnectionThatWroteIsFlushedAfterItsLastWrite()
         {
