@@ -224,6 +224,62 @@ namespace VDiskPS.Formats.Tests.Http
             Assert.Empty(Directory.GetFileSystemEntries(_local.Path));
         }
 
+        /// <summary>
+        /// A stream of more grains than the reader remembers (<see cref="StreamReadExtent.KeptGrains"/>):
+        /// the last grain reads back, and a read at the start, whose grain position was forgotten, is
+        /// refused by its offset rather than read wrong. Engine-only: the stream has no grain directory,
+        /// so no outside tool reads it; its content is known from how it was written.
+        /// </summary>
+        [Fact]
+        public void A_stream_of_more_grains_than_are_remembered_refuses_a_read_of_a_forgotten_one_by_offset()
+        {
+            const int GrainBytes = 64 * 1024;
+            int grains = StreamReadExtent.KeptGrains + 64;
+            WriteGrainStream(_nginx.File("noranges/many.vmdk"), grains, GrainBytes);
+            using ImageLayer layer = FormatRegistry.Default.Open(_nginx.Url("noranges/many.vmdk"), null, new OpenOptions());
+            var buffer = new byte[GrainBytes];
+
+            layer.Read((long)(grains - 1) * GrainBytes, buffer);
+            Assert.All(buffer, b => Assert.Equal(GrainByte(grains - 1), b));
+            var e = Assert.Throws<ImageNotSupportedException>(() => layer.Read(0, buffer));
+
+            Assert.Contains("virtual offset 0 lies behind the grains still known of the stream", e.Message);
+            Assert.Contains(_nginx.Url("noranges/many.vmdk"), e.Message);
+        }
+
+        private static byte GrainByte(int grain) => (byte)(1 + (grain % 250));
+
+        /// <summary>A streamOptimized VMDK of <paramref name="grains"/> grains, grain i filled with <see cref="GrainByte"/>(i), each behind its marker, then the end-of-stream marker.</summary>
+        private void WriteGrainStream(string path, int grains, int grainBytes)
+        {
+            const int Sector = 512;
+            string template = _scratch.File("many-template.vmdk");
+            Qemu.Img("create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", template, ((long)grains * grainBytes).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            byte[] head = File.ReadAllBytes(template);
+            SparseHeader header = SparseHeader.Parse(head);
+            int overhead = (int)header.Overhead * Sector;
+            var compressed = new Dictionary<byte, byte[]>();
+            using var output = new FileStream(path, FileMode.Create);
+            output.Write(head, 0, overhead);
+            for (int grain = 0; grain < grains; grain++)
+            {
+                byte value = GrainByte(grain);
+                if (!compressed.TryGetValue(value, out byte[] data))
+                {
+                    byte[] plain = new byte[grainBytes];
+                    Array.Fill(plain, value);
+                    compressed[value] = data = Deflate.CompressZlib(plain);
+                }
+
+                var block = new byte[(StreamMarker.GrainHeaderSize + data.Length + Sector - 1) / Sector * Sector];
+                StreamMarker.WriteGrainHeader(block, (ulong)grain * (ulong)(grainBytes / Sector), (uint)data.Length);
+                data.CopyTo(block, StreamMarker.GrainHeaderSize);
+                output.Write(block);
+            }
+
+            output.Write(StreamMarker.Metadata(0, StreamMarker.EndOfStream));
+        }
+
         [Theory]
         [InlineData("qcow2")]
         [InlineData("vhdx")]
