@@ -207,7 +207,6 @@ namespace VDiskPS.Formats
         {
             ICompressedWriteLayer compressor = options.Compress ? Capability.Require<ICompressedWriteLayer>(target, "compressed writes") : null;
             new ChunkCopier(source, target, null, options, compressor, progress, cancel).Run();
-            source.ReadStreamsToEnd();
             source.CheckUnchanged();
         }
 
@@ -301,7 +300,6 @@ namespace VDiskPS.Formats
 
                 var copier = new ChunkCopier(source, target, targetParent, options, compressor, progress, cancel);
                 copier.Run();
-                source.ReadStreamsToEnd();
                 source.CheckUnchanged();
                 options.VerifySource?.Invoke();
                 target.Flush();
@@ -425,6 +423,8 @@ namespace VDiskPS.Formats
                         done = Commit(pending.Dequeue(), done);
                     }
 
+                    // A streamed source is read on to its end: what follows the last byte copied is checked too.
+                    _source.ReadStreamsToEnd();
                     _progress?.Report(new OperationProgress("Copying", _size, _size));
                 }
                 finally
