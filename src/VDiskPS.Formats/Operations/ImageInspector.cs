@@ -37,11 +37,10 @@ namespace VDiskPS.Formats
             if (!layer.IsStreamed)
             {
                 DescribeLayout(layer, info);
-            }
-
-            if ((backing == null || layer.Parent != null) && !layer.IsStreamed)
-            {
-                info.MinimumSize = MinimumSize(layer);
+                if (backing == null || layer.Parent != null)
+                {
+                    info.MinimumSize = MinimumSize(layer);
+                }
             }
 
             layer.Describe(info);
