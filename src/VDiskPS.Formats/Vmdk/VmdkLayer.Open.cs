@@ -170,21 +170,9 @@ namespace VDiskPS.Formats.Vmdk
             return new FlatExtent(line, file);
         }
 
-        /// <summary>A sparse extent; from a source read front to back only, a streamOptimized one read by its markers, anything else refused.</summary>
+        /// <summary>A sparse extent; from a source read front to back only, a streamOptimized one read by its markers (<see cref="SparseExtent.ReadHeader"/> has refused every other header there).</summary>
         private static VmdkExtent OpenSparse(ExtentLine line, HostFile file, SparseHeader header)
-        {
-            if (!file.IsSequential)
-            {
-                return SparseExtent.Open(line, file, header);
-            }
-
-            if (!StreamReadExtent.CanStream(header))
-            {
-                throw file.RandomAccessRefused();
-            }
-
-            return new StreamReadExtent(line, file, header);
-        }
+            => file.IsSequential ? new StreamReadExtent(line, file, header) : (VmdkExtent)SparseExtent.Open(line, file, header);
 
         private static string DefaultCreateType(SparseHeader header)
             => header.IsCowd ? "vmfsSparse" : header.Compressed ? VmdkCreateOptions.StreamOptimized : VmdkCreateOptions.MonolithicSparse;
