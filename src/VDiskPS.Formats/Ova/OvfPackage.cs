@@ -93,7 +93,8 @@ namespace VDiskPS.Formats.Ova
             {
                 if (archive.IsSequential)
                 {
-                    throw new ImageNotSupportedException(full, "location", null, "the server ignores range requests, and an OVA is read out of order (its manifest and descriptor after its disks' headers): serve it from a server that answers ranges, or download it first");
+                    // The manifest comes after the disks, and a disk's member is found by the headers before it.
+                    throw archive.RandomAccessRefused();
                 }
 
                 IReadOnlyList<TarMember> members = TarArchive.ReadMembers(archive);
@@ -294,7 +295,7 @@ namespace VDiskPS.Formats.Ova
 
         /// <summary>The location of <paramref name="name"/> in the folder of <paramref name="location"/>: a path beside a local file, a URL beside a URL.</summary>
         private static string Beside(string location, string name)
-            => Transports.Resolve(location, name, (folder, file) => System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, file)));
+            => Transports.Resolve(location, name, BackingReference.ResolveAgainst);
 
         /// <summary>The file at <paramref name="location"/>, or null where there is none (a local file missing, a server's 404).</summary>
         private static HostFile OpenIfPresent(string location, HostAccess access)
