@@ -29,6 +29,10 @@ namespace VDiskPS.Formats.Http
         {
         }
 
+        /// <summary>The error of a read that was waiting for the server when the source was closed.</summary>
+        protected ImageIOException ClosedWhileWaiting(Exception inner)
+            => new ImageIOException(Path, "the HTTP source was closed while a read was waiting for it", inner);
+
         public override void Dispose()
         {
             Disposed.Cancel();

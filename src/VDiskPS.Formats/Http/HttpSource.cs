@@ -233,7 +233,7 @@ namespace VDiskPS.Formats.Http
             }
             catch (OperationCanceledException e)
             {
-                throw new ImageIOException(Path, "the HTTP source was closed while a read was waiting for it", e);
+                throw ClosedWhileWaiting(e);
             }
         }
 

@@ -127,7 +127,7 @@ namespace VDiskPS.Formats.Http
                 }
                 catch (OperationCanceledException e) when (Disposed.IsCancellationRequested)
                 {
-                    throw new ImageIOException(Path, "the HTTP source was closed while a read was waiting for it", e);
+                    throw ClosedWhileWaiting(e);
                 }
                 catch (OperationCanceledException e)
                 {
