@@ -764,11 +764,7 @@ namespace VDiskPS.Formats.Nbd
         {
             lock (request.Gate)
             {
-                // A released request's caller has gone (the connection failed under it): its memory is not ours.
-                if (request.Released)
-                {
-                    throw new IOException("a reply came for a request that was given up");
-                }
+                ThrowIfGivenUp(request);
 
                 byte* target = request.Target + at;
                 while (count > 0)
@@ -795,14 +791,20 @@ namespace VDiskPS.Formats.Nbd
             }
         }
 
+        /// <summary>A released request's caller has gone (the connection failed under it): its memory is not ours. Under the request's gate.</summary>
+        private static void ThrowIfGivenUp(Request request)
+        {
+            if (request.Released)
+            {
+                throw new IOException("a reply came for a request that was given up");
+            }
+        }
+
         private unsafe void ClearIn(Request request, int at, int count)
         {
             lock (request.Gate)
             {
-                if (request.Released)
-                {
-                    throw new IOException("a reply came for a request that was given up");
-                }
+                ThrowIfGivenUp(request);
 
                 new Span<byte>(request.Target + at, count).Clear();
             }
