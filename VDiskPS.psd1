@@ -1,6 +1,7 @@
 @{
-    # Windows PowerShell 5.1 loads the .NET Framework 4.7.2 build, PowerShell 7 the .NET 8 one.
-    RootModule             = if ($PSEdition -eq 'Core') { 'Core/VDiskPS.dll' } else { 'Desktop/VDiskPS.dll' }
+    # VDiskPS.psm1 loads the build for the running PowerShell: the .NET Framework 4.7.2 one for
+    # Windows PowerShell 5.1, the .NET 8 one for PowerShell 7, precompiled for .NET 10 where it can.
+    RootModule             = 'VDiskPS.psm1'
     ModuleVersion          = '0.1.0'
     GUID                   = '71e19329-b0d6-4ed3-ba38-a21f2a9560ad'
     Author                 = 'VDiskPS contributors'

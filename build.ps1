@@ -3,7 +3,8 @@
     Builds VDiskPS and stages an importable module in out/VDiskPS.
 .DESCRIPTION
     Builds the solution, lays out out/VDiskPS (manifest, format file, en-US/VDiskPS.dll-Help.xml
-    made from docs/help, and the assemblies with their dependencies in Desktop/ for Windows PowerShell 5.1 and Core/ for PowerShell 7) and, with -Test,
+    made from docs/help, the loader VDiskPS.psm1, and the assemblies with their dependencies in Desktop/ for Windows PowerShell 5.1,
+    Core/ for PowerShell 7 and Core/<os-arch>/ for PowerShell 7.6+ on .NET 10, precompiled by the SDK's crossgen) and, with -Test,
     runs the xunit suite and, where Pester 5 is installed, tests/Pester against the staged module.
     Works in PowerShell 7 (Windows, Linux, macOS) and Windows PowerShell 5.1; needs the .NET 10 SDK.
 .EXAMPLE

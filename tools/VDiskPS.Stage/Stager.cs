@@ -31,12 +31,19 @@ namespace VDiskPS.Stage
     }
 
     /// <summary>
-    /// Lays out the importable module: out/VDiskPS/{VDiskPS.psd1, format file, en-US help} and one
-    /// folder per edition ({Desktop,Core}/ with its managed assemblies); the
-    /// manifest picks the folder by $PSEdition.
+    /// Lays out the importable module: out/VDiskPS/{VDiskPS.psd1, VDiskPS.psm1, format and types
+    /// files, en-US help}, one folder per edition ({Desktop,Core}/ with its managed assemblies) and,
+    /// in Core/&lt;rid&gt;/, Core's assemblies precompiled for .NET 10 on each of
+    /// <see cref="PrecompiledPlatforms"/>; VDiskPS.psm1 picks the folder at import.
     /// </summary>
     public static class Stager
     {
+        /// <summary>
+        /// The platforms whose PowerShell 7.6+ loads Core/ precompiled (ReadyToRun for .NET 10): the
+        /// 64-bit ones PowerShell 7.6 ships for. Elsewhere Core/ itself is loaded.
+        /// </summary>
+        public static IReadOnlyList<string> PrecompiledPlatforms { get; } = new[] { "win-x64", "linux-x64", "linux-arm64", "osx-arm64" };
+
         public static string FindRepoRoot(string start = null)
         {
             string dir = Path.GetFullPath(start ?? Directory.GetCurrentDirectory());
@@ -70,11 +77,18 @@ namespace VDiskPS.Stage
 
             Directory.CreateDirectory(output);
             File.Copy(Path.Combine(repo, "VDiskPS.psd1"), Path.Combine(output, "VDiskPS.psd1"));
+            File.Copy(Path.Combine(repo, "src", "VDiskPS", "VDiskPS.psm1"), Path.Combine(output, "VDiskPS.psm1"));
             File.Copy(Path.Combine(repo, "src", "VDiskPS", "VDiskPS.Format.ps1xml"), Path.Combine(output, "VDiskPS.Format.ps1xml"));
             File.Copy(Path.Combine(repo, "src", "VDiskPS", "VDiskPS.Types.ps1xml"), Path.Combine(output, "VDiskPS.Types.ps1xml"));
             foreach (var edition in Edition.All)
             {
                 StageAssemblies(BuildOutput(repo, configuration, edition), Path.Combine(output, edition.Name));
+            }
+
+            string core = Path.Combine(output, Edition.Core.Name);
+            foreach (string rid in PrecompiledPlatforms)
+            {
+                Precompile(repo, configuration, BuildOutput(repo, configuration, Edition.Core), rid, core);
             }
 
             // PowerShell looks for a cmdlet's help file in its module's ModuleBase (the manifest's folder).
@@ -99,6 +113,71 @@ namespace VDiskPS.Stage
                 {
                     File.Copy(file, Path.Combine(folder, Path.GetFileName(file)));
                 }
+            }
+        }
+
+        /// <summary>
+        /// Publishes tools/VDiskPS.ReadyToRun for one platform and puts the precompiled copy of each of
+        /// Core/'s assemblies in Core/&lt;rid&gt;/ (nothing else: not the reference assembly of PowerShell
+        /// it compiled against).
+        /// </summary>
+        private static void Precompile(string repo, string configuration, string bin, string rid, string core)
+        {
+            string project = Path.Combine(repo, "tools", "VDiskPS.ReadyToRun", "VDiskPS.ReadyToRun.csproj");
+            // Fresh build folders every time: the copies of the module's files keep their build's
+            // timestamps, so an incremental publish can take a changed assembly for an unchanged one.
+            string scratch = Path.Combine(Path.GetTempPath(), "vdiskps-readytorun-" + Guid.NewGuid().ToString("N"));
+            string published = Path.Combine(scratch, "publish");
+            string slash = Path.DirectorySeparatorChar.ToString();
+            try
+            {
+                Dotnet(repo, "publish", project, "-c", configuration, "-r", rid, "-o", published, "--nologo", "-v", "quiet",
+                    "-p:ModuleBuild=" + bin.TrimEnd(Path.DirectorySeparatorChar) + slash,
+                    "-p:BaseIntermediateOutputPath=" + Path.Combine(scratch, "obj") + slash,
+                    "-p:BaseOutputPath=" + Path.Combine(scratch, "bin") + slash);
+                string folder = Path.Combine(core, rid);
+                Directory.CreateDirectory(folder);
+                foreach (string file in Directory.GetFiles(core, "*.dll"))
+                {
+                    string compiled = Path.Combine(published, Path.GetFileName(file));
+                    if (!File.Exists(compiled))
+                    {
+                        throw new InvalidOperationException($"precompiling for {rid} made no {Path.GetFileName(file)} in {published}");
+                    }
+
+                    File.Copy(compiled, Path.Combine(folder, Path.GetFileName(file)));
+                }
+            }
+            finally
+            {
+                if (Directory.Exists(scratch))
+                {
+                    Directory.Delete(scratch, true);
+                }
+            }
+        }
+
+        private static void Dotnet(string repo, params string[] args)
+        {
+            var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                WorkingDirectory = repo,
+            };
+            foreach (string a in args)
+            {
+                psi.ArgumentList.Add(a);
+            }
+
+            using var process = System.Diagnostics.Process.Start(psi);
+            var stderr = process.StandardError.ReadToEndAsync();
+            string stdout = process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            if (process.ExitCode != 0)
+            {
+                throw new InvalidOperationException($"dotnet {string.Join(" ", args)} exited {process.ExitCode}:{Environment.NewLine}{stdout}{stderr.Result}");
             }
         }
 

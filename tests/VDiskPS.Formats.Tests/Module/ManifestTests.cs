@@ -31,14 +31,20 @@ namespace VDiskPS.Formats.Tests.Module
             Assert.Matches(@"CompatiblePSEditions\s*=\s*@\('Desktop',\s*'Core'\)", text);
         }
 
-        /// <summary>$PSEdition picks the build: Desktop/ (.NET Framework 4.7.2) or Core/ (.NET 8), the folders the stager fills.</summary>
+        /// <summary>
+        /// The root module is the loader, and the loader loads a build from the folders the stager
+        /// fills: Desktop/, Core/ or Core/&lt;os-arch&gt;/ (the Pester suite runs it).
+        /// </summary>
         [Fact]
-        public void RootModuleIsTheBuildOfTheRunningEdition()
+        public void RootModuleIsTheLoaderOfTheStagedBuilds()
         {
-            var match = Regex.Match(ModuleFixture.ManifestText, @"RootModule\s*=\s*if \(\$PSEdition -eq 'Core'\) \{ '(?<core>[^']+)' \} else \{ '(?<desktop>[^']+)' \}");
-            Assert.True(match.Success, "RootModule chooses by $PSEdition");
-            Assert.Equal(Edition.Core.Name + "/VDiskPS.dll", match.Groups["core"].Value);
-            Assert.Equal(Edition.Desktop.Name + "/VDiskPS.dll", match.Groups["desktop"].Value);
+            Assert.Matches(@"RootModule\s*=\s*'VDiskPS\.psm1'", ModuleFixture.ManifestText);
+            string loader = File.ReadAllText(Path.Combine(ModuleFixture.RepoRoot, "src", "VDiskPS", "VDiskPS.psm1"));
+            Assert.Contains("$build = '" + Edition.Desktop.Name + "'", loader);
+            Assert.Contains("$build = '" + Edition.Core.Name + "'", loader);
+            Assert.Contains("$build = \"" + Edition.Core.Name + "/$os-$arch\"", loader);
+            Assert.Contains("Import-Module -Name ([System.IO.Path]::Combine($PSScriptRoot, $build, 'VDiskPS.dll'))", loader);
+            Assert.All(Stager.PrecompiledPlatforms, rid => Assert.Matches(@"^(win|linux|osx)-(x64|arm64)$", rid));
         }
 
         [Fact]

@@ -40,15 +40,64 @@ namespace VDiskPS.Formats.Tests.Module
         [Fact]
         public void StagedModuleHasManifestAssembliesFormatsAndHelp()
         {
-            var expected = new[] { "VDiskPS.psd1", "VDiskPS.Format.ps1xml", "VDiskPS.Types.ps1xml", "en-US/VDiskPS.dll-Help.xml", "en-US/about_VDiskPS.help.txt" }
+            var expected = new[] { "VDiskPS.psd1", "VDiskPS.psm1", "VDiskPS.Format.ps1xml", "VDiskPS.Types.ps1xml", "en-US/VDiskPS.dll-Help.xml", "en-US/about_VDiskPS.help.txt" }
                 .Concat(new[] { "VDiskPS.dll", "VDiskPS.Formats.dll", "ZstdSharp.dll", AssemblyReferences.SharpZipLibFile }.SelectMany(f => Edition.All.Select(e => e.Name + "/" + f)))
-                .Concat(new[] { "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "System.Numerics.Vectors.dll", "System.Threading.Tasks.Extensions.dll" }.Select(f => "Desktop/" + f));
+                .Concat(new[] { "System.Memory.dll", "System.Buffers.dll", "System.Runtime.CompilerServices.Unsafe.dll", "System.Numerics.Vectors.dll", "System.Threading.Tasks.Extensions.dll" }.Select(f => "Desktop/" + f))
+                .Concat(Stager.PrecompiledPlatforms.Select(rid => "Core/" + rid + "/VDiskPS.dll"));
             foreach (string file in expected)
             {
                 Assert.True(File.Exists(Path.Combine(_module.Root, file)), $"{file} is missing from the staged module");
             }
 
             XDocument.Load(Path.Combine(_module.Root, "en-US", "VDiskPS.dll-Help.xml"));
+        }
+
+        public static IEnumerable<object[]> PrecompiledPlatforms() => Stager.PrecompiledPlatforms.Select(rid => new object[] { rid });
+
+        /// <summary>
+        /// The PE machine field of a ReadyToRun image: the CPU's, XOR-ed with a value per operating
+        /// system for all but Windows (the runtime's own table: Linux 0x7B79, macOS 0x4644).
+        /// </summary>
+        private static ushort MachineOf(string rid)
+        {
+            ushort cpu = rid.EndsWith("-x64", StringComparison.Ordinal) ? (ushort)0x8664 : (ushort)0xAA64;
+            ushort os = rid.StartsWith("win-", StringComparison.Ordinal) ? (ushort)0 : rid.StartsWith("osx-", StringComparison.Ordinal) ? (ushort)0x4644 : (ushort)0x7B79;
+            return (ushort)(cpu ^ os);
+        }
+
+        /// <summary>
+        /// Core/&lt;rid&gt;/ holds exactly Core/'s assemblies, each the same IL (the module version id the
+        /// compiler gave it) with native code for that platform (a ReadyToRun header, the platform's
+        /// machine): the rest of the platforms cannot be run here, so their files are read instead.
+        /// The Pester suite shows .NET 10 running linux-x64's without the JIT.
+        /// </summary>
+        [Theory]
+        [MemberData(nameof(PrecompiledPlatforms))]
+        public void ThePrecompiledFolderIsCoresILWithNativeCodeForItsPlatform(string rid)
+        {
+            string core = _module.Folder(Edition.Core);
+            string folder = Path.Combine(core, rid);
+            Assert.Equal(
+                Directory.GetFiles(core, "*.dll").Select(Path.GetFileName).OrderBy(f => f, StringComparer.Ordinal),
+                Directory.GetFiles(folder).Select(Path.GetFileName).OrderBy(f => f, StringComparer.Ordinal));
+            foreach (string file in Directory.GetFiles(core, "*.dll"))
+            {
+                var (ilMachine, ilNative, ilMvid) = PeFacts(file);
+                var (machine, native, mvid) = PeFacts(Path.Combine(folder, Path.GetFileName(file)));
+                Assert.Equal(0, ilNative);
+                Assert.Equal(ilMvid, mvid);
+                Assert.True(native > 0, $"{rid}/{Path.GetFileName(file)} has no ReadyToRun header");
+                Assert.Equal(MachineOf(rid), machine);
+                Assert.NotEqual(ilMachine, machine);
+            }
+        }
+
+        private static (ushort Machine, int NativeHeader, Guid Mvid) PeFacts(string file)
+        {
+            using var stream = File.OpenRead(file);
+            using var pe = new System.Reflection.PortableExecutable.PEReader(stream);
+            var reader = System.Reflection.Metadata.PEReaderExtensions.GetMetadataReader(pe);
+            return ((ushort)pe.PEHeaders.CoffHeader.Machine, pe.PEHeaders.CorHeader.ManagedNativeHeaderDirectory.Size, reader.GetGuid(reader.GetModuleDefinition().Mvid));
         }
 
         [Fact]
