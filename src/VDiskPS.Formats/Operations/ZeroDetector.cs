@@ -9,6 +9,12 @@ namespace VDiskPS.Formats
     {
         public static bool IsZero(ReadOnlySpan<byte> data)
         {
+#if NET8_0_OR_GREATER
+            // The framework's own vectorized search, precompiled and soon optimized by the runtime;
+            // the loop below uses Vector<T>, whose width is the machine's, so no ReadyToRun image can
+            // hold it and every first call of a session would run it unoptimized.
+            return data.IndexOfAnyExcept((byte)0) < 0;
+#else
             int i = 0;
             if (Vector.IsHardwareAccelerated && data.Length >= Vector<byte>.Count * 4)
             {
@@ -51,12 +57,17 @@ namespace VDiskPS.Formats
             }
 
             return true;
+#endif
         }
 
         /// <summary>The offset of the first differing byte of two equal-length spans, or -1.</summary>
         public static int FirstDifference(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
         {
             int length = Math.Min(a.Length, b.Length);
+#if NET8_0_OR_GREATER
+            int common = a.Slice(0, length).CommonPrefixLength(b.Slice(0, length));
+            return common < length ? common : a.Length == b.Length ? -1 : length;
+#else
             int i = 0;
             ReadOnlySpan<ulong> wa = MemoryMarshal.Cast<byte, ulong>(a.Slice(0, length));
             ReadOnlySpan<ulong> wb = MemoryMarshal.Cast<byte, ulong>(b.Slice(0, length));
@@ -80,6 +91,7 @@ namespace VDiskPS.Formats
             }
 
             return a.Length == b.Length ? -1 : length;
+#endif
         }
     }
 }
