@@ -101,7 +101,7 @@ namespace VDiskPS.Bench
                 }
 
                 c.Cleanup();
-                var result = new CaseResult(c, ours, theirs, baseline, load);
+                var result = new CaseResult(c, ours, theirs, baseline, load) { OwnLocalCase = c.OwnLocalCase };
                 results.Add(result);
                 Console.WriteLine(result.Line());
                 if (c.PeakLimitAboveBaseline is long limit && result.OursPeakAboveBaseline > limit)
@@ -122,6 +122,16 @@ namespace VDiskPS.Bench
             foreach (var r in results)
             {
                 Console.WriteLine(r.Row());
+            }
+
+            foreach (var r in results.Where(r => r.OwnLocalCase != null))
+            {
+                var local = results.FirstOrDefault(l => l.Name == r.OwnLocalCase);
+                if (local != null)
+                {
+                    Console.WriteLine(FormattableString.Invariant(
+                        $"{r.Name}: VDiskPS against its own {local.Name} of the same image in this run: {r.Session / local.Session:0.00} in session ({r.Session:0.000} s / {local.Session:0.000} s), {r.Process / local.Process:0.00} whole process"));
+                }
             }
 
             return 0;
@@ -222,6 +232,9 @@ namespace VDiskPS.Bench
         public string Spread { get; }
         public long OursPeakAboveBaseline { get; }
         public long TheirsPeak { get; }
+
+        /// <summary>See <see cref="BenchCase.OwnLocalCase"/>.</summary>
+        public string OwnLocalCase { get; init; }
 
         public string Line() => FormattableString.Invariant($"{Name}: VDiskPS {Cell(Session)}s in session, {Process:0.000}s whole process; peer {Theirs:0.000}s; ratios {Cell(Session / Theirs, "0.00")} / {Process / Theirs:0.00}; spread {Spread}; peak +{OursPeakAboveBaseline >> 20} MiB vs {TheirsPeak >> 20} MiB; load {Load}");
 
